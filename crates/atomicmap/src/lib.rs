@@ -1,0 +1,9 @@
+//! atomicmap: concurrent maps for Rust services.
+#![warn(missing_docs)]
+
+mod sync;
+
+pub mod read_mostly;
+pub mod sharded;
+pub mod hot_swap;
+mod reclaim;
