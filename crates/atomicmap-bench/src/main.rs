@@ -1,0 +1,23 @@
+//! `atomicmap-bench`: atomicmap's maps side by side with dashmap, papaya, scc, flurry, lock-based
+//! baselines and the LIMIT of private unsynchronised maps. See `--help`.
+
+mod adapter;
+mod check;
+mod cli;
+mod maps;
+mod metrics;
+mod output;
+mod plot;
+mod runner;
+mod suite;
+mod workload;
+
+use clap::Parser;
+
+/// Counts allocations for allocs/op, B/op and B/entry.
+#[global_allocator]
+static ALLOCATOR: metrics::CountingAlloc = metrics::CountingAlloc;
+
+fn main() -> std::process::ExitCode {
+    suite::main(cli::Cli::parse())
+}

@@ -1,0 +1,84 @@
+//! The registry of benchmarked maps. Adding a map is: an adapter type implementing
+//! [`MapAdapter`] (in the file of its family), a [`MapId`] variant with its name, and one arm
+//! in [`MapId::visit`].
+
+pub mod limit;
+pub mod locked;
+pub mod peers;
+
+use crate::adapter::{BenchKey, MapAdapter};
+
+/// Every map the benchmark knows, in table order: ours, then the peers, then `LIMIT`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MapId {
+    /// `dashmap::DashMap`
+    DashMap,
+    /// `papaya::HashMap`
+    Papaya,
+    /// `scc::HashMap`
+    Scc,
+    /// `flurry::HashMap`
+    Flurry,
+    /// `RwLock<std::collections::HashMap>`
+    RwLock,
+    /// 64 `RwLock<HashMap>` shards
+    RwLockX64,
+    /// private unsynchronised `HashMap` per thread
+    Limit,
+}
+
+impl MapId {
+    /// All maps, in the order of the table.
+    pub const ALL: &'static [MapId] = &[
+        MapId::DashMap,
+        MapId::Papaya,
+        MapId::Scc,
+        MapId::Flurry,
+        MapId::RwLock,
+        MapId::RwLockX64,
+        MapId::Limit,
+    ];
+
+    /// The name used in the table, JSON, CSV and `--maps`.
+    pub fn name(self) -> &'static str {
+        match self {
+            MapId::DashMap => "dashmap",
+            MapId::Papaya => "papaya",
+            MapId::Scc => "scc",
+            MapId::Flurry => "flurry",
+            MapId::RwLock => "RwLock<HashMap>",
+            MapId::RwLockX64 => "RwLock<HashMap>x64",
+            MapId::Limit => "LIMIT",
+        }
+    }
+
+    /// The map named `name` (case-insensitive).
+    pub fn from_name(name: &str) -> Option<MapId> {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|m| m.name().eq_ignore_ascii_case(name.trim()))
+    }
+
+    /// Call `visitor` with this map's adapter type for keys `K`.
+    pub fn visit<K: BenchKey, V: MapVisitor<K>>(self, visitor: V) -> V::Output {
+        match self {
+            MapId::DashMap => visitor.visit::<peers::DashMapAdapter<K>>(),
+            MapId::Papaya => visitor.visit::<peers::PapayaAdapter<K>>(),
+            MapId::Scc => visitor.visit::<peers::SccAdapter<K>>(),
+            MapId::Flurry => visitor.visit::<peers::FlurryAdapter<K>>(),
+            MapId::RwLock => visitor.visit::<locked::RwLockAdapter<K>>(),
+            MapId::RwLockX64 => visitor.visit::<locked::ShardedRwLockAdapter<K>>(),
+            MapId::Limit => visitor.visit::<limit::LimitAdapter>(),
+        }
+    }
+}
+
+/// Something to do with a map's adapter type (check it, run it), chosen at run time by
+/// [`MapId::visit`] and monomorphised per adapter.
+pub trait MapVisitor<K: BenchKey> {
+    /// What the visit produces.
+    type Output;
+    /// Do it with adapter `A`.
+    fn visit<A: MapAdapter<K>>(self) -> Self::Output;
+}

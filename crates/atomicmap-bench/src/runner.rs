@@ -1,0 +1,246 @@
+//! Runs one workload on one map: threads, barriers, prefill, warm-up, the timed loop and
+//! latency sampling.
+//!
+//! Phases, separated by barriers that the main thread also joins (it measures between them
+//! while the workers wait, so its own allocations never land inside a measurement):
+//! prefill -> (main: heap after prefill) -> warm-up -> (main: allocation counters) -> timed
+//! operations, in one step or, for the growth workload, in steps with a heap sample after
+//! each -> (main: allocation counters).
+//!
+//! Latency: every [`SAMPLE_EVERY`]-th operation is timed with a pair of `Instant::now()`
+//! and recorded into a per-thread HDR histogram; the others run back to back. Epoch-based
+//! maps re-take their guard every [`BATCH`] operations.
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use crate::adapter::{BenchHasher, BenchKey, MapAdapter, Worker};
+use crate::maps::MapVisitor;
+use crate::metrics::{peak_rss_bytes, reset_peak_rss, AllocCounts};
+use crate::workload::{Measure, Op, OpKind, Prefill, Streams, Workload};
+
+/// Operations between two guard re-pins.
+pub const BATCH: usize = 1024;
+/// One operation in this many is timed for the latency histogram.
+pub const SAMPLE_EVERY: usize = 64;
+
+/// A histogram of nanoseconds from 1 ns to 100 s with 3 significant digits.
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 100_000_000_000, 3).expect("valid histogram bounds")
+}
+
+/// Everything a run needs besides the map: generated before any map is built and shared by
+/// all maps, so each map sees exactly the same operations.
+pub struct Plan<'p, K> {
+    /// The workload.
+    pub workload: &'p Workload,
+    /// The key table; operations refer to keys by index into it.
+    pub keys: &'p [K],
+    /// The operation streams, one per thread.
+    pub streams: &'p Streams,
+    /// The hasher every map uses.
+    pub hasher: &'p BenchHasher,
+}
+
+/// Live heap at one point of the growth workload.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct GrowthSample {
+    /// Entries in the map(s).
+    pub keys: usize,
+    /// Live heap bytes attributable to the map(s).
+    pub bytes: i64,
+}
+
+/// What one run of one map measured.
+pub struct Measurement {
+    /// Timed operations, all threads.
+    pub ops: u64,
+    /// Wall time of the slowest thread's timed operations.
+    pub elapsed: Duration,
+    /// Sampled latencies, all threads.
+    pub latency: Histogram<u64>,
+    /// Allocations during the timed operations.
+    pub allocs: AllocCounts,
+    /// Live heap bytes per entry after prefill (or at the end when nothing is prefilled).
+    pub bytes_per_entry: Option<f64>,
+    /// Peak RSS of the process since this map was built.
+    pub peak_rss: Option<u64>,
+    /// Heap samples of the growth workload.
+    pub growth: Vec<GrowthSample>,
+}
+
+impl Measurement {
+    /// Millions of operations per second.
+    pub fn mops(&self) -> f64 {
+        self.ops as f64 / self.elapsed.as_secs_f64().max(1e-9) / 1e6
+    }
+}
+
+/// Runs the plan on the visited adapter.
+pub struct RunVisitor<'a, 'p, K>(pub &'a Plan<'p, K>);
+
+impl<K: BenchKey> MapVisitor<K> for RunVisitor<'_, '_, K> {
+    type Output = Measurement;
+
+    fn visit<A: MapAdapter<K>>(self) -> Measurement {
+        run::<K, A>(self.0)
+    }
+}
+
+#[inline(always)]
+fn apply<K: BenchKey, W: Worker<K>>(w: &mut W, keys: &[K], op: Op) {
+    let key = &keys[op.key as usize];
+    match op.kind {
+        OpKind::Read => {
+            black_box(w.get(key));
+        }
+        OpKind::Insert => w.insert(key.clone(), u64::from(op.key)),
+        OpKind::Remove => {
+            black_box(w.remove(key));
+        }
+        OpKind::Update => {
+            black_box(w.update(key));
+        }
+    }
+}
+
+/// Run `ops`, timing the first of every [`SAMPLE_EVERY`] into `latency`. Returns the wall
+/// time of the whole loop.
+fn run_ops<K: BenchKey, W: Worker<K>>(
+    w: &mut W,
+    keys: &[K],
+    ops: &[Op],
+    latency: &mut Histogram<u64>,
+) -> Duration {
+    let start = Instant::now();
+    for batch in ops.chunks(BATCH) {
+        for group in batch.chunks(SAMPLE_EVERY) {
+            let (&first, rest) = group.split_first().expect("chunks are never empty");
+            let t0 = Instant::now();
+            apply(w, keys, first);
+            latency.saturating_record(t0.elapsed().as_nanos() as u64);
+            for &op in rest {
+                apply(w, keys, op);
+            }
+        }
+        w.repin();
+    }
+    start.elapsed()
+}
+
+/// Run the plan on a fresh map of type `A`.
+pub fn run<K: BenchKey, A: MapAdapter<K>>(plan: &Plan<'_, K>) -> Measurement {
+    let workload = plan.workload;
+    let threads = plan.streams.timed.len();
+    let keys = plan.keys;
+    let steps = match workload.measure {
+        Measure::Throughput => 1,
+        Measure::Growth { samples } => samples.max(1),
+    };
+    let rss_known = reset_peak_rss();
+    let heap_before = AllocCounts::now().live();
+    let map = A::build(workload.presized.then_some(keys.len()), plan.hasher.clone());
+    let barrier = Barrier::new(threads + 1);
+    // Entries each worker sees, written before each barrier (summed for private maps).
+    let lens: Vec<AtomicUsize> = (0..threads).map(|_| AtomicUsize::new(0)).collect();
+    let entries = || -> usize {
+        if A::PRIVATE {
+            lens.iter().map(|l| l.load(Ordering::Relaxed)).sum()
+        } else {
+            map.worker().len()
+        }
+    };
+    let heap_per_entry = |entries: usize| -> Option<f64> {
+        let bytes = AllocCounts::now().live() - heap_before;
+        (entries > 0).then(|| bytes as f64 / entries as f64)
+    };
+
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let (map, barrier, lens) = (&map, &barrier, &lens);
+                let timed = &plan.streams.timed[t];
+                let warmup = &plan.streams.warmup[t];
+                s.spawn(move || {
+                    let mut w = map.worker();
+                    if workload.prefill == Prefill::Full {
+                        // Shared maps: each thread inserts its share; private maps: all keys.
+                        let (first, step) = if A::PRIVATE { (0, 1) } else { (t, threads) };
+                        for i in (first..keys.len()).step_by(step) {
+                            w.insert(keys[i].clone(), i as u64);
+                        }
+                        w.repin();
+                    }
+                    lens[t].store(w.len(), Ordering::Relaxed);
+                    barrier.wait(); // prefill done
+                    barrier.wait(); // main has measured the heap
+                    let mut latency = new_histogram();
+                    run_ops(&mut w, keys, warmup, &mut latency);
+                    latency.reset();
+                    barrier.wait(); // warm-up done
+                    barrier.wait(); // main has read the counters: go
+                    let mut elapsed = Duration::ZERO;
+                    let per_step = timed.len().div_ceil(steps).max(1);
+                    for step in 0..steps {
+                        let from = (step * per_step).min(timed.len());
+                        let to = ((step + 1) * per_step).min(timed.len());
+                        elapsed += run_ops(&mut w, keys, &timed[from..to], &mut latency);
+                        lens[t].store(w.len(), Ordering::Relaxed);
+                        barrier.wait(); // step done
+                        barrier.wait(); // main has sampled
+                    }
+                    (elapsed, latency)
+                })
+            })
+            .collect();
+
+        barrier.wait(); // prefill done
+        let prefilled_bytes_per_entry = match workload.prefill {
+            Prefill::Full => heap_per_entry(entries()),
+            Prefill::Empty => None,
+        };
+        barrier.wait();
+        barrier.wait(); // warm-up done
+                        // Allocated before the counters are read, so pushing samples does not count.
+        let mut growth = Vec::with_capacity(steps);
+        let counts_before = AllocCounts::now();
+        barrier.wait(); // go
+        let mut counts_during = AllocCounts::default();
+        for step in 0..steps {
+            barrier.wait(); // step done
+            if step + 1 == steps {
+                counts_during = AllocCounts::now().since(&counts_before);
+            }
+            if let Measure::Growth { .. } = workload.measure {
+                growth.push(GrowthSample {
+                    keys: entries(),
+                    bytes: AllocCounts::now().live() - heap_before,
+                });
+            }
+            barrier.wait();
+        }
+        let bytes_per_entry = prefilled_bytes_per_entry.or_else(|| heap_per_entry(entries()));
+        let peak_rss = if rss_known { peak_rss_bytes() } else { None };
+
+        let mut latency = new_histogram();
+        let mut elapsed = Duration::ZERO;
+        for w in workers {
+            let (e, h) = w.join().expect("benchmark thread panicked");
+            elapsed = elapsed.max(e);
+            latency.add(h).expect("same histogram bounds");
+        }
+        Measurement {
+            ops: plan.streams.timed.iter().map(|s| s.len() as u64).sum(),
+            elapsed,
+            latency,
+            allocs: counts_during,
+            bytes_per_entry,
+            peak_rss,
+            growth,
+        }
+    })
+}

@@ -1,0 +1,201 @@
+//! The built binary on tiny sizes: every workload runs, bad arguments exit with 2, and the
+//! JSON records carry the documented fields.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn bench(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_atomicmap-bench"))
+        .args(args)
+        .output()
+        .expect("the benchmark binary runs")
+}
+
+fn temp_file(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("atomicmap-bench-{}-{name}", std::process::id()))
+}
+
+const TINY: &[&str] = &["--keys", "2000", "--ops", "20000", "--threads", "2"];
+
+fn run_tiny(workload: &str) -> serde_json::Value {
+    let json = temp_file(&format!("{workload}.json"));
+    let mut args = TINY.to_vec();
+    args.extend(["--workload", workload, "--json", json.to_str().unwrap()]);
+    let out = bench(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{workload}: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("LIMIT"), "{stdout}");
+    let records: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    std::fs::remove_file(&json).ok();
+    records
+}
+
+const MAP_NAMES: &[&str] = &[
+    "AtomicMap",
+    "ReadMostlyMap",
+    "ShardedMap",
+    "HotSwap",
+    "dashmap",
+    "papaya",
+    "scc",
+    "flurry",
+    "RwLock<HashMap>",
+    "RwLock<HashMap>x64",
+    "LIMIT",
+];
+
+fn assert_records(records: &serde_json::Value, workloads: &[&str]) {
+    let records = records.as_array().expect("a JSON array");
+    assert!(!records.is_empty());
+    for r in records {
+        for field in [
+            "map",
+            "workload",
+            "threads",
+            "keys",
+            "mops",
+            "p50_ns",
+            "p99_ns",
+            "p999_ns",
+            "allocs_per_op",
+            "bytes_per_entry",
+        ] {
+            assert!(r.get(field).is_some(), "record without `{field}`: {r}");
+        }
+        assert!(MAP_NAMES.contains(&r["map"].as_str().unwrap()), "{r}");
+        assert!(workloads.contains(&r["workload"].as_str().unwrap()), "{r}");
+        assert_eq!(r["status"], "ok", "{r}");
+        assert_eq!(r["threads"], 2);
+        assert_eq!(r["keys"], 2000);
+        assert!(r["mops"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(
+            r["p50_ns"].as_u64().unwrap() <= r["p999_ns"].as_u64().unwrap(),
+            "{r}"
+        );
+    }
+    for name in [
+        "dashmap",
+        "papaya",
+        "scc",
+        "flurry",
+        "RwLock<HashMap>",
+        "LIMIT",
+    ] {
+        assert!(records.iter().any(|r| r["map"] == name), "no {name} record");
+    }
+}
+
+#[test]
+fn mixed() {
+    assert_records(&run_tiny("mixed"), &["mixed"]);
+}
+
+#[test]
+fn read_heavy() {
+    assert_records(&run_tiny("read-heavy"), &["read-heavy"]);
+}
+
+#[test]
+fn exchange() {
+    assert_records(&run_tiny("exchange"), &["exchange"]);
+}
+
+#[test]
+fn rapid_grow() {
+    assert_records(&run_tiny("rapid-grow"), &["rapid-grow"]);
+}
+
+#[test]
+fn presized_gives_both_rows() {
+    let records = run_tiny("presized");
+    assert_records(&records, &["presized", "default-growth"]);
+    let rows = records.as_array().unwrap();
+    assert!(rows.iter().any(|r| r["workload"] == "presized"));
+    assert!(rows.iter().any(|r| r["workload"] == "default-growth"));
+}
+
+#[test]
+fn growth_samples_memory() {
+    let records = run_tiny("growth");
+    assert_records(&records, &["growth"]);
+    for r in records.as_array().unwrap() {
+        let samples = r["growth"].as_array().expect("growth samples");
+        assert_eq!(samples.len(), 20, "{r}");
+        let last = samples.last().unwrap();
+        assert!(last["keys"].as_u64().unwrap() >= 2000, "{r}");
+        assert!(last["bytes"].as_i64().unwrap() > 0, "{r}");
+    }
+}
+
+#[test]
+fn zipf() {
+    assert_records(&run_tiny("zipf"), &["zipf"]);
+}
+
+#[test]
+fn string_keys() {
+    let records = run_tiny("string-keys");
+    assert_records(&records, &["string-keys"]);
+    assert!(records
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["key_type"] == "String"));
+}
+
+#[test]
+fn csv_and_svg_plot_are_written() {
+    let csv = temp_file("out.csv");
+    let svg = temp_file("out.svg");
+    let mut args = TINY.to_vec();
+    args.extend(["--maps", "dashmap,LIMIT", "--repeat", "3"]);
+    args.extend([
+        "--csv",
+        csv.to_str().unwrap(),
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    let out = bench(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("map,workload,"));
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
+    std::fs::remove_file(&csv).ok();
+    std::fs::remove_file(&svg).ok();
+}
+
+#[test]
+fn bad_arguments_exit_with_2() {
+    for args in [
+        &["--maps", "nosuchmap"][..],
+        &["--workload", "sideways"],
+        &["--keys", "0"],
+        &["--threads", "0"],
+        &["--plot", "chart.pdf"],
+        &["--ops", "many"],
+    ] {
+        let out = bench(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("error"), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn stdout_is_quiet_of_progress_when_not_a_terminal() {
+    let out = bench(&["--keys", "1000", "--ops", "5000", "--maps", "scc"]);
+    assert!(out.status.success());
+    // No progress bar escapes when stderr is a pipe.
+    assert!(!String::from_utf8_lossy(&out.stderr).contains('\u{1b}'));
+}
