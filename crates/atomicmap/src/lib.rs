@@ -6,4 +6,5 @@ mod sync;
 pub mod read_mostly;
 pub mod sharded;
 pub mod hot_swap;
+pub use read_mostly::{ReadMostlyMap, ReadMostlyStats};
 mod reclaim;

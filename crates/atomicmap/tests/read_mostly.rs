@@ -1,0 +1,465 @@
+//! ReadMostlyMap: one test per rule of Go's `sync.Map` (src/sync/map.go, Go 1.9 to 1.23),
+//! seed 001's stale-entry case, drop counting and a short concurrent stress.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+
+use atomicmap::{ReadMostlyMap, ReadMostlyStats};
+
+/// Stores `keys` into a fresh map: they all sit in the dirty map, the read map is amended.
+fn map_with_dirty_keys(keys: std::ops::Range<u32>) -> ReadMostlyMap<u32, u32> {
+    let map = ReadMostlyMap::new();
+    for key in keys {
+        map.store(key, key * 10);
+    }
+    map
+}
+
+/// Promotes everything (Go's `Range` does) so the map is in its steady state.
+fn promoted(map: ReadMostlyMap<u32, u32>) -> ReadMostlyMap<u32, u32> {
+    map.range(|_, _| true);
+    map
+}
+
+#[test]
+fn a_fresh_store_goes_to_the_dirty_map_and_amends_the_read_map() {
+    let map = map_with_dirty_keys(0..3);
+    let stats = map.stats();
+    assert_eq!(stats.read_len, 0);
+    assert_eq!(stats.dirty_len, 3);
+    assert!(stats.has_dirty);
+    assert!(stats.amended);
+    assert_eq!(stats.misses, 0, "Store never counts a miss");
+}
+
+#[test]
+fn no_miss_is_counted_while_the_read_map_is_not_amended() {
+    let map = promoted(map_with_dirty_keys(0..3));
+    for _ in 0..10 {
+        assert_eq!(map.load(&99), None);
+        assert!(!map.delete(&99));
+        assert!(!map.compare_and_swap(&99, &1, 2));
+        assert!(!map.compare_and_delete(&99, &1));
+    }
+    let stats = map.stats();
+    assert_eq!(stats.misses, 0);
+    assert_eq!(stats.promotions, 1);
+    assert!(!stats.has_dirty);
+}
+
+#[test]
+fn load_of_a_key_in_the_read_map_counts_no_miss() {
+    let map = promoted(map_with_dirty_keys(0..3));
+    map.store(100, 0);
+    for _ in 0..10 {
+        assert_eq!(map.load(&1), Some(10));
+    }
+    assert_eq!(map.stats().misses, 0);
+}
+
+#[test]
+fn load_on_an_amended_map_counts_a_miss_whether_or_not_the_key_exists() {
+    let map = map_with_dirty_keys(0..4);
+    assert_eq!(map.load(&0), Some(0));
+    assert_eq!(map.load(&99), None);
+    let stats = map.stats();
+    assert_eq!(stats.misses, 2);
+    assert_eq!(stats.promotions, 0);
+}
+
+#[test]
+fn promotion_happens_exactly_when_misses_reach_the_dirty_len_and_resets_misses() {
+    let map = map_with_dirty_keys(0..4);
+    for expected_misses in 1..4 {
+        map.load(&99);
+        let stats = map.stats();
+        assert_eq!(stats.misses, expected_misses);
+        assert_eq!(stats.promotions, 0);
+    }
+    map.load(&99);
+    assert_eq!(
+        map.stats(),
+        ReadMostlyStats {
+            misses: 0,
+            promotions: 1,
+            dirty_len: 0,
+            has_dirty: false,
+            read_len: 4,
+            amended: false,
+        }
+    );
+    assert_eq!(map.load(&3), Some(30));
+    assert_eq!(map.stats().misses, 0);
+}
+
+#[test]
+fn load_and_delete_and_delete_reaching_the_dirty_map_count_a_miss() {
+    let map = map_with_dirty_keys(0..10);
+    assert_eq!(map.load_and_delete(&1), Some(10));
+    assert!(map.delete(&2));
+    assert!(!map.delete(&99));
+    let stats = map.stats();
+    assert_eq!(stats.misses, 3);
+    assert_eq!(stats.dirty_len, 8, "LoadAndDelete removes dirty-only keys");
+}
+
+#[test]
+fn load_or_store_counts_a_miss_only_when_it_finds_the_key_in_the_dirty_map() {
+    let map = map_with_dirty_keys(0..10);
+    assert_eq!(map.load_or_store(50, 5), (5, false));
+    assert_eq!(map.stats().misses, 0, "a new key is a store, not a miss");
+    assert_eq!(map.load_or_store(3, 7), (30, true));
+    assert_eq!(map.stats().misses, 1);
+}
+
+#[test]
+fn compare_and_swap_and_compare_and_delete_reaching_the_dirty_map_count_a_miss() {
+    let map = map_with_dirty_keys(0..10);
+    assert!(map.compare_and_swap(&1, &10, 11));
+    assert!(!map.compare_and_swap(&2, &0, 11));
+    assert!(!map.compare_and_swap(&99, &0, 11), "absent: no miss");
+    assert_eq!(map.stats().misses, 2);
+    assert!(map.compare_and_delete(&3, &30));
+    assert!(!map.compare_and_delete(&99, &30));
+    let stats = map.stats();
+    assert_eq!(stats.misses, 4);
+    assert_eq!(
+        stats.dirty_len, 10,
+        "CompareAndDelete leaves the key in the dirty map"
+    );
+    assert_eq!(map.load(&1), Some(11));
+    assert_eq!(map.load(&3), None);
+}
+
+#[test]
+fn store_to_a_key_in_the_dirty_map_counts_no_miss() {
+    let map = map_with_dirty_keys(0..3);
+    for round in 0..10 {
+        map.store(1, round);
+        assert_eq!(
+            map.swap(2, round),
+            Some(if round == 0 { 20 } else { round - 1 })
+        );
+    }
+    assert_eq!(map.stats().misses, 0);
+}
+
+#[test]
+fn range_on_an_amended_map_promotes_at_once() {
+    let map = map_with_dirty_keys(0..5);
+    let mut seen = Vec::new();
+    map.range(|key, value| {
+        seen.push((*key, *value));
+        true
+    });
+    seen.sort_unstable();
+    assert_eq!(seen, (0..5).map(|key| (key, key * 10)).collect::<Vec<_>>());
+    let stats = map.stats();
+    assert_eq!(stats.promotions, 1);
+    assert!(!stats.amended);
+    assert!(!stats.has_dirty);
+    assert_eq!(stats.read_len, 5);
+}
+
+#[test]
+fn range_stops_when_the_visitor_returns_false() {
+    let map = map_with_dirty_keys(0..5);
+    let mut visits = 0;
+    map.range(|_, _| {
+        visits += 1;
+        visits < 2
+    });
+    assert_eq!(visits, 2);
+}
+
+#[test]
+fn rebuilding_the_dirty_map_expunges_deleted_entries() {
+    let map = promoted(map_with_dirty_keys(0..3));
+    assert!(map.delete(&0));
+    assert_eq!(
+        map.stats().read_len,
+        3,
+        "a deleted key stays in the read map"
+    );
+    map.store(7, 70);
+    let stats = map.stats();
+    assert!(stats.amended);
+    assert_eq!(stats.dirty_len, 3, "keys 1, 2 and 7; key 0 was expunged");
+    assert_eq!(stats.read_len, 3);
+    assert_eq!(map.load(&0), None);
+}
+
+#[test]
+fn storing_to_an_expunged_entry_puts_it_back_into_the_dirty_map() {
+    let map = promoted(map_with_dirty_keys(0..3));
+    assert!(map.delete(&0));
+    map.store(7, 70);
+    assert_eq!(map.stats().dirty_len, 3);
+    map.store(0, 1);
+    assert_eq!(
+        map.stats().dirty_len,
+        4,
+        "the revived key joined the dirty map"
+    );
+    assert_eq!(map.load(&0), Some(1), "found in the read map: no miss");
+    assert_eq!(map.stats().misses, 0);
+    map.range(|_, _| true);
+    assert_eq!(
+        map.load(&0),
+        Some(1),
+        "the revived value survived promotion"
+    );
+    assert_eq!(map.stats().read_len, 4);
+}
+
+#[test]
+fn load_or_store_to_an_expunged_entry_puts_it_back_into_the_dirty_map() {
+    let map = promoted(map_with_dirty_keys(0..3));
+    assert!(map.delete(&0));
+    map.store(7, 70);
+    assert_eq!(map.load_or_store(0, 5), (5, false));
+    assert_eq!(map.stats().dirty_len, 4);
+    map.range(|_, _| true);
+    assert_eq!(map.load(&0), Some(5));
+}
+
+/// A key that counts its live copies (the read and dirty maps clone keys).
+#[derive(Debug)]
+struct CountedKey {
+    id: u32,
+    live: Arc<AtomicUsize>,
+}
+
+impl CountedKey {
+    fn new(id: u32, live: &Arc<AtomicUsize>) -> Self {
+        live.fetch_add(1, Ordering::Relaxed);
+        CountedKey {
+            id,
+            live: Arc::clone(live),
+        }
+    }
+}
+
+impl Clone for CountedKey {
+    fn clone(&self) -> Self {
+        CountedKey::new(self.id, &self.live)
+    }
+}
+
+impl Drop for CountedKey {
+    fn drop(&mut self) {
+        self.live.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl PartialEq for CountedKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
+
+impl Eq for CountedKey {}
+
+impl std::hash::Hash for CountedKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.id.hash(state);
+    }
+}
+
+#[test]
+fn deleted_keys_stay_in_the_read_map_until_promotion_and_are_freed_after_it() {
+    const KEYS: u32 = 100;
+    let live = Arc::new(AtomicUsize::new(0));
+    let map: ReadMostlyMap<CountedKey, u32> = ReadMostlyMap::new();
+    for id in 0..KEYS {
+        map.store(CountedKey::new(id, &live), id);
+    }
+    map.range(|_, _| true);
+    for id in 0..KEYS {
+        assert!(map.delete(&CountedKey::new(id, &live)));
+    }
+    let stats = map.stats();
+    assert_eq!(
+        stats.read_len, KEYS as usize,
+        "deleted entries are stale, not gone"
+    );
+    assert_eq!(live.load(Ordering::Relaxed), KEYS as usize);
+
+    // A new key rebuilds the dirty map; every stale entry is expunged, none is copied.
+    map.store(CountedKey::new(KEYS, &live), 0);
+    assert_eq!(map.stats().dirty_len, 1);
+    assert_eq!(map.stats().read_len, KEYS as usize);
+    assert_eq!(live.load(Ordering::Relaxed), KEYS as usize + 1);
+
+    // One miss reaches len(dirty) = 1: the dirty map becomes the read map.
+    assert_eq!(map.load(&CountedKey::new(KEYS, &live)), Some(0));
+    assert_eq!(map.stats().read_len, 1);
+
+    // The old read map is retired; churn drives the collector's passes until it is freed.
+    let churn = CountedKey::new(KEYS, &live);
+    for round in 0..2_000 {
+        map.store(churn.clone(), round);
+    }
+    drop(churn);
+    assert_eq!(
+        live.load(Ordering::Relaxed),
+        1,
+        "only the surviving key is still allocated"
+    );
+    drop(map);
+    assert_eq!(live.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn clear_empties_both_maps_and_restarts_misses() {
+    let map = promoted(map_with_dirty_keys(0..3));
+    map.store(10, 100);
+    map.load(&99);
+    assert_eq!(map.stats().misses, 1);
+    map.clear();
+    let stats = map.stats();
+    assert_eq!(stats.read_len, 0);
+    assert_eq!(stats.dirty_len, 0);
+    assert_eq!(stats.misses, 0);
+    assert!(!stats.amended);
+    assert_eq!(map.load(&1), None);
+    assert_eq!(map.load(&10), None);
+    map.store(1, 1);
+    assert_eq!(map.load(&1), Some(1));
+}
+
+#[test]
+fn swap_and_compare_and_swap_follow_go_semantics() {
+    let map: ReadMostlyMap<&str, i32> = ReadMostlyMap::new();
+    assert_eq!(map.swap("a", 1), None);
+    assert_eq!(map.swap("a", 2), Some(1));
+    assert!(!map.compare_and_swap("a", &1, 3));
+    assert!(map.compare_and_swap("a", &2, 3));
+    assert!(!map.compare_and_delete("a", &2));
+    assert!(map.compare_and_delete("a", &3));
+    assert_eq!(map.get("a"), None);
+    assert!(
+        !map.compare_and_swap("a", &3, 4),
+        "a deleted key has no value to compare"
+    );
+    assert_eq!(map.insert("b", 1), None);
+    assert!(map.contains_key("b"));
+    assert_eq!(map.remove("b"), Some(1));
+    assert!(!map.contains_key("b"));
+}
+
+#[test]
+fn borrowed_lookups_get_with_and_get_or_insert_with() {
+    let map: ReadMostlyMap<String, Vec<u8>> = ReadMostlyMap::new();
+    map.store("alpha".to_owned(), vec![1, 2, 3]);
+    assert_eq!(map.get_with("alpha", Vec::len), Some(3));
+    assert_eq!(
+        map.get_or_insert_with("alpha".to_owned(), || unreachable!()),
+        vec![1, 2, 3]
+    );
+    assert_eq!(
+        map.get_or_insert_with("beta".to_owned(), || vec![9]),
+        vec![9]
+    );
+    assert_eq!(map.load("beta"), Some(vec![9]));
+}
+
+#[test]
+fn retain_from_iter_extend_and_debug() {
+    let mut map: ReadMostlyMap<u32, u32> = (0..10).map(|key| (key, key)).collect();
+    map.extend([(10, 10), (11, 11)]);
+    map.retain(|key, _| key % 2 == 0);
+    let mut kept = Vec::new();
+    map.range(|key, _| {
+        kept.push(*key);
+        true
+    });
+    kept.sort_unstable();
+    assert_eq!(kept, vec![0, 2, 4, 6, 8, 10]);
+    assert!(format!("{map:?}").starts_with("ReadMostlyMap"));
+}
+
+/// A value that counts how many times values were created and dropped.
+struct CountedValue {
+    drops: Arc<AtomicUsize>,
+}
+
+impl Drop for CountedValue {
+    fn drop(&mut self) {
+        self.drops.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn every_value_is_dropped_exactly_once() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let created = AtomicUsize::new(0);
+    let make = || {
+        created.fetch_add(1, Ordering::Relaxed);
+        CountedValue {
+            drops: Arc::clone(&drops),
+        }
+    };
+    let map: ReadMostlyMap<u32, CountedValue> = ReadMostlyMap::new();
+    thread::scope(|scope| {
+        for thread_id in 0..3u32 {
+            let map = &map;
+            let make = &make;
+            scope.spawn(move || {
+                for round in 0..300u32 {
+                    let key = (round + thread_id) % 17;
+                    match round % 5 {
+                        0 => map.store(key, make()),
+                        1 => {
+                            map.delete(&key);
+                        }
+                        2 => map.range(|_, _| true),
+                        3 => {
+                            map.contains_key(&key);
+                        }
+                        _ => map.store(key + 100, make()),
+                    }
+                }
+            });
+        }
+    });
+    let stats = map.stats();
+    assert!(stats.misses <= stats.dirty_len);
+    drop(map);
+    assert_eq!(
+        drops.load(Ordering::Relaxed),
+        created.load(Ordering::Relaxed)
+    );
+}
+
+#[test]
+fn concurrent_compare_and_swap_increments_are_never_lost() {
+    const THREADS: u32 = 4;
+    const INCREMENTS: u32 = 300;
+    const KEYS: u32 = 8;
+    let map: ReadMostlyMap<u32, u32> = ReadMostlyMap::new();
+    thread::scope(|scope| {
+        for _ in 0..THREADS {
+            scope.spawn(|| {
+                for round in 0..INCREMENTS {
+                    let key = round % KEYS;
+                    loop {
+                        let (current, _) = map.load_or_store(key, 0);
+                        if map.compare_and_swap(&key, &current, current + 1) {
+                            break;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let total: u32 = (0..KEYS).map(|key| map.load(&key).unwrap_or(0)).sum();
+    assert_eq!(total, THREADS * INCREMENTS);
+}
+
+#[test]
+fn read_mostly_map_is_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<ReadMostlyMap<String, Vec<u8>>>();
+}
