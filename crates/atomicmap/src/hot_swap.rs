@@ -1,0 +1,590 @@
+//! [`HotSwap`]: a cell holding an immutable snapshot that readers load without any
+//! read-modify-write, and [`RcuMap`]: a whole map published through it, for configuration
+//! that is read constantly and replaced now and then.
+//!
+//! # Protocol
+//! The cell is one atomic pointer to a *publication*: a box holding the snapshot (an
+//! `Arc<T>`) and its version. Nothing in a publication ever changes after it is published.
+//!
+//! * **Readers** pin the cell's collector and load the pointer through the guard
+//!   ([`HotSwap::load`]). That is two plain stores, a compiler fence and two loads on Linux
+//!   (see `reclaim`): no lock, no read-modify-write, no waiting. The publication cannot be
+//!   freed while the guard is held, so the reader dereferences it freely.
+//!   [`HotSwap::load_full`] additionally clones the `Arc<T>` (one read-modify-write on the
+//!   snapshot's reference count) for a snapshot that outlives the guard or crosses threads.
+//! * **Writers** (`store`, `swap`, `rcu`, `compare_and_swap`) all run the same loop: load
+//!   the current publication through the guard, build the next one with version
+//!   `current + 1`, and CAS the pointer from the current to the next. A failed CAS means
+//!   another writer published first; the loop starts again from the newer publication (`rcu`
+//!   recomputes the value from it, `compare_and_swap` gives up). Writers never block readers
+//!   and never wait for each other, and versions go up by exactly one per publication: the
+//!   CAS succeeds only against the publication whose version it incremented.
+//! * **Reclamation**: the writer whose CAS replaced a publication retires it to the cell's
+//!   collector, which frees it once no pinned reader can hold it; freeing a publication
+//!   drops its `Arc<T>`, so the snapshot itself is freed when the last `Arc` (from
+//!   `load_full`) is gone too. After each publication the writer runs a reclamation pass, so
+//!   garbage is bounded by the collector's epoch granularity, not by the publication rate.
+//!
+//! # Memory orderings
+//! The CAS that publishes is `AcqRel`: its release half makes the fully built publication
+//! visible to any reader whose `Acquire` load sees the pointer. The version lives inside the
+//! publication, so a reader always sees the version of exactly the snapshot it holds. A
+//! protected pointer is never reused while pinned, so a writer's CAS cannot succeed against
+//! a recycled address (no ABA).
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::hash::{BuildHasher, Hash};
+use std::marker::PhantomData;
+use std::ops::Deref;
+use std::ptr::{self, NonNull};
+use std::sync::Arc;
+
+use crate::reclaim::{self, Collector, Guard};
+use crate::sync::{AtomicPtr, Ordering};
+
+/// The hasher of an [`RcuMap`] built without an explicit one.
+pub type DefaultHashBuilder = foldhash::fast::RandomState;
+
+/// The immutable map an [`RcuMap`] publishes: a hash array mapped trie whose updates share
+/// structure with the previous version, so changing one key costs O(log n), not a copy.
+pub type RcuSnapshot<K, V, S = DefaultHashBuilder> =
+    imbl::GenericHashMap<K, V, S, imbl::shared_ptr::DefaultSharedPtr>;
+
+/// One published snapshot; immutable once the CAS publishes it.
+struct Publication<T> {
+    snapshot: Arc<T>,
+    /// 0 for the initial snapshot, then +1 per publication.
+    version: u64,
+    /// Epoch at which this box was allocated, for the collector.
+    birth: u64,
+}
+
+/// A cell holding an `Arc<T>` snapshot that can be replaced atomically while readers keep
+/// reading the old one. See the [module docs](self) for the protocol and costs.
+pub struct HotSwap<T> {
+    /// The current [`Publication`]; never null.
+    current: AtomicPtr<Publication<T>>,
+    /// Frees replaced publications once no reader holds them.
+    collector: Collector,
+}
+
+// SAFETY: the cell shares `Arc<T>` snapshots between threads (readers deref them, any thread
+// may drop the last `Arc`), exactly what `Arc<T>: Send + Sync` requires of `T`.
+unsafe impl<T: Send + Sync> Send for HotSwap<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send + Sync> Sync for HotSwap<T> {}
+
+/// A reader's view of one snapshot: derefs to `T`. Holding it pins the cell (it is not
+/// `Send`); drop it promptly, since a pinned reader delays the freeing of snapshots replaced
+/// meanwhile (never anything published after it stalls).
+pub struct Snapshot<'a, T> {
+    /// Keeps `publication` allocated.
+    _guard: Guard<'a>,
+    publication: NonNull<Publication<T>>,
+    _snapshot: PhantomData<&'a T>,
+}
+
+impl<T> Snapshot<'_, T> {
+    fn publication(&self) -> &Publication<T> {
+        // SAFETY: loaded through `_guard`, which keeps it allocated while `self` lives.
+        unsafe { self.publication.as_ref() }
+    }
+
+    /// The version of this snapshot.
+    pub fn version(&self) -> u64 {
+        self.publication().version
+    }
+
+    /// An owned handle on this snapshot (one reference-count increment).
+    pub fn to_arc(&self) -> Arc<T> {
+        Arc::clone(&self.publication().snapshot)
+    }
+}
+
+impl<T> Deref for Snapshot<'_, T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.publication().snapshot
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for Snapshot<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("version", &self.version())
+            .field("value", &**self)
+            .finish()
+    }
+}
+
+/// Why [`HotSwap::compare_and_swap`] did not publish.
+#[derive(Debug)]
+pub struct VersionMismatch<T> {
+    /// The version that was current when the comparison failed.
+    pub current_version: u64,
+    /// The snapshot that was not published, handed back.
+    pub rejected: Arc<T>,
+}
+
+impl<T> fmt::Display for VersionMismatch<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "snapshot not published: the current version is {}",
+            self.current_version
+        )
+    }
+}
+
+impl<T: fmt::Debug> std::error::Error for VersionMismatch<T> {}
+
+/// What a writer's step decided given the current snapshot.
+enum Step<T, E> {
+    Publish(Arc<T>),
+    GiveUp(E),
+}
+
+impl<T> HotSwap<T> {
+    /// A cell whose first snapshot (version 0) is `initial`.
+    pub fn new(initial: T) -> Self {
+        Self::from_arc(Arc::new(initial))
+    }
+
+    /// A cell whose first snapshot (version 0) is the shared `initial`.
+    pub fn from_arc(initial: Arc<T>) -> Self {
+        let collector = Collector::new();
+        let birth = {
+            let guard = collector.enter();
+            collector.birth_epoch(&guard)
+        };
+        let first = Box::new(Publication {
+            snapshot: initial,
+            version: 0,
+            birth,
+        });
+        HotSwap {
+            current: AtomicPtr::new(Box::into_raw(first)),
+            collector,
+        }
+    }
+
+    fn current<'g>(&'g self, guard: &'g Guard<'_>) -> &'g Publication<T> {
+        let current = guard.protect(|| self.current.load(Ordering::Acquire));
+        // SAFETY: never null (set in `new`, replaced only by boxes), and a protected pointer
+        // stays allocated until `guard` drops.
+        unsafe { &*current }
+    }
+
+    /// The current snapshot, without any read-modify-write and without blocking.
+    pub fn load(&self) -> Snapshot<'_, T> {
+        let guard = self.collector.enter();
+        let publication = NonNull::from(self.current(&guard));
+        Snapshot {
+            _guard: guard,
+            publication,
+            _snapshot: PhantomData,
+        }
+    }
+
+    /// The current snapshot as an owned `Arc`: like [`HotSwap::load`] plus one atomic
+    /// increment of the snapshot's reference count (a read-modify-write on a line shared by
+    /// all readers of this snapshot, so prefer `load` on hot paths).
+    pub fn load_full(&self) -> Arc<T> {
+        let guard = self.collector.enter();
+        Arc::clone(&self.current(&guard).snapshot)
+    }
+
+    /// The version of the current snapshot: 0 initially, +1 per publication.
+    pub fn version(&self) -> u64 {
+        let guard = self.collector.enter();
+        self.current(&guard).version
+    }
+
+    /// The writers' loop (see the module docs): `step` sees the current snapshot and its
+    /// version and decides; on success returns the new version and the replaced snapshot.
+    fn publish<E>(
+        &self,
+        mut step: impl FnMut(&Arc<T>, u64) -> Step<T, E>,
+    ) -> Result<(u64, Arc<T>), E> {
+        let published = {
+            let guard = self.collector.enter();
+            loop {
+                let current = self.current(&guard);
+                let next = match step(&current.snapshot, current.version) {
+                    Step::Publish(next) => next,
+                    Step::GiveUp(reason) => return Err(reason),
+                };
+                let version = current.version + 1;
+                let birth = self.collector.birth_epoch(&guard);
+                let next = Box::into_raw(Box::new(Publication {
+                    snapshot: next,
+                    version,
+                    birth,
+                }));
+                let current_ptr = ptr::from_ref(current).cast_mut();
+                match self.current.compare_exchange(
+                    current_ptr,
+                    next,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => {
+                        let replaced = Arc::clone(&current.snapshot);
+                        // SAFETY: `current` was loaded through `guard` and our CAS unlinked
+                        // it; only the winning CAS retires a publication; it is a box born at
+                        // `current.birth`.
+                        unsafe {
+                            guard.retire(
+                                current_ptr.cast(),
+                                current.birth,
+                                reclaim::free_box::<Publication<T>>,
+                            )
+                        };
+                        break (version, replaced);
+                    }
+                    Err(_) => {
+                        // SAFETY: `next` came from `Box::into_raw` and the CAS did not
+                        // publish it.
+                        drop(unsafe { Box::from_raw(next) });
+                    }
+                }
+            }
+        };
+        // Our own pin covered what we just retired; a fresh pass can free publications
+        // retired earlier that no reader holds any more.
+        self.collector.enter().flush();
+        Ok(published)
+    }
+
+    /// Publishes `next`; returns its version.
+    pub fn store(&self, next: impl Into<Arc<T>>) -> u64 {
+        let next = next.into();
+        let Ok((version, _)) =
+            self.publish::<std::convert::Infallible>(|_, _| Step::Publish(Arc::clone(&next)));
+        version
+    }
+
+    /// Publishes `next`; returns the snapshot it replaced.
+    pub fn swap(&self, next: impl Into<Arc<T>>) -> Arc<T> {
+        let next = next.into();
+        let Ok((_, replaced)) =
+            self.publish::<std::convert::Infallible>(|_, _| Step::Publish(Arc::clone(&next)));
+        replaced
+    }
+
+    /// Read-copy-update: publishes `update(current)`, retrying with the newer snapshot if
+    /// another writer published meanwhile (so `update` may run more than once and should be
+    /// a pure function of its argument). Returns the version it published.
+    pub fn rcu(&self, mut update: impl FnMut(&T) -> T) -> u64 {
+        let Ok((version, _)) = self.publish::<std::convert::Infallible>(|current, _| {
+            Step::Publish(Arc::new(update(current)))
+        });
+        version
+    }
+
+    /// Publishes `next` only if the current version is `expected_version`; returns the new
+    /// version, or why not (with `next` handed back).
+    pub fn compare_and_swap(
+        &self,
+        expected_version: u64,
+        next: impl Into<Arc<T>>,
+    ) -> Result<u64, VersionMismatch<T>> {
+        let next = next.into();
+        self.publish(|_, current_version| {
+            if current_version == expected_version {
+                Step::Publish(Arc::clone(&next))
+            } else {
+                Step::GiveUp(current_version)
+            }
+        })
+        .map(|(version, _)| version)
+        .map_err(|current_version| VersionMismatch {
+            current_version,
+            rejected: next,
+        })
+    }
+}
+
+impl<T> Drop for HotSwap<T> {
+    fn drop(&mut self) {
+        let current = self.current.load(Ordering::Acquire);
+        // SAFETY: `&mut self`: no reader is pinned, and the current publication was never
+        // retired, so this is its only owner. The collector frees the retired ones after.
+        drop(unsafe { Box::from_raw(current) });
+    }
+}
+
+impl<T: Default> Default for HotSwap<T> {
+    fn default() -> Self {
+        Self::new(T::default())
+    }
+}
+
+impl<T> From<T> for HotSwap<T> {
+    fn from(initial: T) -> Self {
+        Self::new(initial)
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for HotSwap<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("HotSwap").field(&self.load()).finish()
+    }
+}
+
+/// A map published whole through a [`HotSwap`]: readers see one immutable [`RcuSnapshot`]
+/// and never block; each write publishes a new map that shares all untouched structure with
+/// the old one (O(log n) per key).
+///
+/// Consistency: every read, and every iteration of a [`RcuMap::snapshot`], sees one published
+/// version of the whole map, never a half-applied update. Writers serialize through the CAS
+/// of the cell: concurrent writes retry, so every single-key operation is linearizable, and
+/// [`RcuMap::update_map`] applies a batch of changes as one publication.
+pub struct RcuMap<K, V, S = DefaultHashBuilder> {
+    cell: HotSwap<RcuSnapshot<K, V, S>>,
+}
+
+impl<K, V> RcuMap<K, V>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+{
+    /// An empty map with the default hasher.
+    pub fn new() -> Self {
+        Self::with_hasher(DefaultHashBuilder::default())
+    }
+}
+
+impl<K, V> Default for RcuMap<K, V>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+{
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<K, V, S> RcuMap<K, V, S>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    S: BuildHasher + Clone,
+{
+    /// An empty map that hashes with `hasher`.
+    pub fn with_hasher(hasher: S) -> Self {
+        RcuMap {
+            cell: HotSwap::new(RcuSnapshot::with_hasher(hasher)),
+        }
+    }
+
+    /// The current map, pinned (no read-modify-write); see [`HotSwap::load`].
+    pub fn load(&self) -> Snapshot<'_, RcuSnapshot<K, V, S>> {
+        self.cell.load()
+    }
+
+    /// The current map as an owned point-in-time snapshot, iterable at leisure; see
+    /// [`HotSwap::load_full`].
+    pub fn snapshot(&self) -> Arc<RcuSnapshot<K, V, S>> {
+        self.cell.load_full()
+    }
+
+    /// The version of the current map: +1 per publication.
+    pub fn version(&self) -> u64 {
+        self.cell.version()
+    }
+
+    /// The value for `key`, cloned.
+    pub fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.load().get(key).cloned()
+    }
+
+    /// Runs `read` on the value for `key` without cloning it.
+    pub fn get_with<Q, R>(&self, key: &Q, read: impl FnOnce(&V) -> R) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.load().get(key).map(read)
+    }
+
+    /// Whether `key` has a value.
+    pub fn contains_key<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.load().contains_key(key)
+    }
+
+    /// Number of keys in the current map.
+    pub fn len(&self) -> usize {
+        self.load().len()
+    }
+
+    /// Whether the current map is empty.
+    pub fn is_empty(&self) -> bool {
+        self.load().is_empty()
+    }
+
+    /// Publishes `change(current)` as one new version (a batch of edits, or a whole new
+    /// configuration), retrying if another writer published first; returns the version.
+    pub fn update_map(&self, mut change: impl FnMut(&mut RcuSnapshot<K, V, S>)) -> u64 {
+        self.cell.rcu(|current| {
+            let mut next = current.clone();
+            change(&mut next);
+            next
+        })
+    }
+
+    /// Replaces the whole map; returns the version.
+    pub fn replace(&self, map: RcuSnapshot<K, V, S>) -> u64 {
+        self.cell.store(map)
+    }
+
+    /// Sets the value for `key`; returns the previous one.
+    pub fn insert(&self, key: K, value: V) -> Option<V> {
+        let mut previous = None;
+        self.update_map(|map| previous = map.insert(key.clone(), value.clone()));
+        previous
+    }
+
+    /// Removes `key`; returns its value. Publishes nothing if the key is absent.
+    pub fn remove<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let mut removed = None;
+        let _ = self.cell.publish(|current, _| match current.extract(key) {
+            Some((value, next)) => {
+                removed = Some(value);
+                Step::Publish(Arc::new(next))
+            }
+            None => {
+                removed = None;
+                Step::GiveUp(())
+            }
+        });
+        removed
+    }
+
+    /// Sets the value for `key` to `compute(current value)`, or removes it when `compute`
+    /// returns `None`; returns the new value. `compute` may run more than once (see
+    /// [`HotSwap::rcu`]).
+    pub fn compute(&self, key: K, mut compute: impl FnMut(Option<&V>) -> Option<V>) -> Option<V> {
+        let mut result = None;
+        self.update_map(|map| {
+            result = compute(map.get(&key));
+            match &result {
+                Some(value) => {
+                    map.insert(key.clone(), value.clone());
+                }
+                None => {
+                    map.remove(&key);
+                }
+            }
+        });
+        result
+    }
+
+    /// Changes the value for `key` with `modify`, or inserts `insert` if there is none;
+    /// returns the new value.
+    pub fn upsert(&self, key: K, insert: V, mut modify: impl FnMut(&mut V)) -> V {
+        let mut result = None;
+        self.update_map(|map| {
+            let value = match map.get(&key) {
+                Some(existing) => {
+                    let mut value = existing.clone();
+                    modify(&mut value);
+                    value
+                }
+                None => insert.clone(),
+            };
+            map.insert(key.clone(), value.clone());
+            result = Some(value);
+        });
+        result.unwrap_or(insert)
+    }
+
+    /// The value for `key`, inserting `make()` first if there is none (publishing only
+    /// then).
+    pub fn get_or_insert_with(&self, key: K, make: impl FnOnce() -> V) -> V {
+        if let Some(existing) = self.get(&key) {
+            return existing;
+        }
+        let fresh = make();
+        let mut result = None;
+        let _ = self.cell.publish(|current, _| match current.get(&key) {
+            Some(existing) => {
+                result = Some(existing.clone());
+                Step::GiveUp(())
+            }
+            None => {
+                result = Some(fresh.clone());
+                Step::Publish(Arc::new(current.update(key.clone(), fresh.clone())))
+            }
+        });
+        result.unwrap_or(fresh)
+    }
+
+    /// Keeps only the keys for which `keep` returns `true`, as one publication.
+    pub fn retain(&self, mut keep: impl FnMut(&K, &V) -> bool) {
+        self.update_map(|map| map.retain(|key, value| keep(key, value)));
+    }
+
+    /// Removes every key (one publication of an empty map with the same hasher).
+    pub fn clear(&self) {
+        self.update_map(|map| map.clear());
+    }
+}
+
+impl<K, V, S> fmt::Debug for RcuMap<K, V, S>
+where
+    K: Hash + Eq + Clone + fmt::Debug,
+    V: Clone + fmt::Debug,
+    S: BuildHasher + Clone,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let snapshot = self.load();
+        f.debug_struct("RcuMap")
+            .field("version", &snapshot.version())
+            .field("map", &*snapshot)
+            .finish()
+    }
+}
+
+impl<K, V, S> FromIterator<(K, V)> for RcuMap<K, V, S>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    S: BuildHasher + Clone + Default,
+{
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        let mut map = RcuSnapshot::with_hasher(S::default());
+        map.extend(iter);
+        RcuMap {
+            cell: HotSwap::new(map),
+        }
+    }
+}
+
+impl<K, V, S> Extend<(K, V)> for RcuMap<K, V, S>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    S: BuildHasher + Clone,
+{
+    /// Inserts everything as one publication.
+    fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
+        let mut next = (*self.load()).clone();
+        next.extend(iter);
+        self.replace(next);
+    }
+}

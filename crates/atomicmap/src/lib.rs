@@ -7,4 +7,5 @@ pub mod read_mostly;
 pub mod sharded;
 pub mod hot_swap;
 pub use read_mostly::{ReadMostlyMap, ReadMostlyStats};
+pub use hot_swap::{HotSwap, RcuMap, RcuSnapshot, Snapshot, VersionMismatch};
 mod reclaim;

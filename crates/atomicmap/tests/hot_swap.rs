@@ -1,0 +1,219 @@
+//! HotSwap and RcuMap: publication semantics, monotonic versions, whole-map visibility under
+//! concurrent publishes, and exactly-once drops of old snapshots.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+
+use atomicmap::{HotSwap, RcuMap, RcuSnapshot};
+
+#[test]
+fn load_store_swap_and_versions() {
+    let cell = HotSwap::new(String::from("v0"));
+    assert_eq!(cell.version(), 0);
+    assert_eq!(*cell.load(), "v0");
+    assert_eq!(cell.store(String::from("v1")), 1);
+    let held = cell.load();
+    assert_eq!(cell.swap(String::from("v2")).as_str(), "v1");
+    assert_eq!(
+        *held, "v1",
+        "a held snapshot is unaffected by later publications"
+    );
+    assert_eq!(held.version(), 1);
+    assert_eq!(cell.version(), 2);
+    assert_eq!(*cell.load_full(), "v2");
+    assert_eq!(cell.rcu(|old| format!("{old}+")), 3);
+    assert_eq!(*cell.load(), "v2+");
+}
+
+#[test]
+fn compare_and_swap_publishes_only_against_the_expected_version() {
+    let cell = HotSwap::new(1u32);
+    assert_eq!(cell.compare_and_swap(0, 2).ok(), Some(1));
+    let mismatch = cell.compare_and_swap(0, 3).unwrap_err();
+    assert_eq!(mismatch.current_version, 1);
+    assert_eq!(*mismatch.rejected, 3);
+    assert_eq!(*cell.load(), 2);
+    assert!(mismatch.to_string().contains("current version is 1"));
+}
+
+#[test]
+fn concurrent_rcu_loses_no_update_and_versions_count_publications() {
+    const THREADS: u64 = 4;
+    const UPDATES: u64 = 200;
+    let cell = HotSwap::new(0u64);
+    thread::scope(|scope| {
+        for _ in 0..THREADS {
+            scope.spawn(|| {
+                let mut last_seen = 0;
+                for _ in 0..UPDATES {
+                    let version = cell.rcu(|count| count + 1);
+                    assert!(version > last_seen, "versions seen by one writer increase");
+                    last_seen = version;
+                }
+            });
+        }
+    });
+    assert_eq!(*cell.load(), THREADS * UPDATES);
+    assert_eq!(cell.version(), THREADS * UPDATES);
+}
+
+/// Counts live instances.
+struct Counted {
+    live: Arc<AtomicUsize>,
+    drops: Arc<AtomicUsize>,
+}
+
+impl Counted {
+    fn new(live: &Arc<AtomicUsize>, drops: &Arc<AtomicUsize>) -> Self {
+        live.fetch_add(1, Ordering::Relaxed);
+        Counted {
+            live: Arc::clone(live),
+            drops: Arc::clone(drops),
+        }
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        let before = self.live.fetch_sub(1, Ordering::Relaxed);
+        assert!(before > 0, "a snapshot was dropped twice");
+        self.drops.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn every_old_snapshot_is_dropped_exactly_once() {
+    const PUBLISHES: usize = 500;
+    let live = Arc::new(AtomicUsize::new(0));
+    let drops = Arc::new(AtomicUsize::new(0));
+    let cell = HotSwap::new(Counted::new(&live, &drops));
+    let done = AtomicBool::new(false);
+    thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| {
+                while !done.load(Ordering::Relaxed) {
+                    let snapshot = cell.load();
+                    assert!(Arc::strong_count(&snapshot.drops) >= 1);
+                    let owned = cell.load_full();
+                    drop(snapshot);
+                    drop(owned);
+                }
+            });
+        }
+        for _ in 0..PUBLISHES {
+            cell.store(Counted::new(&live, &drops));
+        }
+        done.store(true, Ordering::Relaxed);
+    });
+    assert!(
+        live.load(Ordering::Relaxed) < PUBLISHES / 2,
+        "old snapshots are freed while the cell lives, not only at drop"
+    );
+    drop(cell);
+    assert_eq!(live.load(Ordering::Relaxed), 0);
+    assert_eq!(drops.load(Ordering::Relaxed), PUBLISHES + 1);
+}
+
+#[test]
+fn rcu_map_single_key_operations() {
+    let map: RcuMap<String, u32> = RcuMap::new();
+    assert!(map.is_empty());
+    assert_eq!(map.insert("a".into(), 1), None);
+    assert_eq!(map.insert("a".into(), 2), Some(1));
+    assert_eq!(map.get("a"), Some(2));
+    assert_eq!(map.get_with("a", |value| value * 10), Some(20));
+    assert!(map.contains_key("a"));
+    assert_eq!(map.upsert("a".into(), 0, |value| *value += 5), 7);
+    assert_eq!(map.upsert("b".into(), 0, |value| *value += 5), 0);
+    assert_eq!(
+        map.compute("b".into(), |value| value.map(|v| v + 1)),
+        Some(1)
+    );
+    assert_eq!(map.compute("b".into(), |_| None), None);
+    assert_eq!(map.get_or_insert_with("c".into(), || 3), 3);
+    assert_eq!(map.get_or_insert_with("c".into(), || unreachable!()), 3);
+    assert_eq!(map.len(), 2);
+    let version = map.version();
+    assert_eq!(map.remove("zzz"), None);
+    assert_eq!(
+        map.version(),
+        version,
+        "removing an absent key publishes nothing"
+    );
+    assert_eq!(map.remove("a"), Some(7));
+    map.retain(|_, value| *value != 3);
+    assert!(map.is_empty());
+    map.insert("d".into(), 4);
+    map.clear();
+    assert!(map.is_empty());
+}
+
+#[test]
+fn rcu_map_batches_snapshots_and_conversions() {
+    let mut map: RcuMap<u32, u32> = (0..10).map(|key| (key, key)).collect();
+    let before = map.snapshot();
+    let version = map.update_map(|m| {
+        for key in 0..10 {
+            m.insert(key, key + 100);
+        }
+    });
+    assert_eq!(map.version(), version);
+    assert!(
+        before.values().all(|value| *value < 100),
+        "an old snapshot is immutable"
+    );
+    assert!(map.snapshot().values().all(|value| *value >= 100));
+    map.extend([(20, 20)]);
+    assert_eq!(map.len(), 11);
+    let mut replacement = RcuSnapshot::with_hasher(Default::default());
+    replacement.insert(1, 1);
+    map.replace(replacement);
+    assert_eq!(map.len(), 1);
+    assert!(format!("{map:?}").contains("RcuMap"));
+}
+
+#[test]
+fn readers_never_observe_a_half_built_map() {
+    const KEYS: u32 = 64;
+    const ROUNDS: u32 = 150;
+    let map: RcuMap<u32, u32> = (0..KEYS).map(|key| (key, 0)).collect();
+    let done = AtomicBool::new(false);
+    thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| {
+                let mut last_version = 0;
+                while !done.load(Ordering::Relaxed) {
+                    let snapshot = map.load();
+                    assert!(snapshot.version() >= last_version, "versions are monotonic");
+                    last_version = snapshot.version();
+                    assert_eq!(snapshot.len(), KEYS as usize);
+                    let round = snapshot[&0];
+                    assert!(
+                        snapshot.values().all(|value| *value == round),
+                        "a snapshot mixes two rounds"
+                    );
+                }
+            });
+        }
+        scope.spawn(|| {
+            for round in 1..=ROUNDS {
+                map.update_map(|m| {
+                    for key in 0..KEYS {
+                        m.insert(key, round);
+                    }
+                });
+            }
+            done.store(true, Ordering::Relaxed);
+        });
+    });
+    assert_eq!(map.get(&0), Some(ROUNDS));
+    assert_eq!(map.version(), u64::from(ROUNDS));
+}
+
+#[test]
+fn hot_swap_and_rcu_map_are_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<HotSwap<Vec<String>>>();
+    assert_send_sync::<RcuMap<String, Vec<u8>>>();
+}
