@@ -8,4 +8,5 @@ pub mod sharded;
 pub mod hot_swap;
 pub use read_mostly::{ReadMostlyMap, ReadMostlyStats};
 pub use hot_swap::{HotSwap, RcuMap, RcuSnapshot, Snapshot, VersionMismatch};
+pub use sharded::{ShardedMap, ShardedMapError};
 mod reclaim;

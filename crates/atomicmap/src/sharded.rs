@@ -1,0 +1,549 @@
+//! [`ShardedMap`]: N `RwLock`-guarded `HashMap` shards, each on its own cache lines.
+//!
+//! The simple, fast baseline. A key's hash picks its shard; the operation takes that shard's
+//! lock (shared for reads, exclusive for writes) and runs on a plain single-threaded
+//! `HashMap` that uses the map's hasher. Threads working on different shards never touch the
+//! same cache line, so contention falls roughly N-fold compared with one lock.
+//!
+//! # Shard selection
+//! The shard is taken from the hash *after* skipping its top 7 bits, because hashbrown (std's
+//! `HashMap`) stores those top bits as its per-slot tag: choosing shards from them would give
+//! all keys of a shard the same tag prefix and weaken the in-shard filtering.
+//!
+//! # No deadlock by construction
+//! Every method returns owned values or runs a caller's closure *under* the shard lock and
+//! returns; no lock guard ever outlives a call. The one remaining hazard is a closure (given to
+//! [`ShardedMap::get_with`], [`ShardedMap::update`], [`ShardedMap::compute`],
+//! [`ShardedMap::retain`], [`ShardedMap::for_each`], ...) that uses the same map again: on the
+//! same shard that deadlocks at once (std's `RwLock` is not re-entrant, even for two reads
+//! when a writer is queued), and on another shard it can deadlock against a thread doing the
+//! reverse. This is dashmap's most reported problem (held `Ref` + second access). Debug builds
+//! therefore panic with an explanation as soon as a thread that holds a lock of a map asks for
+//! any lock of the same map; as no thread ever holds two shard locks, no cycle can form.
+//! Release builds skip the check.
+//!
+//! # Consistency
+//! Single-key operations are linearizable (one shard, one lock). [`ShardedMap::len`],
+//! [`ShardedMap::iter`], [`ShardedMap::for_each`], [`ShardedMap::retain`] and
+//! [`ShardedMap::clear`] visit shards one after another: each shard is seen at one instant,
+//! different shards at different instants (weakly consistent). A key is never seen twice.
+
+use std::borrow::Borrow;
+use std::collections::hash_map::{self, HashMap};
+use std::fmt;
+use std::hash::{BuildHasher, Hash};
+
+use crate::sync::{CachePadded, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// The hasher of a map built without an explicit one.
+pub type DefaultHashBuilder = foldhash::fast::RandomState;
+
+/// Largest accepted shard count; more shards than this only waste memory.
+pub const MAX_SHARDS: usize = 1 << 16;
+
+/// Shards per available core in the default shard count: enough that two threads rarely pick
+/// the same shard at random.
+const SHARDS_PER_CORE: usize = 4;
+
+/// Hash bits hashbrown keeps as its slot tag, skipped by shard selection (module docs).
+const HASHBROWN_TAG_BITS: u32 = 7;
+
+/// Why a [`ShardedMap`] could not be built as requested.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ShardedMapError {
+    /// A shard count of zero was requested.
+    ZeroShards,
+    /// More shards than [`MAX_SHARDS`] were requested.
+    TooManyShards {
+        /// The count asked for.
+        requested: usize,
+    },
+    /// The requested capacity cannot be allocated.
+    CapacityOverflow {
+        /// The capacity asked for.
+        requested: usize,
+    },
+}
+
+impl fmt::Display for ShardedMapError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ShardedMapError::ZeroShards => write!(f, "a sharded map needs at least one shard"),
+            ShardedMapError::TooManyShards { requested } => write!(
+                f,
+                "{requested} shards requested, at most {MAX_SHARDS} are supported"
+            ),
+            ShardedMapError::CapacityOverflow { requested } => {
+                write!(f, "a capacity of {requested} entries cannot be allocated")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ShardedMapError {}
+
+/// The default shard count: `4 × available cores`, rounded up to a power of two (a single
+/// core gives 4 shards, 2 cores 8, 6 cores 32, 16 cores 64).
+pub fn default_shard_count() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |cores| cores.get());
+    (cores * SHARDS_PER_CORE)
+        .next_power_of_two()
+        .min(MAX_SHARDS)
+}
+
+type Shard<K, V, S> = CachePadded<RwLock<HashMap<K, V, S>>>;
+
+/// A concurrent hash map made of cache-line-padded `RwLock<HashMap>` shards. See the
+/// [module docs](self) for shard selection, the deadlock rule and consistency.
+pub struct ShardedMap<K, V, S = DefaultHashBuilder> {
+    /// A power-of-two number of shards.
+    shards: Box<[Shard<K, V, S>]>,
+    /// Right shift that turns a (tag-stripped) hash into a shard index; 64 for one shard.
+    shard_shift: u32,
+    hasher: S,
+}
+
+impl<K, V> ShardedMap<K, V> {
+    /// An empty map with [`default_shard_count`] shards and the default hasher.
+    pub fn new() -> Self {
+        Self::with_hasher(DefaultHashBuilder::default())
+    }
+
+    /// An empty map with `shards` shards (rounded up to a power of two).
+    pub fn with_shards(shards: usize) -> Result<Self, ShardedMapError>
+    where
+        K: Hash + Eq,
+    {
+        Self::with_options(0, shards, DefaultHashBuilder::default())
+    }
+
+    /// An empty map with room for `capacity` entries spread over the default shards.
+    pub fn with_capacity(capacity: usize) -> Result<Self, ShardedMapError>
+    where
+        K: Hash + Eq,
+    {
+        Self::with_options(
+            capacity,
+            default_shard_count(),
+            DefaultHashBuilder::default(),
+        )
+    }
+}
+
+impl<K, V> Default for ShardedMap<K, V> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<K, V, S: Clone> ShardedMap<K, V, S> {
+    /// An empty map with [`default_shard_count`] shards that hashes with `hasher`.
+    pub fn with_hasher(hasher: S) -> Self {
+        let shards = default_shard_count();
+        let shard_shift = shard_shift(shards);
+        ShardedMap {
+            shards: (0..shards)
+                .map(|_| CachePadded(RwLock::new(HashMap::with_hasher(hasher.clone()))))
+                .collect(),
+            shard_shift,
+            hasher,
+        }
+    }
+
+    /// An empty map with room for `capacity` entries in `shards` shards (rounded up to a
+    /// power of two), hashing with `hasher`.
+    pub fn with_options(capacity: usize, shards: usize, hasher: S) -> Result<Self, ShardedMapError>
+    where
+        K: Hash + Eq,
+        S: BuildHasher,
+    {
+        if shards == 0 {
+            return Err(ShardedMapError::ZeroShards);
+        }
+        if shards > MAX_SHARDS {
+            return Err(ShardedMapError::TooManyShards { requested: shards });
+        }
+        let shards = shards.next_power_of_two();
+        let per_shard = capacity.div_ceil(shards);
+        let built = (0..shards)
+            .map(|_| {
+                let mut table = HashMap::with_hasher(hasher.clone());
+                table
+                    .try_reserve(per_shard)
+                    .map_err(|_| ShardedMapError::CapacityOverflow {
+                        requested: capacity,
+                    })?;
+                Ok(CachePadded(RwLock::new(table)))
+            })
+            .collect::<Result<Box<[_]>, _>>()?;
+        Ok(ShardedMap {
+            shards: built,
+            shard_shift: shard_shift(shards),
+            hasher,
+        })
+    }
+}
+
+/// The shift that maps a tag-stripped 64-bit hash onto `shards` (a power of two) shards.
+fn shard_shift(shards: usize) -> u32 {
+    u64::BITS - shards.trailing_zeros()
+}
+
+impl<K, V, S> ShardedMap<K, V, S> {
+    /// Number of shards.
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Identifies this map for the re-entrancy check (the shard array never moves).
+    #[cfg(debug_assertions)]
+    fn identity(&self) -> usize {
+        self.shards.as_ptr() as usize
+    }
+
+    fn read_shard(&self, index: usize) -> ShardReadGuard<'_, K, V, S> {
+        ShardReadGuard {
+            #[cfg(debug_assertions)]
+            _held: reentrancy::HeldLock::acquire(self.identity(), index),
+            // A panic in a user closure poisons the lock but leaves the table consistent
+            // (std's HashMap is panic-safe), so the map stays usable.
+            table: self.shards[index]
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        }
+    }
+
+    fn write_shard(&self, index: usize) -> ShardWriteGuard<'_, K, V, S> {
+        ShardWriteGuard {
+            #[cfg(debug_assertions)]
+            _held: reentrancy::HeldLock::acquire(self.identity(), index),
+            table: self.shards[index]
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        }
+    }
+
+    /// Number of entries, summed shard by shard (weakly consistent).
+    pub fn len(&self) -> usize {
+        (0..self.shards.len())
+            .map(|index| self.read_shard(index).table.len())
+            .sum()
+    }
+
+    /// Whether every shard is empty (weakly consistent).
+    pub fn is_empty(&self) -> bool {
+        (0..self.shards.len()).all(|index| self.read_shard(index).table.is_empty())
+    }
+
+    /// Removes every entry, shard by shard.
+    pub fn clear(&self) {
+        for index in 0..self.shards.len() {
+            self.write_shard(index).table.clear();
+        }
+    }
+
+    /// Keeps only the entries for which `keep` returns `true`, shard by shard, each shard
+    /// under its write lock. `keep` must not use this map (module docs).
+    pub fn retain(&self, mut keep: impl FnMut(&K, &mut V) -> bool) {
+        for index in 0..self.shards.len() {
+            self.write_shard(index)
+                .table
+                .retain(|key, value| keep(key, value));
+        }
+    }
+
+    /// Calls `visit` on every entry, shard by shard, each shard under its read lock (weakly
+    /// consistent, no cloning). `visit` must not use this map (module docs).
+    pub fn for_each(&self, mut visit: impl FnMut(&K, &V)) {
+        for index in 0..self.shards.len() {
+            for (key, value) in self.read_shard(index).table.iter() {
+                visit(key, value);
+            }
+        }
+    }
+
+    /// Owned copies of all entries, cloned one shard at a time as the iterator reaches it:
+    /// each shard is a snapshot of one instant, different shards of different instants
+    /// (weakly consistent). No lock is held between `next` calls, so the loop body may use
+    /// the map freely.
+    pub fn iter(&self) -> Iter<'_, K, V, S>
+    where
+        K: Clone,
+        V: Clone,
+    {
+        Iter {
+            map: self,
+            next_shard: 0,
+            buffered: Vec::new().into_iter(),
+        }
+    }
+}
+
+impl<K, V, S> ShardedMap<K, V, S>
+where
+    K: Hash + Eq,
+    S: BuildHasher,
+{
+    fn shard_of<Q: Hash + ?Sized>(&self, key: &Q) -> usize {
+        let hash = self.hasher.hash_one(key) << HASHBROWN_TAG_BITS;
+        // One shard: a shift by 64 yields nothing, i.e. shard 0.
+        hash.checked_shr(self.shard_shift).unwrap_or(0) as usize
+    }
+
+    /// The value for `key`, cloned.
+    pub fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        V: Clone,
+    {
+        self.get_with(key, V::clone)
+    }
+
+    /// Runs `read` on the value for `key` under the shard's read lock, without cloning.
+    /// `read` must not use this map (module docs).
+    pub fn get_with<Q, R>(&self, key: &Q, read: impl FnOnce(&V) -> R) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.read_shard(self.shard_of(key)).table.get(key).map(read)
+    }
+
+    /// Whether `key` has a value.
+    pub fn contains_key<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.read_shard(self.shard_of(key)).table.contains_key(key)
+    }
+
+    /// Sets the value for `key`; returns the previous one.
+    pub fn insert(&self, key: K, value: V) -> Option<V> {
+        self.write_shard(self.shard_of(&key))
+            .table
+            .insert(key, value)
+    }
+
+    /// Removes `key`; returns its value.
+    pub fn remove<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.write_shard(self.shard_of(key)).table.remove(key)
+    }
+
+    /// Runs `modify` on the value for `key`, if any, under the shard's write lock; returns
+    /// its result. `modify` must not use this map (module docs).
+    pub fn update<Q, R>(&self, key: &Q, modify: impl FnOnce(&mut V) -> R) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.write_shard(self.shard_of(key))
+            .table
+            .get_mut(key)
+            .map(modify)
+    }
+
+    /// General single-key read-modify-write under the shard's write lock: `compute` sees the
+    /// key's slot (`None` if absent) and may set, replace or clear it (`None` removes the
+    /// key). Returns `compute`'s result. `compute` must not use this map (module docs).
+    pub fn compute<R>(&self, key: K, compute: impl FnOnce(&mut Option<V>) -> R) -> R {
+        let mut shard = self.write_shard(self.shard_of(&key));
+        match shard.table.entry(key) {
+            hash_map::Entry::Occupied(occupied) => {
+                let (key, value) = occupied.remove_entry();
+                let mut slot = Some(value);
+                let result = compute(&mut slot);
+                if let Some(value) = slot {
+                    shard.table.insert(key, value);
+                }
+                result
+            }
+            hash_map::Entry::Vacant(vacant) => {
+                let mut slot = None;
+                let result = compute(&mut slot);
+                if let Some(value) = slot {
+                    vacant.insert(value);
+                }
+                result
+            }
+        }
+    }
+
+    /// Runs `modify` on the value for `key`, or inserts `insert` if there is none.
+    /// `modify` must not use this map (module docs).
+    pub fn upsert(&self, key: K, insert: V, modify: impl FnOnce(&mut V)) {
+        match self.write_shard(self.shard_of(&key)).table.entry(key) {
+            hash_map::Entry::Occupied(mut occupied) => modify(occupied.get_mut()),
+            hash_map::Entry::Vacant(vacant) => {
+                vacant.insert(insert);
+            }
+        }
+    }
+
+    /// The value for `key`, inserting `make()` first if there is none. `make` runs under the
+    /// shard's write lock and must not use this map (module docs).
+    pub fn get_or_insert_with(&self, key: K, make: impl FnOnce() -> V) -> V
+    where
+        V: Clone,
+    {
+        self.write_shard(self.shard_of(&key))
+            .table
+            .entry(key)
+            .or_insert_with(make)
+            .clone()
+    }
+}
+
+/// A shard's read lock, registered with the debug-build re-entrancy check.
+struct ShardReadGuard<'a, K, V, S> {
+    #[cfg(debug_assertions)]
+    _held: reentrancy::HeldLock,
+    table: RwLockReadGuard<'a, HashMap<K, V, S>>,
+}
+
+/// A shard's write lock, registered with the debug-build re-entrancy check.
+struct ShardWriteGuard<'a, K, V, S> {
+    #[cfg(debug_assertions)]
+    _held: reentrancy::HeldLock,
+    table: RwLockWriteGuard<'a, HashMap<K, V, S>>,
+}
+
+/// Debug-build detection of a thread asking for a lock of a map it already holds one of.
+#[cfg(debug_assertions)]
+mod reentrancy {
+    use std::cell::RefCell;
+
+    crate::sync::thread_local! {
+        // `(map identity, shard)` of every shard lock this thread holds: at most one per map,
+        // which is what the check enforces.
+        static HELD: RefCell<Vec<(usize, usize)>> = RefCell::new(Vec::new());
+    }
+
+    /// Registration of one held shard lock; unregisters on drop.
+    pub(super) struct HeldLock {
+        map: usize,
+        shard: usize,
+    }
+
+    impl HeldLock {
+        /// Registers the lock about to be taken, or panics if this thread already holds a
+        /// lock of the same map (which could deadlock).
+        pub(super) fn acquire(map: usize, shard: usize) -> Self {
+            let already = HELD.with(|held| {
+                held.borrow()
+                    .iter()
+                    .find(|(held_map, _)| *held_map == map)
+                    .map(|&(_, held_shard)| held_shard)
+            });
+            if let Some(held_shard) = already {
+                panic!(
+                    "ShardedMap re-entered: this thread holds the lock of shard {held_shard} \
+                     (it is running a closure passed to get_with/update/compute/upsert/\
+                     get_or_insert_with/retain/for_each) and now asks for shard {shard} of the \
+                     same map. {} Finish the closure, then use the map.",
+                    if held_shard == shard {
+                        "This would deadlock now."
+                    } else {
+                        "This can deadlock against another thread doing the reverse."
+                    }
+                );
+            }
+            HELD.with(|held| held.borrow_mut().push((map, shard)));
+            HeldLock { map, shard }
+        }
+    }
+
+    impl Drop for HeldLock {
+        fn drop(&mut self) {
+            HELD.with(|held| {
+                let mut held = held.borrow_mut();
+                if let Some(position) = held
+                    .iter()
+                    .rposition(|&entry| entry == (self.map, self.shard))
+                {
+                    held.swap_remove(position);
+                }
+            });
+        }
+    }
+}
+
+/// Iterator of [`ShardedMap::iter`]: owned entries, cloned shard by shard.
+pub struct Iter<'a, K, V, S> {
+    map: &'a ShardedMap<K, V, S>,
+    next_shard: usize,
+    buffered: std::vec::IntoIter<(K, V)>,
+}
+
+impl<K: Clone, V: Clone, S> Iterator for Iter<'_, K, V, S> {
+    type Item = (K, V);
+
+    fn next(&mut self) -> Option<(K, V)> {
+        loop {
+            if let Some(entry) = self.buffered.next() {
+                return Some(entry);
+            }
+            if self.next_shard == self.map.shards.len() {
+                return None;
+            }
+            let shard = self.map.read_shard(self.next_shard);
+            self.next_shard += 1;
+            self.buffered = shard
+                .table
+                .iter()
+                .map(|(key, value)| (key.clone(), value.clone()))
+                .collect::<Vec<_>>()
+                .into_iter();
+        }
+    }
+}
+
+impl<K: fmt::Debug, V: fmt::Debug, S> fmt::Debug for ShardedMap<K, V, S> {
+    /// Lists the entries shard by shard (weakly consistent).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut entries = f.debug_map();
+        for index in 0..self.shards.len() {
+            entries.entries(self.read_shard(index).table.iter());
+        }
+        entries.finish()
+    }
+}
+
+impl<K, V, S> FromIterator<(K, V)> for ShardedMap<K, V, S>
+where
+    K: Hash + Eq,
+    S: BuildHasher + Clone + Default,
+{
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        let map = Self::with_hasher(S::default());
+        (&map).extend(iter);
+        map
+    }
+}
+
+impl<K, V, S> Extend<(K, V)> for ShardedMap<K, V, S>
+where
+    K: Hash + Eq,
+    S: BuildHasher,
+{
+    fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
+        (&*self).extend(iter);
+    }
+}
+
+impl<K, V, S> Extend<(K, V)> for &ShardedMap<K, V, S>
+where
+    K: Hash + Eq,
+    S: BuildHasher,
+{
+    fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
+        for (key, value) in iter {
+            self.insert(key, value);
+        }
+    }
+}

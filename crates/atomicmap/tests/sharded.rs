@@ -1,0 +1,221 @@
+//! ShardedMap: the common API, configuration errors, the debug-build re-entrancy check and a
+//! short concurrent stress.
+
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::thread;
+
+use atomicmap::sharded::{default_shard_count, MAX_SHARDS};
+use atomicmap::{ShardedMap, ShardedMapError};
+
+#[test]
+fn single_key_operations() {
+    let map: ShardedMap<String, u32> = ShardedMap::new();
+    assert!(map.is_empty());
+    assert_eq!(map.insert("a".into(), 1), None);
+    assert_eq!(map.insert("a".into(), 2), Some(1));
+    assert_eq!(map.get("a"), Some(2));
+    assert_eq!(map.get_with("a", |value| value * 10), Some(20));
+    assert!(map.contains_key("a"));
+    assert_eq!(
+        map.update("a", |value| std::mem::replace(value, 5)),
+        Some(2)
+    );
+    assert_eq!(map.update("zzz", |value| *value), None);
+    map.upsert("a".into(), 0, |value| *value += 1);
+    map.upsert("b".into(), 7, |value| *value += 1);
+    assert_eq!(map.get("a"), Some(6));
+    assert_eq!(map.get("b"), Some(7));
+    assert_eq!(map.get_or_insert_with("c".into(), || 3), 3);
+    assert_eq!(map.get_or_insert_with("c".into(), || unreachable!()), 3);
+    assert_eq!(map.len(), 3);
+    assert_eq!(map.remove("c"), Some(3));
+    assert_eq!(map.remove("c"), None);
+}
+
+#[test]
+fn compute_inserts_replaces_and_removes() {
+    let map: ShardedMap<u32, u32> = ShardedMap::new();
+    assert_eq!(
+        map.compute(1, |slot| {
+            assert!(slot.is_none());
+            *slot = Some(10);
+            "inserted"
+        }),
+        "inserted"
+    );
+    map.compute(1, |slot| *slot = slot.map(|value| value + 1));
+    assert_eq!(map.get(&1), Some(11));
+    map.compute(1, |slot| *slot = None);
+    assert!(!map.contains_key(&1));
+    map.compute(2, |_| ());
+    assert!(
+        !map.contains_key(&2),
+        "leaving an empty slot empty inserts nothing"
+    );
+}
+
+#[test]
+fn shard_configuration_and_errors() {
+    let default = default_shard_count();
+    assert!(default.is_power_of_two());
+    assert!(default >= 4);
+    assert_eq!(ShardedMap::<u32, u32>::new().shard_count(), default);
+    assert_eq!(
+        ShardedMap::<u32, u32>::with_shards(64)
+            .unwrap()
+            .shard_count(),
+        64
+    );
+    assert_eq!(
+        ShardedMap::<u32, u32>::with_shards(1)
+            .unwrap()
+            .shard_count(),
+        1
+    );
+    assert_eq!(
+        ShardedMap::<u32, u32>::with_shards(3)
+            .unwrap()
+            .shard_count(),
+        4
+    );
+    assert_eq!(
+        ShardedMap::<u32, u32>::with_shards(0).unwrap_err(),
+        ShardedMapError::ZeroShards
+    );
+    assert_eq!(
+        ShardedMap::<u32, u32>::with_shards(MAX_SHARDS + 1).unwrap_err(),
+        ShardedMapError::TooManyShards {
+            requested: MAX_SHARDS + 1
+        }
+    );
+    let overflow = ShardedMap::<u64, u64>::with_capacity(usize::MAX).unwrap_err();
+    assert_eq!(
+        overflow,
+        ShardedMapError::CapacityOverflow {
+            requested: usize::MAX
+        }
+    );
+    assert!(overflow.to_string().contains("cannot be allocated"));
+    let presized = ShardedMap::<u32, u32>::with_capacity(1000).unwrap();
+    presized.insert(1, 1);
+    assert_eq!(presized.len(), 1);
+}
+
+#[test]
+fn one_shard_map_works() {
+    let map: ShardedMap<u32, u32> = ShardedMap::with_shards(1).unwrap();
+    for key in 0..100 {
+        map.insert(key, key);
+    }
+    assert_eq!(map.len(), 100);
+    assert_eq!(map.get(&42), Some(42));
+}
+
+#[test]
+fn iteration_retain_clear_and_conversions() {
+    let mut map: ShardedMap<u32, u32> = (0..100).map(|key| (key, key)).collect();
+    map.extend([(100, 100)]);
+    let mut keys: Vec<u32> = map.iter().map(|(key, _)| key).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, (0..=100).collect::<Vec<_>>());
+    map.retain(|key, value| {
+        *value += 1;
+        key % 2 == 0
+    });
+    let mut sum = 0;
+    map.for_each(|_, value| sum += value);
+    assert_eq!(sum, (0..=100).step_by(2).map(|key| key + 1).sum::<u32>());
+    for (key, _) in map.iter() {
+        // No lock is held between `next` calls, so the body may use the map.
+        map.remove(&key);
+    }
+    assert!(map.is_empty());
+    map.insert(1, 1);
+    assert_eq!(format!("{map:?}"), "{1: 1}");
+    map.clear();
+    assert!(map.is_empty());
+}
+
+#[test]
+fn borrowed_lookups() {
+    let map: ShardedMap<String, Vec<u8>> = ShardedMap::default();
+    map.insert("key".to_owned(), vec![1, 2]);
+    assert_eq!(map.get_with("key", Vec::len), Some(2));
+    assert!(map.contains_key("key"));
+    assert_eq!(map.remove("key"), Some(vec![1, 2]));
+}
+
+#[cfg(debug_assertions)]
+fn panic_message(result: std::thread::Result<()>) -> String {
+    let payload = result.expect_err("the re-entrancy check should have fired");
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+#[cfg(debug_assertions)]
+fn reentrant_access_from_a_closure_panics_in_debug_builds() {
+    let map: ShardedMap<u32, u32> = ShardedMap::with_shards(4).unwrap();
+    map.insert(1, 1);
+    let message = panic_message(catch_unwind(AssertUnwindSafe(|| {
+        map.get_with(&1, |_| map.get(&1));
+    })));
+    assert!(message.contains("re-entered"), "{message}");
+    assert!(message.contains("would deadlock now"), "{message}");
+
+    let message = panic_message(catch_unwind(AssertUnwindSafe(|| {
+        map.update(&1, |value| {
+            map.insert(2, *value);
+        });
+    })));
+    assert!(message.contains("re-entered"), "{message}");
+
+    // The map stays usable: the lock was released while unwinding.
+    assert_eq!(map.get(&1), Some(1));
+    map.insert(3, 3);
+    assert_eq!(map.len(), 2);
+}
+
+#[test]
+#[cfg(debug_assertions)]
+fn another_map_may_be_used_inside_a_closure() {
+    let first: ShardedMap<u32, u32> = ShardedMap::new();
+    let second: ShardedMap<u32, u32> = ShardedMap::new();
+    first.insert(1, 10);
+    first.get_with(&1, |value| second.insert(1, *value));
+    assert_eq!(second.get(&1), Some(10));
+}
+
+#[test]
+fn concurrent_upserts_lose_no_update() {
+    const THREADS: u32 = 4;
+    const ROUNDS: u32 = 2_000;
+    const KEYS: u32 = 32;
+    let map: ShardedMap<u32, u32> = ShardedMap::with_shards(8).unwrap();
+    thread::scope(|scope| {
+        for _ in 0..THREADS {
+            scope.spawn(|| {
+                for round in 0..ROUNDS {
+                    map.upsert(round % KEYS, 1, |value| *value += 1);
+                    map.get(&((round + 7) % KEYS));
+                }
+            });
+        }
+    });
+    let mut expected = HashMap::new();
+    for round in 0..ROUNDS {
+        *expected.entry(round % KEYS).or_insert(0) += THREADS;
+    }
+    for (key, count) in expected {
+        assert_eq!(map.get(&key), Some(count));
+    }
+}
+
+#[test]
+fn sharded_map_is_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<ShardedMap<String, Vec<u8>>>();
+}
