@@ -421,6 +421,8 @@ mod reentrancy {
     crate::sync::thread_local! {
         // `(map identity, shard)` of every shard lock this thread holds: at most one per map,
         // which is what the check enforces.
+        // A `const` initializer would be cheaper, but loom's `thread_local!` rejects it.
+        #[allow(clippy::missing_const_for_thread_local)]
         static HELD: RefCell<Vec<(usize, usize)>> = RefCell::new(Vec::new());
     }
 
