@@ -145,7 +145,7 @@ pub fn run<K: BenchKey, A: MapAdapter<K>>(plan: &Plan<'_, K>) -> Measurement {
     let heap_before = AllocCounts::now().live();
     let map = A::build(workload.presized.then_some(keys.len()), plan.hasher.clone());
     let barrier = Barrier::new(threads + 1);
-    // Entries each worker sees, written before each barrier (summed for private maps).
+    // Entries of each private map, written before each barrier (shared maps are asked).
     let lens: Vec<AtomicUsize> = (0..threads).map(|_| AtomicUsize::new(0)).collect();
     let entries = || -> usize {
         if A::PRIVATE {
@@ -175,7 +175,9 @@ pub fn run<K: BenchKey, A: MapAdapter<K>>(plan: &Plan<'_, K>) -> Measurement {
                         }
                         w.repin();
                     }
-                    lens[t].store(w.len(), Ordering::Relaxed);
+                    if A::PRIVATE {
+                        lens[t].store(w.len(), Ordering::Relaxed);
+                    }
                     barrier.wait(); // prefill done
                     barrier.wait(); // main has measured the heap
                     let mut latency = new_histogram();
@@ -189,7 +191,9 @@ pub fn run<K: BenchKey, A: MapAdapter<K>>(plan: &Plan<'_, K>) -> Measurement {
                         let from = (step * per_step).min(timed.len());
                         let to = ((step + 1) * per_step).min(timed.len());
                         elapsed += run_ops(&mut w, keys, &timed[from..to], &mut latency);
-                        lens[t].store(w.len(), Ordering::Relaxed);
+                        if A::PRIVATE {
+                            lens[t].store(w.len(), Ordering::Relaxed);
+                        }
                         barrier.wait(); // step done
                         barrier.wait(); // main has sampled
                     }

@@ -2,6 +2,7 @@
 //! [`MapAdapter`] (in the file of its family), a [`MapId`] variant with its name, and one arm
 //! in [`MapId::visit`].
 
+pub mod atomicmap;
 pub mod limit;
 pub mod locked;
 pub mod peers;
@@ -11,6 +12,12 @@ use crate::adapter::{BenchKey, MapAdapter};
 /// Every map the benchmark knows, in table order: ours, then the peers, then `LIMIT`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum MapId {
+    /// `atomicmap::ReadMostlyMap`
+    ReadMostlyMap,
+    /// `atomicmap::ShardedMap`
+    ShardedMap,
+    /// `atomicmap::RcuMap`, the `HotSwap` map
+    HotSwap,
     /// `dashmap::DashMap`
     DashMap,
     /// `papaya::HashMap`
@@ -30,6 +37,9 @@ pub enum MapId {
 impl MapId {
     /// All maps, in the order of the table.
     pub const ALL: &'static [MapId] = &[
+        MapId::ReadMostlyMap,
+        MapId::ShardedMap,
+        MapId::HotSwap,
         MapId::DashMap,
         MapId::Papaya,
         MapId::Scc,
@@ -42,6 +52,9 @@ impl MapId {
     /// The name used in the table, JSON, CSV and `--maps`.
     pub fn name(self) -> &'static str {
         match self {
+            MapId::ReadMostlyMap => "ReadMostlyMap",
+            MapId::ShardedMap => "ShardedMap",
+            MapId::HotSwap => "HotSwap",
             MapId::DashMap => "dashmap",
             MapId::Papaya => "papaya",
             MapId::Scc => "scc",
@@ -63,6 +76,9 @@ impl MapId {
     /// Call `visitor` with this map's adapter type for keys `K`.
     pub fn visit<K: BenchKey, V: MapVisitor<K>>(self, visitor: V) -> V::Output {
         match self {
+            MapId::ReadMostlyMap => visitor.visit::<self::atomicmap::ReadMostlyAdapter<K>>(),
+            MapId::ShardedMap => visitor.visit::<self::atomicmap::ShardedAdapter<K>>(),
+            MapId::HotSwap => visitor.visit::<self::atomicmap::HotSwapAdapter<K>>(),
             MapId::DashMap => visitor.visit::<peers::DashMapAdapter<K>>(),
             MapId::Papaya => visitor.visit::<peers::PapayaAdapter<K>>(),
             MapId::Scc => visitor.visit::<peers::SccAdapter<K>>(),

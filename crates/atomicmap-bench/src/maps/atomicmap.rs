@@ -1,0 +1,151 @@
+//! This project's maps from the `atomicmap` crate.
+
+use ::atomicmap::{RcuMap, ReadMostlyMap, ShardedMap};
+
+use crate::adapter::{BenchHasher, BenchKey, MapAdapter, Worker};
+
+/// `ReadMostlyMap`: Go `sync.Map` semantics. It has no capacity hint, so presized runs
+/// build it empty.
+pub struct ReadMostlyAdapter<K>(ReadMostlyMap<K, u64, BenchHasher>);
+
+impl<K: BenchKey> MapAdapter<K> for ReadMostlyAdapter<K> {
+    type Worker<'a> = &'a Self;
+
+    fn build(_capacity: Option<usize>, hasher: BenchHasher) -> Self {
+        ReadMostlyAdapter(ReadMostlyMap::with_hasher(hasher))
+    }
+
+    fn worker(&self) -> &Self {
+        self
+    }
+}
+
+impl<K: BenchKey> Worker<K> for &ReadMostlyAdapter<K> {
+    #[inline]
+    fn get(&mut self, key: &K) -> Option<u64> {
+        self.0.get(key)
+    }
+
+    #[inline]
+    fn insert(&mut self, key: K, value: u64) {
+        self.0.store(key, value);
+    }
+
+    #[inline]
+    fn remove(&mut self, key: &K) -> bool {
+        self.0.delete(key)
+    }
+
+    #[inline]
+    fn update(&mut self, key: &K) -> bool {
+        // sync.Map has no in-place update: the idiom is a load + CompareAndSwap loop.
+        loop {
+            let Some(current) = self.0.get(key) else {
+                return false;
+            };
+            if self.0.compare_and_swap(key, &current, current + 1) {
+                return true;
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        let mut n = 0;
+        self.0.range(|_, _| {
+            n += 1;
+            true
+        });
+        n
+    }
+}
+
+/// `ShardedMap` with its default shard count (scaled to the cores).
+pub struct ShardedAdapter<K>(ShardedMap<K, u64, BenchHasher>);
+
+impl<K: BenchKey> MapAdapter<K> for ShardedAdapter<K> {
+    type Worker<'a> = &'a Self;
+
+    fn build(capacity: Option<usize>, hasher: BenchHasher) -> Self {
+        ShardedAdapter(match capacity {
+            None => ShardedMap::with_hasher(hasher),
+            Some(capacity) => ShardedMap::with_options(
+                capacity,
+                ::atomicmap::sharded::default_shard_count(),
+                hasher,
+            )
+            .expect("the default shard count is valid"),
+        })
+    }
+
+    fn worker(&self) -> &Self {
+        self
+    }
+}
+
+impl<K: BenchKey> Worker<K> for &ShardedAdapter<K> {
+    #[inline]
+    fn get(&mut self, key: &K) -> Option<u64> {
+        self.0.get(key)
+    }
+
+    #[inline]
+    fn insert(&mut self, key: K, value: u64) {
+        self.0.insert(key, value);
+    }
+
+    #[inline]
+    fn remove(&mut self, key: &K) -> bool {
+        self.0.remove(key).is_some()
+    }
+
+    #[inline]
+    fn update(&mut self, key: &K) -> bool {
+        self.0.update(key, |v| *v += 1).is_some()
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// The `HotSwap` RCU map (`RcuMap`): every write publishes a new persistent map. Built for
+/// read-mostly configuration, so write-heavy workloads show its cost; no capacity hint.
+pub struct HotSwapAdapter<K>(RcuMap<K, u64, BenchHasher>);
+
+impl<K: BenchKey> MapAdapter<K> for HotSwapAdapter<K> {
+    type Worker<'a> = &'a Self;
+
+    fn build(_capacity: Option<usize>, hasher: BenchHasher) -> Self {
+        HotSwapAdapter(RcuMap::with_hasher(hasher))
+    }
+
+    fn worker(&self) -> &Self {
+        self
+    }
+}
+
+impl<K: BenchKey> Worker<K> for &HotSwapAdapter<K> {
+    #[inline]
+    fn get(&mut self, key: &K) -> Option<u64> {
+        self.0.get(key)
+    }
+
+    #[inline]
+    fn insert(&mut self, key: K, value: u64) {
+        self.0.insert(key, value);
+    }
+
+    #[inline]
+    fn remove(&mut self, key: &K) -> bool {
+        self.0.remove(key).is_some()
+    }
+
+    #[inline]
+    fn update(&mut self, key: &K) -> bool {
+        self.0.compute(key.clone(), |v| v.map(|v| v + 1)).is_some()
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
