@@ -41,7 +41,7 @@ pub struct Cli {
 
     /// Timed operations per map, split between the threads (presized, default-growth and
     /// growth insert every key once instead).
-    #[arg(long, default_value_t = 2_000_000, value_parser = parse_positive)]
+    #[arg(long, default_value_t = 4_000_000, value_parser = parse_positive)]
     pub ops: usize,
 
     /// Maps to run, comma-separated names as in the table (case-insensitive) [default: all].

@@ -137,7 +137,20 @@ impl AllocCounts {
 
 /// Reset the process's peak resident set size (Linux: writing 5 to `clear_refs`), so the
 /// next [`peak_rss_bytes`] covers only what follows. Returns false where unsupported.
+///
+/// The peak restarts from the current RSS, so memory freed by the previous map but kept by
+/// the C allocator would count against the next one; with glibc it is returned first.
 pub fn reset_peak_rss() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> std::ffi::c_int;
+        }
+        // SAFETY: glibc's `malloc_trim` takes no pointers and may be called at any time.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 

@@ -114,6 +114,7 @@ where
         .configure_mesh()
         .disable_x_mesh()
         .y_desc("Mops/s")
+        .y_label_formatter(&|v| format!("{v:.0}"))
         .x_labels(rows.len())
         .x_label_formatter(&|v| match v {
             SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
@@ -168,7 +169,12 @@ where
         .x_label_area_size(40)
         .y_label_area_size(60)
         .build_cartesian_2d(0.0..max_keys * 1.02, 0.0..max_mib * 1.1 + 1e-9)?;
-    chart.configure_mesh().x_desc("keys").y_desc("MiB").draw()?;
+    chart
+        .configure_mesh()
+        .x_desc("keys")
+        .y_desc("MiB")
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .draw()?;
     for (i, r) in rows.iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
         chart
