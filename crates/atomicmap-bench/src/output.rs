@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::runner::GrowthSample;
 
 /// One map on one workload.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct Record {
     /// The map's name, as in the table.
     pub map: String,

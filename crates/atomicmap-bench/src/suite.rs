@@ -175,15 +175,7 @@ fn run_workload<K: BenchKey>(s: &mut Settings<'_>, w: &Workload) -> Vec<Record> 
             ops: streams.timed.iter().map(|t| t.len() as u64).sum(),
             repeat: cli.repeat,
             status: "ok".to_string(),
-            mops: None,
-            p50_ns: None,
-            p99_ns: None,
-            p999_ns: None,
-            allocs_per_op: None,
-            bytes_alloc_per_op: None,
-            bytes_per_entry: None,
-            peak_rss_bytes: None,
-            growth: Vec::new(),
+            ..Record::default()
         };
         if let Err(e) = check {
             record.status = format!("FAILED correctness check, not timed: {e}");
