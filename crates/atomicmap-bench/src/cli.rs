@@ -69,6 +69,8 @@ pub struct Cli {
     pub csv: Option<PathBuf>,
 
     /// Draw throughput per map (or memory against keys for `growth`) to FILE.svg or FILE.png.
+    /// Text needs a TrueType font: DejaVu Sans or Liberation Sans where distributions put them,
+    /// or the file named by ATOMICMAP_BENCH_FONT.
     #[arg(long, value_name = "FILE", value_parser = parse_plot_path)]
     pub plot: Option<PathBuf>,
 }
