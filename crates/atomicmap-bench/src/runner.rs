@@ -26,7 +26,7 @@ use crate::workload::{Measure, Op, OpKind, Prefill, Streams, Workload};
 /// Operations between two guard re-pins.
 pub const BATCH: usize = 1024;
 /// One operation in this many is timed for the latency histogram.
-pub const SAMPLE_EVERY: usize = 64;
+pub const SAMPLE_EVERY: usize = 128;
 
 /// A histogram of nanoseconds from 1 ns to 100 s with 3 significant digits.
 pub fn new_histogram() -> Histogram<u64> {
@@ -214,9 +214,11 @@ pub fn run<K: BenchKey, A: MapAdapter<K>>(plan: &Plan<'_, K>) -> Measurement {
         let counts_before = AllocCounts::now();
         barrier.wait(); // go
         let mut counts_during = AllocCounts::default();
+        let mut bytes_per_entry = prefilled_bytes_per_entry;
         for step in 0..steps {
             barrier.wait(); // step done
-            if step + 1 == steps {
+            let last = step + 1 == steps;
+            if last {
                 counts_during = AllocCounts::now().since(&counts_before);
             }
             if let Measure::Growth { .. } = workload.measure {
@@ -225,9 +227,12 @@ pub fn run<K: BenchKey, A: MapAdapter<K>>(plan: &Plan<'_, K>) -> Measurement {
                     bytes: AllocCounts::now().live() - heap_before,
                 });
             }
+            if last && bytes_per_entry.is_none() {
+                // Before the last barrier: after it, workers drop their private maps.
+                bytes_per_entry = heap_per_entry(entries());
+            }
             barrier.wait();
         }
-        let bytes_per_entry = prefilled_bytes_per_entry.or_else(|| heap_per_entry(entries()));
         let peak_rss = if rss_known { peak_rss_bytes() } else { None };
 
         let mut latency = new_histogram();

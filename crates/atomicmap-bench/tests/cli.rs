@@ -73,6 +73,8 @@ fn assert_records(records: &serde_json::Value, workloads: &[&str]) {
         assert_eq!(r["threads"], 2);
         assert_eq!(r["keys"], 2000);
         assert!(r["mops"].as_f64().unwrap() > 0.0, "{r}");
+        // A u64 -> u64 entry needs 16 bytes; less means the map was measured gone.
+        assert!(r["bytes_per_entry"].as_f64().unwrap() >= 16.0, "{r}");
         assert!(
             r["p50_ns"].as_u64().unwrap() <= r["p999_ns"].as_u64().unwrap(),
             "{r}"
