@@ -87,6 +87,11 @@ pub fn main(cli: Cli) -> std::process::ExitCode {
     settings.progress.finish_and_clear();
 
     print_timer_overhead(&timer, &records);
+    println!(
+        "B/entry: live heap / len after prefill (at the end for workloads that start empty); \
+         peak RSS: the whole process (VmHWM, including key table and op streams), reset before \
+         each map"
+    );
     println!("elapsed: {:.1}s", started.elapsed().as_secs_f64());
 
     let mut status = std::process::ExitCode::SUCCESS;
