@@ -1,12 +1,16 @@
 //! atomicmap: concurrent maps for Rust services.
 #![warn(missing_docs)]
 
+mod atomic_map;
+mod counter;
+mod reclaim;
 mod sync;
 
+pub use atomic_map::{AtomicMap, CapacityError, DefaultHashBuilder, Iter, MapRef, ValueRef};
+
+pub mod hot_swap;
 pub mod read_mostly;
 pub mod sharded;
-pub mod hot_swap;
-pub use read_mostly::{ReadMostlyMap, ReadMostlyStats};
 pub use hot_swap::{HotSwap, RcuMap, RcuSnapshot, Snapshot, VersionMismatch};
+pub use read_mostly::{ReadMostlyMap, ReadMostlyStats};
 pub use sharded::{ShardedMap, ShardedMapError};
-mod reclaim;

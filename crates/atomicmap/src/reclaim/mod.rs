@@ -61,6 +61,8 @@
 mod barrier;
 mod participants;
 
+pub(crate) use participants::thread_index;
+
 use std::marker::PhantomData;
 
 use crate::sync::{AtomicU64, CachePadded, Ordering};
@@ -129,22 +131,28 @@ impl Collector {
     }
 
     /// The birth epoch for an object about to be published. Call it before the publishing
-    /// store, with a guard held.
+    /// store, with a guard held. The guard's reservation is widened to cover the birth, so the
+    /// caller may keep using the object after publishing it even if another thread unlinks it.
     pub(crate) fn birth_epoch(&self, guard: &Guard<'_>) -> u64 {
         let births = guard.me.births.get() + 1;
-        if births >= BIRTHS_PER_TICK {
+        let birth = if births >= BIRTHS_PER_TICK {
             guard.me.births.set(0);
             self.epoch.fetch_add(1, Ordering::AcqRel) + 1
         } else {
             guard.me.births.set(births);
             self.epoch.load(Ordering::Acquire)
-        }
+        };
+        guard.cover(birth);
+        birth
     }
 
     /// Frees every object of `bag` whose lifetime no reservation intersects.
     fn reclaim(&self, bag: &mut Vec<Retired>) {
         barrier::heavy();
-        let now = self.epoch.load(Ordering::Acquire);
+        // Ticking here makes every pin that starts after this pass reserve from a later epoch
+        // than the retire epochs assigned below, so an object is freed by the first pass after
+        // its last reader lets go (not only after enough births moved the epoch along).
+        let now = self.epoch.fetch_add(1, Ordering::AcqRel);
         let mut reservations: Vec<(u64, u64)> = Vec::new();
         for participant in self.participants.iter() {
             let lower = participant.lower.load(Ordering::Acquire);
@@ -205,8 +213,15 @@ impl Guard<'_> {
             if now <= self.me.cached_upper.get() {
                 return value;
             }
-            self.me.cached_upper.set(now);
-            self.me.upper.store(now, Ordering::Relaxed);
+            self.cover(now);
+        }
+    }
+
+    /// Raises the reservation's upper bound to `epoch`.
+    fn cover(&self, epoch: u64) {
+        if epoch > self.me.cached_upper.get() {
+            self.me.cached_upper.set(epoch);
+            self.me.upper.store(epoch, Ordering::Relaxed);
             barrier::light();
         }
     }

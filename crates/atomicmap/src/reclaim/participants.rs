@@ -112,7 +112,11 @@ impl Participants {
     pub(super) fn iter(&self) -> impl Iterator<Item = &Participant> {
         self.buckets.iter().enumerate().flat_map(|(bucket, slot)| {
             let records = slot.load(Ordering::Acquire);
-            let len = if records.is_null() { 0 } else { 1usize << bucket };
+            let len = if records.is_null() {
+                0
+            } else {
+                1usize << bucket
+            };
             (0..len).map(move |offset| {
                 // SAFETY: as in `local`: a non-null bucket holds `len` live records.
                 unsafe { &*records.add(offset) }
@@ -159,7 +163,9 @@ struct ThreadIndex(usize);
 
 impl ThreadIndex {
     fn acquire() -> Self {
-        let mut pool = FREE_INDEXES.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut pool = FREE_INDEXES
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
         let index = pool.free.pop().unwrap_or_else(|| {
             pool.next += 1;
             pool.next - 1
@@ -170,7 +176,9 @@ impl ThreadIndex {
 
 impl Drop for ThreadIndex {
     fn drop(&mut self) {
-        let mut pool = FREE_INDEXES.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut pool = FREE_INDEXES
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
         pool.free.push(self.0);
     }
 }
@@ -180,7 +188,7 @@ thread_local! {
 }
 
 #[inline]
-fn thread_index() -> usize {
+pub(crate) fn thread_index() -> usize {
     THREAD_INDEX.with(|index| index.0)
 }
 

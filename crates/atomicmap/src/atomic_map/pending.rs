@@ -1,0 +1,176 @@
+//! Keys and values on their way into a slot, and who owns their boxes at each step.
+//!
+//! A key or value that must be boxed is boxed once, the first time a CAS needs its word, and
+//! the box is reused across retries. Until a CAS publishes it the box belongs to the pending
+//! item, which frees it when dropped; after, it belongs to the table.
+
+use std::hash::{BuildHasher, Hash};
+
+use super::raw::RawMap;
+use super::table::Slot;
+use super::word::{self, Codec, DROPPED, MOVED};
+use crate::reclaim::{free_box, Collector, Guard};
+use crate::sync::Ordering;
+
+/// An owned key that a write may need to claim a slot with.
+pub(super) struct PendingKey<'c, K: 'static> {
+    /// The key, until it is moved into a box.
+    key: Option<K>,
+    hash: u64,
+    /// The claim word, once computed.
+    word: Option<u64>,
+    /// Whether a table currently owns the box.
+    published: bool,
+    /// Whether the box was ever visible to other threads, so that freeing it must wait for them.
+    shared: bool,
+    collector: &'c Collector,
+}
+
+impl<'c, K: Hash + Eq + 'static> PendingKey<'c, K> {
+    pub(super) fn new(key: K, hash: u64, collector: &'c Collector) -> Self {
+        PendingKey {
+            key: Some(key),
+            hash,
+            word: None,
+            published: false,
+            shared: false,
+            collector,
+        }
+    }
+
+    /// Whether key word `key` (an item, protected by the caller) is this key.
+    pub(super) fn matches<V: 'static, S: BuildHasher>(
+        &self,
+        map: &RawMap<K, V, S>,
+        key: u64,
+    ) -> bool {
+        match (&self.key, self.word) {
+            (Some(owned), _) => map.key_matches(key, self.hash, owned),
+            (None, Some(boxed)) => map.same_key(key, boxed),
+            (None, None) => unreachable!("a pending key is boxed only together with its word"),
+        }
+    }
+
+    /// The word to claim a slot with.
+    pub(super) fn word(&mut self, guard: &Guard<'_>) -> u64 {
+        if let Some(word) = self.word {
+            return word;
+        }
+        let key = self
+            .key
+            .as_ref()
+            .expect("an unboxed pending key holds its key");
+        let word = match Codec::<K>::inline_word(key) {
+            Some(inline) => inline,
+            None => {
+                let key = self.key.take().expect("checked above");
+                word::box_word(key, self.collector.birth_epoch(guard), self.hash)
+            }
+        };
+        self.word = Some(word);
+        word
+    }
+
+    /// A claim CAS stored this key's word in a slot.
+    pub(super) fn published(&mut self, claimed: u64) {
+        debug_assert_eq!(Some(claimed), self.word);
+        if !word::is_inline(claimed) {
+            self.published = true;
+            self.shared = true;
+        }
+    }
+
+    /// A resize dropped the slot this key was claimed in before any value reached it. If the
+    /// slot holds our box, take it back (`DROPPED` → `MOVED` tells the old table it no longer
+    /// owns the key), so the write can claim a slot in the next table with it.
+    pub(super) fn rehome_from(&mut self, slot: &Slot) {
+        let Some(word) = self.word else { return };
+        if !self.published || slot.key.load(Ordering::Acquire) != word {
+            return;
+        }
+        if slot
+            .value
+            .compare_exchange(DROPPED, MOVED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            self.published = false;
+        }
+    }
+}
+
+impl<K: 'static> Drop for PendingKey<'_, K> {
+    fn drop(&mut self) {
+        let Some(word) = self.word else { return };
+        if self.published || word::is_inline(word) {
+            return;
+        }
+        if self.shared {
+            // Readers of the slot it was once claimed in may still compare against it.
+            let guard = self.collector.enter();
+            // SAFETY: we own the box (taken back by `rehome_from` and never claimed again), no
+            // slot can lead a new reader to it... except the one it was first claimed in, which
+            // readers reach only while pinned: retiring defers the free past them.
+            unsafe {
+                let birth = word::boxed::<K>(word).birth;
+                guard.retire(word::box_ptr::<K>(word), birth, free_box::<word::Boxed<K>>);
+            }
+        } else {
+            // SAFETY: never published, so no other thread has seen the box.
+            drop(unsafe { word::unbox::<K>(word) });
+        }
+    }
+}
+
+/// An owned value that a write will commit.
+pub(super) struct PendingValue<V: 'static> {
+    value: Option<V>,
+    word: Option<u64>,
+    published: bool,
+}
+
+impl<V: 'static> PendingValue<V> {
+    pub(super) fn new(value: V) -> Self {
+        PendingValue {
+            value: Some(value),
+            word: None,
+            published: false,
+        }
+    }
+
+    /// The word to commit.
+    pub(super) fn word(&mut self, collector: &Collector, guard: &Guard<'_>) -> u64 {
+        if let Some(word) = self.word {
+            return word;
+        }
+        let value = self
+            .value
+            .as_ref()
+            .expect("an unboxed pending value holds its value");
+        let word = match Codec::<V>::inline_word(value) {
+            Some(inline) => inline,
+            None => {
+                let value = self.value.take().expect("checked above");
+                word::box_word(value, collector.birth_epoch(guard), 0)
+            }
+        };
+        self.word = Some(word);
+        word
+    }
+
+    /// The commit CAS stored this value's word.
+    pub(super) fn published(&mut self) {
+        self.published = true;
+    }
+}
+
+impl<V: 'static> Drop for PendingValue<V> {
+    fn drop(&mut self) {
+        match self.word {
+            Some(word) if !self.published && !word::is_inline(word) => {
+                // SAFETY: never published, so no other thread has seen the box.
+                drop(unsafe { word::unbox::<V>(word) });
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,350 @@
+//! Incremental, cooperative resizing: how entries move to a new table while every operation
+//! keeps running.
+//!
+//! # When
+//! A writer that must probe [`PROBE_LIMIT`] slots past a key's home to find a free one samples
+//! the table; if at least 5/8 of the sampled slots are claimed (live keys *or* tombstones), the
+//! table is resized to [`capacity_for`] the live count: larger when it is full of live keys,
+//! the same size when tombstones crowd it (compaction), smaller after mass removal (removes also
+//! trigger a shrink when the live count falls under 1/8 of the capacity). A constant hasher
+//! makes probes long but the sample low, so it degrades lookups without resizing forever.
+//!
+//! # Protocol
+//! 1. **Start.** A writer allocates the successor and CASes it into `migration.next` (null →
+//!    table; the loser frees its own). Only the root table is ever resized, and a successor is
+//!    not resized before it becomes the root.
+//! 2. **Copy.** Each writer that meets a resizing table claims one chunk of [`CHUNK`] slots
+//!    (`fetch_add` on `claimed_chunks`) and migrates every slot in it; so no operation does more
+//!    than one chunk of work, and readers do none. A slot is migrated by its chunk's owner only:
+//!    * `EMPTY` key → CAS to `SEALED`: no key can be claimed here any more.
+//!    * a key with a value → claim the same key word in the successor (*carry*), store the value
+//!      there, then CAS the old value word to `MOVED`. If that CAS fails a writer changed the
+//!      value meanwhile: store the newer one and try again. Until `MOVED` lands, writers still
+//!      commit in the old slot and the successor's copy is invisible (nobody looks for this key
+//!      in the successor before `MOVED`), so storing over it is safe.
+//!    * a key without a value (tombstone) → CAS `ABSENT` to `DROPPED`: the key is not carried,
+//!      and the old table keeps owning its box until it is freed.
+//! 3. **Finish.** The writer whose chunk brings `finished_chunks` to the chunk count CASes the
+//!    root from the old table to the successor and retires the old table.
+//!
+//! # Why no update is lost and no key is duplicated
+//! * Writers diverted to the successor by `SEALED` / `MOVED` / `DROPPED` look the key up there
+//!   and commit there. A `MOVED` value's successor copy was stored before the `MOVED` CAS
+//!   (release), so a writer that sees `MOVED` (acquire) sees the copy.
+//! * A writer that finds `EMPTY` in a resizing table seals that slot before going to the
+//!   successor, so the key cannot be claimed in the old table afterwards by a writer that
+//!   started earlier: a key lives in the old table or the successor, never both.
+//! * Carrying claims a key the successor cannot already hold: the key's probe sequence in the
+//!   old table has no `EMPTY` before its slot, so no writer was diverted for it.
+//! * `DROPPED` keys are not carried; a writer that claimed the slot just before (its key box is
+//!   now the old table's) takes the box back with `DROPPED` → `MOVED` and claims with it in the
+//!   successor ("re-homing"); any other writer inserts its own key there.
+//!
+//! # Progress
+//! Readers never wait. A writer waits only in one corner: when the successor itself needs to
+//! grow while chunks of the current resize are still being copied by other threads, it helps
+//! with every unclaimed chunk and then yields until those chunks finish. Successors are sized
+//! at twice the live count, so this needs a burst of new keys larger than the map while a
+//! chunk owner is descheduled.
+
+use std::cell::Cell;
+use std::hash::{BuildHasher, Hash};
+use std::ptr;
+
+use super::raw::{Located, RawMap};
+use super::table::{free_table, Slot, Table, CHUNK, MIN_CAPACITY};
+use super::word::{self, ABSENT, DROPPED, EMPTY, MOVED, SEALED};
+use crate::reclaim::Guard;
+use crate::sync::Ordering;
+
+/// Probe distance after which an insert checks whether the table is too crowded.
+pub(super) const PROBE_LIMIT: usize = 16;
+
+/// Slots sampled to estimate how crowded a table is.
+const SAMPLE: usize = 64;
+
+/// A thread checks for a shrink once every this many removes.
+const REMOVES_PER_SHRINK_CHECK: u32 = 256;
+
+/// Like the standard collections, a map that cannot grow aborts; `try_reserve` is the
+/// fallible way to make room ahead of time.
+#[cold]
+fn out_of_memory(capacity: usize) -> ! {
+    match std::alloc::Layout::array::<Slot>(capacity) {
+        Ok(layout) => std::alloc::handle_alloc_error(layout),
+        Err(_) => panic!("AtomicMap capacity overflow: {capacity} slots"),
+    }
+}
+
+/// The capacity for `len` live keys: at most half full.
+pub(super) fn capacity_for(len: usize) -> Option<usize> {
+    len.max(1)
+        .checked_mul(2)?
+        .checked_next_power_of_two()
+        .map(|capacity| capacity.max(MIN_CAPACITY))
+}
+
+thread_local! {
+    /// Per-thread state for sampling and shrink checks; contention-free and not part of any
+    /// protocol, so a plain thread local (not loom's) is right.
+    static SAMPLE_SEED: Cell<u64> = const { Cell::new(0x9E37_79B9_7F4A_7C15) };
+    static REMOVES: Cell<u32> = const { Cell::new(0) };
+}
+
+fn next_sample_start() -> u64 {
+    SAMPLE_SEED.with(|seed| {
+        // xorshift64: cheap and good enough to spread sample windows.
+        let mut x = seed.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        seed.set(x);
+        x
+    })
+}
+
+impl<K, V, S> RawMap<K, V, S>
+where
+    K: Hash + Eq + 'static,
+    V: 'static,
+    S: BuildHasher,
+{
+    /// Whether a sample of `table` is at least 5/8 claimed.
+    pub(super) fn is_crowded(&self, _guard: &Guard<'_>, table: &Table) -> bool {
+        let window = SAMPLE.min(table.capacity());
+        let start = next_sample_start() as usize;
+        let claimed = (0..window)
+            .filter(|offset| {
+                let slot = &table.slots[(start + offset) & table.mask];
+                slot.key.load(Ordering::Relaxed) != EMPTY
+            })
+            .count();
+        claimed * 8 >= window * 5
+    }
+
+    /// Capacity of the successor of a crowded `table`.
+    pub(super) fn grown_capacity(&self, table: &Table) -> usize {
+        let live = self.len().max(table.capacity() / 4);
+        capacity_for(live).unwrap_or(table.capacity())
+    }
+
+    /// Installs a successor of `capacity` slots for `table` unless one exists. Returns false if
+    /// the successor could not be allocated (the map keeps working in `table`).
+    pub(super) fn start_resize(&self, guard: &Guard<'_>, table: &Table, capacity: usize) -> bool {
+        if !table.next().is_null() {
+            return true;
+        }
+        let Ok(successor) = Table::allocate(capacity, self.collector.birth_epoch(guard)) else {
+            return false;
+        };
+        let successor = Box::into_raw(successor);
+        if table
+            .migration
+            .next
+            .compare_exchange(
+                ptr::null_mut(),
+                successor,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_err()
+        {
+            // SAFETY: our successor lost the race and was never visible to anyone.
+            drop(unsafe { Box::from_raw(successor) });
+        }
+        true
+    }
+
+    /// Migrates one unclaimed chunk of `table`, if any is left. Returns whether it did.
+    pub(super) fn help_resize(&self, guard: &Guard<'_>, table: &Table) -> bool {
+        if table.next().is_null() {
+            return false;
+        }
+        let chunks = table.chunks();
+        let chunk = table
+            .migration
+            .claimed_chunks
+            .fetch_add(1, Ordering::AcqRel);
+        if chunk >= chunks {
+            return false;
+        }
+        let successor = self.next_table(guard, table);
+        let end = ((chunk + 1) * CHUNK).min(table.capacity());
+        for slot in &table.slots[chunk * CHUNK..end] {
+            self.migrate_slot(guard, slot, successor);
+        }
+        let finished = table
+            .migration
+            .finished_chunks
+            .fetch_add(1, Ordering::AcqRel)
+            + 1;
+        if finished == chunks {
+            self.finish_resize(guard, table, successor);
+        }
+        true
+    }
+
+    /// Drives the resize of `table` to completion: helps with every unclaimed chunk, then waits
+    /// for chunks other threads are still copying.
+    pub(super) fn complete_resize(&self, guard: &Guard<'_>, table: &Table) {
+        while self.help_resize(guard, table) {}
+        let chunks = table.chunks();
+        while !table.next().is_null()
+            && table.migration.finished_chunks.load(Ordering::Acquire) < chunks
+        {
+            std::thread::yield_now();
+        }
+    }
+
+    fn finish_resize(&self, guard: &Guard<'_>, table: &Table, successor: &Table) {
+        let swung = self.replace_root(table, successor as *const Table as *mut Table);
+        debug_assert!(swung, "only the root table is ever resized");
+        // SAFETY: the root no longer points to `table`; readers still holding it are pinned,
+        // and the reclaimer waits for them. Its slots are now all SEALED, MOVED or DROPPED:
+        // `free_table` frees exactly the DROPPED keys it still owns.
+        unsafe {
+            guard.retire(
+                table as *const Table as *mut (),
+                table.birth,
+                free_table::<K, V>,
+            )
+        };
+    }
+
+    /// Moves one slot of a resizing table into `successor` (see the module docs).
+    fn migrate_slot(&self, guard: &Guard<'_>, slot: &Slot, successor: &Table) {
+        let mut carried: Option<&Slot> = None;
+        loop {
+            let key = self.load_key(guard, slot);
+            if key == EMPTY {
+                if slot
+                    .key
+                    .compare_exchange(EMPTY, SEALED, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    return;
+                }
+                continue;
+            }
+            if key == SEALED {
+                return;
+            }
+            let value = slot.value.load(Ordering::Acquire);
+            let (target, final_word) = match value {
+                MOVED | DROPPED => return,
+                ABSENT => match carried {
+                    // A writer removed the value after we carried the key: carry the removal.
+                    Some(copy) => {
+                        copy.value.store(ABSENT, Ordering::Release);
+                        (value, MOVED)
+                    }
+                    None => (value, DROPPED),
+                },
+                value => {
+                    let copy = match carried {
+                        Some(copy) => copy,
+                        None => self.carry(guard, successor, key),
+                    };
+                    carried = Some(copy);
+                    copy.value.store(value, Ordering::Release);
+                    (value, MOVED)
+                }
+            };
+            if slot
+                .value
+                .compare_exchange(target, final_word, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                return;
+            }
+        }
+    }
+
+    /// Claims key word `key` in `successor` (or finds it) and returns its slot.
+    fn carry<'g>(&self, guard: &'g Guard<'_>, successor: &'g Table, key: u64) -> &'g Slot {
+        let mut index = self.key_hash(key) as usize & successor.mask;
+        loop {
+            let slot = &successor.slots[index];
+            let here = self.load_key(guard, slot);
+            if here == EMPTY {
+                if slot
+                    .key
+                    .compare_exchange(EMPTY, key, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    return slot;
+                }
+                continue;
+            }
+            debug_assert_ne!(
+                here, SEALED,
+                "a successor is not resized before it is the root"
+            );
+            if word::is_key(here) && self.same_key(here, key) {
+                return slot;
+            }
+            index = (index + 1) & successor.mask;
+        }
+    }
+
+    /// A table too full for another key: make sure a resize is under way and continue in the
+    /// successor.
+    pub(super) fn overflow<'g>(&self, guard: &'g Guard<'_>, table: &'g Table) -> Located<'g> {
+        loop {
+            if !table.next().is_null() {
+                self.help_resize(guard, table);
+                return Located::Next(self.next_table(guard, table));
+            }
+            let root = self.root(guard);
+            if ptr::eq(root, table) {
+                let capacity = self.grown_capacity(table);
+                if !self.start_resize(guard, table, capacity) {
+                    out_of_memory(capacity);
+                }
+            } else {
+                // `table` is the successor of a resize still in progress.
+                self.complete_resize(guard, root);
+            }
+        }
+    }
+
+    /// Called after a remove committed: occasionally shrinks a mostly empty table.
+    pub(super) fn after_remove(&self, guard: &Guard<'_>) {
+        let due = REMOVES.with(|removes| {
+            let count = removes.get() + 1;
+            removes.set(count % REMOVES_PER_SHRINK_CHECK);
+            count == REMOVES_PER_SHRINK_CHECK
+        });
+        if !due {
+            return;
+        }
+        let table = self.root(guard);
+        let len = self.len();
+        if table.capacity() > MIN_CAPACITY && len.saturating_mul(8) < table.capacity() {
+            if let Some(capacity) = capacity_for(len) {
+                self.start_resize(guard, table, capacity);
+                self.help_resize(guard, table);
+            }
+        }
+    }
+
+    /// Resizes the root to `capacity` slots and waits until the resize is done (for `reserve`,
+    /// `shrink_to_fit` and `clear`). Returns false if the table could not be allocated.
+    pub(super) fn resize_now(&self, guard: &Guard<'_>, capacity: usize) -> bool {
+        loop {
+            let table = self.root(guard);
+            if table.next().is_null() {
+                if table.capacity() == capacity && !self.is_crowded(guard, table) {
+                    return true;
+                }
+                if !self.start_resize(guard, table, capacity) {
+                    return false;
+                }
+                self.complete_resize(guard, table);
+                return true;
+            }
+            // Someone else's resize is running: finish it, then start ours.
+            self.complete_resize(guard, table);
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! The slot array of one table and its migration bookkeeping.
+//!
+//! A table is a power-of-two array of 16-byte [`Slot`]s (four per cache line, so a lookup
+//! usually touches one line) plus a header. The header's hot, read-only part (`mask`, `slots`)
+//! is kept away from the migration counters that helpers write, so that helping a resize does
+//! not slow down readers of the same table.
+//!
+//! Tables are not generic: slots hold words (see `word`), and what a word means is decided by
+//! the map that owns the table.
+
+use crate::sync::{AtomicPtr, AtomicU64, AtomicUsize, CachePadded, Ordering};
+
+use super::word::{self, MOVED};
+
+/// Slots per migration chunk: the most work one operation does for a resize.
+#[cfg(not(loom))]
+pub(super) const CHUNK: usize = 1024;
+#[cfg(loom)]
+pub(super) const CHUNK: usize = 2;
+
+/// Smallest table the map allocates.
+#[cfg(not(loom))]
+pub(super) const MIN_CAPACITY: usize = 16;
+#[cfg(loom)]
+pub(super) const MIN_CAPACITY: usize = 2;
+
+/// One key/value pair.
+pub(super) struct Slot {
+    /// `EMPTY` → key word (claimed, then fixed for this table's life) or `EMPTY` → `SEALED`.
+    pub(super) key: AtomicU64,
+    /// `ABSENT` ↔ value word ↔ value word ... → `MOVED` or `DROPPED` (final).
+    pub(super) value: AtomicU64,
+}
+
+/// Migration state of a table, written by resize helpers.
+pub(super) struct Migration {
+    /// The table this one is being migrated into; null until a resize starts, then fixed.
+    pub(super) next: AtomicPtr<Table>,
+    /// Next chunk index a helper may claim (may overshoot the chunk count).
+    pub(super) claimed_chunks: AtomicUsize,
+    /// Chunks fully migrated; the helper that makes it equal the chunk count finishes the resize.
+    pub(super) finished_chunks: AtomicUsize,
+}
+
+/// A slot array and its header.
+pub(super) struct Table {
+    /// `capacity - 1`; capacity is a power of two.
+    pub(super) mask: usize,
+    /// Epoch at which the table was allocated, for reclamation.
+    pub(super) birth: u64,
+    pub(super) slots: Box<[Slot]>,
+    pub(super) migration: CachePadded<Migration>,
+}
+
+/// The table could not be allocated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct AllocFailed;
+
+impl Table {
+    /// Allocates an empty table of `capacity` slots (a power of two).
+    pub(super) fn allocate(capacity: usize, birth: u64) -> Result<Box<Table>, AllocFailed> {
+        debug_assert!(capacity.is_power_of_two());
+        Ok(Box::new(Table {
+            mask: capacity - 1,
+            birth,
+            slots: allocate_slots(capacity)?,
+            migration: CachePadded(Migration {
+                next: AtomicPtr::new(std::ptr::null_mut()),
+                claimed_chunks: AtomicUsize::new(0),
+                finished_chunks: AtomicUsize::new(0),
+            }),
+        }))
+    }
+
+    pub(super) fn capacity(&self) -> usize {
+        self.mask + 1
+    }
+
+    pub(super) fn chunks(&self) -> usize {
+        self.capacity().div_ceil(CHUNK)
+    }
+
+    /// The table a resize is moving this one into, if one started.
+    pub(super) fn next(&self) -> *mut Table {
+        self.migration.next.load(Ordering::Acquire)
+    }
+}
+
+/// Zeroed memory is a valid array of `EMPTY`/`ABSENT` slots, and large zeroed allocations come
+/// from the OS lazily, so presizing a map for millions of keys costs no upfront page faults.
+#[cfg(not(loom))]
+fn allocate_slots(capacity: usize) -> Result<Box<[Slot]>, AllocFailed> {
+    let layout = std::alloc::Layout::array::<Slot>(capacity).map_err(|_| AllocFailed)?;
+    // SAFETY: `layout` has a non-zero size (capacity >= MIN_CAPACITY > 0).
+    let memory = unsafe { std::alloc::alloc_zeroed(layout) } as *mut Slot;
+    if memory.is_null() {
+        return Err(AllocFailed);
+    }
+    // SAFETY: `memory` holds `capacity` slots laid out as an array; all-zero bytes are valid
+    // `AtomicU64`s; the global allocator's block matches the layout `Box` will free it with.
+    Ok(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(memory, capacity)) })
+}
+
+/// Loom's atomics carry model state, so they must be constructed.
+#[cfg(loom)]
+fn allocate_slots(capacity: usize) -> Result<Box<[Slot]>, AllocFailed> {
+    Ok((0..capacity)
+        .map(|_| Slot {
+            key: AtomicU64::new(0),
+            value: AtomicU64::new(0),
+        })
+        .collect())
+}
+
+/// Frees a table and the boxes it owns. A table owns the key of every claimed slot whose value
+/// is not `MOVED`, and every boxed value still in it.
+///
+/// # Safety
+/// No thread can reach `table` any more, its slots were written by a map with these `K`, `V`,
+/// and the boxes it owns are freed nowhere else.
+pub(super) unsafe fn free_table<K: 'static, V: 'static>(table: *mut ()) {
+    // SAFETY: the caller passes a table it exclusively owns, allocated by `Table::allocate`.
+    let table = unsafe { Box::from_raw(table as *mut Table) };
+    let boxed_keys = word::Codec::<K>::may_box();
+    let boxed_values = word::Codec::<V>::may_box();
+    if !boxed_keys && !boxed_values {
+        return;
+    }
+    for slot in table.slots.iter() {
+        let key = slot.key.load(Ordering::Relaxed);
+        let value = slot.value.load(Ordering::Relaxed);
+        if !word::is_key(key) {
+            continue;
+        }
+        if boxed_keys && !word::is_inline(key) && value != MOVED {
+            // SAFETY: the table owns this key (its value is not MOVED) and nobody else frees it.
+            drop(unsafe { word::unbox::<K>(key) });
+        }
+        if boxed_values && word::is_value(value) && !word::is_inline(value) {
+            // SAFETY: a boxed value still in the table belongs to it.
+            drop(unsafe { word::unbox::<V>(value) });
+        }
+    }
+}
