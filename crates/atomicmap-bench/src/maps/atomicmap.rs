@@ -1,6 +1,6 @@
 //! This project's maps from the `atomicmap` crate.
 
-use ::atomicmap::{RcuMap, ReadMostlyMap, ShardedMap};
+use ::atomicmap::{AtomicMap, RcuMap, ReadMostlyMap, ShardedMap};
 
 use crate::adapter::{BenchHasher, BenchKey, MapAdapter, Worker};
 
@@ -143,6 +143,50 @@ impl<K: BenchKey> Worker<K> for &HotSwapAdapter<K> {
     #[inline]
     fn update(&mut self, key: &K) -> bool {
         self.0.compute(key.clone(), |v| v.map(|v| v + 1)).is_some()
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// `AtomicMap`, the lock-free open-addressing flagship.
+pub struct AtomicMapAdapter<K: BenchKey>(AtomicMap<K, u64, BenchHasher>);
+
+impl<K: BenchKey> MapAdapter<K> for AtomicMapAdapter<K> {
+    type Worker<'a> = &'a Self;
+
+    fn build(capacity: Option<usize>, hasher: BenchHasher) -> Self {
+        AtomicMapAdapter(match capacity {
+            None => AtomicMap::with_hasher(hasher),
+            Some(capacity) => AtomicMap::with_capacity_and_hasher(capacity, hasher),
+        })
+    }
+
+    fn worker(&self) -> &Self {
+        self
+    }
+}
+
+impl<K: BenchKey> Worker<K> for &AtomicMapAdapter<K> {
+    #[inline]
+    fn get(&mut self, key: &K) -> Option<u64> {
+        self.0.get(key)
+    }
+
+    #[inline]
+    fn insert(&mut self, key: K, value: u64) {
+        self.0.insert(key, value);
+    }
+
+    #[inline]
+    fn remove(&mut self, key: &K) -> bool {
+        self.0.remove(key).is_some()
+    }
+
+    #[inline]
+    fn update(&mut self, key: &K) -> bool {
+        self.0.update(key, |v| v + 1).is_some()
     }
 
     fn len(&self) -> usize {

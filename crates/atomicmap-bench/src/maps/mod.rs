@@ -12,6 +12,8 @@ use crate::adapter::{BenchKey, MapAdapter};
 /// Every map the benchmark knows, in table order: ours, then the peers, then `LIMIT`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum MapId {
+    /// `atomicmap::AtomicMap`, the lock-free flagship
+    AtomicMap,
     /// `atomicmap::ReadMostlyMap`
     ReadMostlyMap,
     /// `atomicmap::ShardedMap`
@@ -37,6 +39,7 @@ pub enum MapId {
 impl MapId {
     /// All maps, in the order of the table.
     pub const ALL: &'static [MapId] = &[
+        MapId::AtomicMap,
         MapId::ReadMostlyMap,
         MapId::ShardedMap,
         MapId::HotSwap,
@@ -52,6 +55,7 @@ impl MapId {
     /// The name used in the table, JSON, CSV and `--maps`.
     pub fn name(self) -> &'static str {
         match self {
+            MapId::AtomicMap => "AtomicMap",
             MapId::ReadMostlyMap => "ReadMostlyMap",
             MapId::ShardedMap => "ShardedMap",
             MapId::HotSwap => "HotSwap",
@@ -76,6 +80,7 @@ impl MapId {
     /// Call `visitor` with this map's adapter type for keys `K`.
     pub fn visit<K: BenchKey, V: MapVisitor<K>>(self, visitor: V) -> V::Output {
         match self {
+            MapId::AtomicMap => visitor.visit::<self::atomicmap::AtomicMapAdapter<K>>(),
             MapId::ReadMostlyMap => visitor.visit::<self::atomicmap::ReadMostlyAdapter<K>>(),
             MapId::ShardedMap => visitor.visit::<self::atomicmap::ShardedAdapter<K>>(),
             MapId::HotSwap => visitor.visit::<self::atomicmap::HotSwapAdapter<K>>(),
