@@ -25,8 +25,11 @@ pub fn mix64(mut z: u64) -> u64 {
 }
 
 impl BenchKey for u64 {
+    /// Pseudo-random 63-bit ids. `AtomicMap` keeps 64-bit keys below 2^63 inside the slot and
+    /// boxes the others; ids, counters and timestamps fit, so the benchmark uses that range
+    /// (every other map is indifferent to it).
     fn nth(i: u64) -> Self {
-        mix64(i)
+        mix64(i) >> 1
     }
 }
 

@@ -595,3 +595,76 @@ where
 unsafe impl<K: Send + Sync, V: Send + Sync, S: Send> Send for AtomicMap<K, V, S> {}
 // SAFETY: as above; `S` is only read (`&S`) by concurrent operations.
 unsafe impl<K: Send + Sync, V: Send + Sync, S: Sync> Sync for AtomicMap<K, V, S> {}
+
+/// Small, Miri-sized checks of the unsafe layer: boxed and inline words, resizes, retirement.
+#[cfg(test)]
+mod tests {
+    use super::AtomicMap;
+    use std::sync::Arc;
+
+    #[test]
+    fn inline_and_boxed_values_survive_resizes_and_removes() {
+        let map: AtomicMap<u64, u64> = AtomicMap::new();
+        let big = 1u64 << 63;
+        for key in 0..200u64 {
+            let value = if key % 2 == 0 { key } else { big + key };
+            assert_eq!(map.insert(key, value), None);
+        }
+        for key in 0..200u64 {
+            let value = if key % 2 == 0 { key } else { big + key };
+            assert_eq!(map.get(&key), Some(value));
+            assert_eq!(
+                map.update(&key, |v| v.wrapping_add(1)),
+                Some(value.wrapping_add(1))
+            );
+        }
+        for key in 0..190u64 {
+            assert!(map.remove(&key).is_some());
+        }
+        assert_eq!(map.len(), 10);
+        assert_eq!(map.iter().count(), 10);
+    }
+
+    #[test]
+    fn boxed_keys_and_values_are_freed_once_across_threads() {
+        let map: Arc<AtomicMap<String, Arc<u32>>> = Arc::new(AtomicMap::new());
+        let marker = Arc::new(7u32);
+        let writers: Vec<_> = (0..2)
+            .map(|thread| {
+                let map = Arc::clone(&map);
+                let marker = Arc::clone(&marker);
+                std::thread::spawn(move || {
+                    for i in 0..60 {
+                        map.insert(format!("k{}", i % 20), Arc::clone(&marker));
+                        if i % 3 == thread {
+                            map.remove(&format!("k{}", (i + 7) % 20));
+                        }
+                        let _ = map.get(format!("k{}", i % 20).as_str());
+                    }
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.join().unwrap();
+        }
+        map.clear();
+        assert!(map.is_empty());
+        drop(map);
+        assert_eq!(
+            Arc::strong_count(&marker),
+            1,
+            "every stored clone was dropped"
+        );
+    }
+
+    #[test]
+    fn pinned_reads_borrow_boxed_values() {
+        let map: AtomicMap<u8, String> = AtomicMap::new();
+        map.insert(1, "one".to_string());
+        let pinned = map.pin();
+        let borrowed = pinned.get(&1).unwrap();
+        map.insert(1, "uno".to_string());
+        assert_eq!(&*borrowed, "one", "a pin keeps the replaced value alive");
+        assert_eq!(&*pinned.get(&1).unwrap(), "uno");
+    }
+}

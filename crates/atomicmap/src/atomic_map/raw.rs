@@ -51,6 +51,7 @@
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
 use std::marker::PhantomData;
+use std::ptr;
 
 use super::pending::PendingKey;
 use super::table::{free_table, AllocFailed, Slot, Table};
@@ -130,26 +131,51 @@ where
         unsafe { &*table }
     }
 
-    /// The table `table` is being resized into. Only called after seeing `SEALED`, `MOVED` or
-    /// `DROPPED` in `table`, which are written only after `next` is set.
+    /// The table to continue in after `table` sent us on (`SEALED`, `MOVED`, `DROPPED`, or no
+    /// free slot): its successor, or the root if the root has moved past both.
+    ///
+    /// A successor link is never cleared, so a thread still holding an old, retired `table`
+    /// could follow it to a successor that was retired in turn, and freed by a reclaimer that
+    /// scanned this thread's reservation before it covered the successor's birth: the link is
+    /// not the location the successor was unlinked from, so the reclamation handshake says
+    /// nothing about it. The root is. Loading the root after protecting the link closes the
+    /// gap: if the root is still `table` or the successor, the successor had not been unlinked
+    /// when our reservation (stored before that load) covered it, so the reclaimer sees the
+    /// reservation; otherwise we continue from the root, which reaches every entry.
     #[inline]
     pub(super) fn next_table<'g>(&self, guard: &'g Guard<'_>, table: &Table) -> &'g Table {
+        let next = self.successor(guard, table);
+        let root = self.root(guard);
+        if ptr::eq(root, table) || ptr::eq(root, next) {
+            next
+        } else {
+            root
+        }
+    }
+
+    /// The successor of a resizing `table` that is still the root or is being migrated into the
+    /// root: such a successor is not retired (a table is retired only once the root moves past
+    /// it), so protecting the link suffices. Only called after seeing `next` set.
+    #[inline]
+    pub(super) fn successor<'g>(&self, guard: &'g Guard<'_>, table: &Table) -> &'g Table {
         let next = guard.protect(|| table.next());
         debug_assert!(!next.is_null());
-        // SAFETY: non-null once a resize started, and protected as in `root`.
+        // SAFETY: non-null once a resize started; protected as in `root`, and not retired
+        // while our reservation can miss it (see `next_table` for callers holding an old table).
         unsafe { &*next }
     }
 
-    /// Swings the root from a fully migrated table to its successor.
-    pub(super) fn replace_root(&self, old: &Table, new: *mut Table) -> bool {
+    /// Swings the root from a fully migrated table to its successor; returns the old root's
+    /// pointer (with the provenance of its allocation, for retiring it) if the swing happened.
+    pub(super) fn replace_root(&self, old: &Table) -> Option<*mut Table> {
         self.root
             .compare_exchange(
-                old as *const Table as *mut Table,
-                new,
+                ptr::from_ref(old).cast_mut(),
+                old.next(),
                 Ordering::AcqRel,
                 Ordering::Acquire,
             )
-            .is_ok()
+            .ok()
     }
 
     #[inline]

@@ -122,10 +122,17 @@ where
         claimed * 8 >= window * 5
     }
 
-    /// Capacity of the successor of a crowded `table`.
+    /// Capacity of the successor of a crowded `table`: double when live keys fill at least 3/8 of
+    /// it (so a sampling fluke at normal load never causes a same-size copy), otherwise sized to
+    /// the live keys, which compacts tombstones or shrinks.
     pub(super) fn grown_capacity(&self, table: &Table) -> usize {
-        let live = self.len().max(table.capacity() / 4);
-        capacity_for(live).unwrap_or(table.capacity())
+        let live = self.len();
+        let capacity = table.capacity();
+        if live.saturating_mul(8) >= capacity.saturating_mul(3) {
+            capacity.checked_mul(2).unwrap_or(capacity)
+        } else {
+            capacity_for(live).unwrap_or(capacity)
+        }
     }
 
     /// Installs a successor of `capacity` slots for `table` unless one exists. Returns false if
@@ -168,7 +175,8 @@ where
         if chunk >= chunks {
             return false;
         }
-        let successor = self.next_table(guard, table);
+        // We own an unfinished chunk, so `table` is still the root and its successor is live.
+        let successor = self.successor(guard, table);
         let end = ((chunk + 1) * CHUNK).min(table.capacity());
         for slot in &table.slots[chunk * CHUNK..end] {
             self.migrate_slot(guard, slot, successor);
@@ -179,7 +187,7 @@ where
             .fetch_add(1, Ordering::AcqRel)
             + 1;
         if finished == chunks {
-            self.finish_resize(guard, table, successor);
+            self.finish_resize(guard, table);
         }
         true
     }
@@ -196,19 +204,15 @@ where
         }
     }
 
-    fn finish_resize(&self, guard: &Guard<'_>, table: &Table, successor: &Table) {
-        let swung = self.replace_root(table, successor as *const Table as *mut Table);
-        debug_assert!(swung, "only the root table is ever resized");
-        // SAFETY: the root no longer points to `table`; readers still holding it are pinned,
+    fn finish_resize(&self, guard: &Guard<'_>, table: &Table) {
+        let Some(retired) = self.replace_root(table) else {
+            debug_assert!(false, "only the root table is ever resized");
+            return;
+        };
+        // SAFETY: the root no longer points to the table; readers still holding it are pinned,
         // and the reclaimer waits for them. Its slots are now all SEALED, MOVED or DROPPED:
         // `free_table` frees exactly the DROPPED keys it still owns.
-        unsafe {
-            guard.retire(
-                table as *const Table as *mut (),
-                table.birth,
-                free_table::<K, V>,
-            )
-        };
+        unsafe { guard.retire_large(retired.cast(), table.birth, free_table::<K, V>) };
     }
 
     /// Moves one slot of a resizing table into `successor` (see the module docs).

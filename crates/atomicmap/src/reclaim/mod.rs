@@ -38,6 +38,11 @@
 //!   unlink; its `lower` was read before its fence, the reclaimer's epoch after its own, so the
 //!   retire epoch is `>= lower`. Choosing a later retire epoch than the unlink is always safe
 //!   (it only widens the interval).
+//! * The handshake above is about the location the object was unlinked from. A structure
+//!   whose retired objects keep links to other objects (an old table's link to its successor)
+//!   must not let a reader follow such a link to an object that may be retired without
+//!   re-checking that location after its reservation covers the object: `AtomicMap`'s
+//!   `next_table` re-reads the root for this reason.
 //! * Unpin is a release store of `INACTIVE`; the reclaimer reads it with acquire, so everything
 //!   the reader did with an object happens before the reclaimer frees it.
 //!
@@ -70,6 +75,9 @@ use participants::{Participant, Participants, INACTIVE};
 
 /// A reclamation pass runs when a thread's bag reaches this many objects.
 pub(crate) const SCAN_THRESHOLD: usize = 64;
+
+/// While large garbage waits, a thread retries a pass once per this many unpins.
+const UNPINS_PER_LARGE_RETRY: u32 = 1 << 14;
 
 /// A thread ticks the epoch after this many births; objects born in one tick share an epoch.
 const BIRTHS_PER_TICK: u32 = 32;
@@ -246,6 +254,23 @@ impl Guard<'_> {
         }
     }
 
+    /// Like [`retire`](Self::retire), for an object large enough (a whole table) that it should
+    /// not wait for the bag to fill: a pass runs as soon as this thread unpins, and again every
+    /// [`UNPINS_PER_LARGE_RETRY`] unpins while the object is still held.
+    ///
+    /// # Safety
+    /// As for [`retire`](Self::retire).
+    pub(crate) unsafe fn retire_large(
+        &self,
+        object: *mut (),
+        birth: u64,
+        free: unsafe fn(*mut ()),
+    ) {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.retire(object, birth, free) };
+        self.me.unpins_until_pass.set(1);
+    }
+
     /// Runs a reclamation pass over this thread's garbage now.
     pub(crate) fn flush(&self) {
         // SAFETY: this thread's own bag, as in `retire`.
@@ -261,7 +286,31 @@ impl Drop for Guard<'_> {
         self.me.depth.set(depth);
         if depth == 0 {
             self.me.lower.store(INACTIVE, Ordering::Release);
+            let countdown = self.me.unpins_until_pass.get();
+            if countdown > 0 {
+                self.large_garbage_due(countdown);
+            }
         }
+    }
+}
+
+impl Guard<'_> {
+    #[cold]
+    fn large_garbage_due(&self, countdown: u32) {
+        if countdown > 1 {
+            self.me.unpins_until_pass.set(countdown - 1);
+            return;
+        }
+        // SAFETY: this thread's own bag, as in `retire`; we are unpinned, so our own
+        // reservation no longer holds anything back.
+        let bag = unsafe { &mut *self.me.bag.get() };
+        self.collector.reclaim(bag);
+        let retry = if bag.is_empty() {
+            0
+        } else {
+            UNPINS_PER_LARGE_RETRY
+        };
+        self.me.unpins_until_pass.set(retry);
     }
 }
 

@@ -39,6 +39,9 @@ pub(crate) struct Participant {
     pub(super) cached_upper: Cell<u64>,
     /// Owner-only: how many objects this thread has been born since it last ticked the epoch.
     pub(super) births: Cell<u32>,
+    /// Owner-only: unpins left before the next reclamation pass that large garbage asks for;
+    /// 0 when none is due.
+    pub(super) unpins_until_pass: Cell<u32>,
     /// Owner-only: objects retired by this thread and not yet freed.
     pub(super) bag: UnsafeCell<Vec<Retired>>,
 }
@@ -58,6 +61,7 @@ impl Participant {
             depth: Cell::new(0),
             cached_upper: Cell::new(0),
             births: Cell::new(0),
+            unpins_until_pass: Cell::new(0),
             bag: UnsafeCell::new(Vec::new()),
         }
     }
