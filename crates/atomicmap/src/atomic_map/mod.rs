@@ -159,9 +159,17 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let guard = self.raw.collector.enter();
+        self.get_with_in(&self.raw.collector.enter(), key, read)
+    }
+
+    #[inline]
+    fn get_with_in<Q, R>(&self, guard: &Guard<'_>, key: &Q, read: impl FnOnce(&V) -> R) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let hash = self.raw.hash(key);
-        let value = self.raw.find(&guard, hash, key)?;
+        let value = self.raw.find(guard, hash, key)?;
         Some(with_value::<V, R>(value, read))
     }
 
@@ -179,15 +187,27 @@ where
     where
         V: Clone,
     {
-        let guard = self.raw.collector.enter();
+        self.insert_in(&self.raw.collector.enter(), key, value)
+    }
+
+    #[inline]
+    fn insert_in(&self, guard: &Guard<'_>, key: K, value: V) -> Option<V>
+    where
+        V: Clone,
+    {
         let hash = self.raw.hash(&key);
-        let mut pending_key = PendingKey::new(key, hash, &self.raw.collector);
+        let mut pending_key;
+        let query = match Codec::<K>::inline_word(&key) {
+            Some(word) => Query::Inline(word),
+            None => {
+                pending_key = PendingKey::new(key, hash, &self.raw.collector);
+                Query::Owned(&mut pending_key)
+            }
+        };
         let mut pending_value = PendingValue::new(value);
-        let written = self
-            .raw
-            .write::<K>(&guard, hash, Query::Owned(&mut pending_key), |_| {
-                Some(pending_value.word(&self.raw.collector, &guard))
-            });
+        let written = self.raw.write::<K>(guard, hash, query, |_| {
+            Some(pending_value.word(&self.raw.collector, guard))
+        });
         pending_value.published();
         self.cloned_previous(written.previous)
     }
@@ -199,41 +219,59 @@ where
         Q: Hash + Eq + ?Sized,
         V: Clone,
     {
-        let guard = self.raw.collector.enter();
+        self.remove_in(&self.raw.collector.enter(), key)
+    }
+
+    #[inline]
+    fn remove_in<Q>(&self, guard: &Guard<'_>, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        V: Clone,
+    {
         let hash = self.raw.hash(key);
         let written = self
             .raw
-            .write(&guard, hash, Query::Borrowed(key), |current| {
+            .write(guard, hash, Query::Borrowed(key), |current| {
                 (current != ABSENT).then_some(ABSENT)
             });
         if written.committed {
-            self.raw.after_remove(&guard);
+            self.raw.after_remove(guard);
         }
         self.cloned_previous(written.previous)
     }
 
     /// Replaces the value of `key` (if it has one) by `change(&value)` and returns the new value.
     /// `change` may run more than once when writers race; only its last result is stored.
-    pub fn update<Q>(&self, key: &Q, mut change: impl FnMut(&V) -> V) -> Option<V>
+    pub fn update<Q>(&self, key: &Q, change: impl FnMut(&V) -> V) -> Option<V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
         V: Clone,
     {
-        let guard = self.raw.collector.enter();
+        self.update_in(&self.raw.collector.enter(), key, change)
+    }
+
+    #[inline]
+    fn update_in<Q>(&self, guard: &Guard<'_>, key: &Q, mut change: impl FnMut(&V) -> V) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        V: Clone,
+    {
         let hash = self.raw.hash(key);
         let mut attempt: Option<PendingValue<V>> = None;
         let mut result: Option<V> = None;
         let written = self
             .raw
-            .write(&guard, hash, Query::Borrowed(key), |current| {
+            .write(guard, hash, Query::Borrowed(key), |current| {
                 if current == ABSENT {
                     return None;
                 }
                 let new = with_value::<V, V>(current, &mut change);
                 result = Some(new.clone());
                 let pending = attempt.insert(PendingValue::new(new));
-                Some(pending.word(&self.raw.collector, &guard))
+                Some(pending.word(&self.raw.collector, guard))
             });
         if written.committed {
             attempt.as_mut().map(PendingValue::published);
@@ -253,33 +291,50 @@ where
     }
 
     /// Alias of [`upsert`](Self::upsert), named after `ConcurrentHashMap.compute`.
-    pub fn compute(&self, key: K, insert: impl FnOnce() -> V, mut update: impl FnMut(&V) -> V) -> V
+    pub fn compute(&self, key: K, insert: impl FnOnce() -> V, update: impl FnMut(&V) -> V) -> V
     where
         V: Clone,
     {
-        let guard = self.raw.collector.enter();
+        self.compute_in(&self.raw.collector.enter(), key, insert, update)
+    }
+
+    fn compute_in(
+        &self,
+        guard: &Guard<'_>,
+        key: K,
+        insert: impl FnOnce() -> V,
+        mut update: impl FnMut(&V) -> V,
+    ) -> V
+    where
+        V: Clone,
+    {
         let hash = self.raw.hash(&key);
-        let mut pending_key = PendingKey::new(key, hash, &self.raw.collector);
+        let mut pending_key;
+        let query = match Codec::<K>::inline_word(&key) {
+            Some(word) => Query::Inline(word),
+            None => {
+                pending_key = PendingKey::new(key, hash, &self.raw.collector);
+                Query::Owned(&mut pending_key)
+            }
+        };
         let mut insert = Some(insert);
         let mut fresh: Option<PendingValue<V>> = None;
         let mut attempt: Option<PendingValue<V>> = None;
         let mut result: Option<V> = None;
-        let written =
-            self.raw
-                .write::<K>(&guard, hash, Query::Owned(&mut pending_key), |current| {
-                    let pending = if current == ABSENT {
-                        if fresh.is_none() {
-                            let make = insert.take().expect("the insert closure runs once");
-                            fresh = Some(PendingValue::new(make()));
-                        }
-                        fresh.as_mut().expect("just set")
-                    } else {
-                        attempt.insert(PendingValue::new(with_value::<V, V>(current, &mut update)))
-                    };
-                    let word = pending.word(&self.raw.collector, &guard);
-                    result = Some(with_value::<V, V>(word, V::clone));
-                    Some(word)
-                });
+        let written = self.raw.write::<K>(guard, hash, query, |current| {
+            let pending = if current == ABSENT {
+                if fresh.is_none() {
+                    let make = insert.take().expect("the insert closure runs once");
+                    fresh = Some(PendingValue::new(make()));
+                }
+                fresh.as_mut().expect("just set")
+            } else {
+                attempt.insert(PendingValue::new(with_value::<V, V>(current, &mut update)))
+            };
+            let word = pending.word(&self.raw.collector, guard);
+            result = Some(with_value::<V, V>(word, V::clone));
+            Some(word)
+        });
         debug_assert!(written.committed);
         if written.previous == ABSENT {
             fresh.as_mut().map(PendingValue::published);
@@ -295,26 +350,36 @@ where
     where
         V: Clone,
     {
-        let guard = self.raw.collector.enter();
+        self.get_or_insert_with_in(&self.raw.collector.enter(), key, make)
+    }
+
+    fn get_or_insert_with_in(&self, guard: &Guard<'_>, key: K, make: impl FnOnce() -> V) -> V
+    where
+        V: Clone,
+    {
         let hash = self.raw.hash(&key);
-        let mut pending_key = PendingKey::new(key, hash, &self.raw.collector);
+        let mut pending_key;
+        let query = match Codec::<K>::inline_word(&key) {
+            Some(word) => Query::Inline(word),
+            None => {
+                pending_key = PendingKey::new(key, hash, &self.raw.collector);
+                Query::Owned(&mut pending_key)
+            }
+        };
         let mut make = Some(make);
         let mut fresh: Option<PendingValue<V>> = None;
-        let written =
-            self.raw
-                .write::<K>(&guard, hash, Query::Owned(&mut pending_key), |current| {
-                    if current != ABSENT {
-                        return None;
-                    }
-                    let pending = fresh.get_or_insert_with(|| {
-                        PendingValue::new(make.take().expect("make runs once")())
-                    });
-                    Some(pending.word(&self.raw.collector, &guard))
-                });
+        let written = self.raw.write::<K>(guard, hash, query, |current| {
+            if current != ABSENT {
+                return None;
+            }
+            let pending = fresh
+                .get_or_insert_with(|| PendingValue::new(make.take().expect("make runs once")()));
+            Some(pending.word(&self.raw.collector, guard))
+        });
         if written.committed {
             let pending = fresh.as_mut().expect("a committed insert made a value");
             pending.published();
-            let word = pending.word(&self.raw.collector, &guard);
+            let word = pending.word(&self.raw.collector, guard);
             with_value::<V, V>(word, V::clone)
         } else {
             with_value::<V, V>(written.previous, V::clone)
@@ -496,6 +561,7 @@ where
     S: BuildHasher,
 {
     /// The value of `key`, borrowed for as long as this handle lives.
+    #[inline]
     pub fn get<Q>(&self, key: &Q) -> Option<ValueRef<'_, V>>
     where
         K: Borrow<Q>,
@@ -518,6 +584,71 @@ where
         Q: Hash + Eq + ?Sized,
     {
         self.get(key).is_some()
+    }
+
+    /// Ends this handle's pin and starts a new one, so that a handle kept across many operations
+    /// does not hold back memory retired meanwhile. Values borrowed from the handle must be
+    /// gone first, which `&mut self` enforces.
+    pub fn refresh(&mut self) {
+        self.guard.refresh();
+    }
+
+    /// A clone of the value of `key`; [`AtomicMap::get`] under this handle's pin.
+    #[inline]
+    pub fn get_cloned<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        V: Clone,
+    {
+        self.map.get_with_in(&self.guard, key, V::clone)
+    }
+
+    /// [`AtomicMap::insert`] under this handle's pin.
+    #[inline]
+    pub fn insert(&self, key: K, value: V) -> Option<V>
+    where
+        V: Clone,
+    {
+        self.map.insert_in(&self.guard, key, value)
+    }
+
+    /// [`AtomicMap::remove`] under this handle's pin.
+    #[inline]
+    pub fn remove<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        V: Clone,
+    {
+        self.map.remove_in(&self.guard, key)
+    }
+
+    /// [`AtomicMap::update`] under this handle's pin.
+    #[inline]
+    pub fn update<Q>(&self, key: &Q, change: impl FnMut(&V) -> V) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        V: Clone,
+    {
+        self.map.update_in(&self.guard, key, change)
+    }
+
+    /// [`AtomicMap::upsert`] under this handle's pin.
+    pub fn upsert(&self, key: K, insert: impl FnOnce() -> V, update: impl FnMut(&V) -> V) -> V
+    where
+        V: Clone,
+    {
+        self.map.compute_in(&self.guard, key, insert, update)
+    }
+
+    /// [`AtomicMap::get_or_insert_with`] under this handle's pin.
+    pub fn get_or_insert_with(&self, key: K, make: impl FnOnce() -> V) -> V
+    where
+        V: Clone,
+    {
+        self.map.get_or_insert_with_in(&self.guard, key, make)
     }
 }
 

@@ -85,6 +85,8 @@ pub(super) enum Located<'g> {
 /// The key a write is for: borrowed (the write cannot insert it) or owned (it can).
 pub(super) enum Query<'q, 'c, K: 'static, Q: ?Sized> {
     Borrowed(&'q Q),
+    /// An owned key stored inline: its word is the claim, and equal words are equal keys.
+    Inline(u64),
     Owned(&'q mut PendingKey<'c, K>),
 }
 
@@ -178,21 +180,26 @@ where
             .ok()
     }
 
+    /// Loads a key word; a box address is loaded again under protection before it is returned.
+    /// Inline words and sentinels need none, so maps of inline keys never pay for it.
     #[inline]
     pub(super) fn load_key(&self, guard: &Guard<'_>, slot: &Slot) -> u64 {
-        if Codec::<K>::may_box() {
+        let key = slot.key.load(Ordering::Acquire);
+        if Codec::<K>::may_box() && word::is_box(key) {
             guard.protect(|| slot.key.load(Ordering::Acquire))
         } else {
-            slot.key.load(Ordering::Acquire)
+            key
         }
     }
 
+    /// Loads a value word, protecting a box address as [`load_key`](Self::load_key) does.
     #[inline]
     pub(super) fn load_value(&self, guard: &Guard<'_>, slot: &Slot) -> u64 {
-        if Codec::<V>::may_box() {
+        let value = slot.value.load(Ordering::Acquire);
+        if Codec::<V>::may_box() && word::is_box(value) {
             guard.protect(|| slot.value.load(Ordering::Acquire))
         } else {
-            slot.value.load(Ordering::Acquire)
+            value
         }
     }
 
@@ -223,6 +230,7 @@ where
     }
 
     /// The value word of `query`, or `None` if it has no value. Never writes.
+    #[inline]
     pub(super) fn find<Q>(&self, guard: &Guard<'_>, hash: u64, query: &Q) -> Option<u64>
     where
         K: Borrow<Q>,
@@ -232,7 +240,7 @@ where
         'tables: loop {
             let mut index = hash as usize & table.mask;
             for _ in 0..table.capacity() {
-                let slot = &table.slots[index];
+                let slot = table.slot(index);
                 let key = self.load_key(guard, slot);
                 if key == EMPTY {
                     return None;
@@ -378,16 +386,18 @@ where
             if distance == table.capacity() {
                 // Every slot holds another key.
                 return match query {
-                    Query::Owned(_) => self.overflow(guard, table),
+                    Query::Owned(_) | Query::Inline(_) => self.overflow(guard, table),
                     Query::Borrowed(_) if table.next().is_null() => Located::Absent,
                     Query::Borrowed(_) => Located::Next(self.next_table(guard, table)),
                 };
             }
-            let slot = &table.slots[index];
+            let slot = table.slot(index);
             let key = self.load_key(guard, slot);
             if key == EMPTY {
-                let Query::Owned(pending) = query else {
-                    return Located::Absent;
+                let claim = match query {
+                    Query::Borrowed(_) => return Located::Absent,
+                    Query::Inline(word) => *word,
+                    Query::Owned(pending) => pending.word(guard),
                 };
                 if !table.next().is_null() {
                     // A resize started: new keys go to the next table, but only once this
@@ -400,16 +410,21 @@ where
                     );
                     continue;
                 }
-                if distance >= super::resize::PROBE_LIMIT && self.is_crowded(guard, table) {
-                    return self.overflow(guard, table);
+                if distance >= super::resize::probe_limit(table) && self.is_crowded(guard, table) {
+                    // Start (or help) the resize, then look at this slot again: now that the
+                    // table has a successor it gets sealed, so lookups of our key, which will
+                    // live in the successor, do not stop at it.
+                    self.overflow(guard, table);
+                    continue;
                 }
-                let claim = pending.word(guard);
                 if slot
                     .key
                     .compare_exchange(EMPTY, claim, Ordering::AcqRel, Ordering::Acquire)
                     .is_ok()
                 {
-                    pending.published(claim);
+                    if let Query::Owned(pending) = query {
+                        pending.published(claim);
+                    }
                     return Located::Here(slot);
                 }
                 // Someone claimed or sealed this slot first: look at it again.
@@ -420,6 +435,7 @@ where
             }
             let matches = match query {
                 Query::Borrowed(query) => self.key_matches(key, hash, *query),
+                Query::Inline(word) => key == *word,
                 Query::Owned(pending) => pending.matches(self, key),
             };
             if matches {
@@ -437,8 +453,17 @@ where
 
     /// Visits every live entry reachable from the root at the time of each slot's load: the
     /// weakly consistent iteration of [`AtomicMap::iter`](super::AtomicMap::iter).
+    ///
+    /// A resize in flight when the walk starts is completed first (the walk costs a pass over
+    /// the table anyway): keys inserted since it began live only in its successor, which a walk
+    /// of the old table would not see. A resize that starts during the walk is followed through
+    /// `MOVED` slots; keys inserted during the walk may or may not be visited.
     pub(super) fn for_each_entry(&self, guard: &Guard<'_>, mut visit: impl FnMut(u64, u64)) {
-        let table = self.root(guard);
+        let mut table = self.root(guard);
+        while !table.next().is_null() {
+            self.complete_resize(guard, table);
+            table = self.root(guard);
+        }
         self.for_each_in(guard, table, &mut visit);
     }
 
@@ -473,7 +498,7 @@ where
     fn find_word(&self, guard: &Guard<'_>, table: &Table, hash: u64, key: u64) -> WordSearch {
         let mut index = hash as usize & table.mask;
         for _ in 0..table.capacity() {
-            let slot = &table.slots[index];
+            let slot = table.slot(index);
             let here = self.load_key(guard, slot);
             if here == EMPTY {
                 return WordSearch::Missing;

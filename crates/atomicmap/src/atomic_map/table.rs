@@ -76,6 +76,14 @@ impl Table {
         self.mask + 1
     }
 
+    /// The slot at `index` modulo the capacity.
+    #[inline]
+    pub(super) fn slot(&self, index: usize) -> &Slot {
+        // SAFETY: `slots.len()` is the capacity, a power of two, and `mask` is one less, so
+        // `index & mask` is in bounds; this skips the bounds check on every probe step.
+        unsafe { self.slots.get_unchecked(index & self.mask) }
+    }
+
     pub(super) fn chunks(&self) -> usize {
         self.capacity().div_ceil(CHUNK)
     }
@@ -96,9 +104,37 @@ fn allocate_slots(capacity: usize) -> Result<Box<[Slot]>, AllocFailed> {
     if memory.is_null() {
         return Err(AllocFailed);
     }
+    huge_pages::advise(memory.cast(), layout.size());
     // SAFETY: `memory` holds `capacity` slots laid out as an array; all-zero bytes are valid
     // `AtomicU64`s; the global allocator's block matches the layout `Box` will free it with.
     Ok(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(memory, capacity)) })
+}
+
+/// Lookups hit a random slot of a possibly huge array, so with 4 KiB pages nearly every lookup
+/// of a large map also misses the TLB (a page walk, doubly expensive under virtualisation).
+/// Asking for transparent huge pages on the array makes those walks rare.
+#[cfg(all(target_os = "linux", not(loom), not(miri)))]
+mod huge_pages {
+    const HUGE_PAGE: usize = 2 << 20;
+
+    /// Advises the kernel to back the 2 MiB-aligned part of `[start, start + len)` with huge
+    /// pages. Only a hint: failure (THP disabled, old kernel) changes nothing.
+    pub(super) fn advise(start: *mut u8, len: usize) {
+        let first = (start as usize).next_multiple_of(HUGE_PAGE);
+        let end = (start as usize + len) / HUGE_PAGE * HUGE_PAGE;
+        if end > first {
+            // SAFETY: the range lies inside an allocation we own; MADV_HUGEPAGE only changes
+            // how the kernel backs it, never its contents or validity.
+            unsafe {
+                libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_HUGEPAGE);
+            }
+        }
+    }
+}
+
+#[cfg(not(all(target_os = "linux", not(loom), not(miri))))]
+mod huge_pages {
+    pub(super) fn advise(_start: *mut u8, _len: usize) {}
 }
 
 /// Loom's atomics carry model state, so they must be constructed.

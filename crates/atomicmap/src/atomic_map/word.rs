@@ -153,6 +153,12 @@ pub(super) fn is_inline(word: u64) -> bool {
     word & INLINE_TAG != 0
 }
 
+/// Whether a word is the address of a box (neither a sentinel nor inline).
+#[inline]
+pub(super) fn is_box(word: u64) -> bool {
+    word & INLINE_TAG == 0 && word > DROPPED
+}
+
 /// Whether a key word holds a key rather than `EMPTY` or `SEALED`.
 #[inline]
 pub(super) fn is_key(word: u64) -> bool {

@@ -76,8 +76,10 @@ use participants::{Participant, Participants, INACTIVE};
 /// A reclamation pass runs when a thread's bag reaches this many objects.
 pub(crate) const SCAN_THRESHOLD: usize = 64;
 
-/// While large garbage waits, a thread retries a pass once per this many unpins.
-const UNPINS_PER_LARGE_RETRY: u32 = 1 << 14;
+/// While large garbage waits, a thread retries a pass after 1, 2, 4, ... unpins, up to once per
+/// this many: prompt whether threads pin per operation or hold one pin for a batch, and never
+/// more than a logarithmic number of passes per retired table.
+const MAX_UNPINS_PER_LARGE_RETRY: u32 = 1 << 14;
 
 /// A thread ticks the epoch after this many births; objects born in one tick share an epoch.
 const BIRTHS_PER_TICK: u32 = 32;
@@ -124,11 +126,7 @@ impl Collector {
         let me = self.participants.local();
         let depth = me.depth.get();
         if depth == 0 {
-            let now = self.epoch.load(Ordering::Acquire);
-            me.lower.store(now, Ordering::Relaxed);
-            me.upper.store(now, Ordering::Relaxed);
-            me.cached_upper.set(now);
-            barrier::light();
+            self.reserve(me);
         }
         me.depth.set(depth + 1);
         Guard {
@@ -136,6 +134,16 @@ impl Collector {
             me,
             _not_send: PhantomData,
         }
+    }
+
+    /// Publishes the reservation of an outermost pin.
+    #[inline]
+    fn reserve(&self, me: &Participant) {
+        let now = self.epoch.load(Ordering::Acquire);
+        me.lower.store(now, Ordering::Relaxed);
+        me.upper.store(now, Ordering::Relaxed);
+        me.cached_upper.set(now);
+        barrier::light();
     }
 
     /// The birth epoch for an object about to be published. Call it before the publishing
@@ -255,8 +263,8 @@ impl Guard<'_> {
     }
 
     /// Like [`retire`](Self::retire), for an object large enough (a whole table) that it should
-    /// not wait for the bag to fill: a pass runs as soon as this thread unpins, and again every
-    /// [`UNPINS_PER_LARGE_RETRY`] unpins while the object is still held.
+    /// not wait for the bag to fill: a pass runs as soon as this thread unpins, and again with
+    /// exponential backoff (see [`MAX_UNPINS_PER_LARGE_RETRY`]) while the object is still held.
     ///
     /// # Safety
     /// As for [`retire`](Self::retire).
@@ -269,6 +277,27 @@ impl Guard<'_> {
         // SAFETY: forwarded from the caller.
         unsafe { self.retire(object, birth, free) };
         self.me.unpins_until_pass.set(1);
+        self.me.large_retry_interval.set(1);
+    }
+
+    /// Ends and restarts the pin if it is the thread's outermost one, so that a long-lived guard
+    /// stops holding back what was retired since it began. `&mut self` proves nothing this guard
+    /// protected is still borrowed.
+    pub(crate) fn refresh(&mut self) {
+        if self.me.depth.get() == 1 {
+            self.unpin();
+            self.collector.reserve(self.me);
+        }
+    }
+
+    /// Clears the reservation of an outermost pin and runs any pass large garbage asks for.
+    #[inline]
+    fn unpin(&self) {
+        self.me.lower.store(INACTIVE, Ordering::Release);
+        let countdown = self.me.unpins_until_pass.get();
+        if countdown > 0 {
+            self.large_garbage_due(countdown);
+        }
     }
 
     /// Runs a reclamation pass over this thread's garbage now.
@@ -285,11 +314,7 @@ impl Drop for Guard<'_> {
         let depth = self.me.depth.get() - 1;
         self.me.depth.set(depth);
         if depth == 0 {
-            self.me.lower.store(INACTIVE, Ordering::Release);
-            let countdown = self.me.unpins_until_pass.get();
-            if countdown > 0 {
-                self.large_garbage_due(countdown);
-            }
+            self.unpin();
         }
     }
 }
@@ -305,12 +330,13 @@ impl Guard<'_> {
         // reservation no longer holds anything back.
         let bag = unsafe { &mut *self.me.bag.get() };
         self.collector.reclaim(bag);
-        let retry = if bag.is_empty() {
-            0
+        if bag.is_empty() {
+            self.me.unpins_until_pass.set(0);
         } else {
-            UNPINS_PER_LARGE_RETRY
-        };
-        self.me.unpins_until_pass.set(retry);
+            let interval = (self.me.large_retry_interval.get() * 2).min(MAX_UNPINS_PER_LARGE_RETRY);
+            self.me.large_retry_interval.set(interval);
+            self.me.unpins_until_pass.set(interval);
+        }
     }
 }
 

@@ -42,6 +42,8 @@ pub(crate) struct Participant {
     /// Owner-only: unpins left before the next reclamation pass that large garbage asks for;
     /// 0 when none is due.
     pub(super) unpins_until_pass: Cell<u32>,
+    /// Owner-only: the current backoff between those passes.
+    pub(super) large_retry_interval: Cell<u32>,
     /// Owner-only: objects retired by this thread and not yet freed.
     pub(super) bag: UnsafeCell<Vec<Retired>>,
 }
@@ -62,6 +64,7 @@ impl Participant {
             cached_upper: Cell::new(0),
             births: Cell::new(0),
             unpins_until_pass: Cell::new(0),
+            large_retry_interval: Cell::new(1),
             bag: UnsafeCell::new(Vec::new()),
         }
     }
@@ -70,18 +73,38 @@ impl Participant {
 /// The records of one collector, indexed by thread index.
 pub(super) struct Participants {
     buckets: [AtomicPtr<Participant>; BUCKETS],
+    /// Unique among all collectors ever created, so a thread can cache its record per id.
+    id: u64,
 }
+
+/// Source of [`Participants::id`]; not part of any protocol, so std's atomic even under loom.
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl Participants {
     pub(super) fn new() -> Self {
         Participants {
             buckets: std::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
     }
 
-    /// The calling thread's record, created on first use.
+    /// The calling thread's record, created on first use. The last record a thread used is
+    /// cached with its collector's id, which skips the bucket lookup when a thread works on
+    /// one map at a time.
     #[inline]
     pub(super) fn local(&self) -> &Participant {
+        let (id, record) = LAST_RECORD.with(Cell::get);
+        if id == self.id {
+            // SAFETY: the cached record belongs to the collector with this id (ids are never
+            // reused), which is alive since we are borrowing it, and records live as long as
+            // their collector.
+            return unsafe { &*record };
+        }
+        self.local_uncached()
+    }
+
+    #[cold]
+    fn local_uncached(&self) -> &Participant {
         let (bucket, offset) = locate(thread_index());
         let mut records = self.buckets[bucket].load(Ordering::Acquire);
         if records.is_null() {
@@ -89,7 +112,9 @@ impl Participants {
         }
         // SAFETY: `records` points to a live bucket of `1 << bucket` records (installed below,
         // freed only in `drop`, which needs `&mut self`), and `offset < 1 << bucket`.
-        unsafe { &*records.add(offset) }
+        let record = unsafe { &*records.add(offset) };
+        LAST_RECORD.with(|last| last.set((self.id, record)));
+        record
     }
 
     #[cold]
@@ -189,6 +214,8 @@ impl Drop for ThreadIndex {
 
 thread_local! {
     static THREAD_INDEX: ThreadIndex = ThreadIndex::acquire();
+    /// The collector id and record of this thread's last `local` lookup ((0, null): none).
+    static LAST_RECORD: Cell<(u64, *const Participant)> = Cell::new((0, ptr::null()));
 }
 
 #[inline]
