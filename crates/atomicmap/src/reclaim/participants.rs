@@ -215,6 +215,10 @@ impl Drop for ThreadIndex {
 thread_local! {
     static THREAD_INDEX: ThreadIndex = ThreadIndex::acquire();
     /// The collector id and record of this thread's last `local` lookup ((0, null): none).
+    #[allow(
+        clippy::missing_const_for_thread_local,
+        reason = "loom's thread_local!, which this also compiles with, takes no const initialiser"
+    )]
     static LAST_RECORD: Cell<(u64, *const Participant)> = Cell::new((0, ptr::null()));
 }
 
