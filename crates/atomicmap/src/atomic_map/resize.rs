@@ -55,7 +55,7 @@ use super::raw::{Located, RawMap};
 use super::table::{free_table, Slot, Table, CHUNK, MIN_CAPACITY};
 use super::word::{self, ABSENT, DROPPED, EMPTY, MOVED, SEALED};
 use crate::reclaim::Guard;
-use crate::sync::Ordering;
+use crate::sync::{thread_local, Ordering};
 
 /// Probe distance after which an insert into a large table checks whether it is too crowded.
 const PROBE_LIMIT: usize = 16;
@@ -92,10 +92,19 @@ pub(super) fn capacity_for(len: usize) -> Option<usize> {
 }
 
 thread_local! {
-    /// Per-thread state for sampling and shrink checks; contention-free and not part of any
-    /// protocol, so a plain thread local (not loom's) is right.
-    static SAMPLE_SEED: Cell<u64> = const { Cell::new(0x9E37_79B9_7F4A_7C15) };
-    static REMOVES: Cell<u32> = const { Cell::new(0) };
+    /// Per-thread state for sampling and shrink checks. Contention-free and not part of any
+    /// protocol, but it steers which paths run, so under loom it must be loom's thread local:
+    /// a std one would carry state from one explored execution into the next.
+    #[allow(
+        clippy::missing_const_for_thread_local,
+        reason = "loom's thread_local!, which this also compiles with, takes no const initialiser"
+    )]
+    static SAMPLE_SEED: Cell<u64> = Cell::new(0x9E37_79B9_7F4A_7C15);
+    #[allow(
+        clippy::missing_const_for_thread_local,
+        reason = "as above"
+    )]
+    static REMOVES: Cell<u32> = Cell::new(0);
 }
 
 fn next_sample_start() -> u64 {

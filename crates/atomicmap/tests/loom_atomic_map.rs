@@ -1,0 +1,287 @@
+//! loom models of `AtomicMap`: the one-CAS slot protocol under racing writers, and the hand-off
+//! of entries from a table to its successor while other threads read and write them.
+//!
+//! Under `cfg(loom)` the map migrates 2 slots per chunk. The models use a 4-slot table (two
+//! chunks, so a grow stays in flight after the insert that starts it until another write
+//! helps) and an identity hasher that puts key `k` in slot `k % capacity`: every execution lays
+//! the table out the same way, as loom's replay requires (the default hasher is randomly
+//! seeded).
+//!
+//! The crate's per-thread crowding-sample seed and shrink-check counter are loom's thread
+//! locals, so every execution starts from the same state;
+//! `crowding_checks_keep_executions_deterministic` and
+//! `shrink_checks_keep_executions_deterministic` keep it that way.
+#![cfg(loom)]
+
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use atomicmap::AtomicMap;
+use loom::sync::Arc;
+use loom::thread;
+
+/// Hashes an integer key to itself.
+#[derive(Default)]
+struct IdentityHasher(u64);
+
+impl Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0 << 8) | u64::from(byte);
+        }
+    }
+
+    fn write_u8(&mut self, key: u8) {
+        self.0 = u64::from(key);
+    }
+}
+
+type Map = AtomicMap<u8, u8, BuildHasherDefault<IdentityHasher>>;
+
+/// An empty map with a 4-slot table.
+fn new_map() -> Arc<Map> {
+    Arc::new(Map::with_capacity_and_hasher(2, Default::default()))
+}
+
+/// A map whose 4-slot table is full with keys 0..4 (value `10 + key`), each in its home slot.
+fn full_map() -> Arc<Map> {
+    let map = new_map();
+    for key in 0..4 {
+        map.insert(key, 10 + key);
+    }
+    map
+}
+
+/// The crate hands every thread a small index from one process-wide pool (for its reclamation
+/// record and counter stripe). Models running in parallel test threads would draw from it at
+/// once and make each other's executions differ from run to run, so they run one at a time.
+fn one_model_at_a_time() -> MutexGuard<'static, ()> {
+    static MODELS: Mutex<()> = Mutex::new(());
+    MODELS.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Two `upsert` increments of one missing key: one creates it, the other increments what the
+/// first stored, whichever claims the slot or commits first.
+#[test]
+fn racing_upserts_of_a_new_key_both_count() {
+    let _serial = one_model_at_a_time();
+    loom::model(|| {
+        let map = new_map();
+        let other = {
+            let map = Arc::clone(&map);
+            thread::spawn(move || map.upsert(0, || 1, |count| count + 1))
+        };
+        let mine = map.upsert(0, || 1, |count| count + 1);
+        let theirs = other.join().unwrap();
+        let mut stored = [mine, theirs];
+        stored.sort_unstable();
+        assert_eq!(stored, [1, 2], "each upsert returns the value it stored");
+        assert_eq!(map.get(&0), Some(2));
+        assert_eq!(map.len(), 1);
+    });
+}
+
+/// An overwrite races a remove of the same key. The two linearizable orders are the only
+/// outcomes, and the values each call returns agree with the final state.
+#[test]
+fn insert_racing_remove_of_one_key_is_linearizable() {
+    let _serial = one_model_at_a_time();
+    loom::model(|| {
+        let map = new_map();
+        map.insert(0, 1);
+        let inserter = {
+            let map = Arc::clone(&map);
+            thread::spawn(move || map.insert(0, 2))
+        };
+        let removed = map.remove(&0);
+        let replaced = inserter.join().unwrap();
+        let outcome = (replaced, removed, map.get(&0));
+        let insert_first = (Some(1), Some(2), None);
+        let remove_first = (None, Some(1), Some(2));
+        assert!(
+            outcome == insert_first || outcome == remove_first,
+            "(insert returned, remove returned, final) = {outcome:?}"
+        );
+        assert_eq!(map.len(), usize::from(outcome.2.is_some()));
+    });
+}
+
+/// Two new keys with different home slots are inserted at once, each thread then reading the
+/// other's key: each read sees the key absent or with its value, and both keys end up stored.
+#[test]
+fn racing_inserts_of_different_keys() {
+    let _serial = one_model_at_a_time();
+    loom::model(|| {
+        let map = new_map();
+        let other = {
+            let map = Arc::clone(&map);
+            thread::spawn(move || {
+                assert_eq!(map.insert(1, 20), None);
+                let seen = map.get(&0);
+                assert!(seen.is_none() || seen == Some(10), "read {seen:?}");
+            })
+        };
+        assert_eq!(map.insert(0, 10), None);
+        let seen = map.get(&1);
+        assert!(seen.is_none() || seen == Some(20), "read {seen:?}");
+        other.join().unwrap();
+        assert_eq!(map.get(&0), Some(10));
+        assert_eq!(map.get(&1), Some(20));
+        assert_eq!(map.len(), 2);
+    });
+}
+
+/// A grower inserts key 4 into the full table (home slot 0: it probes every slot, so the table
+/// grows and the first chunk, keys 0 and 1, moves) and then key 5 (whose write helps move the
+/// second chunk and finishes the grow); meanwhile another thread increments `key` and reads it
+/// back. The increment is never lost to the move, and the grower's keys all arrive.
+fn update_racing_a_grow(key: u8) {
+    let _serial = one_model_at_a_time();
+    loom::model(move || {
+        let map = full_map();
+        let grower = {
+            let map = Arc::clone(&map);
+            thread::spawn(move || {
+                assert_eq!(map.insert(4, 14), None);
+                assert_eq!(map.insert(5, 15), None);
+            })
+        };
+        assert_eq!(map.update(&key, |value| value + 100), Some(110 + key));
+        assert_eq!(
+            map.get(&key),
+            Some(110 + key),
+            "the update survived the move"
+        );
+        grower.join().unwrap();
+        for other in (0..6).filter(|&other| other != key) {
+            assert_eq!(map.get(&other), Some(10 + other), "key {other}");
+        }
+        assert_eq!(map.get(&key), Some(110 + key));
+        assert_eq!(map.len(), 6);
+    });
+}
+
+#[test]
+fn update_racing_a_grow_of_the_first_chunk_is_not_lost() {
+    update_racing_a_grow(0);
+}
+
+#[test]
+fn update_racing_a_grow_of_the_second_chunk_is_not_lost() {
+    update_racing_a_grow(3);
+}
+
+/// A reader races a grow: keys being moved read with their values throughout, and the
+/// grower's inserts appear in the order it made them (seeing key 5 implies seeing key 4).
+#[test]
+fn reads_racing_a_grow_see_only_written_values() {
+    let _serial = one_model_at_a_time();
+    loom::model(|| {
+        let map = full_map();
+        let grower = {
+            let map = Arc::clone(&map);
+            thread::spawn(move || {
+                map.insert(4, 14);
+                map.insert(5, 15);
+            })
+        };
+        let second = map.get(&5);
+        let first = map.get(&4);
+        assert_eq!(
+            map.get(&0),
+            Some(10),
+            "a key of the first chunk is never missing"
+        );
+        assert_eq!(
+            map.get(&3),
+            Some(13),
+            "a key of the second chunk is never missing"
+        );
+        assert!(second.is_none() || second == Some(15), "read {second:?}");
+        assert!(first.is_none() || first == Some(14), "read {first:?}");
+        assert!(
+            second.is_none() || first.is_some(),
+            "saw key 5 but then not key 4, which was inserted before it"
+        );
+        grower.join().unwrap();
+        assert_eq!(map.len(), 6);
+    });
+}
+
+/// Two threads insert new keys into the full table at once, so both find it full and start,
+/// help (one chunk each) and finish the same grow: both new keys and all moved keys survive.
+#[test]
+fn racing_inserts_that_both_need_a_grow() {
+    let _serial = one_model_at_a_time();
+    loom::model(|| {
+        let map = full_map();
+        let other = {
+            let map = Arc::clone(&map);
+            thread::spawn(move || assert_eq!(map.insert(4, 14), None))
+        };
+        assert_eq!(map.insert(5, 15), None);
+        other.join().unwrap();
+        for key in 0..6 {
+            assert_eq!(map.get(&key), Some(10 + key), "key {key}");
+        }
+        assert_eq!(map.len(), 6);
+    });
+}
+
+/// The smallest table (2 slots) and two new keys that share a home slot: whichever thread
+/// claims the slot second probes on to the free slot, and checks there whether the table is
+/// crowded. Each of the two threads must find its own key stored.
+///
+/// The crowding check samples the table from a start drawn from a per-thread generator; it
+/// once was a std thread local, shared by all loom threads and carried across executions, so
+/// loom replayed recorded choices against loads in another order and failed. It is loom's
+/// thread local now, and this model checks that executions stay deterministic.
+#[test]
+fn crowding_checks_keep_executions_deterministic() {
+    let _serial = one_model_at_a_time();
+    loom::model(|| {
+        let map = Arc::new(Map::with_hasher(Default::default()));
+        let other = {
+            let map = Arc::clone(&map);
+            thread::spawn(move || assert_eq!(map.insert(2, 20), None))
+        };
+        assert_eq!(map.insert(0, 10), None);
+        other.join().unwrap();
+        assert_eq!(map.get(&0), Some(10));
+        assert_eq!(map.get(&2), Some(20));
+    });
+}
+
+/// A writer that has removed keys before the race overwrites key 0 while a reader reads it.
+///
+/// Removes count towards a shrink check in a per-thread counter. It once was a std thread
+/// local, kept across loom's executions, so the execution in which the count came round
+/// differed from the ones loom had recorded and loom failed ("Is the model fully
+/// deterministic?"). It is loom's thread local now; this model runs removes in every
+/// execution to keep it that way.
+#[test]
+fn shrink_checks_keep_executions_deterministic() {
+    let _serial = one_model_at_a_time();
+    loom::model(|| {
+        let map = new_map();
+        for _ in 0..8 {
+            map.insert(1, 1);
+            map.remove(&1);
+        }
+        map.insert(0, 0);
+        let reader = {
+            let map = Arc::clone(&map);
+            thread::spawn(move || {
+                let seen = map.get(&0);
+                assert!(seen == Some(0) || seen == Some(5), "read {seen:?}");
+            })
+        };
+        map.insert(0, 5);
+        reader.join().unwrap();
+        assert_eq!(map.get(&0), Some(5));
+    });
+}
