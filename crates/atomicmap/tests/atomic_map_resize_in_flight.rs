@@ -94,8 +94,8 @@ fn the_key_whose_insert_started_a_resize_is_found() {
 }
 
 /// A map with a resize in flight and two keys that live only in the successor, both of which
-/// `get` finds: the trigger, and a second new key whose insert sealed the old table's free slot
-/// on its way to the successor (which also makes the trigger visible to lookups).
+/// `get` finds: the trigger, and a second new key whose insert probed the whole old table on
+/// its way to the successor.
 fn map_with_two_keys_only_in_the_successor() -> (IdentityMap, [u64; 2]) {
     let map = map_with_resize_in_flight();
     let second = 2 * SLOTS + 5;

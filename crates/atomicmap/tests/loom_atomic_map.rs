@@ -233,13 +233,14 @@ fn racing_inserts_that_both_need_a_grow() {
 }
 
 /// The smallest table (2 slots) and two new keys that share a home slot: whichever thread
-/// claims the slot second probes on to the free slot, and checks there whether the table is
-/// crowded. Each of the two threads must find its own key stored.
+/// claims the slot second probes on to the free slot and checks there whether the table is
+/// crowded; the other thread's key must then be readable.
 ///
-/// The crowding check samples the table from a start drawn from a per-thread generator; it
+/// The crowding check samples the table from a start drawn from a per-thread generator. It
 /// once was a std thread local, shared by all loom threads and carried across executions, so
-/// loom replayed recorded choices against loads in another order and failed. It is loom's
-/// thread local now, and this model checks that executions stay deterministic.
+/// the slots were loaded in a different order from one execution to the next, loom replayed
+/// recorded choices against the wrong loads, and this model failed inside loom (`assertion
+/// left != right failed` in `match_load_to_stores`). It is loom's thread local now.
 #[test]
 fn crowding_checks_keep_executions_deterministic() {
     let _serial = one_model_at_a_time();
@@ -247,7 +248,11 @@ fn crowding_checks_keep_executions_deterministic() {
         let map = Arc::new(Map::with_hasher(Default::default()));
         let other = {
             let map = Arc::clone(&map);
-            thread::spawn(move || assert_eq!(map.insert(2, 20), None))
+            thread::spawn(move || {
+                assert_eq!(map.insert(2, 20), None);
+                let seen = map.get(&0);
+                assert!(seen.is_none() || seen == Some(10), "read {seen:?}");
+            })
         };
         assert_eq!(map.insert(0, 10), None);
         other.join().unwrap();
@@ -256,19 +261,22 @@ fn crowding_checks_keep_executions_deterministic() {
     });
 }
 
-/// A writer that has removed keys before the race overwrites key 0 while a reader reads it.
+/// Removes before the race on every execution, then a reader racing an overwrite.
 ///
-/// Removes count towards a shrink check in a per-thread counter. It once was a std thread
-/// local, kept across loom's executions, so the execution in which the count came round
-/// differed from the ones loom had recorded and loom failed ("Is the model fully
-/// deterministic?"). It is loom's thread local now; this model runs removes in every
-/// execution to keep it that way.
+/// Removes count towards a shrink check (every 256th remove of a thread runs it) in a
+/// per-thread counter. It once was a std thread local, kept across loom's executions, so the
+/// execution in which the count came round ran extra loads before the race, diverged from the
+/// path loom had recorded, and this model failed ("Is the model fully deterministic?"). It is
+/// loom's thread local now, so each execution counts from zero.
 #[test]
 fn shrink_checks_keep_executions_deterministic() {
     let _serial = one_model_at_a_time();
-    loom::model(|| {
+    let mut model = loom::model::Builder::new();
+    // The removes before the race take more steps than loom's default limit of 1000.
+    model.max_branches = 20_000;
+    model.check(|| {
         let map = new_map();
-        for _ in 0..8 {
+        for _ in 0..64 {
             map.insert(1, 1);
             map.remove(&1);
         }

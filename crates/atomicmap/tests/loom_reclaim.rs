@@ -10,8 +10,8 @@
 //! and unpinning then runs a pass over all of the writer's garbage, including the replaced
 //! value: exactly the free that a pinned reader must hold back.
 //!
-//! The identity hasher keeps the table layout the same in every execution, and no insert
-//! probes into a free slot past its home (see `loom_atomic_map.rs` for why both matter).
+//! The identity hasher keeps the table layout the same in every execution, as loom's replay
+//! requires (see `loom_atomic_map.rs`).
 #![cfg(loom)]
 
 use std::hash::{BuildHasherDefault, Hasher};
