@@ -170,10 +170,9 @@ impl<V> Entry<V> {
                 .compare_exchange(current, new, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
             {
+                let unlinked = is_value(current);
                 // SAFETY: `current` was protected and our CAS unlinked it.
-                return Ok(
-                    is_value(current).then(|| unsafe { Self::retire_unlinked(current, guard) })
-                );
+                return Ok(unlinked.then(|| unsafe { Self::retire_unlinked(current, guard) }));
             }
         }
     }

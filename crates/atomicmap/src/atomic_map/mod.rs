@@ -196,14 +196,8 @@ where
         V: Clone,
     {
         let hash = self.raw.hash(&key);
-        let mut pending_key;
-        let query = match Codec::<K>::inline_word(&key) {
-            Some(word) => Query::Inline(word),
-            None => {
-                pending_key = PendingKey::new(key, hash, &self.raw.collector);
-                Query::Owned(&mut pending_key)
-            }
-        };
+        let mut pending_key = None;
+        let query = self.owned_query(key, hash, &mut pending_key);
         let mut pending_value = PendingValue::new(value);
         let written = self.raw.write::<K>(guard, hash, query, |_| {
             Some(pending_value.word(&self.raw.collector, guard))
@@ -309,14 +303,8 @@ where
         V: Clone,
     {
         let hash = self.raw.hash(&key);
-        let mut pending_key;
-        let query = match Codec::<K>::inline_word(&key) {
-            Some(word) => Query::Inline(word),
-            None => {
-                pending_key = PendingKey::new(key, hash, &self.raw.collector);
-                Query::Owned(&mut pending_key)
-            }
-        };
+        let mut pending_key = None;
+        let query = self.owned_query(key, hash, &mut pending_key);
         let mut insert = Some(insert);
         let mut fresh: Option<PendingValue<V>> = None;
         let mut attempt: Option<PendingValue<V>> = None;
@@ -358,14 +346,8 @@ where
         V: Clone,
     {
         let hash = self.raw.hash(&key);
-        let mut pending_key;
-        let query = match Codec::<K>::inline_word(&key) {
-            Some(word) => Query::Inline(word),
-            None => {
-                pending_key = PendingKey::new(key, hash, &self.raw.collector);
-                Query::Owned(&mut pending_key)
-            }
-        };
+        let mut pending_key = None;
+        let query = self.owned_query(key, hash, &mut pending_key);
         let mut make = Some(make);
         let mut fresh: Option<PendingValue<V>> = None;
         let written = self.raw.write::<K>(guard, hash, query, |current| {
@@ -477,6 +459,21 @@ where
         });
         Iter {
             entries: entries.into_iter(),
+        }
+    }
+
+    /// The query for an owned key: its word if it is stored inline, else a pending key that
+    /// `pending` holds (boxed on first claim) for the write to claim a slot with.
+    #[inline]
+    fn owned_query<'q, 'c>(
+        &'c self,
+        key: K,
+        hash: u64,
+        pending: &'q mut Option<PendingKey<'c, K>>,
+    ) -> Query<'q, 'c, K, K> {
+        match Codec::<K>::inline_word(&key) {
+            Some(word) => Query::Inline(word),
+            None => Query::Owned(pending.insert(PendingKey::new(key, hash, &self.raw.collector))),
         }
     }
 

@@ -107,18 +107,20 @@ impl<T: 'static> Codec<T> {
     #[inline]
     pub(super) fn inline_word(item: &T) -> Option<u64> {
         let (kind, size) = Self::inline_kind()?;
-        // SAFETY (all reads below): `inline_kind` matched `T` to a primitive of exactly `size`
+        // SAFETY (every read below): `inline_kind` matched `T` to a primitive of exactly `size`
         // bytes with the stated signedness, so reading `size` bytes of `item` as that primitive
         // reads a valid, fully initialised value.
-        let raw = match (kind, size) {
-            (Inline::Unsigned, 1) | (Inline::Bool, _) => u64::from(unsafe { read::<T, u8>(item) }),
-            (Inline::Unsigned, 2) => u64::from(unsafe { read::<T, u16>(item) }),
-            (Inline::Unsigned, 4) | (Inline::Char, _) => u64::from(unsafe { read::<T, u32>(item) }),
-            (Inline::Unsigned, _) => unsafe { read::<T, u64>(item) },
-            (Inline::Signed, 1) => zigzag(i64::from(unsafe { read::<T, i8>(item) })),
-            (Inline::Signed, 2) => zigzag(i64::from(unsafe { read::<T, i16>(item) })),
-            (Inline::Signed, 4) => zigzag(i64::from(unsafe { read::<T, i32>(item) })),
-            (Inline::Signed, _) => zigzag(unsafe { read::<T, i64>(item) }),
+        let raw = unsafe {
+            match (kind, size) {
+                (Inline::Unsigned, 1) | (Inline::Bool, _) => u64::from(read::<T, u8>(item)),
+                (Inline::Unsigned, 2) => u64::from(read::<T, u16>(item)),
+                (Inline::Unsigned, 4) | (Inline::Char, _) => u64::from(read::<T, u32>(item)),
+                (Inline::Unsigned, _) => read::<T, u64>(item),
+                (Inline::Signed, 1) => zigzag(i64::from(read::<T, i8>(item))),
+                (Inline::Signed, 2) => zigzag(i64::from(read::<T, i16>(item))),
+                (Inline::Signed, 4) => zigzag(i64::from(read::<T, i32>(item))),
+                (Inline::Signed, _) => zigzag(read::<T, i64>(item)),
+            }
         };
         (raw >> 63 == 0).then_some((raw << 1) | INLINE_TAG)
     }
