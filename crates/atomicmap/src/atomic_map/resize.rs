@@ -159,6 +159,10 @@ where
         if !table.next().is_null() {
             return true;
         }
+        // A successor shrinks to at most half: the live count it was sized by can be stale, and
+        // carrying a key needs a free slot, so a successor too small for what is still carried
+        // into it plus what writers add meanwhile would stall the resize for good.
+        let capacity = capacity.max(table.capacity() / 2);
         let Ok(successor) = Table::allocate(capacity, self.collector.birth_epoch(guard)) else {
             return false;
         };
