@@ -11,6 +11,8 @@ pub use atomic_map::{AtomicMap, CapacityError, DefaultHashBuilder, Iter, MapRef,
 pub mod hot_swap;
 pub mod read_mostly;
 pub mod sharded;
+pub mod snapshot;
 pub use hot_swap::{HotSwap, RcuMap, RcuSnapshot, Snapshot, VersionMismatch};
 pub use read_mostly::{ReadMostlyMap, ReadMostlyStats};
 pub use sharded::{ShardedMap, ShardedMapError};
+pub use snapshot::{MapSnapshot, SnapshotIter};

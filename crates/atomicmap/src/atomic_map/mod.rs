@@ -3,6 +3,7 @@
 //! The protocol is described in `raw.rs` (slots, the one commit CAS, linearization points) and
 //! `resize.rs` (cooperative migration); slot words in `word.rs`; reclamation in `reclaim`.
 
+mod freeze;
 mod pending;
 mod raw;
 mod resize;
@@ -10,11 +11,14 @@ mod table;
 mod word;
 
 use std::borrow::Borrow;
+use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::ops::Deref;
 
 use crate::reclaim::Guard;
+use crate::snapshot::MapSnapshot;
+use crate::sync::Ordering;
 use pending::{PendingKey, PendingValue};
 use raw::{Query, RawMap};
 use word::{Codec, ABSENT};
@@ -460,6 +464,58 @@ where
         Iter {
             entries: entries.into_iter(),
         }
+    }
+
+    /// The map's contents at one instant, as an immutable [`MapSnapshot`]; its version is the
+    /// generation of the table it froze (the number of tables the map had before it), so it
+    /// grows with every snapshot and every resize.
+    ///
+    /// Lock-free and linearizable, by a *freezing migration*: the table is migrated as in a
+    /// resize, recording each slot's entry as it moves, and the snapshot is the map at the
+    /// instant the last slot moved. Costs: the caller allocates a successor table and an image
+    /// (16 bytes per slot each), helps copy, and then clones every entry into the snapshot;
+    /// writers that meet the migration copy at most one chunk each, and a writer whose key has
+    /// already moved waits until the migration ends (never for the clone). Readers neither wait
+    /// nor help. Memory that writers retire during the call is freed after it. If this thread
+    /// holds a [`MapRef`] of the map, that memory is held until the `MapRef` is dropped or
+    /// refreshed. Unlike [`iter`](Self::iter), which reads every key at its own moment, a
+    /// snapshot never mixes states that did not coexist.
+    ///
+    /// ```
+    /// use atomicmap::AtomicMap;
+    ///
+    /// let map: AtomicMap<u64, u64> = (0..100).map(|key| (key, key)).collect();
+    /// let before = map.snapshot();
+    /// map.insert(7, 700);
+    /// let after = map.snapshot();
+    /// assert_eq!(before.get(&7), Some(&7));
+    /// assert_eq!(after.get(&7), Some(&700));
+    /// assert!(after.version() > before.version());
+    /// ```
+    pub fn snapshot(&self) -> MapSnapshot<K, V, S>
+    where
+        K: Clone,
+        V: Clone,
+        S: Clone,
+    {
+        let guard = self.raw.collector.enter();
+        guard.hold_retired();
+        let (image, version) = self.raw.freeze(&guard);
+        let mut entries = HashMap::with_capacity_and_hasher(self.len(), self.raw.hasher.clone());
+        for slot in image.slots.iter() {
+            // The migration published the image (module `freeze`): relaxed loads suffice.
+            let key = slot.key.load(Ordering::Relaxed);
+            let value = slot.value.load(Ordering::Relaxed);
+            if word::is_key(key) && word::is_value(value) {
+                // Boxes in the image stay allocated: `guard` holds back everything retired
+                // since the freeze began, and each was reachable then.
+                entries.insert(
+                    with_key::<K, K>(key, K::clone),
+                    with_value::<V, V>(value, V::clone),
+                );
+            }
+        }
+        MapSnapshot::from_table(entries, version)
     }
 
     /// The query for an owned key: its word if it is stored inline, else a pending key that

@@ -108,7 +108,7 @@ where
         let collector = Collector::new();
         let table = {
             let guard = collector.enter();
-            Table::allocate(capacity, collector.birth_epoch(&guard))?
+            Table::allocate(capacity, collector.birth_epoch(&guard), 0, None)?
         };
         Ok(RawMap {
             root: AtomicPtr::new(Box::into_raw(table)),
@@ -292,6 +292,7 @@ where
             let slot = match self.locate(guard, table, hash, &mut query) {
                 Located::Here(slot) => slot,
                 Located::Next(next) => {
+                    self.before_diverting(guard, table, next);
                     table = next;
                     continue 'tables;
                 }
@@ -309,7 +310,9 @@ where
                         pending.rehome_from(slot);
                     }
                     self.help_resize(guard, table);
-                    table = self.next_table(guard, table);
+                    let next = self.next_table(guard, table);
+                    self.before_diverting(guard, table, next);
+                    table = next;
                     continue 'tables;
                 }
                 let Some(new) = decide(current) else {

@@ -52,10 +52,10 @@ use std::hash::{BuildHasher, Hash};
 use std::ptr;
 
 use super::raw::{Located, RawMap};
-use super::table::{free_table, Slot, Table, CHUNK, MIN_CAPACITY};
+use super::table::{free_table, AllocFailed, Image, Slot, Table, CHUNK, MIN_CAPACITY};
 use super::word::{self, ABSENT, DROPPED, EMPTY, MOVED, SEALED};
 use crate::reclaim::Guard;
-use crate::sync::{thread_local, Ordering};
+use crate::sync::{thread_local, yield_now, Ordering};
 
 /// Probe distance after which an insert into a large table checks whether it is too crowded.
 const PROBE_LIMIT: usize = 16;
@@ -76,7 +76,7 @@ const REMOVES_PER_SHRINK_CHECK: u32 = 256;
 /// Like the standard collections, a map that cannot grow aborts; `try_reserve` is the
 /// fallible way to make room ahead of time.
 #[cold]
-fn out_of_memory(capacity: usize) -> ! {
+pub(super) fn out_of_memory(capacity: usize) -> ! {
     match std::alloc::Layout::array::<Slot>(capacity) {
         Ok(layout) => std::alloc::handle_alloc_error(layout),
         Err(_) => panic!("AtomicMap capacity overflow: {capacity} slots"),
@@ -163,25 +163,42 @@ where
         // carrying a key needs a free slot, so a successor too small for what is still carried
         // into it plus what writers add meanwhile would stall the resize for good.
         let capacity = capacity.max(table.capacity() / 2);
-        let Ok(successor) = Table::allocate(capacity, self.collector.birth_epoch(guard)) else {
-            return false;
-        };
-        let successor = Box::into_raw(successor);
-        if table
-            .migration
-            .next
-            .compare_exchange(
-                ptr::null_mut(),
-                successor,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .is_err()
-        {
-            // SAFETY: our successor lost the race and was never visible to anyone.
-            drop(unsafe { Box::from_raw(successor) });
+        self.install_successor(guard, table, capacity, None).is_ok()
+    }
+
+    /// Allocates a successor of `capacity` slots for `table` (with the image of a freezing
+    /// migration, if given) and CASes it in. Returns the successor if ours was installed, `None`
+    /// if another one was already there (ours is freed).
+    pub(super) fn install_successor<'g>(
+        &self,
+        guard: &'g Guard<'_>,
+        table: &Table,
+        capacity: usize,
+        image: Option<Box<Image>>,
+    ) -> Result<Option<&'g Table>, AllocFailed> {
+        let birth = self.collector.birth_epoch(guard);
+        let successor = Box::into_raw(Table::allocate(
+            capacity,
+            birth,
+            table.generation + 1,
+            image,
+        )?);
+        match table.migration.next.compare_exchange(
+            ptr::null_mut(),
+            successor,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            // SAFETY: installed, so it is retired only after the root moves past it, which
+            // happens after this call; `birth_epoch` made our reservation cover its birth, so
+            // the guard keeps it allocated from then on.
+            Ok(_) => Ok(Some(unsafe { &*successor })),
+            Err(_) => {
+                // SAFETY: our successor lost the race and was never visible to anyone.
+                drop(unsafe { Box::from_raw(successor) });
+                Ok(None)
+            }
         }
-        true
     }
 
     /// Migrates one unclaimed chunk of `table`, if any is left. Returns whether it did.
@@ -199,9 +216,11 @@ where
         }
         // We own an unfinished chunk, so `table` is still the root and its successor is live.
         let successor = self.successor(guard, table);
+        let image = successor.image();
         let end = ((chunk + 1) * CHUNK).min(table.capacity());
-        for slot in &table.slots[chunk * CHUNK..end] {
-            self.migrate_slot(guard, slot, successor);
+        for index in chunk * CHUNK..end {
+            let frozen = image.map(|image| &image.slots[index]);
+            self.migrate_slot(guard, &table.slots[index], successor, frozen);
         }
         let finished = table
             .migration
@@ -223,7 +242,7 @@ where
             && (table.migration.finished_chunks.load(Ordering::Acquire) < chunks
                 || ptr::eq(self.root(guard), table))
         {
-            std::thread::yield_now();
+            yield_now();
         }
     }
 
@@ -238,8 +257,15 @@ where
         unsafe { guard.retire_large(retired.cast(), table.birth, free_table::<K, V>) };
     }
 
-    /// Moves one slot of a resizing table into `successor` (see the module docs).
-    fn migrate_slot(&self, guard: &Guard<'_>, slot: &Slot, successor: &Table) {
+    /// Moves one slot of a resizing table into `successor` (see the module docs), recording the
+    /// words it moves in `frozen` during a freezing migration.
+    fn migrate_slot(
+        &self,
+        guard: &Guard<'_>,
+        slot: &Slot,
+        successor: &Table,
+        frozen: Option<&Slot>,
+    ) {
         let mut carried: Option<&Slot> = None;
         loop {
             let key = self.load_key(guard, slot);
@@ -277,6 +303,12 @@ where
                     (value, MOVED)
                 }
             };
+            if let Some(frozen) = frozen {
+                // Only this chunk's owner writes the image; the `finished_chunks` increment
+                // publishes it to the snapshot. A retry overwrites it with the newer words.
+                frozen.key.store(key, Ordering::Relaxed);
+                frozen.value.store(target, Ordering::Relaxed);
+            }
             if slot
                 .value
                 .compare_exchange(target, final_word, Ordering::AcqRel, Ordering::Acquire)

@@ -48,8 +48,29 @@ pub(super) struct Table {
     pub(super) mask: usize,
     /// Epoch at which the table was allocated, for reclamation.
     pub(super) birth: u64,
+    /// How many tables the map had before this one (the version of its snapshots).
+    pub(super) generation: u64,
     pub(super) slots: Box<[Slot]>,
     pub(super) migration: CachePadded<Migration>,
+    /// Set only in the successor of a *freezing* migration (a snapshot, see `snapshot`): the
+    /// frozen image of the table being migrated into this one. Owned by this table until the
+    /// snapshot that started the migration takes it, which happens after the migration ends.
+    pub(super) image: AtomicPtr<Image>,
+}
+
+/// A freezing migration's record of the migrated table: slot `i` of the image holds the key
+/// and value words slot `i` of the table had when it was migrated (all-zero for slots that
+/// held no value). Written by the owner of each chunk only.
+pub(super) struct Image {
+    pub(super) slots: Box<[Slot]>,
+}
+
+impl Image {
+    pub(super) fn allocate(capacity: usize) -> Result<Box<Image>, AllocFailed> {
+        Ok(Box::new(Image {
+            slots: allocate_slots(capacity)?,
+        }))
+    }
 }
 
 /// The table could not be allocated.
@@ -58,11 +79,18 @@ pub(super) struct AllocFailed;
 
 impl Table {
     /// Allocates an empty table of `capacity` slots (a power of two).
-    pub(super) fn allocate(capacity: usize, birth: u64) -> Result<Box<Table>, AllocFailed> {
+    pub(super) fn allocate(
+        capacity: usize,
+        birth: u64,
+        generation: u64,
+        image: Option<Box<Image>>,
+    ) -> Result<Box<Table>, AllocFailed> {
         debug_assert!(capacity.is_power_of_two());
         Ok(Box::new(Table {
             mask: capacity - 1,
             birth,
+            generation,
+            image: AtomicPtr::new(image.map_or(std::ptr::null_mut(), Box::into_raw)),
             slots: allocate_slots(capacity)?,
             migration: CachePadded(Migration {
                 next: AtomicPtr::new(std::ptr::null_mut()),
@@ -91,6 +119,36 @@ impl Table {
     /// The table a resize is moving this one into, if one started.
     pub(super) fn next(&self) -> *mut Table {
         self.migration.next.load(Ordering::Acquire)
+    }
+
+    /// Whether this table is the successor of a freezing migration that has not ended (or whose
+    /// snapshot has not yet taken the image).
+    pub(super) fn is_freezing_successor(&self) -> bool {
+        !self.image.load(Ordering::Acquire).is_null()
+    }
+
+    /// The image of a freezing migration into this table, for the owner of a chunk of it.
+    pub(super) fn image(&self) -> Option<&Image> {
+        let image = self.image.load(Ordering::Acquire);
+        // SAFETY: a non-null image is a box owned by this table until the snapshot takes it,
+        // which happens only after every chunk (so every caller's use) has finished.
+        (!image.is_null()).then(|| unsafe { &*image })
+    }
+
+    /// Hands the image of a finished freezing migration to the snapshot that started it.
+    pub(super) fn take_image(&self) -> Option<Box<Image>> {
+        let image = self.image.swap(std::ptr::null_mut(), Ordering::AcqRel);
+        // SAFETY: the box came from `Box::into_raw` in `allocate`; the swap makes us its only
+        // owner, and the migration that wrote it has ended, so nobody else still reads it.
+        (!image.is_null()).then(|| unsafe { Box::from_raw(image) })
+    }
+}
+
+impl Drop for Table {
+    fn drop(&mut self) {
+        // A snapshot that unwound (a user's `Eq` panicked while it helped) before taking its
+        // image leaves the image with the table.
+        drop(self.take_image());
     }
 }
 

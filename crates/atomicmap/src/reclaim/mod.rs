@@ -242,6 +242,14 @@ impl Guard<'_> {
         }
     }
 
+    /// Holds back everything retired from the start of this pin until the outermost pin ends,
+    /// whatever its birth: plain epoch-based reclamation for this one pin. For a reader of
+    /// pointers copied out of the structure (a snapshot's image), which `protect` cannot
+    /// validate: any object reachable at some moment during the pin stays allocated.
+    pub(crate) fn hold_retired(&self) {
+        self.cover(u64::MAX);
+    }
+
     /// Hands an unlinked object to the collector.
     ///
     /// # Safety

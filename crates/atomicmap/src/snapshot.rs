@@ -1,0 +1,300 @@
+//! [`MapSnapshot`]: an immutable, point-in-time view of any map in this crate.
+//!
+//! # Snapshot versus iteration
+//! Every map has two ways to look at all of its entries:
+//! * **iteration** (`iter`, `for_each`, `range`) is *weakly consistent*: it never sees a key
+//!   twice, but each key is read at its own moment while writers keep going, so the result
+//!   may mix states that never coexisted (a key written after another one can appear newer
+//!   than it);
+//! * **`snapshot()`** returns the map's contents at *one* instant, its linearization point:
+//!   every key that was present then, once, with the value it had then, and nothing else.
+//!
+//! A snapshot is a value: it does not pin, lock or otherwise hold back the map it came from,
+//! and it can be kept, sent to another thread, queried and copied at leisure. Each map's
+//! `snapshot` documentation says how the instant is obtained and who pays for it.
+//!
+//! # Versions
+//! [`MapSnapshot::version`] grows with the history of the map it came from: a snapshot taken
+//! after another one (in real time) never has a smaller version. What it counts depends on
+//! the map (writes, publications, or tables); see each map's `snapshot`.
+
+use std::borrow::Borrow;
+use std::collections::hash_map::{self, HashMap};
+use std::fmt;
+use std::hash::{BuildHasher, Hash};
+use std::iter::FusedIterator;
+use std::sync::Arc;
+
+use crate::hot_swap::RcuSnapshot;
+
+/// The hasher of a snapshot of a map built without an explicit one.
+pub type DefaultHashBuilder = foldhash::fast::RandomState;
+
+/// An immutable view of a map's entries at one instant, with the version of the map at that
+/// instant. See the [module docs](self) for how it differs from iteration.
+///
+/// ```
+/// use atomicmap::AtomicMap;
+///
+/// let map: AtomicMap<u32, &str> = AtomicMap::new();
+/// map.insert(2, "two");
+/// map.insert(1, "one");
+/// let snapshot = map.snapshot();
+/// map.insert(3, "three");
+/// assert_eq!(snapshot.len(), 2);
+/// assert_eq!(snapshot.get(&1), Some(&"one"));
+/// assert_eq!(snapshot.get(&3), None);
+/// assert_eq!(snapshot.sorted_keys(), vec![&1, &2]);
+/// let copy: std::collections::BTreeMap<u32, &str> = snapshot.to_map();
+/// assert_eq!(copy.len(), 2);
+/// ```
+pub struct MapSnapshot<K, V, S = DefaultHashBuilder> {
+    storage: Storage<K, V, S>,
+    version: u64,
+}
+
+enum Storage<K, V, S> {
+    /// One table, or one per shard of a `ShardedMap` (shared copy-on-write with the map).
+    Tables {
+        tables: Box<[Arc<HashMap<K, V, S>>]>,
+        /// Shard selection of the map the tables came from (see [`shard_index`]).
+        shard_shift: u32,
+        len: usize,
+    },
+    /// An `RcuMap` publication: already immutable, shared as is.
+    Persistent(RcuSnapshot<K, V, S>),
+}
+
+/// Hash bits std's `HashMap` keeps as its per-slot tag; shard selection skips them, so that
+/// the keys of one shard do not all share a tag prefix.
+const TABLE_TAG_BITS: u32 = 7;
+
+/// The shard of `hash` among `64 - shard_shift` power-of-two shards (`shard_shift == 64`:
+/// one shard). Shared by `ShardedMap` and its snapshots, which must agree.
+pub(crate) fn shard_index(hash: u64, shard_shift: u32) -> usize {
+    (hash << TABLE_TAG_BITS)
+        .checked_shr(shard_shift)
+        .unwrap_or(0) as usize
+}
+
+impl<K, V, S> MapSnapshot<K, V, S> {
+    /// A snapshot made of one table.
+    pub(crate) fn from_table(table: HashMap<K, V, S>, version: u64) -> Self {
+        let len = table.len();
+        MapSnapshot {
+            storage: Storage::Tables {
+                tables: Box::new([Arc::new(table)]),
+                shard_shift: u64::BITS,
+                len,
+            },
+            version,
+        }
+    }
+
+    /// A snapshot made of the shards of a `ShardedMap`.
+    pub(crate) fn from_shards(
+        tables: Box<[Arc<HashMap<K, V, S>>]>,
+        shard_shift: u32,
+        version: u64,
+    ) -> Self {
+        let len = tables.iter().map(|table| table.len()).sum();
+        MapSnapshot {
+            storage: Storage::Tables {
+                tables,
+                shard_shift,
+                len,
+            },
+            version,
+        }
+    }
+
+    /// A snapshot that is an `RcuMap` publication.
+    pub(crate) fn from_persistent(map: RcuSnapshot<K, V, S>, version: u64) -> Self {
+        MapSnapshot {
+            storage: Storage::Persistent(map),
+            version,
+        }
+    }
+
+    /// The version of the map at the snapshot's instant; see the [module docs](self).
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        match &self.storage {
+            Storage::Tables { len, .. } => *len,
+            Storage::Persistent(map) => map.len(),
+        }
+    }
+
+    /// Whether the snapshot has no entries.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every entry once, in no particular order.
+    pub fn iter(&self) -> SnapshotIter<'_, K, V, S> {
+        let inner = match &self.storage {
+            Storage::Tables { tables, .. } => {
+                let mut tables = tables.iter();
+                let current = tables.next().map(|table| table.iter());
+                IterInner::Tables { tables, current }
+            }
+            Storage::Persistent(map) => IterInner::Persistent(map.iter()),
+        };
+        SnapshotIter {
+            inner,
+            remaining: self.len(),
+        }
+    }
+
+    /// The keys in ascending order (seed 002's `SortedKeys`).
+    pub fn sorted_keys(&self) -> Vec<&K>
+    where
+        K: Ord,
+    {
+        let mut keys: Vec<&K> = self.iter().map(|(key, _)| key).collect();
+        keys.sort_unstable();
+        keys
+    }
+
+    /// The entries in ascending key order.
+    pub fn iter_sorted(&self) -> std::vec::IntoIter<(&K, &V)>
+    where
+        K: Ord,
+    {
+        let mut entries: Vec<(&K, &V)> = self.iter().collect();
+        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        entries.into_iter()
+    }
+
+    /// Copies every entry into `target` (any map, or any collection of pairs) and returns it.
+    pub fn copy_into<M: Extend<(K, V)>>(&self, target: &mut M)
+    where
+        K: Clone,
+        V: Clone,
+    {
+        target.extend(self.iter().map(|(key, value)| (key.clone(), value.clone())));
+    }
+
+    /// A new map of any type holding a copy of every entry: a `HashMap`, a `BTreeMap`, or any
+    /// of this crate's maps.
+    pub fn to_map<M: FromIterator<(K, V)>>(&self) -> M
+    where
+        K: Clone,
+        V: Clone,
+    {
+        self.iter()
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect()
+    }
+}
+
+impl<K, V, S> MapSnapshot<K, V, S>
+where
+    K: Hash + Eq,
+    S: BuildHasher + Clone,
+{
+    /// The value `key` had at the snapshot's instant.
+    pub fn get<Q>(&self, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        match &self.storage {
+            Storage::Tables {
+                tables,
+                shard_shift,
+                ..
+            } => {
+                let table = if tables.len() == 1 {
+                    &tables[0]
+                } else {
+                    &tables[shard_index(tables[0].hasher().hash_one(key), *shard_shift)]
+                };
+                table.get(key)
+            }
+            Storage::Persistent(map) => map.get(key),
+        }
+    }
+
+    /// Whether `key` was present at the snapshot's instant.
+    pub fn contains_key<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.get(key).is_some()
+    }
+}
+
+impl<'a, K, V, S> IntoIterator for &'a MapSnapshot<K, V, S> {
+    type Item = (&'a K, &'a V);
+    type IntoIter = SnapshotIter<'a, K, V, S>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl<K: fmt::Debug, V: fmt::Debug, S> fmt::Debug for MapSnapshot<K, V, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MapSnapshot")
+            .field("version", &self.version)
+            .field("entries", &DebugEntries(self))
+            .finish()
+    }
+}
+
+struct DebugEntries<'a, K, V, S>(&'a MapSnapshot<K, V, S>);
+
+impl<K: fmt::Debug, V: fmt::Debug, S> fmt::Debug for DebugEntries<'_, K, V, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.0.iter()).finish()
+    }
+}
+
+/// Iterator of [`MapSnapshot::iter`]: every entry once, borrowed from the snapshot.
+pub struct SnapshotIter<'a, K, V, S> {
+    inner: IterInner<'a, K, V, S>,
+    remaining: usize,
+}
+
+enum IterInner<'a, K, V, S> {
+    Tables {
+        tables: std::slice::Iter<'a, Arc<HashMap<K, V, S>>>,
+        current: Option<hash_map::Iter<'a, K, V>>,
+    },
+    Persistent(imbl::hashmap::Iter<'a, K, V, imbl::shared_ptr::DefaultSharedPtr>),
+}
+
+impl<'a, K, V, S> Iterator for SnapshotIter<'a, K, V, S> {
+    type Item = (&'a K, &'a V);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let next = match &mut self.inner {
+            IterInner::Tables { tables, current } => loop {
+                let entries = current.as_mut()?;
+                if let Some(entry) = entries.next() {
+                    break Some(entry);
+                }
+                *current = tables.next().map(|table| table.iter());
+            },
+            IterInner::Persistent(entries) => entries.next(),
+        };
+        if next.is_some() {
+            self.remaining -= 1;
+        }
+        next
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining, Some(self.remaining))
+    }
+}
+
+impl<K, V, S> ExactSizeIterator for SnapshotIter<'_, K, V, S> {}
+
+impl<K, V, S> FusedIterator for SnapshotIter<'_, K, V, S> {}

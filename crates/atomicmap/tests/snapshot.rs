@@ -1,0 +1,260 @@
+//! Point-in-time snapshots of every map: the acceptance test of SPEC §2 (a writer rewrites keys
+//! `k_0..k_{n-1}` in order, round after round, while readers check that every snapshot has the
+//! shape the map had at some instant), its remove-and-reinsert variant (seed 004's ABA case),
+//! the demonstration that weakly consistent iteration fails the same check, and the view's API.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use atomicmap::{AtomicMap, MapSnapshot, RcuMap, ReadMostlyMap, ShardedMap};
+
+/// Keys per round, as the acceptance test prescribes.
+const KEYS: u64 = 10_000;
+
+/// How long readers take snapshots; `ATOMICMAP_SNAPSHOT_SECS` overrides it.
+fn reading_time() -> Duration {
+    let seconds = std::env::var("ATOMICMAP_SNAPSHOT_SECS")
+        .ok()
+        .and_then(|seconds| seconds.parse().ok())
+        .unwrap_or(3.0);
+    Duration::from_secs_f64(seconds)
+}
+
+/// What the writer does to key `k_j` in round `i`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Round {
+    /// `k_j = i`.
+    Overwrite,
+    /// Remove `k_j`, then insert `k_j = i`.
+    RemoveAndReinsert,
+}
+
+/// Checks that `entries` is a state the writer's map passes through: every key once; values
+/// non-increasing in key order and at most one apart (round `i` on a prefix, `i - 1` after);
+/// with removes, at most one key missing, exactly at the border between the two rounds.
+fn check_shape(entries: &[(u64, u64)], round: Round) -> Result<(), String> {
+    let mut values: Vec<Option<u64>> = vec![None; KEYS as usize];
+    for &(key, value) in entries {
+        let slot = values
+            .get_mut(key as usize)
+            .ok_or_else(|| format!("unknown key {key}"))?;
+        if slot.replace(value).is_some() {
+            return Err(format!("key {key} seen twice"));
+        }
+    }
+    let missing: Vec<usize> = (0..values.len()).filter(|&j| values[j].is_none()).collect();
+    let allowed_missing = match round {
+        Round::Overwrite => 0,
+        Round::RemoveAndReinsert => 1,
+    };
+    if missing.len() > allowed_missing {
+        return Err(format!(
+            "{} keys missing: {:?}...",
+            missing.len(),
+            &missing[..3.min(missing.len())]
+        ));
+    }
+    let present: Vec<(usize, u64)> = values
+        .iter()
+        .enumerate()
+        .filter_map(|(j, value)| value.map(|value| (j, value)))
+        .collect();
+    for pair in present.windows(2) {
+        let ((earlier, older), (later, newer)) = (pair[0], pair[1]);
+        if newer > older {
+            return Err(format!(
+                "k_{later} = {newer} is newer than k_{earlier} = {older}"
+            ));
+        }
+    }
+    let newest = present.first().map_or(0, |&(_, value)| value);
+    let oldest = present.last().map_or(0, |&(_, value)| value);
+    if newest - oldest > 1 {
+        return Err(format!(
+            "values from {oldest} to {newest}: more than two rounds"
+        ));
+    }
+    if let Some(&gap) = missing.first() {
+        let before = gap.checked_sub(1).and_then(|j| values[j]);
+        let after = values.get(gap + 1).copied().flatten();
+        if let (Some(before), Some(after)) = (before, after) {
+            if before != after + 1 {
+                return Err(format!(
+                    "k_{gap} missing inside round {before}, not at its border"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One concurrent check: a writer runs rounds while `readers` threads call `take` and check
+/// every result. Returns (results checked, results showing two rounds, first failure).
+fn run_rounds(
+    round: Round,
+    write: &(dyn Fn(u64, u64) + Sync),
+    remove: &(dyn Fn(u64) + Sync),
+    take: &(dyn Fn() -> (Vec<(u64, u64)>, u64) + Sync),
+    readers: usize,
+) -> (u64, u64, Option<String>) {
+    for key in 0..KEYS {
+        write(key, 0);
+    }
+    let stop = AtomicBool::new(false);
+    let checked = AtomicU64::new(0);
+    let mixed = AtomicU64::new(0);
+    let failure = std::sync::Mutex::new(None);
+    let deadline = Instant::now() + reading_time();
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut i = 1;
+            while !stop.load(Ordering::Relaxed) {
+                for key in 0..KEYS {
+                    if round == Round::RemoveAndReinsert {
+                        remove(key);
+                    }
+                    write(key, i);
+                }
+                i += 1;
+            }
+        });
+        let readers: Vec<_> = (0..readers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut last_version = 0;
+                    while Instant::now() < deadline {
+                        let (entries, version) = take();
+                        let verdict = check_shape(&entries, round).and_then(|()| {
+                            if version < last_version {
+                                Err(format!(
+                                    "version went back from {last_version} to {version}"
+                                ))
+                            } else {
+                                Ok(())
+                            }
+                        });
+                        last_version = version;
+                        checked.fetch_add(1, Ordering::Relaxed);
+                        let values: std::collections::HashSet<u64> =
+                            entries.iter().map(|&(_, value)| value).collect();
+                        if values.len() > 1 {
+                            mixed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        if let Err(error) = verdict {
+                            failure.lock().unwrap().get_or_insert(error);
+                            return;
+                        }
+                    }
+                })
+            })
+            .collect();
+        for reader in readers {
+            reader.join().unwrap();
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    let failure = failure.into_inner().unwrap();
+    (checked.into_inner(), mixed.into_inner(), failure)
+}
+
+/// The acceptance test proper: every snapshot has the shape, and the test did observe
+/// snapshots taken in the middle of a round (so it checked something).
+fn assert_snapshots_are_consistent(
+    round: Round,
+    write: &(dyn Fn(u64, u64) + Sync),
+    remove: &(dyn Fn(u64) + Sync),
+    take: &(dyn Fn() -> (Vec<(u64, u64)>, u64) + Sync),
+) {
+    let (checked, mixed, failure) = run_rounds(round, write, remove, take, 2);
+    if let Some(failure) = failure {
+        panic!("an inconsistent snapshot after {checked} checks: {failure}");
+    }
+    assert!(checked >= 10, "only {checked} snapshots taken");
+    assert!(
+        mixed > 0,
+        "no snapshot out of {checked} caught the writer mid-round"
+    );
+}
+
+/// The demonstration: the same check on weakly consistent iteration finds a state the map
+/// never had, within the reading time.
+fn assert_iteration_is_caught_mixing_states(
+    write: &(dyn Fn(u64, u64) + Sync),
+    take: &(dyn Fn() -> (Vec<(u64, u64)>, u64) + Sync),
+) {
+    let (checked, _, failure) = run_rounds(Round::Overwrite, write, &|_| {}, take, 1);
+    assert!(
+        failure.is_some(),
+        "{checked} weakly consistent iterations all looked like snapshots"
+    );
+}
+
+fn entries_of<S>(snapshot: &MapSnapshot<u64, u64, S>) -> (Vec<(u64, u64)>, u64) {
+    let entries: Vec<(u64, u64)> = snapshot.iter().map(|(&key, &value)| (key, value)).collect();
+    assert_eq!(entries.len(), snapshot.len(), "iter and len disagree");
+    (entries, snapshot.version())
+}
+
+#[test]
+fn atomic_map_snapshot_acceptance_overwrite() {
+    let map: AtomicMap<u64, u64> = AtomicMap::new();
+    assert_snapshots_are_consistent(
+        Round::Overwrite,
+        &|key, value| {
+            map.insert(key, value);
+        },
+        &|key| {
+            map.remove(&key);
+        },
+        &|| entries_of(&map.snapshot()),
+    );
+}
+
+#[test]
+fn atomic_map_snapshot_acceptance_remove_and_reinsert() {
+    let map: AtomicMap<u64, u64> = AtomicMap::new();
+    assert_snapshots_are_consistent(
+        Round::RemoveAndReinsert,
+        &|key, value| {
+            map.insert(key, value);
+        },
+        &|key| {
+            map.remove(&key);
+        },
+        &|| entries_of(&map.snapshot()),
+    );
+}
+
+#[test]
+fn atomic_map_snapshot_acceptance_with_boxed_keys_and_values() {
+    let map: AtomicMap<String, String> = AtomicMap::new();
+    assert_snapshots_are_consistent(
+        Round::RemoveAndReinsert,
+        &|key, value| {
+            map.insert(key.to_string(), value.to_string());
+        },
+        &|key| {
+            map.remove(&key.to_string());
+        },
+        &|| {
+            let snapshot = map.snapshot();
+            let entries = snapshot
+                .iter()
+                .map(|(key, value)| (key.parse().unwrap(), value.parse().unwrap()))
+                .collect();
+            (entries, snapshot.version())
+        },
+    );
+}
+
+#[test]
+fn atomic_map_iter_is_not_a_snapshot() {
+    let map: AtomicMap<u64, u64> = AtomicMap::new();
+    assert_iteration_is_caught_mixing_states(
+        &|key, value| {
+            map.insert(key, value);
+        },
+        &|| (map.iter().collect(), 0),
+    );
+}
