@@ -41,6 +41,7 @@ use std::ptr::{self, NonNull};
 use std::sync::Arc;
 
 use crate::reclaim::{self, Collector, Guard};
+use crate::snapshot::MapSnapshot;
 use crate::sync::{AtomicPtr, Ordering};
 
 /// The hasher of an [`RcuMap`] built without an explicit one.
@@ -385,10 +386,19 @@ where
         self.cell.load()
     }
 
-    /// The current map as an owned point-in-time snapshot, iterable at leisure; see
-    /// [`HotSwap::load_full`].
-    pub fn snapshot(&self) -> Arc<RcuSnapshot<K, V, S>> {
+    /// The current map as an owned `Arc`, iterable at leisure; see [`HotSwap::load_full`].
+    pub fn load_full(&self) -> Arc<RcuSnapshot<K, V, S>> {
         self.cell.load_full()
+    }
+
+    /// The current map as a [`MapSnapshot`] whose version is the publication's version.
+    ///
+    /// Every publication already is a point-in-time map, so this is one pinned load and an
+    /// O(1) clone of the persistent map's root: no copy, no lock, nothing for writers to do.
+    /// Reads and iteration of an `RcuMap` are consistent in the same way.
+    pub fn snapshot(&self) -> MapSnapshot<K, V, S> {
+        let current = self.load();
+        MapSnapshot::from_persistent(RcuSnapshot::clone(&current), current.version())
     }
 
     /// The version of the current map: +1 per publication.

@@ -42,6 +42,21 @@
 //! map from the read map (copying keys, expunging deleted entries) and marks the read map
 //! amended.
 //!
+//! # Snapshots: frozen entries
+//! [`ReadMostlyMap::snapshot`] adds one entry state, *frozen*: the entry's pointer (value, nil
+//! or expunged) with its low bit ([`FROZEN`]) set.
+//! * any -> frozen and frozen -> the same pointer unfrozen: only the snapshot, with the mutex
+//!   held throughout; it first promotes an amended read map, so no key can be added while it
+//!   holds the mutex and the read map holds every key.
+//! * Lock-free writers (`Store`/`Swap`, `LoadOrStore`, deletes, `CompareAndSwap`) never CAS a
+//!   frozen pointer: they wait until it thaws. Holders of the mutex never see one.
+//! * Readers see through the bit: a frozen entry still has its value.
+//!
+//! So once the last entry is frozen, nothing in the map can change until the thaw; that
+//! instant is the snapshot's. Freezing is a CAS (`AcqRel`), so each entry's frozen pointer is
+//! the latest in its modification order; the thaw is a `Release` store (nobody else writes a
+//! frozen entry) that waiting writers read with `Acquire`.
+//!
 //! # Memory orderings, and why they suffice
 //! * The read map pointer is stored with `Release` (only with the mutex) and loaded with
 //!   `Acquire` through the collector, so a reader sees the fully built map it points to.
@@ -73,13 +88,15 @@ use std::ptr;
 use std::sync::Arc;
 
 use crate::reclaim::{self, Collector, Guard};
-use crate::sync::{AtomicPtr, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering};
+use crate::snapshot::MapSnapshot;
+use crate::sync::{yield_now, AtomicPtr, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering};
 
 /// The hasher of a map built without an explicit one.
 pub type DefaultHashBuilder = foldhash::fast::RandomState;
 
-/// Owns the address that marks an expunged entry; never read.
-static EXPUNGED_MARKER: u8 = 0;
+/// Owns the address that marks an expunged entry; never read. A `u64`, so that the address is
+/// even and the [`FROZEN`] bit stays free.
+static EXPUNGED_MARKER: u64 = 0;
 
 /// The expunged sentinel: a static's address, so it can never equal a boxed value.
 fn expunged<V>() -> *mut Value<V> {
@@ -89,6 +106,19 @@ fn expunged<V>() -> *mut Value<V> {
 /// Whether an entry pointer refers to a boxed value (neither nil nor expunged).
 fn is_value<V>(pointer: *mut Value<V>) -> bool {
     !pointer.is_null() && pointer != expunged()
+}
+
+/// Low bit of an entry pointer that a snapshot sets while it freezes the map (module docs).
+/// Values, nil and the expunged marker are all even.
+const FROZEN: usize = 1;
+
+fn is_frozen<V>(pointer: *mut Value<V>) -> bool {
+    pointer.addr() & FROZEN != 0
+}
+
+/// The entry pointer without the [`FROZEN`] bit.
+fn thawed<V>(pointer: *mut Value<V>) -> *mut Value<V> {
+    pointer.map_addr(|address| address & !FROZEN)
 }
 
 /// A boxed value as published in an entry.
@@ -121,15 +151,29 @@ impl<V> Entry<V> {
         }
     }
 
-    /// Loads the entry's pointer so that it may be dereferenced until `guard` drops.
+    /// Loads the entry's pointer so that it may be dereferenced until `guard` drops. The
+    /// result may carry the [`FROZEN`] bit.
     fn protected(&self, guard: &Guard<'_>) -> *mut Value<V> {
         guard.protect(|| self.value.load(Ordering::Acquire))
     }
 
-    /// The current value. It is owned by the entry, so the borrow is bounded by both the
-    /// entry and the guard.
+    /// Like [`protected`](Self::protected), for a lock-free writer: while a snapshot has the
+    /// entry frozen, waits until it thaws (the snapshot holds the mutex meanwhile, so a
+    /// writer holding the mutex never finds an entry frozen).
+    fn protected_unfrozen(&self, guard: &Guard<'_>) -> *mut Value<V> {
+        loop {
+            let current = self.protected(guard);
+            if !is_frozen(current) {
+                return current;
+            }
+            yield_now();
+        }
+    }
+
+    /// The current value, frozen or not. It is owned by the entry, so the borrow is bounded
+    /// by both the entry and the guard.
     fn load<'a>(&'a self, guard: &'a Guard<'_>) -> Option<&'a V> {
-        let current = self.protected(guard);
+        let current = thawed(self.protected(guard));
         // SAFETY: a protected value pointer stays allocated while `guard` is held; a current
         // value is freed without the collector only by `Entry::drop`, which the `&'a self`
         // borrow rules out.
@@ -161,7 +205,7 @@ impl<V> Entry<V> {
         guard: &'g Guard<'_>,
     ) -> Result<Option<&'g V>, ()> {
         loop {
-            let current = self.protected(guard);
+            let current = self.protected_unfrozen(guard);
             if current == expunged() {
                 return Err(());
             }
@@ -200,7 +244,7 @@ impl<V> Entry<V> {
         guard: &'a Guard<'_>,
     ) -> LoadOrStoreOutcome<'a, V> {
         loop {
-            let current = self.protected(guard);
+            let current = self.protected_unfrozen(guard);
             if current == expunged() {
                 return LoadOrStoreOutcome::Expunged;
             }
@@ -231,7 +275,7 @@ impl<V> Entry<V> {
         mut matches: impl FnMut(&V) -> bool,
     ) -> Option<&'g V> {
         loop {
-            let current = self.protected(guard);
+            let current = self.protected_unfrozen(guard);
             // SAFETY: a protected value pointer is allocated while `guard` is held.
             if !is_value(current) || !matches(unsafe { &(*current).value }) {
                 return None;
@@ -266,7 +310,7 @@ impl<V> Entry<V> {
         let mut make_new = Some(make_new);
         let mut new = ptr::null_mut();
         loop {
-            let current = self.protected(guard);
+            let current = self.protected_unfrozen(guard);
             // SAFETY: a protected value pointer is allocated while `guard` is held.
             if !is_value(current) || unsafe { &(*current).value } != expected {
                 if let Some(unpublished) = ptr::NonNull::new(new) {
@@ -288,6 +332,31 @@ impl<V> Entry<V> {
                 return true;
             }
         }
+    }
+
+    /// Freezes the entry for a snapshot (mutex held): sets the [`FROZEN`] bit, after which
+    /// lock-free writers leave the entry alone until [`thaw`](Self::thaw). Returns the frozen
+    /// pointer, which only the caller's guard keeps allocated once the entry thaws.
+    fn freeze(&self) -> *mut Value<V> {
+        let mut current = self.value.load(Ordering::Acquire);
+        loop {
+            debug_assert!(!is_frozen(current), "one snapshot at a time: the mutex");
+            match self.value.compare_exchange(
+                current,
+                current.map_addr(|address| address | FROZEN),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return current,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Ends [`freeze`](Self::freeze). Nobody else changes a frozen entry, so a store suffices.
+    fn thaw(&self) {
+        let frozen = self.value.load(Ordering::Relaxed);
+        self.value.store(thawed(frozen), Ordering::Release);
     }
 
     /// Go's `unexpungeLocked`: expunged -> nil. Mutex held; on success the caller must put
@@ -325,7 +394,7 @@ impl<V> Entry<V> {
 
 impl<V> Drop for Entry<V> {
     fn drop(&mut self) {
-        let current = self.value.load(Ordering::Acquire);
+        let current = thawed(self.value.load(Ordering::Acquire));
         if is_value(current) {
             // SAFETY: the last `Arc` of the entry is gone: no map holds it, no read map that
             // held it is still pinned (read maps are freed by the collector), and slow paths
@@ -359,6 +428,8 @@ struct Locked<K, V, S> {
     dirty: Option<Entries<K, V, S>>,
     /// Go's `misses`: slow-path lookups since the last promotion.
     misses: usize,
+    /// Snapshots taken so far: the version of the latest one.
+    snapshots: u64,
 }
 
 /// Counters of a [`ReadMostlyMap`], read without the mutex. Each field is exact at some
@@ -443,6 +514,7 @@ impl<K, V, S> ReadMostlyMap<K, V, S> {
             locked: Mutex::new(Locked {
                 dirty: None,
                 misses: 0,
+                snapshots: 0,
             }),
             misses: AtomicUsize::new(0),
             dirty_len: AtomicUsize::new(0),
@@ -924,6 +996,46 @@ where
                 }
             }
         }
+    }
+
+    /// The map's contents at one instant, as an immutable [`MapSnapshot`] whose version counts
+    /// the snapshots taken of this map (1 for the first).
+    ///
+    /// With the mutex held (as for a dirty-map rebuild), an amended read map is promoted as
+    /// `Range` does, so the read map holds every key and no key can be added; then every entry
+    /// is frozen (one CAS each), which is the snapshot's instant, and thawed again (one store
+    /// each). Loads never wait; a lock-free store, swap or delete of a key waits only while its
+    /// entry is frozen, and operations that need the mutex wait for the two passes. The values
+    /// are cloned after the mutex is released, while writers proceed; memory they retire
+    /// meanwhile is freed after the clone. Unlike [`range`](Self::range), which reads each key
+    /// at its own moment, a snapshot never mixes states that did not coexist.
+    pub fn snapshot(&self) -> MapSnapshot<K, V, S>
+    where
+        V: Clone,
+    {
+        let guard = self.collector.enter();
+        guard.hold_retired();
+        let mut locked = self.lock();
+        if self.read_only(&guard).amended {
+            self.promote(&mut locked, &guard);
+        }
+        let entries = Arc::clone(&self.read_only(&guard).entries);
+        let frozen: Vec<*mut Value<V>> = entries.values().map(|entry| entry.freeze()).collect();
+        for entry in entries.values() {
+            entry.thaw();
+        }
+        locked.snapshots += 1;
+        let version = locked.snapshots;
+        drop(locked);
+        let mut table = HashMap::with_capacity_and_hasher(entries.len(), self.hasher.clone());
+        for ((key, _), value) in entries.iter().zip(frozen) {
+            if is_value(value) {
+                // SAFETY: the value was in the map while `guard` was pinned, and the guard
+                // holds back everything retired since it began, so the box is allocated.
+                table.insert(key.clone(), unsafe { &(*value).value }.clone());
+            }
+        }
+        MapSnapshot::from_table(table, version)
     }
 
     /// Go's `Clear` (Go 1.23): removes every key. Misses restart at zero.

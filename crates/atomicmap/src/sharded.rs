@@ -27,12 +27,21 @@
 //! [`ShardedMap::iter`], [`ShardedMap::for_each`], [`ShardedMap::retain`] and
 //! [`ShardedMap::clear`] visit shards one after another: each shard is seen at one instant,
 //! different shards at different instants (weakly consistent). A key is never seen twice.
+//! [`ShardedMap::snapshot`] is the whole map at one instant.
+//!
+//! # Copy-on-write shards
+//! A shard's table sits behind an `Arc`. A snapshot read-locks all shards at once and clones
+//! those `Arc`s (O(shards) under the locks); a writer that later finds its shard's table
+//! shared copies it before writing, so the snapshot keeps the table as it was. Unshared, the
+//! check costs the writer one uncontended atomic on a cache line it is about to write anyway.
 
 use std::borrow::Borrow;
 use std::collections::hash_map::{self, HashMap};
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
+use std::sync::{Arc, OnceLock};
 
+use crate::snapshot::{shard_index, MapSnapshot};
 use crate::sync::{CachePadded, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// The hasher of a map built without an explicit one.
@@ -44,9 +53,6 @@ pub const MAX_SHARDS: usize = 1 << 16;
 /// Shards per available core in the default shard count: enough that two threads rarely pick
 /// the same shard at random.
 const SHARDS_PER_CORE: usize = 4;
-
-/// Hash bits hashbrown keeps as its slot tag, skipped by shard selection (module docs).
-const HASHBROWN_TAG_BITS: u32 = 7;
 
 /// Why a [`ShardedMap`] could not be built as requested.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,7 +97,27 @@ pub fn default_shard_count() -> usize {
         .min(MAX_SHARDS)
 }
 
-type Shard<K, V, S> = CachePadded<RwLock<HashMap<K, V, S>>>;
+type Shard<K, V, S> = CachePadded<RwLock<ShardState<K, V, S>>>;
+
+/// What a shard lock guards.
+struct ShardState<K, V, S> {
+    /// Shared with snapshots taken since the last write (copy-on-write, module docs).
+    table: Arc<HashMap<K, V, S>>,
+    /// Write operations on this shard so far; snapshots sum these into their version.
+    writes: u64,
+}
+
+impl<K, V, S> ShardState<K, V, S> {
+    fn new(table: HashMap<K, V, S>) -> Self {
+        ShardState {
+            table: Arc::new(table),
+            writes: 0,
+        }
+    }
+}
+
+/// Copies a shard's table for a writer that finds it shared with a snapshot.
+type CloneTable<K, V, S> = fn(&HashMap<K, V, S>) -> HashMap<K, V, S>;
 
 /// A concurrent hash map made of cache-line-padded `RwLock<HashMap>` shards. See the
 /// [module docs](self) for shard selection, the deadlock rule and consistency.
@@ -101,6 +127,9 @@ pub struct ShardedMap<K, V, S = DefaultHashBuilder> {
     /// Right shift that turns a (tag-stripped) hash into a shard index; 64 for one shard.
     shard_shift: u32,
     hasher: S,
+    /// Set by the first snapshot, the only thing that shares tables (and the only place
+    /// with the `Clone` bounds a copy needs).
+    clone_table: OnceLock<CloneTable<K, V, S>>,
 }
 
 impl<K, V> ShardedMap<K, V> {
@@ -143,10 +172,15 @@ impl<K, V, S: Clone> ShardedMap<K, V, S> {
         let shard_shift = shard_shift(shards);
         ShardedMap {
             shards: (0..shards)
-                .map(|_| CachePadded(RwLock::new(HashMap::with_hasher(hasher.clone()))))
+                .map(|_| {
+                    CachePadded(RwLock::new(ShardState::new(HashMap::with_hasher(
+                        hasher.clone(),
+                    ))))
+                })
                 .collect(),
             shard_shift,
             hasher,
+            clone_table: OnceLock::new(),
         }
     }
 
@@ -173,13 +207,14 @@ impl<K, V, S: Clone> ShardedMap<K, V, S> {
                     .map_err(|_| ShardedMapError::CapacityOverflow {
                         requested: capacity,
                     })?;
-                Ok(CachePadded(RwLock::new(table)))
+                Ok(CachePadded(RwLock::new(ShardState::new(table))))
             })
             .collect::<Result<Box<[_]>, _>>()?;
         Ok(ShardedMap {
             shards: built,
             shard_shift: shard_shift(shards),
             hasher,
+            clone_table: OnceLock::new(),
         })
     }
 }
@@ -207,7 +242,7 @@ impl<K, V, S> ShardedMap<K, V, S> {
             _held: reentrancy::HeldLock::acquire(self.identity(), index),
             // A panic in a user closure poisons the lock but leaves the table consistent
             // (std's HashMap is panic-safe), so the map stays usable.
-            table: self.shards[index]
+            state: self.shards[index]
                 .read()
                 .unwrap_or_else(|poisoned| poisoned.into_inner()),
         }
@@ -217,28 +252,29 @@ impl<K, V, S> ShardedMap<K, V, S> {
         ShardWriteGuard {
             #[cfg(debug_assertions)]
             _held: reentrancy::HeldLock::acquire(self.identity(), index),
-            table: self.shards[index]
+            state: self.shards[index]
                 .write()
                 .unwrap_or_else(|poisoned| poisoned.into_inner()),
+            clone_table: &self.clone_table,
         }
     }
 
     /// Number of entries, summed shard by shard (weakly consistent).
     pub fn len(&self) -> usize {
         (0..self.shards.len())
-            .map(|index| self.read_shard(index).table.len())
+            .map(|index| self.read_shard(index).table().len())
             .sum()
     }
 
     /// Whether every shard is empty (weakly consistent).
     pub fn is_empty(&self) -> bool {
-        (0..self.shards.len()).all(|index| self.read_shard(index).table.is_empty())
+        (0..self.shards.len()).all(|index| self.read_shard(index).table().is_empty())
     }
 
     /// Removes every entry, shard by shard.
     pub fn clear(&self) {
         for index in 0..self.shards.len() {
-            self.write_shard(index).table.clear();
+            self.write_shard(index).table_mut().clear();
         }
     }
 
@@ -247,7 +283,7 @@ impl<K, V, S> ShardedMap<K, V, S> {
     pub fn retain(&self, mut keep: impl FnMut(&K, &mut V) -> bool) {
         for index in 0..self.shards.len() {
             self.write_shard(index)
-                .table
+                .table_mut()
                 .retain(|key, value| keep(key, value));
         }
     }
@@ -256,10 +292,50 @@ impl<K, V, S> ShardedMap<K, V, S> {
     /// consistent, no cloning). `visit` must not use this map (module docs).
     pub fn for_each(&self, mut visit: impl FnMut(&K, &V)) {
         for index in 0..self.shards.len() {
-            for (key, value) in self.read_shard(index).table.iter() {
+            for (key, value) in self.read_shard(index).table().iter() {
                 visit(key, value);
             }
         }
+    }
+
+    /// The map's contents at one instant, as an immutable [`MapSnapshot`] whose version is the
+    /// number of write operations the map had seen (summed over shards), so it never goes
+    /// back between snapshots.
+    ///
+    /// Copy-on-write: the snapshot read-locks every shard at once (in index order, so it
+    /// cannot deadlock with another snapshot, and writers hold one lock at a time), which is
+    /// its instant, and keeps each shard's table by reference count; writers are held only
+    /// for those few lock operations. The first write to a shard while a snapshot (or a copy
+    /// of its `Arc`) still shares that shard's table copies the table (O(shard size), paid by
+    /// that writer, once per shard and snapshot). Unlike [`iter`](Self::iter), which visits
+    /// shards one after another, a snapshot never mixes states that did not coexist.
+    ///
+    /// Must not be called from a closure running under one of this map's locks (module docs).
+    pub fn snapshot(&self) -> MapSnapshot<K, V, S>
+    where
+        K: Clone,
+        V: Clone,
+        S: Clone,
+    {
+        self.clone_table.get_or_init(|| HashMap::clone);
+        #[cfg(debug_assertions)]
+        let _held = reentrancy::HeldLock::acquire(self.identity(), 0);
+        let locked: Vec<_> = self
+            .shards
+            .iter()
+            .map(|shard| {
+                shard
+                    .read()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+            })
+            .collect();
+        let version = locked.iter().map(|state| state.writes).sum();
+        let tables = locked
+            .iter()
+            .map(|state| Arc::clone(&state.table))
+            .collect();
+        drop(locked);
+        MapSnapshot::from_shards(tables, self.shard_shift, version)
     }
 
     /// Owned copies of all entries, cloned one shard at a time as the iterator reaches it:
@@ -285,9 +361,7 @@ where
     S: BuildHasher,
 {
     fn shard_of<Q: Hash + ?Sized>(&self, key: &Q) -> usize {
-        let hash = self.hasher.hash_one(key) << HASHBROWN_TAG_BITS;
-        // One shard: a shift by 64 yields nothing, i.e. shard 0.
-        hash.checked_shr(self.shard_shift).unwrap_or(0) as usize
+        shard_index(self.hasher.hash_one(key), self.shard_shift)
     }
 
     /// The value for `key`, cloned.
@@ -307,7 +381,10 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.read_shard(self.shard_of(key)).table.get(key).map(read)
+        self.read_shard(self.shard_of(key))
+            .table()
+            .get(key)
+            .map(read)
     }
 
     /// Whether `key` has a value.
@@ -316,13 +393,15 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.read_shard(self.shard_of(key)).table.contains_key(key)
+        self.read_shard(self.shard_of(key))
+            .table()
+            .contains_key(key)
     }
 
     /// Sets the value for `key`; returns the previous one.
     pub fn insert(&self, key: K, value: V) -> Option<V> {
         self.write_shard(self.shard_of(&key))
-            .table
+            .table_mut()
             .insert(key, value)
     }
 
@@ -332,7 +411,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.write_shard(self.shard_of(key)).table.remove(key)
+        self.write_shard(self.shard_of(key)).table_mut().remove(key)
     }
 
     /// Runs `modify` on the value for `key`, if any, under the shard's write lock; returns
@@ -343,7 +422,7 @@ where
         Q: Hash + Eq + ?Sized,
     {
         self.write_shard(self.shard_of(key))
-            .table
+            .table_mut()
             .get_mut(key)
             .map(modify)
     }
@@ -353,13 +432,14 @@ where
     /// key). Returns `compute`'s result. `compute` must not use this map (module docs).
     pub fn compute<R>(&self, key: K, compute: impl FnOnce(&mut Option<V>) -> R) -> R {
         let mut shard = self.write_shard(self.shard_of(&key));
-        match shard.table.entry(key) {
+        let table = shard.table_mut();
+        match table.entry(key) {
             hash_map::Entry::Occupied(occupied) => {
                 let (key, value) = occupied.remove_entry();
                 let mut slot = Some(value);
                 let result = compute(&mut slot);
                 if let Some(value) = slot {
-                    shard.table.insert(key, value);
+                    table.insert(key, value);
                 }
                 result
             }
@@ -377,7 +457,7 @@ where
     /// Runs `modify` on the value for `key`, or inserts `insert` if there is none.
     /// `modify` must not use this map (module docs).
     pub fn upsert(&self, key: K, insert: V, modify: impl FnOnce(&mut V)) {
-        match self.write_shard(self.shard_of(&key)).table.entry(key) {
+        match self.write_shard(self.shard_of(&key)).table_mut().entry(key) {
             hash_map::Entry::Occupied(mut occupied) => modify(occupied.get_mut()),
             hash_map::Entry::Vacant(vacant) => {
                 vacant.insert(insert);
@@ -392,7 +472,7 @@ where
         V: Clone,
     {
         self.write_shard(self.shard_of(&key))
-            .table
+            .table_mut()
             .entry(key)
             .or_insert_with(make)
             .clone()
@@ -403,14 +483,38 @@ where
 struct ShardReadGuard<'a, K, V, S> {
     #[cfg(debug_assertions)]
     _held: reentrancy::HeldLock,
-    table: RwLockReadGuard<'a, HashMap<K, V, S>>,
+    state: RwLockReadGuard<'a, ShardState<K, V, S>>,
+}
+
+impl<K, V, S> ShardReadGuard<'_, K, V, S> {
+    fn table(&self) -> &HashMap<K, V, S> {
+        &self.state.table
+    }
 }
 
 /// A shard's write lock, registered with the debug-build re-entrancy check.
 struct ShardWriteGuard<'a, K, V, S> {
     #[cfg(debug_assertions)]
     _held: reentrancy::HeldLock,
-    table: RwLockWriteGuard<'a, HashMap<K, V, S>>,
+    state: RwLockWriteGuard<'a, ShardState<K, V, S>>,
+    clone_table: &'a OnceLock<CloneTable<K, V, S>>,
+}
+
+impl<K, V, S> ShardWriteGuard<'_, K, V, S> {
+    /// The shard's table for a write operation (counted in the shard's `writes`); copied
+    /// first if a snapshot still shares it.
+    fn table_mut(&mut self) -> &mut HashMap<K, V, S> {
+        let state = &mut *self.state;
+        state.writes += 1;
+        if Arc::get_mut(&mut state.table).is_none() {
+            let copy = self
+                .clone_table
+                .get()
+                .expect("only a snapshot shares a shard's table, and it registers the copy");
+            state.table = Arc::new(copy(&state.table));
+        }
+        Arc::get_mut(&mut state.table).expect("a table this writer just copied is unshared")
+    }
 }
 
 /// Debug-build detection of a thread asking for a lock of a map it already holds one of.
@@ -496,7 +600,7 @@ impl<K: Clone, V: Clone, S> Iterator for Iter<'_, K, V, S> {
             let shard = self.map.read_shard(self.next_shard);
             self.next_shard += 1;
             self.buffered = shard
-                .table
+                .table()
                 .iter()
                 .map(|(key, value)| (key.clone(), value.clone()))
                 .collect::<Vec<_>>()
@@ -510,7 +614,7 @@ impl<K: fmt::Debug, V: fmt::Debug, S> fmt::Debug for ShardedMap<K, V, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut entries = f.debug_map();
         for index in 0..self.shards.len() {
-            entries.entries(self.read_shard(index).table.iter());
+            entries.entries(self.read_shard(index).table().iter());
         }
         entries.finish()
     }

@@ -152,7 +152,7 @@ fn rcu_map_single_key_operations() {
 #[test]
 fn rcu_map_batches_snapshots_and_conversions() {
     let mut map: RcuMap<u32, u32> = (0..10).map(|key| (key, key)).collect();
-    let before = map.snapshot();
+    let before = map.load_full();
     let version = map.update_map(|m| {
         for key in 0..10 {
             m.insert(key, key + 100);
@@ -163,7 +163,7 @@ fn rcu_map_batches_snapshots_and_conversions() {
         before.values().all(|value| *value < 100),
         "an old snapshot is immutable"
     );
-    assert!(map.snapshot().values().all(|value| *value >= 100));
+    assert!(map.load_full().values().all(|value| *value >= 100));
     map.extend([(20, 20)]);
     assert_eq!(map.len(), 11);
     let mut replacement = RcuSnapshot::with_hasher(Default::default());

@@ -258,3 +258,285 @@ fn atomic_map_iter_is_not_a_snapshot() {
         &|| (map.iter().collect(), 0),
     );
 }
+
+#[test]
+fn sharded_map_snapshot_acceptance_overwrite() {
+    let map: ShardedMap<u64, u64> = ShardedMap::new();
+    assert_snapshots_are_consistent(
+        Round::Overwrite,
+        &|key, value| {
+            map.insert(key, value);
+        },
+        &|key| {
+            map.remove(&key);
+        },
+        &|| entries_of(&map.snapshot()),
+    );
+}
+
+#[test]
+fn sharded_map_snapshot_acceptance_remove_and_reinsert() {
+    let map: ShardedMap<u64, u64> = ShardedMap::new();
+    assert_snapshots_are_consistent(
+        Round::RemoveAndReinsert,
+        &|key, value| {
+            map.insert(key, value);
+        },
+        &|key| {
+            map.remove(&key);
+        },
+        &|| entries_of(&map.snapshot()),
+    );
+}
+
+#[test]
+fn sharded_map_iter_is_not_a_snapshot() {
+    let map: ShardedMap<u64, u64> = ShardedMap::new();
+    assert_iteration_is_caught_mixing_states(
+        &|key, value| {
+            map.insert(key, value);
+        },
+        &|| (map.iter().collect(), 0),
+    );
+}
+
+#[test]
+fn read_mostly_map_snapshot_acceptance_overwrite() {
+    let map: ReadMostlyMap<u64, u64> = ReadMostlyMap::new();
+    assert_snapshots_are_consistent(
+        Round::Overwrite,
+        &|key, value| map.store(key, value),
+        &|key| {
+            map.delete(&key);
+        },
+        &|| entries_of(&map.snapshot()),
+    );
+}
+
+#[test]
+fn read_mostly_map_snapshot_acceptance_remove_and_reinsert() {
+    let map: ReadMostlyMap<u64, u64> = ReadMostlyMap::new();
+    assert_snapshots_are_consistent(
+        Round::RemoveAndReinsert,
+        &|key, value| map.store(key, value),
+        &|key| {
+            map.delete(&key);
+        },
+        &|| entries_of(&map.snapshot()),
+    );
+}
+
+/// `range` reads each key at its own moment: a round written while it runs (here from inside
+/// its callback, so the interleaving is certain) shows up on later keys only.
+#[test]
+fn read_mostly_map_range_is_not_a_snapshot_but_snapshot_is() {
+    let map: ReadMostlyMap<u64, u64> = (0..KEYS).map(|key| (key, 0)).collect();
+    let mut ranged = Vec::new();
+    let mut snapshot = None;
+    map.range(|&key, &value| {
+        if ranged.is_empty() {
+            snapshot = Some(map.snapshot());
+            for key in 0..KEYS {
+                map.store(key, 1);
+            }
+        }
+        ranged.push((key, value));
+        true
+    });
+    // Only the first key visited kept its old value: a state the map had only if that key
+    // happened to be the last one written.
+    let first = ranged[0].0;
+    assert_eq!(ranged.iter().filter(|&&(_, value)| value == 0).count(), 1);
+    if first != KEYS - 1 {
+        assert!(check_shape(&ranged, Round::Overwrite).is_err());
+    }
+    let snapshot = snapshot.unwrap();
+    assert_eq!(snapshot.len(), KEYS as usize);
+    assert!(snapshot.iter().all(|(_, &value)| value == 0));
+}
+
+#[test]
+fn rcu_map_snapshot_acceptance_overwrite() {
+    let map: RcuMap<u64, u64> = RcuMap::new();
+    assert_snapshots_are_consistent(
+        Round::Overwrite,
+        &|key, value| {
+            map.insert(key, value);
+        },
+        &|key| {
+            map.remove(&key);
+        },
+        &|| entries_of(&map.snapshot()),
+    );
+}
+
+#[test]
+fn rcu_map_snapshot_acceptance_remove_and_reinsert() {
+    let map: RcuMap<u64, u64> = RcuMap::new();
+    assert_snapshots_are_consistent(
+        Round::RemoveAndReinsert,
+        &|key, value| {
+            map.insert(key, value);
+        },
+        &|key| {
+            map.remove(&key);
+        },
+        &|| entries_of(&map.snapshot()),
+    );
+}
+
+/// The view's API on a snapshot of each map: lookups, sorted order, copies into other map
+/// types, and isolation from later writes.
+#[test]
+fn snapshot_views_offer_lookup_sorting_and_copies() {
+    fn check<S: std::hash::BuildHasher + Clone>(
+        snapshot: MapSnapshot<u64, u64, S>,
+        after_writes: impl FnOnce(),
+    ) {
+        after_writes();
+        assert_eq!(snapshot.len(), 100);
+        assert!(!snapshot.is_empty());
+        for key in 0..100 {
+            assert_eq!(snapshot.get(&key), Some(&(key * 10)), "key {key}");
+        }
+        assert_eq!(snapshot.get(&100), None);
+        assert!(!snapshot.contains_key(&1000));
+        let keys: Vec<u64> = snapshot.sorted_keys().into_iter().copied().collect();
+        assert_eq!(keys, (0..100).collect::<Vec<_>>());
+        let sorted: Vec<(u64, u64)> = snapshot.iter_sorted().map(|(&k, &v)| (k, v)).collect();
+        assert_eq!(
+            sorted,
+            (0..100).map(|key| (key, key * 10)).collect::<Vec<_>>()
+        );
+        let btree: BTreeMap<u64, u64> = snapshot.to_map();
+        assert_eq!(btree.len(), 100);
+        let atomic: AtomicMap<u64, u64> = snapshot.to_map();
+        assert_eq!(atomic.get(&42), Some(420));
+        let sharded: ShardedMap<u64, u64> = snapshot.to_map();
+        assert_eq!(sharded.get(&42), Some(420));
+        let mut copy = HashMap::new();
+        snapshot.copy_into(&mut copy);
+        assert_eq!(copy.len(), 100);
+        assert_eq!(snapshot.iter().len(), 100);
+        assert_eq!((&snapshot).into_iter().count(), 100);
+        assert!(format!("{snapshot:?}").contains("MapSnapshot"));
+    }
+    let entries = || (0..100u64).map(|key| (key, key * 10));
+
+    let atomic: AtomicMap<u64, u64> = entries().collect();
+    check(atomic.snapshot(), || {
+        atomic.insert(0, 1);
+        atomic.insert(1000, 1);
+        atomic.remove(&5);
+    });
+    let sharded: ShardedMap<u64, u64> = entries().collect();
+    check(sharded.snapshot(), || {
+        sharded.insert(0, 1);
+        sharded.insert(1000, 1);
+        sharded.remove(&5);
+        sharded.clear();
+    });
+    let read_mostly: ReadMostlyMap<u64, u64> = entries().collect();
+    check(read_mostly.snapshot(), || {
+        read_mostly.store(0, 1);
+        read_mostly.store(1000, 1);
+        read_mostly.delete(&5);
+    });
+    let rcu: RcuMap<u64, u64> = entries().collect();
+    check(rcu.snapshot(), || {
+        rcu.insert(0, 1);
+        rcu.insert(1000, 1);
+        rcu.remove(&5);
+    });
+}
+
+/// Versions never go back, and move forward when the map changed in between.
+#[test]
+fn snapshot_versions_grow_with_history() {
+    let atomic: AtomicMap<u64, u64> = AtomicMap::new();
+    let first = atomic.snapshot().version();
+    atomic.insert(1, 1);
+    let second = atomic.snapshot().version();
+    assert!(second > first);
+
+    let sharded: ShardedMap<u64, u64> = ShardedMap::new();
+    assert_eq!(sharded.snapshot().version(), 0);
+    sharded.insert(1, 1);
+    sharded.insert(2, 2);
+    assert_eq!(sharded.snapshot().version(), 2);
+
+    let read_mostly: ReadMostlyMap<u64, u64> = ReadMostlyMap::new();
+    let first = read_mostly.snapshot().version();
+    read_mostly.store(1, 1);
+    assert!(read_mostly.snapshot().version() > first);
+
+    let rcu: RcuMap<u64, u64> = RcuMap::new();
+    let first = rcu.snapshot().version();
+    rcu.insert(1, 1);
+    assert_eq!(rcu.snapshot().version(), first + 1);
+}
+
+/// A snapshot of a `ShardedMap` shares its shards: writes made while it is alive copy the
+/// shard they touch, and the map and the snapshot then evolve apart.
+#[test]
+fn sharded_map_snapshot_is_copy_on_write() {
+    let map: ShardedMap<u64, String> = ShardedMap::with_shards(4).unwrap();
+    for key in 0..1000 {
+        map.insert(key, key.to_string());
+    }
+    let snapshot = map.snapshot();
+    for key in 0..1000 {
+        map.update(&key, |value| value.push('!'));
+    }
+    map.insert(5000, "new".into());
+    assert!(snapshot
+        .iter()
+        .all(|(key, value)| *value == key.to_string()));
+    assert_eq!(map.get(&7).as_deref(), Some("7!"));
+    assert_eq!(snapshot.get(&5000), None);
+    drop(snapshot);
+    map.insert(1, "after".into());
+    assert_eq!(map.get(&1).as_deref(), Some("after"));
+}
+
+/// Snapshots of an `AtomicMap` while another thread grows and shrinks it: every snapshot has
+/// exactly the keys the writer had completed and none it had not started (keys are inserted
+/// in ascending order, then removed in ascending order).
+#[test]
+fn atomic_map_snapshot_during_resizes() {
+    let map: AtomicMap<u64, u64> = AtomicMap::new();
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                for key in 0..20_000 {
+                    map.insert(key, key);
+                }
+                for key in 0..20_000 {
+                    map.remove(&key);
+                }
+            }
+        });
+        let deadline = Instant::now() + reading_time();
+        let mut taken = 0;
+        while Instant::now() < deadline {
+            let snapshot = map.snapshot();
+            let keys = snapshot.sorted_keys();
+            taken += 1;
+            if let (Some(&&low), Some(&&high)) = (keys.first(), keys.last()) {
+                assert_eq!(
+                    (high - low + 1) as usize,
+                    keys.len(),
+                    "keys of one snapshot are not one contiguous range"
+                );
+                assert!(
+                    low == 0 || high == 19_999,
+                    "neither a growing prefix nor a shrinking suffix"
+                );
+            }
+            assert!(snapshot.iter().all(|(key, value)| key == value));
+        }
+        stop.store(true, Ordering::Relaxed);
+        assert!(taken > 0);
+    });
+}
