@@ -190,7 +190,7 @@ mod huge_pages {
     }
 }
 
-#[cfg(not(all(target_os = "linux", not(loom), not(miri))))]
+#[cfg(all(not(loom), not(all(target_os = "linux", not(miri)))))]
 mod huge_pages {
     pub(super) fn advise(_start: *mut u8, _len: usize) {}
 }
