@@ -1122,3 +1122,40 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ReadMostlyMap;
+    use std::sync::Arc;
+
+    /// Values frozen by a snapshot stay allocated while a lock-free writer replaces and
+    /// deletes them during the clone (Miri checks the reads and the frozen-pointer tags).
+    #[test]
+    fn snapshot_of_boxed_values_while_a_writer_replaces_them() {
+        let map: Arc<ReadMostlyMap<u32, String>> = Arc::new(ReadMostlyMap::new());
+        for key in 0..30 {
+            map.store(key, format!("{key}"));
+        }
+        map.range(|_, _| true);
+        let writer = {
+            let map = Arc::clone(&map);
+            std::thread::spawn(move || {
+                for key in 0..30 {
+                    map.store(key, format!("{key}!"));
+                    map.delete(&((key + 15) % 30));
+                }
+            })
+        };
+        let snapshots: Vec<_> = (0..3).map(|_| map.snapshot()).collect();
+        writer.join().unwrap();
+        for snapshot in &snapshots {
+            for (key, value) in snapshot {
+                assert!(
+                    value.trim_end_matches('!') == key.to_string(),
+                    "{key} = {value}"
+                );
+            }
+        }
+        assert_eq!(snapshots.last().map(|s| s.version()), Some(3));
+    }
+}

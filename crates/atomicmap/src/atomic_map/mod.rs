@@ -786,6 +786,35 @@ mod tests {
     use super::AtomicMap;
     use std::sync::Arc;
 
+    /// Boxed keys and values in a snapshot's image stay allocated while a writer replaces and
+    /// removes them during the freeze and the clone (Miri checks the reads).
+    #[test]
+    fn snapshot_of_boxed_entries_while_a_writer_replaces_them() {
+        let map: Arc<AtomicMap<String, String>> = Arc::new(AtomicMap::new());
+        for i in 0..40 {
+            map.insert(format!("k{i}"), format!("v{i}"));
+        }
+        let writer = {
+            let map = Arc::clone(&map);
+            std::thread::spawn(move || {
+                for i in 0..40 {
+                    map.insert(format!("k{i}"), format!("w{i}"));
+                    map.remove(&format!("k{}", (i + 20) % 40));
+                }
+            })
+        };
+        let snapshots: Vec<_> = (0..3).map(|_| map.snapshot()).collect();
+        writer.join().unwrap();
+        for snapshot in &snapshots {
+            for (key, value) in snapshot {
+                assert_eq!(key[1..], value[1..], "{key} = {value}");
+            }
+        }
+        assert!(snapshots
+            .windows(2)
+            .all(|pair| pair[0].version() < pair[1].version()));
+    }
+
     #[test]
     fn inline_and_boxed_values_survive_resizes_and_removes() {
         let map: AtomicMap<u64, u64> = AtomicMap::new();
