@@ -12,11 +12,11 @@
 //!   through the read map is at once visible through the dirty map.
 //! * **misses**: under the mutex; how many operations had to take the mutex to find a key.
 //!
-//! # Entry states (the atomic pointer of [`Entry`])
+//! # Entry states (the atomic pointer of `Entry`)
 //! * a value: a boxed value, present in the map.
 //! * *nil* (null): deleted. The key is still in the read map (and in the dirty map, if one
 //!   exists), so a later store can revive it without the mutex.
-//! * *expunged* ([`expunged`] sentinel): deleted, and left out of the dirty map when the dirty
+//! * *expunged* (`expunged` sentinel): deleted, and left out of the dirty map when the dirty
 //!   map was rebuilt. A store must not revive it without the mutex, because the key would then
 //!   be present in the read map but lost at the next promotion.
 //!
@@ -44,7 +44,7 @@
 //!
 //! # Snapshots: frozen entries
 //! [`ReadMostlyMap::snapshot`] adds one entry state, *frozen*: the entry's pointer (value, nil
-//! or expunged) with its low bit ([`FROZEN`]) set.
+//! or expunged) with its low bit (`FROZEN`) set.
 //! * any -> frozen and frozen -> the same pointer unfrozen: only the snapshot, with the mutex
 //!   held throughout; it first promotes an amended read map, so no key can be added while it
 //!   holds the mutex and the read map holds every key.
@@ -69,8 +69,8 @@
 //!
 //! # Reclamation
 //! Old read maps and replaced or deleted values are retired to the map's own
-//! [`Collector`]; a pinned reader's references stay valid until it unpins. Every pointer that
-//! is dereferenced was loaded through [`Guard::protect`], including the expected value of
+//! `Collector`; a pinned reader's references stay valid until it unpins. Every pointer that
+//! is dereferenced was loaded through `Guard::protect`, including the expected value of
 //! each CAS, so the CAS that unlinks a value can retire it. An entry that is dropped (its key
 //! left both maps and the last read map holding it was freed) frees its current value
 //! directly: no reader can reach it any more.

@@ -1,7 +1,8 @@
 //! [`AtomicMap`]: the lock-free open-addressing hash map.
 //!
-//! The protocol is described in `raw.rs` (slots, the one commit CAS, linearization points) and
-//! `resize.rs` (cooperative migration); slot words in `word.rs`; reclamation in `reclaim`.
+//! The protocol is described in `raw.rs` (slots, the one commit CAS, linearization points),
+//! `resize.rs` (cooperative migration) and `freeze.rs` (snapshots: a migration that records
+//! what it moves); slot words in `word.rs`; reclamation in `reclaim`.
 
 mod freeze;
 mod pending;
@@ -61,6 +62,8 @@ impl std::error::Error for CapacityError {}
 /// * [`len`](Self::len) is exact when no write is in flight, otherwise approximate.
 /// * [`iter`](Self::iter) is *weakly consistent*: it sees each key at most once, with a value it
 ///   had at some moment during the iteration, and may or may not see concurrent changes.
+/// * [`snapshot`](Self::snapshot) is the whole map at one instant (lock-free, linearizable);
+///   see [`MapSnapshot`] for how that differs from iteration.
 ///
 /// ```
 /// use atomicmap::AtomicMap;

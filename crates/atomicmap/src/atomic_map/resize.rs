@@ -41,9 +41,10 @@
 //!   successor ("re-homing"); any other writer inserts its own key there.
 //!
 //! # Progress
-//! Readers never wait. A writer waits only in one corner: when the successor itself needs to
-//! grow while chunks of the current resize are still being copied by other threads, it helps
-//! with every unclaimed chunk and then yields until those chunks finish. Successors are sized
+//! Readers never wait. A writer waits only in two corners: when the successor itself needs to
+//! grow while chunks of the current resize are still being copied by other threads, and when a
+//! snapshot's freezing migration diverts it (see `freeze`). In both it helps with every
+//! unclaimed chunk and then yields until the chunks other threads own finish. Successors are sized
 //! at twice the live count, so this needs a burst of new keys larger than the map while a
 //! chunk owner is descheduled.
 
