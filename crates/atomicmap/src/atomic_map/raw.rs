@@ -108,7 +108,7 @@ where
         let collector = Collector::new();
         let table = {
             let guard = collector.enter();
-            Table::allocate(capacity, collector.birth_epoch(&guard), 0, None)?
+            Table::allocate(capacity, collector.birth_epoch(&guard), 0, 0, None)?
         };
         Ok(RawMap {
             root: AtomicPtr::new(Box::into_raw(table)),
@@ -411,6 +411,13 @@ where
                         Ordering::AcqRel,
                         Ordering::Acquire,
                     );
+                    continue;
+                }
+                let root = self.root(guard);
+                if !ptr::eq(root, table) && !table.take_claim_budget() {
+                    // `table` is the successor of a resize of `root` in flight, and the room
+                    // left in it is reserved for keys still to be carried (see `resize`).
+                    self.complete_resize(guard, root);
                     continue;
                 }
                 if distance >= super::resize::probe_limit(table) && self.is_crowded(guard, table) {

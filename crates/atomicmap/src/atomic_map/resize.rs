@@ -40,6 +40,19 @@
 //!   now the old table's) takes the box back with `DROPPED` → `MOVED` and claims with it in the
 //!   successor ("re-homing"); any other writer inserts its own key there.
 //!
+//! # Room to carry
+//! Carrying a key needs a free slot in the successor, and nothing there can be freed before the
+//! resize ends, so a successor filled by writers' new keys would stall its resize for good. So
+//! writers may claim only a budget of new keys in a successor that is not yet the root:
+//! `capacity - replaced capacity - capacity / 4`, which leaves room for one key per slot of the
+//! replaced table (more than can ever be carried) plus a quarter of the successor. A grow leaves
+//! writers half the replaced table's size; a compaction, a shrink or a freezing migration leaves
+//! nothing, so there an insert of a new key helps the resize to its end first. Keys of the
+//! replaced table that writers revive (a value stored over a tombstone) are carried like any
+//! other, and a shrink successor (at least half the replaced table, sized at twice the live
+//! keys) has room for them unless more than half the replaced table's slots are revived during
+//! one shrink, a corner this does not close.
+//!
 //! # Progress
 //! Readers never wait. A writer waits only in two corners: when the successor itself needs to
 //! grow while chunks of the current resize are still being copied by other threads, and when a
@@ -82,6 +95,15 @@ pub(super) fn out_of_memory(capacity: usize) -> ! {
         Ok(layout) => std::alloc::handle_alloc_error(layout),
         Err(_) => panic!("AtomicMap capacity overflow: {capacity} slots"),
     }
+}
+
+/// How many new keys writers may claim in a successor of `capacity` slots before it becomes the
+/// root, when it replaces a table of `replaced` slots: the carried keys (at most one per
+/// replaced slot) plus these fill at most 3/4 of it, so carrying always finds a free slot.
+fn claim_budget(replaced: usize, capacity: usize) -> usize {
+    capacity
+        .saturating_sub(replaced)
+        .saturating_sub(capacity / 4)
 }
 
 /// The capacity for `len` live keys: at most half full.
@@ -182,6 +204,7 @@ where
             capacity,
             birth,
             table.generation + 1,
+            claim_budget(table.capacity(), capacity),
             image,
         )?);
         match table.migration.next.compare_exchange(

@@ -40,6 +40,10 @@ pub(super) struct Migration {
     pub(super) claimed_chunks: AtomicUsize,
     /// Chunks fully migrated; the helper that makes it equal the chunk count finishes the resize.
     pub(super) finished_chunks: AtomicUsize,
+    /// While this table is a successor that is not yet the root: how many more new keys writers
+    /// may claim in it (see `resize`, "Room to carry"). Wraps below zero; read through
+    /// [`Table::take_claim_budget`].
+    pub(super) claim_budget: AtomicUsize,
 }
 
 /// A slot array and its header.
@@ -83,6 +87,7 @@ impl Table {
         capacity: usize,
         birth: u64,
         generation: u64,
+        claim_budget: usize,
         image: Option<Box<Image>>,
     ) -> Result<Box<Table>, AllocFailed> {
         debug_assert!(capacity.is_power_of_two());
@@ -96,6 +101,7 @@ impl Table {
                 next: AtomicPtr::new(std::ptr::null_mut()),
                 claimed_chunks: AtomicUsize::new(0),
                 finished_chunks: AtomicUsize::new(0),
+                claim_budget: AtomicUsize::new(claim_budget),
             }),
         }))
     }
@@ -119,6 +125,13 @@ impl Table {
     /// The table a resize is moving this one into, if one started.
     pub(super) fn next(&self) -> *mut Table {
         self.migration.next.load(Ordering::Acquire)
+    }
+
+    /// Takes one unit of the claim budget of a successor that is not yet the root; false when
+    /// none is left (the writer must let the resize finish first).
+    pub(super) fn take_claim_budget(&self) -> bool {
+        let before = self.migration.claim_budget.fetch_sub(1, Ordering::Relaxed);
+        before != 0 && before <= self.capacity()
     }
 
     /// Whether this table is the successor of a freezing migration that has not ended (or whose
