@@ -6,9 +6,15 @@
 //! operation. Each benchmark thread asks the adapter for a [`Worker`] and runs its operation
 //! stream through it; for the concurrent maps a worker is just a reference to the shared map
 //! (plus an epoch guard for papaya and flurry), for `LIMIT` it is the thread's private map.
+//!
+//! Taking a snapshot is an optional capability ([`MapAdapter::SNAPSHOT`]) rather than a second
+//! trait, so the runner can ask any adapter whether it has one: only atomicmap's maps do, and
+//! the snapshot workload skips the others instead of imitating a snapshot with iteration.
 
 use std::fmt::Debug;
 use std::hash::{BuildHasher, Hash, Hasher};
+
+use atomicmap::MapSnapshot;
 
 /// A key type the benchmark can generate: `u64` or `String`.
 pub trait BenchKey: Clone + Hash + Eq + Ord + Debug + Send + Sync + 'static {
@@ -134,11 +140,19 @@ impl Hasher for BenchHasherState {
     }
 }
 
+/// A point-in-time snapshot of a map under test: the type every atomicmap map's `snapshot()`
+/// returns.
+pub type BenchSnapshot<K> = MapSnapshot<K, u64, BenchHasher>;
+
 /// One map under test. Values are always `u64`.
 pub trait MapAdapter<K: BenchKey>: Send + Sync + Sized {
     /// True when every thread works on its own unshared map (only `LIMIT`): each worker is
     /// then prefilled with the whole key space and `len` counts only its own entries.
     const PRIVATE: bool = false;
+
+    /// How to take a snapshot of the map, for the maps that have `snapshot()`; `None` for the
+    /// others, which the snapshot workload does not run.
+    const SNAPSHOT: Option<fn(&Self) -> BenchSnapshot<K>> = None;
 
     /// What one benchmark thread holds while it runs operations.
     type Worker<'a>: Worker<K>

@@ -94,6 +94,9 @@ pub enum WorkloadArg {
     Zipf,
     /// The mixed workload with String keys of 16-32 bytes.
     StringKeys,
+    /// The mixed workload alone, then while one more thread takes snapshots back to back:
+    /// throughput both ways and snapshot latency (only maps with snapshot()).
+    Snapshot,
     /// Every workload above.
     All,
 }
@@ -110,6 +113,7 @@ impl WorkloadArg {
             WorkloadArg::Growth => vec![workload::GROWTH],
             WorkloadArg::Zipf => vec![workload::ZIPF],
             WorkloadArg::StringKeys => vec![workload::STRING_KEYS],
+            WorkloadArg::Snapshot => vec![workload::SNAPSHOT],
             WorkloadArg::All => [
                 WorkloadArg::Mixed,
                 WorkloadArg::ReadHeavy,
@@ -119,6 +123,7 @@ impl WorkloadArg {
                 WorkloadArg::Growth,
                 WorkloadArg::Zipf,
                 WorkloadArg::StringKeys,
+                WorkloadArg::Snapshot,
             ]
             .into_iter()
             .flat_map(WorkloadArg::workloads)

@@ -9,6 +9,7 @@ mod metrics;
 mod output;
 mod plot;
 mod runner;
+mod snapshots;
 mod suite;
 mod workload;
 

@@ -48,6 +48,37 @@ pub struct Record {
     /// Heap samples of the growth workload.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub growth: Vec<GrowthSample>,
+    /// The snapshot workload's figures, as fields of the record itself; the fields above
+    /// describe its run without snapshots.
+    #[serde(flatten)]
+    pub snapshot: Option<SnapshotFigures>,
+}
+
+/// What the snapshot workload adds to a record: the run with snapshots and the snapshots.
+#[derive(Clone, Debug, Serialize)]
+pub struct SnapshotFigures {
+    /// Operations run while snapshots were taken (fewer than planned if the run hit its limit).
+    pub ops_with_snapshots: u64,
+    /// Throughput while snapshots were taken, Mops/s.
+    pub mops_with_snapshots: f64,
+    /// `mops_with_snapshots / mops`; absent when nothing ran alone.
+    pub throughput_ratio_with_snapshots: Option<f64>,
+    /// 99th percentile operation latency while snapshots were taken, ns.
+    pub p99_ns_with_snapshots: u64,
+    /// 99.9th percentile operation latency while snapshots were taken, ns.
+    pub p999_ns_with_snapshots: u64,
+    /// Snapshots taken during the run with snapshots.
+    pub snapshots_taken: u64,
+    /// Median time of one `snapshot()` call, ns.
+    pub snapshot_p50_ns: u64,
+    /// 99th percentile time of one `snapshot()` call, ns.
+    pub snapshot_p99_ns: u64,
+    /// Longest `snapshot()` call, ns.
+    pub snapshot_max_ns: u64,
+    /// Fewest entries in one snapshot.
+    pub snapshot_entries_min: usize,
+    /// Most entries in one snapshot.
+    pub snapshot_entries_max: usize,
 }
 
 impl Record {
@@ -68,6 +99,15 @@ fn ns(v: Option<u64>) -> String {
 
 fn num(v: Option<f64>, digits: usize) -> String {
     v.map_or("-".into(), |x| format!("{x:.digits$}"))
+}
+
+/// A count in a few characters: `950`, `12.5k`, `4.0M`.
+fn count(n: u64) -> String {
+    match n {
+        0..10_000 => n.to_string(),
+        10_000..1_000_000 => format!("{:.1}k", n as f64 / 1e3),
+        _ => format!("{:.1}M", n as f64 / 1e6),
+    }
 }
 
 fn mib(bytes: Option<i64>) -> String {
@@ -111,8 +151,56 @@ fn render(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// The table of the snapshot workload's records.
+fn snapshot_table(records: &[Record]) -> String {
+    let rows: Vec<Vec<String>> = records
+        .iter()
+        .map(|r| match &r.snapshot {
+            Some(s) if r.is_ok() => {
+                let entries = if s.snapshot_entries_min == s.snapshot_entries_max {
+                    s.snapshot_entries_min.to_string()
+                } else {
+                    format!("{}-{}", s.snapshot_entries_min, s.snapshot_entries_max)
+                };
+                vec![
+                    r.map.clone(),
+                    num(r.mops, 2),
+                    num(Some(s.mops_with_snapshots), 2),
+                    s.throughput_ratio_with_snapshots
+                        .map_or("-".into(), |x| format!("{x:.2}x")),
+                    format!("{}/{}", count(r.ops), count(s.ops_with_snapshots)),
+                    s.snapshots_taken.to_string(),
+                    ns(Some(s.snapshot_p50_ns)),
+                    ns(Some(s.snapshot_p99_ns)),
+                    ns(Some(s.snapshot_max_ns)),
+                    entries,
+                ]
+            }
+            _ => vec![r.map.clone(), r.status.clone()],
+        })
+        .collect();
+    render(
+        &[
+            "map",
+            "Mops/s alone",
+            "Mops/s w/ snapshots",
+            "ratio",
+            "ops alone/with",
+            "snapshots",
+            "snapshot p50",
+            "snapshot p99",
+            "snapshot max",
+            "entries/snapshot",
+        ],
+        &rows,
+    )
+}
+
 /// The table of one workload's records.
 pub fn table(records: &[Record]) -> String {
+    if records.iter().any(|r| r.snapshot.is_some()) {
+        return snapshot_table(records);
+    }
     let growth = records.iter().any(|r| !r.growth.is_empty());
     let mut out = String::new();
     let rows: Vec<Vec<String>> = records
@@ -190,13 +278,30 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-/// Write all records as CSV; growth samples go in one field as `keys:bytes;...`.
+/// The CSV columns of [`SnapshotFigures`], in its field order.
+const SNAPSHOT_COLUMNS: [&str; 11] = [
+    "ops_with_snapshots",
+    "mops_with_snapshots",
+    "throughput_ratio_with_snapshots",
+    "p99_ns_with_snapshots",
+    "p999_ns_with_snapshots",
+    "snapshots_taken",
+    "snapshot_p50_ns",
+    "snapshot_p99_ns",
+    "snapshot_max_ns",
+    "snapshot_entries_min",
+    "snapshot_entries_max",
+];
+
+/// Write all records as CSV; growth samples go in one field as `keys:bytes;...`, and the
+/// snapshot workload's columns come last, empty for the other workloads.
 pub fn write_csv(path: &Path, records: &[Record]) -> io::Result<()> {
     let mut f = io::BufWriter::new(std::fs::File::create(path)?);
     writeln!(
         f,
         "map,workload,key_type,hasher,threads,keys,ops,repeat,status,mops,p50_ns,p99_ns,p999_ns,\
-         allocs_per_op,bytes_alloc_per_op,bytes_per_entry,peak_rss_bytes,growth"
+         allocs_per_op,bytes_alloc_per_op,bytes_per_entry,peak_rss_bytes,growth,{}",
+        SNAPSHOT_COLUMNS.join(",")
     )?;
     let opt = |v: Option<String>| v.unwrap_or_default();
     for r in records {
@@ -225,7 +330,106 @@ pub fn write_csv(path: &Path, records: &[Record]) -> io::Result<()> {
             opt(r.peak_rss_bytes.map(|v| v.to_string())),
             growth.join(";"),
         ];
-        writeln!(f, "{}", fields.join(","))?;
+        let snapshot: [String; SNAPSHOT_COLUMNS.len()] = match &r.snapshot {
+            None => Default::default(),
+            Some(s) => [
+                s.ops_with_snapshots.to_string(),
+                format!("{:.4}", s.mops_with_snapshots),
+                opt(s.throughput_ratio_with_snapshots.map(|v| format!("{v:.4}"))),
+                s.p99_ns_with_snapshots.to_string(),
+                s.p999_ns_with_snapshots.to_string(),
+                s.snapshots_taken.to_string(),
+                s.snapshot_p50_ns.to_string(),
+                s.snapshot_p99_ns.to_string(),
+                s.snapshot_max_ns.to_string(),
+                s.snapshot_entries_min.to_string(),
+                s.snapshot_entries_max.to_string(),
+            ],
+        };
+        writeln!(f, "{},{}", fields.join(","), snapshot.join(","))?;
     }
     f.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot_record() -> Record {
+        Record {
+            map: "AtomicMap".into(),
+            workload: "snapshot".into(),
+            status: "ok".into(),
+            ops: 4_000_000,
+            mops: Some(10.0),
+            snapshot: Some(SnapshotFigures {
+                ops_with_snapshots: 2_500_000,
+                mops_with_snapshots: 5.0,
+                throughput_ratio_with_snapshots: Some(0.5),
+                p99_ns_with_snapshots: 900,
+                p999_ns_with_snapshots: 40_000_000,
+                snapshots_taken: 12,
+                snapshot_p50_ns: 31_000_000,
+                snapshot_p99_ns: 45_000_000,
+                snapshot_max_ns: 45_500_000,
+                snapshot_entries_min: 1_000_000,
+                snapshot_entries_max: 1_000_000,
+            }),
+            ..Record::default()
+        }
+    }
+
+    #[test]
+    fn snapshot_csv_columns_are_the_json_fields() {
+        let json = serde_json::to_value(snapshot_record().snapshot).unwrap();
+        let mut fields: Vec<&str> = json.as_object().unwrap().keys().map(|k| &**k).collect();
+        let mut columns = SNAPSHOT_COLUMNS.to_vec();
+        fields.sort_unstable();
+        columns.sort_unstable();
+        assert_eq!(fields, columns);
+    }
+
+    #[test]
+    fn snapshot_fields_are_in_the_record_only_for_the_snapshot_workload() {
+        let with = serde_json::to_value(snapshot_record()).unwrap();
+        assert_eq!(with["mops"], 10.0);
+        assert_eq!(with["mops_with_snapshots"], 5.0);
+        let without = serde_json::to_value(Record::default()).unwrap();
+        assert!(without.get("mops_with_snapshots").is_none());
+        assert!(without.get("mops").is_some());
+    }
+
+    #[test]
+    fn snapshot_table_shows_both_throughputs_and_the_latency() {
+        let mut failed = snapshot_record();
+        failed.map = "ShardedMap".into();
+        failed.status = "FAILED: snapshots held 3 to 3 entries, expected 10 to 10".into();
+        let table = table(&[snapshot_record(), failed]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].contains("Mops/s alone") && lines[0].contains("snapshot p99"));
+        for cell in [
+            "10.00",
+            "5.00",
+            "0.50x",
+            "4.0M/2.5M",
+            "31.0ms",
+            "45.5ms",
+            "1000000",
+        ] {
+            assert!(lines[2].contains(cell), "{cell} missing: {}", lines[2]);
+        }
+        assert!(
+            lines[3].contains("FAILED: snapshots held 3"),
+            "{}",
+            lines[3]
+        );
+    }
+
+    #[test]
+    fn counts_are_short() {
+        assert_eq!(count(950), "950");
+        assert_eq!(count(12_500), "12.5k");
+        assert_eq!(count(4_000_000), "4.0M");
+        assert_eq!(count(40_000_000), "40.0M");
+    }
 }

@@ -1,5 +1,6 @@
-//! `--plot`: throughput per map as bars (one panel per workload), or, for `growth`, live heap
-//! against keys as one line per map. SVG or PNG, chosen by the file's extension.
+//! `--plot`: throughput per map as bars (one panel per workload; for `snapshot`, the throughput
+//! while snapshots are taken), or, for `growth`, live heap against keys as one line per map.
+//! SVG or PNG, chosen by the file's extension.
 
 use std::path::Path;
 
@@ -99,9 +100,18 @@ where
     DB::ErrorType: 'static,
 {
     let first = rows[0];
-    let top = rows.iter().filter_map(|r| r.mops).fold(0.0, f64::max) * 1.15 + 1e-9;
+    let plotted = |r: &Record| match &r.snapshot {
+        Some(s) => Some(s.mops_with_snapshots),
+        None => r.mops,
+    };
+    let top = rows.iter().filter_map(|r| plotted(r)).fold(0.0, f64::max) * 1.15 + 1e-9;
+    let what = if first.snapshot.is_some() {
+        "throughput while another thread takes snapshots"
+    } else {
+        "throughput"
+    };
     let title = format!(
-        "{workload}: throughput, {} threads, {} {} keys",
+        "{workload}: {what}, {} threads, {} {} keys",
         first.threads, first.keys, first.key_type
     );
     let mut chart = ChartBuilder::on(area)
@@ -132,7 +142,7 @@ where
         let mut bar = Rectangle::new(
             [
                 (SegmentValue::Exact(i), 0.0),
-                (SegmentValue::Exact(i + 1), r.mops.unwrap_or(0.0)),
+                (SegmentValue::Exact(i + 1), plotted(r).unwrap_or(0.0)),
             ],
             color.filled(),
         );

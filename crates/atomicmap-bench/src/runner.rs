@@ -110,7 +110,7 @@ fn apply<K: BenchKey, W: Worker<K>>(w: &mut W, keys: &[K], op: Op) {
 
 /// Run `ops`, timing the first of every [`SAMPLE_EVERY`] into `latency`. Returns the wall
 /// time of the whole loop.
-fn run_ops<K: BenchKey, W: Worker<K>>(
+pub fn run_ops<K: BenchKey, W: Worker<K>>(
     w: &mut W,
     keys: &[K],
     ops: &[Op],
@@ -138,7 +138,7 @@ pub fn run<K: BenchKey, A: MapAdapter<K>>(plan: &Plan<'_, K>) -> Measurement {
     let threads = plan.streams.timed.len();
     let keys = plan.keys;
     let steps = match workload.measure {
-        Measure::Throughput => 1,
+        Measure::Throughput | Measure::Snapshots => 1,
         Measure::Growth { samples } => samples.max(1),
     };
     let rss_known = reset_peak_rss();

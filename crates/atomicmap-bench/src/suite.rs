@@ -1,5 +1,6 @@
 //! The whole run: for each workload, generate its keys and operation streams once, then
-//! check, run and record every selected map on them.
+//! check, run and record every selected map on them (for the snapshot workload, every
+//! selected map that can take snapshots).
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -12,9 +13,10 @@ use crate::check::CheckVisitor;
 use crate::cli::Cli;
 use crate::maps::MapId;
 use crate::metrics::{median, TimerOverhead};
-use crate::output::{self, Record};
+use crate::output::{self, Record, SnapshotFigures};
 use crate::runner::{Measurement, Plan, RunVisitor, SAMPLE_EVERY};
-use crate::workload::{self, KeyType, Workload};
+use crate::snapshots::{self, CanSnapshot, SnapshotMeasurement, SnapshotVisitor, RUN_LIMIT};
+use crate::workload::{self, KeyType, Measure, Workload};
 
 /// Settings shared by every workload of a run.
 struct Settings<'a> {
@@ -25,6 +27,12 @@ struct Settings<'a> {
     progress: ProgressBar,
     /// Pre-check results per map and key type: each map is checked once.
     checked: HashMap<(MapId, KeyType), Result<(), String>>,
+}
+
+/// One workload's results: its records, and the lines printed under its table.
+struct WorkloadResults {
+    records: Vec<Record>,
+    notes: Vec<String>,
 }
 
 /// Run everything the command line asks for; print tables; write files. Returns the exit
@@ -74,15 +82,18 @@ pub fn main(cli: Cli) -> std::process::ExitCode {
 
     let mut records = Vec::new();
     for w in &workloads {
-        let rows = match w.key_type {
+        let results = match w.key_type {
             KeyType::U64 => run_workload::<u64>(&mut settings, w),
             KeyType::Text => run_workload::<String>(&mut settings, w),
         };
         settings.progress.suspend(|| {
             println!("\n{} ({} keys):", w.name, key_type_name(w.key_type));
-            print!("{}", output::table(&rows));
+            print!("{}", output::table(&results.records));
+            for note in &results.notes {
+                println!("{note}");
+            }
         });
-        records.extend(rows);
+        records.extend(results.records);
     }
     settings.progress.finish_and_clear();
 
@@ -149,7 +160,7 @@ fn print_timer_overhead(timer: &TimerOverhead, records: &[Record]) {
     }
 }
 
-fn run_workload<K: BenchKey>(s: &mut Settings<'_>, w: &Workload) -> Vec<Record> {
+fn run_workload<K: BenchKey>(s: &mut Settings<'_>, w: &Workload) -> WorkloadResults {
     let cli = s.cli;
     s.progress
         .set_message(format!("{}: generating operations", w.name));
@@ -162,7 +173,13 @@ fn run_workload<K: BenchKey>(s: &mut Settings<'_>, w: &Workload) -> Vec<Record> 
         hasher: &s.hasher,
     };
     let mut records = Vec::new();
+    let mut cannot_snapshot = Vec::new();
     for &map in &s.maps {
+        if w.measure == Measure::Snapshots && !map.visit::<K, _>(CanSnapshot) {
+            cannot_snapshot.push(map.name());
+            s.progress.inc(cli.repeat as u64);
+            continue;
+        }
         s.progress
             .set_message(format!("{}: checking {}", w.name, map.name()));
         let check = s
@@ -185,38 +202,124 @@ fn run_workload<K: BenchKey>(s: &mut Settings<'_>, w: &Workload) -> Vec<Record> 
         if let Err(e) = check {
             record.status = format!("FAILED correctness check, not timed: {e}");
             s.progress.inc(cli.repeat as u64);
-            records.push(record);
-            continue;
+        } else if w.measure == Measure::Snapshots {
+            let runs = repeated(s, w, map, || map.visit::<K, _>(SnapshotVisitor(&plan)));
+            match runs.into_iter().collect::<Option<Vec<_>>>() {
+                Some(runs) => record_snapshots(&mut record, runs, w),
+                None => record.status = "not run: no snapshot()".to_string(),
+            }
+        } else {
+            let runs = repeated(s, w, map, || map.visit::<K, _>(RunVisitor(&plan)));
+            record_throughput(&mut record, runs);
         }
-        let mut runs: Vec<Measurement> = Vec::with_capacity(cli.repeat);
-        for i in 0..cli.repeat {
-            s.progress.set_message(format!(
-                "{}: {} run {}/{}",
-                w.name,
-                map.name(),
-                i + 1,
-                cli.repeat
-            ));
-            runs.push(map.visit::<K, _>(RunVisitor(&plan)));
-            s.progress.inc(1);
-        }
-        let mut mops: Vec<f64> = runs.iter().map(Measurement::mops).collect();
-        let target = median(&mut mops);
-        let m = runs
-            .into_iter()
-            .find(|r| r.mops() == target)
-            .expect("the median is one of the runs");
-        let per_op = |x: u64| (m.ops > 0).then(|| x as f64 / m.ops as f64);
-        record.mops = Some(m.mops());
-        record.p50_ns = Some(m.latency.value_at_quantile(0.50));
-        record.p99_ns = Some(m.latency.value_at_quantile(0.99));
-        record.p999_ns = Some(m.latency.value_at_quantile(0.999));
-        record.allocs_per_op = per_op(m.allocs.allocs);
-        record.bytes_alloc_per_op = per_op(m.allocs.allocated);
-        record.bytes_per_entry = m.bytes_per_entry;
-        record.peak_rss_bytes = m.peak_rss;
-        record.growth = m.growth;
         records.push(record);
     }
-    records
+    let notes = match w.measure {
+        Measure::Snapshots => snapshot_notes(s.threads, &cannot_snapshot),
+        Measure::Throughput | Measure::Growth { .. } => Vec::new(),
+    };
+    WorkloadResults { records, notes }
+}
+
+/// `run` once per `--repeat`, with progress.
+fn repeated<T>(s: &Settings<'_>, w: &Workload, map: MapId, mut run: impl FnMut() -> T) -> Vec<T> {
+    let repeat = s.cli.repeat;
+    (0..repeat)
+        .map(|i| {
+            s.progress
+                .set_message(format!("{}: {} run {}/{repeat}", w.name, map.name(), i + 1));
+            let result = run();
+            s.progress.inc(1);
+            result
+        })
+        .collect()
+}
+
+/// Fill `record` from the run with the median throughput.
+fn record_throughput(record: &mut Record, runs: Vec<Measurement>) {
+    let mut mops: Vec<f64> = runs.iter().map(Measurement::mops).collect();
+    let target = median(&mut mops);
+    let m = runs
+        .into_iter()
+        .find(|r| r.mops() == target)
+        .expect("the median is one of the runs");
+    let per_op = |x: u64| (m.ops > 0).then(|| x as f64 / m.ops as f64);
+    record.mops = Some(m.mops());
+    record.p50_ns = Some(m.latency.value_at_quantile(0.50));
+    record.p99_ns = Some(m.latency.value_at_quantile(0.99));
+    record.p999_ns = Some(m.latency.value_at_quantile(0.999));
+    record.allocs_per_op = per_op(m.allocs.allocs);
+    record.bytes_alloc_per_op = per_op(m.allocs.allocated);
+    record.bytes_per_entry = m.bytes_per_entry;
+    record.peak_rss_bytes = m.peak_rss;
+    record.growth = m.growth;
+}
+
+/// Fill `record` from the run with the median throughput with snapshots: the common fields
+/// from its run alone, the snapshot fields from the rest. A snapshot whose size is outside
+/// [`snapshots::expected_entries`] fails the record.
+fn record_snapshots(record: &mut Record, runs: Vec<SnapshotMeasurement>, w: &Workload) {
+    let mut mops: Vec<f64> = runs.iter().map(|r| r.with_snapshots.mops()).collect();
+    let target = median(&mut mops);
+    let m = runs
+        .into_iter()
+        .find(|r| r.with_snapshots.mops() == target)
+        .expect("the median is one of the runs");
+    let (alone, with) = (&m.alone, &m.with_snapshots);
+    record.ops = alone.ops;
+    record.mops = Some(alone.mops());
+    record.p50_ns = Some(alone.latency.value_at_quantile(0.50));
+    record.p99_ns = Some(alone.latency.value_at_quantile(0.99));
+    record.p999_ns = Some(alone.latency.value_at_quantile(0.999));
+    let expected = snapshots::expected_entries(w, record.keys);
+    let (fewest, most) = (*m.entries.start(), *m.entries.end());
+    if !expected.contains(&fewest) || !expected.contains(&most) {
+        record.status = format!(
+            "FAILED: snapshots held {fewest} to {most} entries, expected {} to {}",
+            expected.start(),
+            expected.end()
+        );
+    }
+    record.snapshot = Some(SnapshotFigures {
+        ops_with_snapshots: with.ops,
+        mops_with_snapshots: with.mops(),
+        throughput_ratio_with_snapshots: (alone.ops > 0).then(|| with.mops() / alone.mops()),
+        p99_ns_with_snapshots: with.latency.value_at_quantile(0.99),
+        p999_ns_with_snapshots: with.latency.value_at_quantile(0.999),
+        snapshots_taken: m.snapshot_latency.len(),
+        snapshot_p50_ns: m.snapshot_latency.value_at_quantile(0.50),
+        snapshot_p99_ns: m.snapshot_latency.value_at_quantile(0.99),
+        snapshot_max_ns: m.snapshot_latency.max(),
+        snapshot_entries_min: fewest,
+        snapshot_entries_max: most,
+    });
+}
+
+/// What the snapshot table's columns mean, and which maps it leaves out.
+fn snapshot_notes(workers: usize, cannot_snapshot: &[&str]) -> Vec<String> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let competes = if workers + 1 > cores {
+        ": the snapshot thread competes with the workers for CPU"
+    } else {
+        ""
+    };
+    let mut notes = vec![
+        format!(
+            "Mops/s: the {workers} worker threads' operations per second, alone, then again on \
+             the same map while 1 more thread takes snapshots back to back ({} threads on \
+             {cores} cores{competes}); each run stops after {}s if its operations are not done",
+            workers + 1,
+            RUN_LIMIT.as_secs()
+        ),
+        "snapshot latency (units as shown): snapshot() until it returns, its drop not \
+         included; entries/snapshot: len() of each snapshot, fewest-most"
+            .to_string(),
+    ];
+    if !cannot_snapshot.is_empty() {
+        notes.push(format!(
+            "not run, no snapshot(): {}",
+            cannot_snapshot.join(", ")
+        ));
+    }
+    notes
 }

@@ -112,6 +112,9 @@ pub enum Measure {
         /// How many samples between empty and full.
         samples: usize,
     },
+    /// The workers' throughput alone and while one more thread takes snapshots back to back,
+    /// and the snapshots' latency and sizes (only maps that have `snapshot()`).
+    Snapshots,
 }
 
 /// One workload: everything needed to generate its operations and run them.
@@ -195,6 +198,13 @@ pub const ZIPF: Workload = Workload {
 pub const STRING_KEYS: Workload = Workload {
     name: "string-keys",
     key_type: KeyType::Text,
+    ..THROUGHPUT
+};
+
+/// The mixed workload run twice on one map: alone, then while another thread takes snapshots.
+pub const SNAPSHOT: Workload = Workload {
+    name: "snapshot",
+    measure: Measure::Snapshots,
     ..THROUGHPUT
 };
 

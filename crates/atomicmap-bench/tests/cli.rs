@@ -201,3 +201,61 @@ fn stdout_is_quiet_of_progress_when_not_a_terminal() {
     // No progress bar escapes when stderr is a pipe.
     assert!(!String::from_utf8_lossy(&out.stderr).contains('\u{1b}'));
 }
+
+#[test]
+fn snapshot_reports_both_throughputs_and_snapshot_latency() {
+    let json = temp_file("snapshot.json");
+    let csv = temp_file("snapshot.csv");
+    let mut args = TINY.to_vec();
+    args.extend(["--workload", "snapshot", "--json", json.to_str().unwrap()]);
+    args.extend(["--csv", csv.to_str().unwrap()]);
+    let out = bench(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for text in [
+        "Mops/s alone",
+        "Mops/s w/ snapshots",
+        "snapshot p50",
+        "snapshot latency",
+        "3 threads",
+        "not run, no snapshot(): dashmap, papaya, scc, flurry",
+    ] {
+        assert!(stdout.contains(text), "no `{text}` in:\n{stdout}");
+    }
+    let records: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let records = records.as_array().unwrap();
+    let maps: Vec<&str> = records.iter().map(|r| r["map"].as_str().unwrap()).collect();
+    assert_eq!(
+        maps,
+        ["AtomicMap", "ReadMostlyMap", "ShardedMap", "HotSwap"]
+    );
+    for r in records {
+        assert_eq!(r["status"], "ok", "{r}");
+        assert_eq!(r["workload"], "snapshot", "{r}");
+        assert!(r["mops"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["mops_with_snapshots"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["snapshots_taken"].as_u64().unwrap() >= 1, "{r}");
+        assert!(
+            r["snapshot_p50_ns"].as_u64().unwrap() <= r["snapshot_max_ns"].as_u64().unwrap(),
+            "{r}"
+        );
+        // Prefilled and never removed from: every snapshot holds the whole key space.
+        assert_eq!(r["snapshot_entries_min"], 2000, "{r}");
+        assert_eq!(r["snapshot_entries_max"], 2000, "{r}");
+    }
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].ends_with(",snapshot_entries_min,snapshot_entries_max"));
+    assert_eq!(lines.len(), 5, "{text}");
+    assert!(
+        lines[1..].iter().all(|l| l.ends_with(",2000,2000")),
+        "{text}"
+    );
+    std::fs::remove_file(&json).ok();
+    std::fs::remove_file(&csv).ok();
+}

@@ -2,13 +2,15 @@
 
 use ::atomicmap::{AtomicMap, MapRef, RcuMap, ReadMostlyMap, ShardedMap};
 
-use crate::adapter::{BenchHasher, BenchKey, MapAdapter, Worker};
+use crate::adapter::{BenchHasher, BenchKey, BenchSnapshot, MapAdapter, Worker};
 
 /// `ReadMostlyMap`: Go `sync.Map` semantics. It has no capacity hint, so presized runs
 /// build it empty.
 pub struct ReadMostlyAdapter<K>(ReadMostlyMap<K, u64, BenchHasher>);
 
 impl<K: BenchKey> MapAdapter<K> for ReadMostlyAdapter<K> {
+    const SNAPSHOT: Option<fn(&Self) -> BenchSnapshot<K>> = Some(|map| map.0.snapshot());
+
     type Worker<'a> = &'a Self;
 
     fn build(_capacity: Option<usize>, hasher: BenchHasher) -> Self {
@@ -63,6 +65,8 @@ impl<K: BenchKey> Worker<K> for &ReadMostlyAdapter<K> {
 pub struct ShardedAdapter<K>(ShardedMap<K, u64, BenchHasher>);
 
 impl<K: BenchKey> MapAdapter<K> for ShardedAdapter<K> {
+    const SNAPSHOT: Option<fn(&Self) -> BenchSnapshot<K>> = Some(|map| map.0.snapshot());
+
     type Worker<'a> = &'a Self;
 
     fn build(capacity: Option<usize>, hasher: BenchHasher) -> Self {
@@ -113,6 +117,8 @@ impl<K: BenchKey> Worker<K> for &ShardedAdapter<K> {
 pub struct HotSwapAdapter<K>(RcuMap<K, u64, BenchHasher>);
 
 impl<K: BenchKey> MapAdapter<K> for HotSwapAdapter<K> {
+    const SNAPSHOT: Option<fn(&Self) -> BenchSnapshot<K>> = Some(|map| map.0.snapshot());
+
     type Worker<'a> = &'a Self;
 
     fn build(_capacity: Option<usize>, hasher: BenchHasher) -> Self {
@@ -162,6 +168,8 @@ pub struct AtomicMapWorker<'a, K: BenchKey> {
 }
 
 impl<K: BenchKey> MapAdapter<K> for AtomicMapAdapter<K> {
+    const SNAPSHOT: Option<fn(&Self) -> BenchSnapshot<K>> = Some(|map| map.0.snapshot());
+
     type Worker<'a> = AtomicMapWorker<'a, K>;
 
     fn build(capacity: Option<usize>, hasher: BenchHasher) -> Self {
