@@ -206,34 +206,111 @@ fn entries_of<S>(snapshot: &MapSnapshot<u64, u64, S>) -> (Vec<(u64, u64)>, u64) 
     (entries, snapshot.version())
 }
 
-#[test]
-fn atomic_map_snapshot_acceptance_overwrite() {
-    let map: AtomicMap<u64, u64> = AtomicMap::new();
+/// A map as the acceptance test drives it: `u64` keys and values, a write, a remove, and its
+/// snapshot as entries plus version.
+trait SnapshotMap: Default + Sync {
+    fn write(&self, key: u64, value: u64);
+    fn remove(&self, key: u64);
+    fn snapshot_entries(&self) -> (Vec<(u64, u64)>, u64);
+}
+
+impl SnapshotMap for AtomicMap<u64, u64> {
+    fn write(&self, key: u64, value: u64) {
+        self.insert(key, value);
+    }
+    fn remove(&self, key: u64) {
+        AtomicMap::remove(self, &key);
+    }
+    fn snapshot_entries(&self) -> (Vec<(u64, u64)>, u64) {
+        entries_of(&self.snapshot())
+    }
+}
+
+impl SnapshotMap for ShardedMap<u64, u64> {
+    fn write(&self, key: u64, value: u64) {
+        self.insert(key, value);
+    }
+    fn remove(&self, key: u64) {
+        ShardedMap::remove(self, &key);
+    }
+    fn snapshot_entries(&self) -> (Vec<(u64, u64)>, u64) {
+        entries_of(&self.snapshot())
+    }
+}
+
+impl SnapshotMap for ReadMostlyMap<u64, u64> {
+    fn write(&self, key: u64, value: u64) {
+        self.store(key, value);
+    }
+    fn remove(&self, key: u64) {
+        self.delete(&key);
+    }
+    fn snapshot_entries(&self) -> (Vec<(u64, u64)>, u64) {
+        entries_of(&self.snapshot())
+    }
+}
+
+impl SnapshotMap for RcuMap<u64, u64> {
+    fn write(&self, key: u64, value: u64) {
+        self.insert(key, value);
+    }
+    fn remove(&self, key: u64) {
+        RcuMap::remove(self, &key);
+    }
+    fn snapshot_entries(&self) -> (Vec<(u64, u64)>, u64) {
+        entries_of(&self.snapshot())
+    }
+}
+
+/// The acceptance test on a new map of type `M`.
+fn acceptance<M: SnapshotMap>(round: Round) {
+    let map = M::default();
     assert_snapshots_are_consistent(
-        Round::Overwrite,
-        &|key, value| {
-            map.insert(key, value);
-        },
-        &|key| {
-            map.remove(&key);
-        },
-        &|| entries_of(&map.snapshot()),
+        round,
+        &|key, value| map.write(key, value),
+        &|key| map.remove(key),
+        &|| map.snapshot_entries(),
     );
 }
 
 #[test]
+fn atomic_map_snapshot_acceptance_overwrite() {
+    acceptance::<AtomicMap<u64, u64>>(Round::Overwrite);
+}
+
+#[test]
 fn atomic_map_snapshot_acceptance_remove_and_reinsert() {
-    let map: AtomicMap<u64, u64> = AtomicMap::new();
-    assert_snapshots_are_consistent(
-        Round::RemoveAndReinsert,
-        &|key, value| {
-            map.insert(key, value);
-        },
-        &|key| {
-            map.remove(&key);
-        },
-        &|| entries_of(&map.snapshot()),
-    );
+    acceptance::<AtomicMap<u64, u64>>(Round::RemoveAndReinsert);
+}
+
+#[test]
+fn sharded_map_snapshot_acceptance_overwrite() {
+    acceptance::<ShardedMap<u64, u64>>(Round::Overwrite);
+}
+
+#[test]
+fn sharded_map_snapshot_acceptance_remove_and_reinsert() {
+    acceptance::<ShardedMap<u64, u64>>(Round::RemoveAndReinsert);
+}
+
+#[test]
+fn read_mostly_map_snapshot_acceptance_overwrite() {
+    acceptance::<ReadMostlyMap<u64, u64>>(Round::Overwrite);
+}
+
+#[test]
+fn read_mostly_map_snapshot_acceptance_remove_and_reinsert() {
+    acceptance::<ReadMostlyMap<u64, u64>>(Round::RemoveAndReinsert);
+}
+
+#[test]
+fn rcu_map_snapshot_acceptance_overwrite() {
+    acceptance::<RcuMap<u64, u64>>(Round::Overwrite);
+}
+
+#[test]
+fn rcu_map_snapshot_acceptance_remove_and_reinsert() {
+    acceptance::<RcuMap<u64, u64>>(Round::RemoveAndReinsert);
 }
 
 #[test]
@@ -270,36 +347,6 @@ fn atomic_map_iter_is_not_a_snapshot() {
 }
 
 #[test]
-fn sharded_map_snapshot_acceptance_overwrite() {
-    let map: ShardedMap<u64, u64> = ShardedMap::new();
-    assert_snapshots_are_consistent(
-        Round::Overwrite,
-        &|key, value| {
-            map.insert(key, value);
-        },
-        &|key| {
-            map.remove(&key);
-        },
-        &|| entries_of(&map.snapshot()),
-    );
-}
-
-#[test]
-fn sharded_map_snapshot_acceptance_remove_and_reinsert() {
-    let map: ShardedMap<u64, u64> = ShardedMap::new();
-    assert_snapshots_are_consistent(
-        Round::RemoveAndReinsert,
-        &|key, value| {
-            map.insert(key, value);
-        },
-        &|key| {
-            map.remove(&key);
-        },
-        &|| entries_of(&map.snapshot()),
-    );
-}
-
-#[test]
 fn sharded_map_iter_is_not_a_snapshot() {
     let map: ShardedMap<u64, u64> = ShardedMap::new();
     assert_iteration_is_caught_mixing_states(
@@ -307,32 +354,6 @@ fn sharded_map_iter_is_not_a_snapshot() {
             map.insert(key, value);
         },
         &|| (map.iter().collect(), 0),
-    );
-}
-
-#[test]
-fn read_mostly_map_snapshot_acceptance_overwrite() {
-    let map: ReadMostlyMap<u64, u64> = ReadMostlyMap::new();
-    assert_snapshots_are_consistent(
-        Round::Overwrite,
-        &|key, value| map.store(key, value),
-        &|key| {
-            map.delete(&key);
-        },
-        &|| entries_of(&map.snapshot()),
-    );
-}
-
-#[test]
-fn read_mostly_map_snapshot_acceptance_remove_and_reinsert() {
-    let map: ReadMostlyMap<u64, u64> = ReadMostlyMap::new();
-    assert_snapshots_are_consistent(
-        Round::RemoveAndReinsert,
-        &|key, value| map.store(key, value),
-        &|key| {
-            map.delete(&key);
-        },
-        &|| entries_of(&map.snapshot()),
     );
 }
 
@@ -363,36 +384,6 @@ fn read_mostly_map_range_is_not_a_snapshot_but_snapshot_is() {
     let snapshot = snapshot.unwrap();
     assert_eq!(snapshot.len(), KEYS as usize);
     assert!(snapshot.iter().all(|(_, &value)| value == 0));
-}
-
-#[test]
-fn rcu_map_snapshot_acceptance_overwrite() {
-    let map: RcuMap<u64, u64> = RcuMap::new();
-    assert_snapshots_are_consistent(
-        Round::Overwrite,
-        &|key, value| {
-            map.insert(key, value);
-        },
-        &|key| {
-            map.remove(&key);
-        },
-        &|| entries_of(&map.snapshot()),
-    );
-}
-
-#[test]
-fn rcu_map_snapshot_acceptance_remove_and_reinsert() {
-    let map: RcuMap<u64, u64> = RcuMap::new();
-    assert_snapshots_are_consistent(
-        Round::RemoveAndReinsert,
-        &|key, value| {
-            map.insert(key, value);
-        },
-        &|key| {
-            map.remove(&key);
-        },
-        &|| entries_of(&map.snapshot()),
-    );
 }
 
 /// The view's API on a snapshot of each map: lookups, sorted order, copies into other map
