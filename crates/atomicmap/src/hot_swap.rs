@@ -44,8 +44,7 @@ use crate::reclaim::{self, Collector, Guard};
 use crate::snapshot::MapSnapshot;
 use crate::sync::{AtomicPtr, Ordering};
 
-/// The hasher of an [`RcuMap`] built without an explicit one.
-pub type DefaultHashBuilder = foldhash::fast::RandomState;
+pub use crate::DefaultHashBuilder;
 
 /// The immutable map an [`RcuMap`] publishes: a hash array mapped trie whose updates share
 /// structure with the previous version, so changing one key costs O(log n), not a copy.

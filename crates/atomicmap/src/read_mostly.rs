@@ -91,8 +91,7 @@ use crate::reclaim::{self, Collector, Guard};
 use crate::snapshot::MapSnapshot;
 use crate::sync::{yield_now, AtomicPtr, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering};
 
-/// The hasher of a map built without an explicit one.
-pub type DefaultHashBuilder = foldhash::fast::RandomState;
+pub use crate::DefaultHashBuilder;
 
 /// Owns the address that marks an expunged entry; never read. A `u64`, so that the address is
 /// even and the [`FROZEN`] bit stays free.

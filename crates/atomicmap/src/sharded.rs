@@ -44,8 +44,7 @@ use std::sync::{Arc, OnceLock};
 use crate::snapshot::{shard_index, MapSnapshot};
 use crate::sync::{CachePadded, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-/// The hasher of a map built without an explicit one.
-pub type DefaultHashBuilder = foldhash::fast::RandomState;
+pub use crate::DefaultHashBuilder;
 
 /// Largest accepted shard count; more shards than this only waste memory.
 pub const MAX_SHARDS: usize = 1 << 16;

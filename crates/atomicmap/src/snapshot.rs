@@ -27,8 +27,7 @@ use std::sync::Arc;
 
 use crate::hot_swap::RcuSnapshot;
 
-/// The hasher of a snapshot of a map built without an explicit one.
-pub type DefaultHashBuilder = foldhash::fast::RandomState;
+pub use crate::DefaultHashBuilder;
 
 /// An immutable view of a map's entries at one instant, with the version of the map at that
 /// instant. See the [module docs](self) for how it differs from iteration.
