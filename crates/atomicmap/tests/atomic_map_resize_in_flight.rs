@@ -12,29 +12,12 @@
 //! its last chunk; a new key whose home is a few slots before it probes into that free slot
 //! and finds the table crowded, whatever the crowding threshold and probe limit are.
 
-use std::hash::{BuildHasherDefault, Hasher};
+mod common;
+
+use std::hash::BuildHasherDefault;
 
 use atomicmap::AtomicMap;
-
-/// Hashes a `u64` key to itself.
-#[derive(Default)]
-struct IdentityHasher(u64);
-
-impl Hasher for IdentityHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            self.0 = (self.0 << 8) | u64::from(byte);
-        }
-    }
-
-    fn write_u64(&mut self, key: u64) {
-        self.0 = key;
-    }
-}
+use common::IdentityHasher;
 
 type IdentityMap = AtomicMap<u64, u64, BuildHasherDefault<IdentityHasher>>;
 

@@ -13,32 +13,17 @@
 //! `shrink_checks_keep_executions_deterministic` keep it that way.
 #![cfg(loom)]
 
-use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+mod common;
+#[path = "common/serial.rs"]
+mod serial;
+
+use std::hash::BuildHasherDefault;
 
 use atomicmap::AtomicMap;
+use common::IdentityHasher;
 use loom::sync::Arc;
 use loom::thread;
-
-/// Hashes an integer key to itself.
-#[derive(Default)]
-struct IdentityHasher(u64);
-
-impl Hasher for IdentityHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            self.0 = (self.0 << 8) | u64::from(byte);
-        }
-    }
-
-    fn write_u8(&mut self, key: u8) {
-        self.0 = u64::from(key);
-    }
-}
+use serial::one_model_at_a_time;
 
 type Map = AtomicMap<u8, u8, BuildHasherDefault<IdentityHasher>>;
 
@@ -54,14 +39,6 @@ fn full_map() -> Arc<Map> {
         map.insert(key, 10 + key);
     }
     map
-}
-
-/// The crate hands every thread a small index from one process-wide pool (for its reclamation
-/// record and counter stripe). Models running in parallel test threads would draw from it at
-/// once and make each other's executions differ from run to run, so they run one at a time.
-fn one_model_at_a_time() -> MutexGuard<'static, ()> {
-    static MODELS: Mutex<()> = Mutex::new(());
-    MODELS.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Two `upsert` increments of one missing key: one creates it, the other increments what the

@@ -14,33 +14,18 @@
 //! requires (see `loom_atomic_map.rs`).
 #![cfg(loom)]
 
-use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+mod common;
+#[path = "common/serial.rs"]
+mod serial;
+
+use std::hash::BuildHasherDefault;
 
 use atomicmap::AtomicMap;
+use common::IdentityHasher;
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::Arc;
 use loom::thread;
-
-/// Hashes an integer key to itself.
-#[derive(Default)]
-struct IdentityHasher(u64);
-
-impl Hasher for IdentityHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            self.0 = (self.0 << 8) | u64::from(byte);
-        }
-    }
-
-    fn write_u8(&mut self, key: u8) {
-        self.0 = u64::from(key);
-    }
-}
+use serial::one_model_at_a_time;
 
 /// A boxed value (not a primitive) that counts its drops. Only the instances a test creates
 /// and stores are under test; clones, which the map returns from `insert` and `remove`, count
@@ -98,12 +83,6 @@ impl Values {
 }
 
 type Map = AtomicMap<u8, Tracked, BuildHasherDefault<IdentityHasher>>;
-
-/// See `loom_atomic_map.rs`: the crate's thread-index pool is process-wide.
-fn one_model_at_a_time() -> MutexGuard<'static, ()> {
-    static MODELS: Mutex<()> = Mutex::new(());
-    MODELS.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// Values 0..4 are stored under keys 0..4 before the race; the writers use 4 and up.
 const FIRST_WRITER_VALUE: usize = 4;
