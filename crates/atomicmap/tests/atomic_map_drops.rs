@@ -276,6 +276,47 @@ fn replaced_values_are_reclaimed_while_the_map_lives() {
     ledger.assert_each_dropped_once("overwrites of one key");
 }
 
+/// A table retired while another thread was pinned cannot be freed by the thread that
+/// retired it. Once that thread is gone, the table must not wait for it (nor for the map's
+/// drop): the pinned thread frees it when it unpins. The retired table owns the keys of the
+/// tombstones its resize did not carry, so their drops show when it is freed.
+#[test]
+fn a_retired_table_is_freed_when_the_last_pin_ends_even_if_its_retirer_left() {
+    const KEYS: u64 = 1_000;
+    const REMOVED: u64 = 100;
+    let ledger = Ledger::with_capacity(4 * KEYS as usize);
+    let map = TrackedMap::new();
+    for n in 0..KEYS {
+        map.insert(
+            TrackedKey::new(ledger, name(n)),
+            TrackedValue::new(ledger, n),
+        );
+    }
+    for n in 0..REMOVED {
+        assert!(map.remove(name(n).as_str()).is_some());
+    }
+    let pinned = map.pin();
+    let alive_before = ledger.alive();
+    thread::scope(|s| {
+        s.spawn(|| map.reserve(16 * KEYS as usize));
+    });
+    assert_eq!(
+        ledger.alive(),
+        alive_before,
+        "the pin taken before the resize must keep the retired table and its keys alive"
+    );
+    drop(pinned);
+    let freed = alive_before - ledger.alive();
+    assert!(
+        freed >= REMOVED as usize,
+        "only {freed} instances freed after the last pin ended; the retired table owns the \
+         {REMOVED} tombstoned keys"
+    );
+    assert_eq!(map.len(), (KEYS - REMOVED) as usize);
+    drop(map);
+    ledger.assert_each_dropped_once("a table retired by a thread that left");
+}
+
 /// `retain` drops exactly the rejected values (once the map is gone, with the rest) and keeps
 /// the others intact.
 #[test]

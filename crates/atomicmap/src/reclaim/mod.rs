@@ -43,8 +43,23 @@
 //!   must not let a reader follow such a link to an object that may be retired without
 //!   re-checking that location after its reservation covers the object: `AtomicMap`'s
 //!   `next_table` re-reads the root for this reason.
-//! * Unpin is a release store of `INACTIVE`; the reclaimer reads it with acquire, so everything
-//!   the reader did with an object happens before the reclaimer frees it.
+//! * Unpin is a release store of `INACTIVE`, and a pin's store of `lower` is a release store
+//!   too; the reclaimer reads `lower` with acquire. Whichever later value it reads (`INACTIVE`
+//!   or a later pin's epoch), everything the reader did with an object during the earlier pin
+//!   happens before the reclaimer frees it.
+//!
+//! # Large garbage (retired tables)
+//! A table is too big to wait in one thread's bag: that thread may go idle for good, and the
+//! table with it. Large objects go to a list the collector shares instead, and **any** thread
+//! that unpins while the list is not empty may free them (one relaxed load per unpin tells it
+//! whether to look). The first look after a retirement is a full pass (heavy barrier, retire
+//! epoch assigned). Later looks at an object whose retire epoch is already assigned skip the
+//! barrier: the pass that assigned it ran after the unlink and after its heavy barrier, so any
+//! pin that can hold the object was visible to that pass with `lower <= retire`, and pins that
+//! start later cannot load the unlinked pointer (the barrier made the unlink visible to every
+//! thread). Re-reading the reservations is then enough: a participant now `INACTIVE`, or pinned
+//! from a later epoch, has ended the pin that held the object (see the release/acquire above),
+//! and one still showing `lower <= retire` keeps it held, conservatively.
 //!
 //! # Cost
 //! Pin and unpin are two stores and a compiler fence (a thread-local index finds the record).
@@ -60,8 +75,9 @@
 //! what happens afterwards. This is the bound that plain epoch-based reclamation lacks.
 //!
 //! # Leftovers
-//! Garbage still waiting in a thread's bag when the thread exits stays with the record and is
-//! freed by the next thread to take that index, or when the collector (its map) is dropped.
+//! Small garbage still waiting in a thread's bag when the thread exits stays with the record and
+//! is freed by the next thread to take that index, or when the collector (its map) is dropped.
+//! Large garbage never waits for one thread: any thread's unpin can free it.
 
 mod barrier;
 mod participants;
@@ -70,16 +86,19 @@ pub(crate) use participants::thread_index;
 
 use std::marker::PhantomData;
 
-use crate::sync::{AtomicU64, CachePadded, Ordering};
+use std::sync::TryLockError;
+
+use crate::sync::{AtomicU64, AtomicUsize, CachePadded, Mutex, MutexGuard, Ordering};
 use participants::{Participant, Participants, INACTIVE};
 
 /// A reclamation pass runs when a thread's bag reaches this many objects.
 pub(crate) const SCAN_THRESHOLD: usize = 64;
 
-/// While large garbage waits, a thread retries a pass after 1, 2, 4, ... unpins, up to once per
-/// this many: prompt whether threads pin per operation or hold one pin for a batch, and never
-/// more than a logarithmic number of passes per retired table.
-const MAX_UNPINS_PER_LARGE_RETRY: u32 = 1 << 14;
+/// While large garbage waits, a thread looks at it after 1, 2, 4, ... unpins, up to once per
+/// this many: prompt whether threads pin per operation or hold one pin for a batch, and cheap
+/// while a long pin holds a table back (a look that finds it still held costs a walk of the
+/// reservations, no barrier).
+const MAX_UNPINS_PER_LARGE_LOOK: u32 = 64;
 
 /// A thread ticks the epoch after this many births; objects born in one tick share an epoch.
 const BIRTHS_PER_TICK: u32 = 32;
@@ -103,6 +122,10 @@ unsafe impl Send for Retired {}
 pub(crate) struct Collector {
     epoch: CachePadded<AtomicU64>,
     participants: Participants,
+    /// Retired large objects (tables), freed by whichever thread finds them unheld.
+    large: Mutex<Vec<Retired>>,
+    /// How many objects `large` holds, written under its lock; an unpin that reads 0 skips it.
+    large_waiting: CachePadded<AtomicUsize>,
 }
 
 impl Default for Collector {
@@ -116,6 +139,8 @@ impl Collector {
         Collector {
             epoch: CachePadded(AtomicU64::new(1)),
             participants: Participants::new(),
+            large: Mutex::new(Vec::new()),
+            large_waiting: CachePadded(AtomicUsize::new(0)),
         }
     }
 
@@ -140,7 +165,7 @@ impl Collector {
     #[inline]
     fn reserve(&self, me: &Participant) {
         let now = self.epoch.load(Ordering::Acquire);
-        me.lower.store(now, Ordering::Relaxed);
+        me.lower.store(now, Ordering::Release);
         me.upper.store(now, Ordering::Relaxed);
         me.cached_upper.set(now);
         barrier::light();
@@ -164,11 +189,23 @@ impl Collector {
 
     /// Frees every object of `bag` whose lifetime no reservation intersects.
     fn reclaim(&self, bag: &mut Vec<Retired>) {
+        assign_retire_epochs(bag, self.pass_epoch());
+        free_all(self.take_unheld(bag));
+    }
+
+    /// Starts a pass: a heavy barrier, then the retire epoch for every object retired so far
+    /// that has none.
+    fn pass_epoch(&self) -> u64 {
         barrier::heavy();
         // Ticking here makes every pin that starts after this pass reserve from a later epoch
-        // than the retire epochs assigned below, so an object is freed by the first pass after
-        // its last reader lets go (not only after enough births moved the epoch along).
-        let now = self.epoch.fetch_add(1, Ordering::AcqRel);
+        // than the retire epochs it assigns, so an object is freed by the first pass after its
+        // last reader lets go (not only after enough births moved the epoch along).
+        self.epoch.fetch_add(1, Ordering::AcqRel)
+    }
+
+    /// Removes from `bag` (every object in it with a retire epoch, assigned by a pass that came
+    /// after its unlink) the objects whose lifetime no current reservation intersects.
+    fn take_unheld(&self, bag: &mut Vec<Retired>) -> Vec<Retired> {
         let mut reservations: Vec<(u64, u64)> = Vec::new();
         for participant in self.participants.iter() {
             let lower = participant.lower.load(Ordering::Acquire);
@@ -176,21 +213,75 @@ impl Collector {
                 reservations.push((lower, participant.upper.load(Ordering::Acquire)));
             }
         }
-        bag.retain_mut(|retired| {
-            if retired.retire == UNASSIGNED {
-                retired.retire = now;
-            }
+        let mut unheld = Vec::new();
+        let mut index = 0;
+        while index < bag.len() {
+            let retired = &bag[index];
+            debug_assert_ne!(retired.retire, UNASSIGNED);
             let held = reservations
                 .iter()
                 .any(|&(lower, upper)| retired.birth <= upper && lower <= retired.retire);
-            if !held {
-                // SAFETY: no reservation intersects the object's lifetime, so no thread holds a
-                // reference to it and none can obtain one (it is unlinked); `free` is the
-                // function it was retired with.
-                unsafe { (retired.free)(retired.object) };
+            if held {
+                index += 1;
+            } else {
+                unheld.push(bag.swap_remove(index));
             }
-            held
-        });
+        }
+        unheld
+    }
+
+    /// Looks at the shared large garbage: a full pass if some object in it has no retire epoch
+    /// yet, otherwise a re-read of the reservations (see "Large garbage" above for why that
+    /// needs no barrier). A full pass also covers `own_bag`, the caller's small garbage, since
+    /// its barrier is paid for anyway. Frees what is unheld after releasing the list, so that
+    /// the objects' destructors (user code, for a table's keys and values) never run under its
+    /// lock. Returns whether large garbage is still waiting; `None` if another thread is
+    /// looking.
+    fn look_at_large_garbage(&self, own_bag: &mut Vec<Retired>) -> Option<bool> {
+        let mut large = match self.large.try_lock() {
+            Ok(large) => large,
+            Err(TryLockError::Poisoned(poison)) => poison.into_inner(),
+            Err(TryLockError::WouldBlock) => return None,
+        };
+        let mut own_unheld = Vec::new();
+        if large.iter().any(|retired| retired.retire == UNASSIGNED) {
+            let now = self.pass_epoch();
+            assign_retire_epochs(&mut large, now);
+            assign_retire_epochs(own_bag, now);
+            own_unheld = self.take_unheld(own_bag);
+        }
+        let unheld = self.take_unheld(&mut large);
+        self.large_waiting.store(large.len(), Ordering::Relaxed);
+        let still_waiting = !large.is_empty();
+        drop(large);
+        free_all(unheld);
+        free_all(own_unheld);
+        Some(still_waiting)
+    }
+
+    fn lock_large(&self) -> MutexGuard<'_, Vec<Retired>> {
+        self.large
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+}
+
+/// Gives every object of `bag` that has no retire epoch the epoch `now` of the current pass.
+fn assign_retire_epochs(bag: &mut [Retired], now: u64) {
+    for retired in bag.iter_mut() {
+        if retired.retire == UNASSIGNED {
+            retired.retire = now;
+        }
+    }
+}
+
+/// Frees objects that no thread holds or can obtain any more.
+fn free_all(unheld: Vec<Retired>) {
+    for retired in unheld {
+        // SAFETY: `take_unheld` found no reservation intersecting the object's lifetime, so no
+        // thread holds a reference to it and none can obtain one (it is unlinked); `free` is the
+        // function it was retired with.
+        unsafe { (retired.free)(retired.object) };
     }
 }
 
@@ -198,6 +289,14 @@ impl Drop for Collector {
     fn drop(&mut self) {
         // `&mut self` means no thread is inside an operation on the owning structure, so every
         // retired object is unreachable.
+        let large = self
+            .large
+            .get_mut()
+            .unwrap_or_else(|poison| poison.into_inner());
+        for retired in large.drain(..) {
+            // SAFETY: unreachable (above) and retired with this `free`.
+            unsafe { (retired.free)(retired.object) };
+        }
         for participant in self.participants.iter() {
             // SAFETY: exclusive access to the collector, see above.
             let bag = unsafe { &mut *participant.bag.get() };
@@ -271,8 +370,9 @@ impl Guard<'_> {
     }
 
     /// Like [`retire`](Self::retire), for an object large enough (a whole table) that it should
-    /// not wait for the bag to fill: a pass runs as soon as this thread unpins, and again with
-    /// exponential backoff (see [`MAX_UNPINS_PER_LARGE_RETRY`]) while the object is still held.
+    /// wait neither for a bag to fill nor for this thread: it goes to the collector's shared
+    /// list, and the next unpin of any thread that finds it unheld frees it (see "Large
+    /// garbage"). This thread looks first, at its next unpin.
     ///
     /// # Safety
     /// As for [`retire`](Self::retire).
@@ -282,10 +382,19 @@ impl Guard<'_> {
         birth: u64,
         free: unsafe fn(*mut ()),
     ) {
-        // SAFETY: forwarded from the caller.
-        unsafe { self.retire(object, birth, free) };
-        self.me.unpins_until_pass.set(1);
-        self.me.large_retry_interval.set(1);
+        let mut large = self.collector.lock_large();
+        large.push(Retired {
+            object,
+            free,
+            birth,
+            retire: UNASSIGNED,
+        });
+        self.collector
+            .large_waiting
+            .store(large.len(), Ordering::Relaxed);
+        drop(large);
+        self.me.unpins_until_large_look.set(1);
+        self.me.large_look_interval.set(1);
     }
 
     /// Ends and restarts the pin if it is the thread's outermost one, so that a long-lived guard
@@ -298,13 +407,12 @@ impl Guard<'_> {
         }
     }
 
-    /// Clears the reservation of an outermost pin and runs any pass large garbage asks for.
+    /// Clears the reservation of an outermost pin and looks at waiting large garbage when due.
     #[inline]
     fn unpin(&self) {
         self.me.lower.store(INACTIVE, Ordering::Release);
-        let countdown = self.me.unpins_until_pass.get();
-        if countdown > 0 {
-            self.large_garbage_due(countdown);
+        if self.collector.large_waiting.load(Ordering::Relaxed) != 0 {
+            self.large_garbage_waiting();
         }
     }
 
@@ -328,22 +436,31 @@ impl Drop for Guard<'_> {
 }
 
 impl Guard<'_> {
+    /// Counts down this thread's unpins to its next look at the shared large garbage, and looks
+    /// when the count runs out (or has not started: garbage this thread has not looked at yet).
+    /// We are unpinned here, so our own reservation no longer holds anything back.
     #[cold]
-    fn large_garbage_due(&self, countdown: u32) {
+    fn large_garbage_waiting(&self) {
+        let countdown = self.me.unpins_until_large_look.get();
         if countdown > 1 {
-            self.me.unpins_until_pass.set(countdown - 1);
+            self.me.unpins_until_large_look.set(countdown - 1);
             return;
         }
-        // SAFETY: this thread's own bag, as in `retire`; we are unpinned, so our own
-        // reservation no longer holds anything back.
+        // SAFETY: this thread's own bag, as in `retire`.
         let bag = unsafe { &mut *self.me.bag.get() };
-        self.collector.reclaim(bag);
-        if bag.is_empty() {
-            self.me.unpins_until_pass.set(0);
-        } else {
-            let interval = (self.me.large_retry_interval.get() * 2).min(MAX_UNPINS_PER_LARGE_RETRY);
-            self.me.large_retry_interval.set(interval);
-            self.me.unpins_until_pass.set(interval);
+        match self.collector.look_at_large_garbage(bag) {
+            // Another thread is looking right now; ours can wait a turn.
+            None => self.me.unpins_until_large_look.set(1),
+            Some(false) => {
+                self.me.large_look_interval.set(1);
+                self.me.unpins_until_large_look.set(0);
+            }
+            Some(true) => {
+                let interval =
+                    (self.me.large_look_interval.get() * 2).min(MAX_UNPINS_PER_LARGE_LOOK);
+                self.me.large_look_interval.set(interval);
+                self.me.unpins_until_large_look.set(interval);
+            }
         }
     }
 }

@@ -39,11 +39,11 @@ pub(crate) struct Participant {
     pub(super) cached_upper: Cell<u64>,
     /// Owner-only: how many objects this thread has been born since it last ticked the epoch.
     pub(super) births: Cell<u32>,
-    /// Owner-only: unpins left before the next reclamation pass that large garbage asks for;
-    /// 0 when none is due.
-    pub(super) unpins_until_pass: Cell<u32>,
-    /// Owner-only: the current backoff between those passes.
-    pub(super) large_retry_interval: Cell<u32>,
+    /// Owner-only: unpins left before this thread's next look at the collector's waiting large
+    /// garbage; 0 when it has none in view (it looks at the next unpin that finds some).
+    pub(super) unpins_until_large_look: Cell<u32>,
+    /// Owner-only: the current backoff between those looks.
+    pub(super) large_look_interval: Cell<u32>,
     /// Owner-only: objects retired by this thread and not yet freed.
     pub(super) bag: UnsafeCell<Vec<Retired>>,
 }
@@ -63,8 +63,8 @@ impl Participant {
             depth: Cell::new(0),
             cached_upper: Cell::new(0),
             births: Cell::new(0),
-            unpins_until_pass: Cell::new(0),
-            large_retry_interval: Cell::new(1),
+            unpins_until_large_look: Cell::new(0),
+            large_look_interval: Cell::new(1),
             bag: UnsafeCell::new(Vec::new()),
         }
     }
