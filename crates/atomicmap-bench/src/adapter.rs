@@ -20,6 +20,14 @@ use atomicmap::MapSnapshot;
 pub trait BenchKey: Clone + Hash + Eq + Ord + Debug + Send + Sync + 'static {
     /// Key number `i` of the key space. Distinct `i` give distinct keys.
     fn nth(i: u64) -> Self;
+
+    /// Runs `operation` on key number `index`, whose key table is `keys` (`keys[i] == nth(i)`).
+    ///
+    /// Loading a key from a table of a million keys is a cache miss of the harness's own in
+    /// every operation, and the map's own lookup depends on it, so it would add the same
+    /// memory latency to every map and hide how they differ. A key that is cheaper to compute
+    /// than to load is therefore computed.
+    fn with_key<R>(keys: &[Self], index: u32, operation: impl FnOnce(&Self) -> R) -> R;
 }
 
 /// The SplitMix64 finalizer: a bijection on `u64`, so keys look random but stay distinct.
@@ -37,6 +45,12 @@ impl BenchKey for u64 {
     fn nth(i: u64) -> Self {
         mix64(i) >> 1
     }
+
+    /// Computed: a few multiplications, no memory access.
+    #[inline(always)]
+    fn with_key<R>(_keys: &[Self], index: u32, operation: impl FnOnce(&Self) -> R) -> R {
+        operation(&Self::nth(u64::from(index)))
+    }
 }
 
 impl BenchKey for String {
@@ -50,6 +64,12 @@ impl BenchKey for String {
             key.push((b'a' + (bits % 26) as u8) as char);
         }
         key
+    }
+
+    /// From the table: building a `String` would allocate.
+    #[inline(always)]
+    fn with_key<R>(keys: &[Self], index: u32, operation: impl FnOnce(&Self) -> R) -> R {
+        operation(&keys[index as usize])
     }
 }
 
@@ -193,6 +213,21 @@ mod tests {
         let keys: Vec<String> = (0..10_000).map(String::nth).collect();
         assert!(keys.iter().all(|k| (16..=32).contains(&k.len())));
         assert_eq!(keys.iter().collect::<HashSet<_>>().len(), keys.len());
+    }
+
+    /// Operations must see exactly the key the table holds, whether it is computed or loaded.
+    fn assert_operations_use_the_table_keys<K: BenchKey>() {
+        let keys: Vec<K> = (0..1_000).map(K::nth).collect();
+        for (index, key) in keys.iter().enumerate() {
+            let used = K::with_key(&keys, index as u32, K::clone);
+            assert_eq!(&used, key, "key {index}");
+        }
+    }
+
+    #[test]
+    fn operations_use_the_table_keys() {
+        assert_operations_use_the_table_keys::<u64>();
+        assert_operations_use_the_table_keys::<String>();
     }
 
     #[test]

@@ -93,8 +93,7 @@ impl<K: BenchKey> MapVisitor<K> for RunVisitor<'_, '_, K> {
 
 #[inline(always)]
 fn apply<K: BenchKey, W: Worker<K>>(w: &mut W, keys: &[K], op: Op) {
-    let key = &keys[op.key as usize];
-    match op.kind {
+    K::with_key(keys, op.key, |key| match op.kind {
         OpKind::Read => {
             black_box(w.get(key));
         }
@@ -105,7 +104,7 @@ fn apply<K: BenchKey, W: Worker<K>>(w: &mut W, keys: &[K], op: Op) {
         OpKind::Update => {
             black_box(w.update(key));
         }
-    }
+    })
 }
 
 /// Run `ops`, timing the first of every [`SAMPLE_EVERY`] into `latency`. Returns the wall
