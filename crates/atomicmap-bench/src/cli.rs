@@ -40,7 +40,8 @@ pub struct Cli {
     pub keys: usize,
 
     /// Timed operations per map, split between the threads (presized, default-growth and
-    /// growth insert every key once instead).
+    /// growth insert every key once instead). A throughput run stops at the first batch
+    /// boundary after 3 s and reports the operations it ran.
     #[arg(long, default_value_t = 4_000_000, value_parser = parse_positive)]
     pub ops: usize,
 
@@ -52,8 +53,9 @@ pub struct Cli {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 
-    /// Run each map this many times and report the run with the median throughput.
-    #[arg(long, default_value_t = 1, value_parser = parse_positive)]
+    /// Run each map this many times and report the run with the median throughput. The runs
+    /// go in rounds over all maps, so a noisy stretch of the machine hits every map alike.
+    #[arg(long, default_value_t = 3, value_parser = parse_positive)]
     pub repeat: usize,
 
     /// The hasher every map uses.

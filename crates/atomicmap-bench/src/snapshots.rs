@@ -14,11 +14,9 @@
 //! (the first snapshot promotes too, so the run with snapshots would not), and neither run
 //! would match the mixed workload's.
 //!
-//! Each timed run stops at the first batch boundary after [`RUN_LIMIT`]. Without a limit one
-//! map would decide the length of the whole workload: `HotSwap` copies a path of its
-//! persistent map on every write, and writers that copy-on-write behind back-to-back
-//! snapshots can slow down by orders of magnitude. Both runs get the same limit, and the
-//! operations actually run are reported.
+//! Each timed run stops at the first batch boundary after [`RUN_LIMIT`], as every throughput
+//! run does: writers that copy-on-write behind back-to-back snapshots can slow down by orders
+//! of magnitude. Both runs get the same limit, and the operations actually run are reported.
 
 use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -29,11 +27,8 @@ use hdrhistogram::Histogram;
 
 use crate::adapter::{BenchKey, BenchSnapshot, MapAdapter, Worker};
 use crate::maps::MapVisitor;
-use crate::runner::{new_histogram, run_ops, Plan, BATCH};
-use crate::workload::{Op, Prefill, Workload};
-
-/// How long one timed run may take before it stops at the next batch boundary.
-pub const RUN_LIMIT: Duration = Duration::from_secs(3);
+use crate::runner::{new_histogram, run_limited, run_ops, Plan, RUN_LIMIT};
+use crate::workload::{Prefill, Workload};
 
 /// One timed run of the workers.
 pub struct TimedRun {
@@ -93,27 +88,6 @@ impl<K: BenchKey> MapVisitor<K> for SnapshotVisitor<'_, '_, K> {
     fn visit<A: MapAdapter<K>>(self) -> Option<SnapshotMeasurement> {
         A::SNAPSHOT.map(|take| run::<K, A>(self.0, take, RUN_LIMIT))
     }
-}
-
-/// Run `ops` a batch at a time until all have run or `limit` has passed. Returns how many ran
-/// and how long they took.
-fn run_limited<K: BenchKey, W: Worker<K>>(
-    w: &mut W,
-    keys: &[K],
-    ops: &[Op],
-    limit: Duration,
-    latency: &mut Histogram<u64>,
-) -> (u64, Duration) {
-    let start = Instant::now();
-    let mut ran = 0;
-    for batch in ops.chunks(BATCH) {
-        run_ops(w, keys, batch, latency);
-        ran += batch.len() as u64;
-        if start.elapsed() >= limit {
-            break;
-        }
-    }
-    (ran, start.elapsed())
 }
 
 /// Take snapshots of `map` back to back until no worker is `running` (at least one).
@@ -226,6 +200,7 @@ mod tests {
     use crate::adapter::BenchHasher;
     use crate::maps::atomicmap::{AtomicMapAdapter, ShardedAdapter};
     use crate::maps::MapId;
+    use crate::runner::BATCH;
     use crate::workload::{self, generate};
 
     const KEYS: usize = 2000;

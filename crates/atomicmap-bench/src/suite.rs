@@ -14,8 +14,8 @@ use crate::cli::Cli;
 use crate::maps::MapId;
 use crate::metrics::{median, TimerOverhead};
 use crate::output::{self, Record, SnapshotFigures};
-use crate::runner::{Measurement, Plan, RunVisitor, SAMPLE_EVERY};
-use crate::snapshots::{self, CanSnapshot, SnapshotMeasurement, SnapshotVisitor, RUN_LIMIT};
+use crate::runner::{Measurement, Plan, RunVisitor, RUN_LIMIT, SAMPLE_EVERY};
+use crate::snapshots::{self, CanSnapshot, SnapshotMeasurement, SnapshotVisitor};
 use crate::workload::{self, KeyType, Measure, Workload};
 
 /// Settings shared by every workload of a run.
@@ -172,10 +172,12 @@ fn run_workload<K: BenchKey>(s: &mut Settings<'_>, w: &Workload) -> WorkloadResu
         streams: &streams,
         hasher: &s.hasher,
     };
-    let mut records = Vec::new();
+    let snapshots = w.measure == Measure::Snapshots;
     let mut cannot_snapshot = Vec::new();
+    // Each map's record, and whether it is timed (it passed its check and can run here).
+    let mut entries: Vec<(MapId, Record, bool)> = Vec::new();
     for &map in &s.maps {
-        if w.measure == Measure::Snapshots && !map.visit::<K, _>(CanSnapshot) {
+        if snapshots && !map.visit::<K, _>(CanSnapshot) {
             cannot_snapshot.push(map.name());
             s.progress.inc(cli.repeat as u64);
             continue;
@@ -199,18 +201,51 @@ fn run_workload<K: BenchKey>(s: &mut Settings<'_>, w: &Workload) -> WorkloadResu
             status: "ok".to_string(),
             ..Record::default()
         };
-        if let Err(e) = check {
-            record.status = format!("FAILED correctness check, not timed: {e}");
-            s.progress.inc(cli.repeat as u64);
-        } else if w.measure == Measure::Snapshots {
-            let runs = repeated(s, w, map, || map.visit::<K, _>(SnapshotVisitor(&plan)));
-            match runs.into_iter().collect::<Option<Vec<_>>>() {
+        let timed = match check {
+            Ok(()) => true,
+            Err(e) => {
+                record.status = format!("FAILED correctness check, not timed: {e}");
+                s.progress.inc(cli.repeat as u64);
+                false
+            }
+        };
+        entries.push((map, record, timed));
+    }
+    // Repeats run in rounds over all maps rather than back to back per map, so that a noisy
+    // stretch of a shared machine lands on every map's runs alike instead of on one map.
+    let mut throughput_runs: Vec<Vec<Measurement>> = entries.iter().map(|_| Vec::new()).collect();
+    let mut snapshot_runs: Vec<Vec<Option<SnapshotMeasurement>>> =
+        entries.iter().map(|_| Vec::new()).collect();
+    for round in 1..=cli.repeat {
+        for (index, (map, _, timed)) in entries.iter().enumerate() {
+            if !timed {
+                continue;
+            }
+            s.progress.set_message(format!(
+                "{}: {} run {round}/{}",
+                w.name,
+                map.name(),
+                cli.repeat
+            ));
+            if snapshots {
+                snapshot_runs[index].push(map.visit::<K, _>(SnapshotVisitor(&plan)));
+            } else {
+                throughput_runs[index].push(map.visit::<K, _>(RunVisitor(&plan)));
+            }
+            s.progress.inc(1);
+        }
+    }
+    let mut records = Vec::new();
+    for (((_, mut record, timed), throughput), snapshot) in
+        entries.into_iter().zip(throughput_runs).zip(snapshot_runs)
+    {
+        if timed && snapshots {
+            match snapshot.into_iter().collect::<Option<Vec<_>>>() {
                 Some(runs) => record_snapshots(&mut record, runs, w),
                 None => record.status = "not run: no snapshot()".to_string(),
             }
-        } else {
-            let runs = repeated(s, w, map, || map.visit::<K, _>(RunVisitor(&plan)));
-            record_throughput(&mut record, runs);
+        } else if timed {
+            record_throughput(&mut record, throughput);
         }
         records.push(record);
     }
@@ -219,20 +254,6 @@ fn run_workload<K: BenchKey>(s: &mut Settings<'_>, w: &Workload) -> WorkloadResu
         Measure::Throughput | Measure::Growth { .. } => Vec::new(),
     };
     WorkloadResults { records, notes }
-}
-
-/// `run` once per `--repeat`, with progress.
-fn repeated<T>(s: &Settings<'_>, w: &Workload, map: MapId, mut run: impl FnMut() -> T) -> Vec<T> {
-    let repeat = s.cli.repeat;
-    (0..repeat)
-        .map(|i| {
-            s.progress
-                .set_message(format!("{}: {} run {}/{repeat}", w.name, map.name(), i + 1));
-            let result = run();
-            s.progress.inc(1);
-            result
-        })
-        .collect()
 }
 
 /// Fill `record` from the run with the median throughput.
@@ -244,6 +265,7 @@ fn record_throughput(record: &mut Record, runs: Vec<Measurement>) {
         .find(|r| r.mops() == target)
         .expect("the median is one of the runs");
     let per_op = |x: u64| (m.ops > 0).then(|| x as f64 / m.ops as f64);
+    record.ops = m.ops;
     record.mops = Some(m.mops());
     record.p50_ns = Some(m.latency.value_at_quantile(0.50));
     record.p99_ns = Some(m.latency.value_at_quantile(0.99));
