@@ -2,7 +2,6 @@
 #![warn(missing_docs)]
 
 mod atomic_map;
-mod counter;
 mod reclaim;
 mod sync;
 

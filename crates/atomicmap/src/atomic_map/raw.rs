@@ -56,7 +56,6 @@ use std::ptr;
 use super::pending::PendingKey;
 use super::table::{free_table, AllocFailed, Slot, Table};
 use super::word::{self, Codec, ABSENT, DROPPED, EMPTY, MOVED, SEALED};
-use crate::counter::StripedCounter;
 use crate::reclaim::{free_box, Collector, Guard};
 use crate::sync::{AtomicPtr, Ordering};
 
@@ -65,8 +64,6 @@ pub(super) struct RawMap<K: 'static, V: 'static, S> {
     /// The current table. Replaced only when a resize of that table finishes.
     root: AtomicPtr<Table>,
     pub(super) hasher: S,
-    /// Number of keys with a value, maintained on each `ABSENT` ↔ value commit.
-    len: StripedCounter,
     pub(super) collector: Collector,
     /// The map owns keys and values of these types (for drop check and auto traits).
     _owns: PhantomData<(K, V)>,
@@ -113,7 +110,6 @@ where
         Ok(RawMap {
             root: AtomicPtr::new(Box::into_raw(table)),
             hasher,
-            len: StripedCounter::new(),
             collector,
             _owns: PhantomData,
         })
@@ -352,8 +348,8 @@ where
     /// box, which no reader can newly reach but current readers may still hold.
     fn committed(&self, guard: &Guard<'_>, previous: u64, new: u64) {
         match (previous == ABSENT, new == ABSENT) {
-            (true, false) => self.len.add(1),
-            (false, true) => self.len.add(-1),
+            (true, false) => guard.count_entries(1),
+            (false, true) => guard.count_entries(-1),
             _ => {}
         }
         if previous != ABSENT && !word::is_inline(previous) {
@@ -456,9 +452,10 @@ where
         }
     }
 
-    /// Number of keys with a value; exact when no write is in flight.
+    /// Number of keys with a value (each thread counts its `ABSENT` ↔ value commits in its
+    /// reclamation record); exact when no write is in flight.
     pub(super) fn len(&self) -> usize {
-        self.len.sum().max(0) as usize
+        self.collector.entries().max(0) as usize
     }
 
     /// Visits every live entry reachable from the root at the time of each slot's load: the

@@ -62,10 +62,17 @@
 //! and one still showing `lower <= retire` keeps it held, conservatively.
 //!
 //! # Cost
-//! Pin and unpin are two stores and a compiler fence (a thread-local index finds the record).
-//! A protected load adds one load of the shared epoch, which changes rarely. Reclamation passes
-//! run in the retiring thread every [`SCAN_THRESHOLD`] retirements and cost one `membarrier`
-//! system call plus a walk of the reservations.
+//! Pin and unpin are two stores and a compiler fence (a thread-local index finds the record);
+//! unpin also loads the shared count of waiting large garbage, which changes rarely. A
+//! protected load adds one load of the shared epoch, which changes rarely too. Reclamation
+//! passes run in the retiring thread every [`SCAN_THRESHOLD`] retirements and cost one
+//! `membarrier` system call plus a walk of the reservations.
+//!
+//! # Entry counts
+//! The records also carry each thread's count of entries added minus removed
+//! ([`Guard::count_entries`]): every (structure, thread) pair already has a record of its own,
+//! so a structure's length costs its writers a plain load and store, and its readers a walk of
+//! the records ([`Collector::entries`]).
 //!
 //! # A stalled thread
 //! A thread that stops *outside* an operation holds nothing back. A thread that stops *inside*
@@ -82,10 +89,7 @@
 mod barrier;
 mod participants;
 
-pub(crate) use participants::thread_index;
-
 use std::marker::PhantomData;
-
 use std::sync::TryLockError;
 
 use crate::sync::{AtomicU64, AtomicUsize, CachePadded, Mutex, MutexGuard, Ordering};
@@ -185,6 +189,14 @@ impl Collector {
         };
         guard.cover(birth);
         birth
+    }
+
+    /// The sum of every thread's [`Guard::count_entries`]: exact when no count is in flight.
+    pub(crate) fn entries(&self) -> i64 {
+        self.participants
+            .iter()
+            .map(|participant| participant.entries.load(Ordering::Relaxed))
+            .fold(0u64, u64::wrapping_add) as i64
     }
 
     /// Frees every object of `bag` whose lifetime no reservation intersects.
@@ -339,6 +351,17 @@ impl Guard<'_> {
             self.me.upper.store(epoch, Ordering::Relaxed);
             barrier::light();
         }
+    }
+
+    /// Adds `delta` to the structure's entry count (see [`Collector::entries`]). The count lives
+    /// in this thread's own record, so this is a plain load and store, not a contended (or
+    /// even uncontended, pipeline-serialising) atomic add.
+    #[inline]
+    pub(crate) fn count_entries(&self, delta: i64) {
+        let entries = &self.me.entries;
+        // Two's complement: adding the bit pattern of a negative delta subtracts.
+        let count = entries.load(Ordering::Relaxed).wrapping_add(delta as u64);
+        entries.store(count, Ordering::Relaxed);
     }
 
     /// Holds back everything retired from the start of this pin until the outermost pin ends,

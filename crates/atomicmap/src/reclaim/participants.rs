@@ -32,6 +32,10 @@ pub(crate) struct Participant {
     /// Largest epoch the owner has validated a protected load against during the current pin.
     /// Written only by the owner; read by reclaimers.
     pub(super) upper: AtomicU64,
+    /// Entries this thread added to the structure minus those it removed (two's complement),
+    /// for the structure's length. Written only by the owner, with a load and a store: a
+    /// counter with one writer needs no read-modify-write. Read by anyone summing the length.
+    pub(super) entries: AtomicU64,
     /// Owner-only: how many guards of this thread are alive (pins nest).
     pub(super) depth: Cell<u32>,
     /// Owner-only: the value last stored to `upper`, so that validating a load needs no load of
@@ -60,6 +64,7 @@ impl Participant {
         Participant {
             lower: AtomicU64::new(INACTIVE),
             upper: AtomicU64::new(0),
+            entries: AtomicU64::new(0),
             depth: Cell::new(0),
             cached_upper: Cell::new(0),
             births: Cell::new(0),
@@ -223,7 +228,7 @@ thread_local! {
 }
 
 #[inline]
-pub(crate) fn thread_index() -> usize {
+fn thread_index() -> usize {
     THREAD_INDEX.with(|index| index.0)
 }
 
