@@ -3,6 +3,8 @@
 
 mod atomic_map;
 mod reclaim;
+#[cfg(feature = "serde")]
+mod serde_impls;
 mod sync;
 
 pub use atomic_map::{AtomicMap, CapacityError, DefaultHashBuilder, Iter, MapRef, ValueRef};
