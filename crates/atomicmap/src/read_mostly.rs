@@ -469,6 +469,8 @@ pub struct ReadMostlyMap<K, V, S = DefaultHashBuilder> {
     has_dirty: AtomicUsize,
     promotions: AtomicU64,
     hasher: S,
+    /// The capacity every dirty map is built with at least (`with_capacity`).
+    dirty_capacity: usize,
     /// Frees old read maps and unlinked values once no reader can hold them.
     collector: Collector,
 }
@@ -485,6 +487,12 @@ impl<K, V> ReadMostlyMap<K, V> {
     pub fn new() -> Self {
         Self::with_hasher(DefaultHashBuilder::default())
     }
+
+    /// An empty map whose dirty map holds `capacity` entries without growing; see
+    /// [`with_capacity_and_hasher`](Self::with_capacity_and_hasher).
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self::with_capacity_and_hasher(capacity, DefaultHashBuilder::default())
+    }
 }
 
 impl<K, V> Default for ReadMostlyMap<K, V> {
@@ -496,6 +504,21 @@ impl<K, V> Default for ReadMostlyMap<K, V> {
 impl<K, V, S> ReadMostlyMap<K, V, S> {
     /// An empty map that hashes with `hasher`.
     pub fn with_hasher(hasher: S) -> Self
+    where
+        S: Clone,
+    {
+        Self::with_capacity_and_hasher(0, hasher)
+    }
+
+    /// An empty map that hashes with `hasher` and builds every dirty map with room for at least
+    /// `capacity` entries, so that the first `capacity` new keys are added without rehashing.
+    /// Nothing else changes: as in Go, there is no dirty map until the first new key, and the
+    /// read map is never allocated ahead (it is always a promoted dirty map).
+    ///
+    /// # Panics
+    /// If `capacity` entries cannot be allocated when the first dirty map is built, as with
+    /// `HashMap::with_capacity`.
+    pub fn with_capacity_and_hasher(capacity: usize, hasher: S) -> Self
     where
         S: Clone,
     {
@@ -520,6 +543,7 @@ impl<K, V, S> ReadMostlyMap<K, V, S> {
             has_dirty: AtomicUsize::new(0),
             promotions: AtomicU64::new(0),
             hasher,
+            dirty_capacity: capacity,
             collector,
         }
     }
@@ -648,8 +672,8 @@ where
         read: &ReadOnly<K, V, S>,
     ) -> &'l mut Entries<K, V, S> {
         let dirty = locked.dirty.get_or_insert_with(|| {
-            let mut dirty =
-                HashMap::with_capacity_and_hasher(read.entries.len(), self.hasher.clone());
+            let capacity = read.entries.len().max(self.dirty_capacity);
+            let mut dirty = HashMap::with_capacity_and_hasher(capacity, self.hasher.clone());
             for (key, entry) in read.entries.iter() {
                 if !entry.try_expunge_locked() {
                     dirty.insert(key.clone(), Arc::clone(entry));
@@ -1126,6 +1150,39 @@ where
 mod tests {
     use super::ReadMostlyMap;
     use std::sync::Arc;
+
+    /// `with_capacity` presizes every dirty map and changes nothing else: the same operations
+    /// leave a presized map and a plain one with the same counters and contents.
+    #[test]
+    fn with_capacity_presizes_dirty_maps_and_changes_no_behaviour() {
+        let presized: ReadMostlyMap<u32, u32> = ReadMostlyMap::with_capacity(1_000);
+        let plain: ReadMostlyMap<u32, u32> = ReadMostlyMap::new();
+        assert!(
+            !presized.stats().has_dirty,
+            "no dirty map before the first new key"
+        );
+        for map in [&presized, &plain] {
+            map.store(1, 10);
+            map.store(2, 20);
+            for _ in 0..3 {
+                assert_eq!(map.load(&7), None);
+            }
+            map.delete(&1);
+            map.store(3, 30);
+        }
+        assert_eq!(presized.stats(), plain.stats());
+        let dirty_capacity = |map: &ReadMostlyMap<u32, u32>| {
+            map.lock()
+                .dirty
+                .as_ref()
+                .map_or(0, |dirty| dirty.capacity())
+        };
+        assert!(dirty_capacity(&presized) >= 1_000);
+        assert!(dirty_capacity(&plain) < 1_000);
+        for key in 0..5 {
+            assert_eq!(presized.load(&key), plain.load(&key), "key {key}");
+        }
+    }
 
     /// Values frozen by a snapshot stay allocated while a lock-free writer replaces and
     /// deletes them during the clone (Miri checks the reads and the frozen-pointer tags).

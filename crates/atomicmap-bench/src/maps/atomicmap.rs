@@ -4,8 +4,7 @@ use ::atomicmap::{AtomicMap, MapRef, RcuMap, ReadMostlyMap, ShardedMap};
 
 use crate::adapter::{BenchHasher, BenchKey, BenchSnapshot, MapAdapter, Worker};
 
-/// `ReadMostlyMap`: Go `sync.Map` semantics. It has no capacity hint, so presized runs
-/// build it empty.
+/// `ReadMostlyMap`: Go `sync.Map` semantics. Presized runs presize its dirty maps.
 pub struct ReadMostlyAdapter<K>(ReadMostlyMap<K, u64, BenchHasher>);
 
 impl<K: BenchKey> MapAdapter<K> for ReadMostlyAdapter<K> {
@@ -13,8 +12,11 @@ impl<K: BenchKey> MapAdapter<K> for ReadMostlyAdapter<K> {
 
     type Worker<'a> = &'a Self;
 
-    fn build(_capacity: Option<usize>, hasher: BenchHasher) -> Self {
-        ReadMostlyAdapter(ReadMostlyMap::with_hasher(hasher))
+    fn build(capacity: Option<usize>, hasher: BenchHasher) -> Self {
+        ReadMostlyAdapter(ReadMostlyMap::with_capacity_and_hasher(
+            capacity.unwrap_or(0),
+            hasher,
+        ))
     }
 
     fn worker(&self) -> &Self {
