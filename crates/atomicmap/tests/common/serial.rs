@@ -1,9 +1,16 @@
 //! Serialising loom models within one test binary.
+//!
+//! Reading a failing model: when a model's assertion fails while another model thread is still
+//! inside an operation, loom drops that thread's objects (a map, its tables) after the
+//! execution has ended. Their destructors touch loom atomics, which loom forbids outside an
+//! execution, so the process aborts ("cannot access Loom execution state from outside a Loom
+//! model", then "panic in a destructor during cleanup", sometimes a glibc heap message) right
+//! after printing the assertion that failed. The first panic in the output is the finding.
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 /// The crate hands every thread a small index from one process-wide pool (for its reclamation
-/// record and counter stripe). Models running in parallel test threads would draw from it at
+/// record). Models running in parallel test threads would draw from it at
 /// once and make each other's executions differ from run to run, so they run one at a time.
 pub fn one_model_at_a_time() -> MutexGuard<'static, ()> {
     static MODELS: Mutex<()> = Mutex::new(());
