@@ -23,7 +23,7 @@ use atomicmap::AtomicMap;
 use common::IdentityHasher;
 use loom::sync::Arc;
 use loom::thread;
-use serial::one_model_at_a_time;
+use serial::check_model;
 
 type Map = AtomicMap<u8, u8, BuildHasherDefault<IdentityHasher>>;
 
@@ -45,8 +45,7 @@ fn full_map() -> Arc<Map> {
 /// first stored, whichever claims the slot or commits first.
 #[test]
 fn racing_upserts_of_a_new_key_both_count() {
-    let _serial = one_model_at_a_time();
-    loom::model(|| {
+    check_model(|| {
         let map = new_map();
         let other = {
             let map = Arc::clone(&map);
@@ -66,8 +65,7 @@ fn racing_upserts_of_a_new_key_both_count() {
 /// outcomes, and the values each call returns agree with the final state.
 #[test]
 fn insert_racing_remove_of_one_key_is_linearizable() {
-    let _serial = one_model_at_a_time();
-    loom::model(|| {
+    check_model(|| {
         let map = new_map();
         map.insert(0, 1);
         let inserter = {
@@ -91,8 +89,7 @@ fn insert_racing_remove_of_one_key_is_linearizable() {
 /// other's key: each read sees the key absent or with its value, and both keys end up stored.
 #[test]
 fn racing_inserts_of_different_keys() {
-    let _serial = one_model_at_a_time();
-    loom::model(|| {
+    check_model(|| {
         let map = new_map();
         let other = {
             let map = Arc::clone(&map);
@@ -117,8 +114,7 @@ fn racing_inserts_of_different_keys() {
 /// second chunk and finishes the grow); meanwhile another thread increments `key` and reads it
 /// back. The increment is never lost to the move, and the grower's keys all arrive.
 fn update_racing_a_grow(key: u8) {
-    let _serial = one_model_at_a_time();
-    loom::model(move || {
+    check_model(move || {
         let map = full_map();
         let grower = {
             let map = Arc::clone(&map);
@@ -156,8 +152,7 @@ fn update_racing_a_grow_of_the_second_chunk_is_not_lost() {
 /// grower's inserts appear in the order it made them (seeing key 5 implies seeing key 4).
 #[test]
 fn reads_racing_a_grow_see_only_written_values() {
-    let _serial = one_model_at_a_time();
-    loom::model(|| {
+    check_model(|| {
         let map = full_map();
         let grower = {
             let map = Arc::clone(&map);
@@ -193,13 +188,7 @@ fn reads_racing_a_grow_see_only_written_values() {
 /// help (one chunk each) and finish the same grow: both new keys and all moved keys survive.
 #[test]
 fn racing_inserts_that_both_need_a_grow() {
-    let _serial = one_model_at_a_time();
-    let mut model = loom::model::Builder::new();
-    // A thread whose new key finds the small successor crowded waits (yielding, in
-    // `complete_resize`) until the other thread's chunk is copied; executions in which that
-    // wait is long take more steps than loom's default limit of 1000.
-    model.max_branches = 20_000;
-    model.check(|| {
+    check_model(|| {
         let map = full_map();
         let other = {
             let map = Arc::clone(&map);
@@ -225,8 +214,7 @@ fn racing_inserts_that_both_need_a_grow() {
 /// left != right failed` in `match_load_to_stores`). It is loom's thread local now.
 #[test]
 fn crowding_checks_keep_executions_deterministic() {
-    let _serial = one_model_at_a_time();
-    loom::model(|| {
+    check_model(|| {
         let map = Arc::new(Map::with_hasher(Default::default()));
         let other = {
             let map = Arc::clone(&map);
@@ -252,11 +240,7 @@ fn crowding_checks_keep_executions_deterministic() {
 /// loom's thread local now, so each execution counts from zero.
 #[test]
 fn shrink_checks_keep_executions_deterministic() {
-    let _serial = one_model_at_a_time();
-    let mut model = loom::model::Builder::new();
-    // The removes before the race take more steps than loom's default limit of 1000.
-    model.max_branches = 20_000;
-    model.check(|| {
+    check_model(|| {
         let map = new_map();
         for _ in 0..64 {
             map.insert(1, 1);
@@ -281,8 +265,7 @@ fn shrink_checks_keep_executions_deterministic() {
 /// without the first, and no write is lost to the migration.
 #[test]
 fn snapshot_freeze_hand_off_keeps_write_order() {
-    let _serial = one_model_at_a_time();
-    loom::model(|| {
+    check_model(|| {
         let map = new_map();
         map.insert(0, 10);
         map.insert(2, 12);
@@ -315,8 +298,7 @@ fn snapshot_freeze_hand_off_keeps_write_order() {
 /// with a value it did not have.
 #[test]
 fn snapshot_racing_remove_and_reinsert() {
-    let _serial = one_model_at_a_time();
-    loom::model(|| {
+    check_model(|| {
         let map = new_map();
         map.insert(1, 10);
         let writer = {

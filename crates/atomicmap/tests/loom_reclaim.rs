@@ -25,7 +25,7 @@ use common::IdentityHasher;
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::Arc;
 use loom::thread;
-use serial::one_model_at_a_time;
+use serial::check_model;
 
 /// A boxed value (not a primitive) that counts its drops. Only the instances a test creates
 /// and stores are under test; clones, which the map returns from `insert` and `remove`, count
@@ -97,11 +97,7 @@ fn borrowed_value_outlives(
     readable: &'static [usize],
     writer: impl Fn(&Map, &Values) + Sync + Send + 'static,
 ) {
-    let _serial = one_model_at_a_time();
-    let mut model = loom::model::Builder::new();
-    // Boxed values, a grow and a `clear` take more steps than loom's default limit of 1000.
-    model.max_branches = 20_000;
-    model.check(move || {
+    check_model(move || {
         let values = Arc::new(Values::new(values));
         let map = Arc::new(Map::with_capacity_and_hasher(2, Default::default()));
         for key in 0..4 {

@@ -416,11 +416,13 @@ where
                     self.complete_resize(guard, root);
                     continue;
                 }
-                if distance >= super::resize::probe_limit(table) && self.is_crowded(guard, table) {
-                    // Start (or help) the resize, then look at this slot again: now that the
-                    // table has a successor it gets sealed, so lookups of our key, which will
-                    // live in the successor, do not stop at it.
-                    self.overflow(guard, table);
+                if distance >= super::resize::probe_limit(table)
+                    && self.is_crowded(guard, table)
+                    && self.resize_crowded(guard, table)
+                {
+                    // The resize started (or we helped it), so look at this slot again: now
+                    // that the table has a successor it gets sealed, so lookups of our key,
+                    // which will live in the successor, do not stop at it.
                     continue;
                 }
                 if slot

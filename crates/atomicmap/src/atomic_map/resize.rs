@@ -10,9 +10,13 @@
 //! makes probes long but the sample low, so it degrades lookups without resizing forever.
 //!
 //! # Protocol
-//! 1. **Start.** A writer allocates the successor and CASes it into `migration.next` (null →
-//!    table; the loser frees its own). Only the root table is ever resized, and a successor is
-//!    not resized before it becomes the root.
+//! 1. **Start.** The writer that first sets the table's `allocating` flag allocates the
+//!    successor and CASes it into `migration.next` (null → table). Writers that find the flag
+//!    set do not allocate a second table: they go on claiming in the crowded table, or, if they
+//!    cannot (it is full, or `reserve` must wait for the resize), yield until the successor
+//!    appears. A snapshot's freezing migration installs its successor without the flag, so the
+//!    CAS can still lose; the loser frees its own. Only the root table is ever resized, and a
+//!    successor is not resized before it becomes the root.
 //! 2. **Copy.** Each writer that meets a resizing table claims one chunk of [`CHUNK`] slots
 //!    (`fetch_add` on `claimed_chunks`) and migrates every slot in it; so no operation does more
 //!    than one chunk of work, and readers do none. A slot is migrated by its chunk's owner only:
@@ -54,12 +58,14 @@
 //! one shrink, a corner this does not close.
 //!
 //! # Progress
-//! Readers never wait. A writer waits only in two corners: when the successor itself needs to
-//! grow while chunks of the current resize are still being copied by other threads, and when a
-//! snapshot's freezing migration diverts it (see `freeze`). In both it helps with every
-//! unclaimed chunk and then yields until the chunks other threads own finish. Successors are sized
-//! at twice the live count, so this needs a burst of new keys larger than the map while a
-//! chunk owner is descheduled.
+//! Readers never wait. A writer waits only in three corners: when the successor itself needs to
+//! grow while chunks of the current resize are still being copied by other threads, when a
+//! snapshot's freezing migration diverts it (see `freeze`), and when its table is completely
+//! full while another writer allocates the successor. In the first two it helps with every
+//! unclaimed chunk and then yields until the chunks other threads own finish. Successors are
+//! sized at twice the live count, so the first needs a burst of new keys larger than the map
+//! while a chunk owner is descheduled; the third needs every slot claimed, while resizes start
+//! when a sample of the table is 11/16 claimed.
 
 use std::cell::Cell;
 use std::hash::{BuildHasher, Hash};
@@ -70,6 +76,16 @@ use super::table::{free_table, AllocFailed, Image, Slot, Table, CHUNK, MIN_CAPAC
 use super::word::{self, ABSENT, DROPPED, EMPTY, MOVED, SEALED};
 use crate::reclaim::Guard;
 use crate::sync::{thread_local, yield_now, Ordering};
+
+/// What [`RawMap::start_resize`] did.
+pub(super) enum Start {
+    /// The table has a successor (ours, or one another thread installed).
+    Installed,
+    /// Another writer is allocating the successor right now; it appears shortly.
+    Allocating,
+    /// The successor could not be allocated; the map keeps working in the table.
+    Failed,
+}
 
 /// Probe distance after which an insert into a large table checks whether it is too crowded.
 const PROBE_LIMIT: usize = 16;
@@ -176,17 +192,27 @@ where
         }
     }
 
-    /// Installs a successor of `capacity` slots for `table` unless one exists. Returns false if
-    /// the successor could not be allocated (the map keeps working in `table`).
-    pub(super) fn start_resize(&self, guard: &Guard<'_>, table: &Table, capacity: usize) -> bool {
+    /// Installs a successor of `capacity` slots for `table` unless one exists or another writer
+    /// is allocating one.
+    pub(super) fn start_resize(&self, guard: &Guard<'_>, table: &Table, capacity: usize) -> Start {
         if !table.next().is_null() {
-            return true;
+            return Start::Installed;
+        }
+        if table.migration.allocating.swap(1, Ordering::Acquire) != 0 {
+            return Start::Allocating;
         }
         // A successor shrinks to at most half: the live count it was sized by can be stale, and
         // carrying a key needs a free slot, so a successor too small for what is still carried
         // into it plus what writers add meanwhile would stall the resize for good.
         let capacity = capacity.max(table.capacity() / 2);
-        self.install_successor(guard, table, capacity, None).is_ok()
+        match self.install_successor(guard, table, capacity, None) {
+            Ok(_) => Start::Installed,
+            Err(AllocFailed) => {
+                // Let a later writer try again (memory may be back by then).
+                table.migration.allocating.store(0, Ordering::Release);
+                Start::Failed
+            }
+        }
     }
 
     /// Allocates a successor of `capacity` slots for `table` (with the image of a freezing
@@ -381,14 +407,32 @@ where
             let root = self.root(guard);
             if ptr::eq(root, table) {
                 let capacity = self.grown_capacity(table);
-                if !self.start_resize(guard, table, capacity) {
-                    out_of_memory(capacity);
+                match self.start_resize(guard, table, capacity) {
+                    Start::Installed => {}
+                    Start::Allocating => yield_now(),
+                    Start::Failed => out_of_memory(capacity),
                 }
             } else {
                 // `table` is the successor of a resize still in progress.
                 self.complete_resize(guard, root);
             }
         }
+    }
+
+    /// For a writer that found `table` crowded: starts (or helps) its resize and returns true,
+    /// or returns false when another writer is allocating the successor right now, in which
+    /// case the caller claims its slot in `table` meanwhile (crowded is not full).
+    pub(super) fn resize_crowded(&self, guard: &Guard<'_>, table: &Table) -> bool {
+        if table.next().is_null() && ptr::eq(self.root(guard), table) {
+            let capacity = self.grown_capacity(table);
+            match self.start_resize(guard, table, capacity) {
+                Start::Installed => {}
+                Start::Allocating => return false,
+                Start::Failed => out_of_memory(capacity),
+            }
+        }
+        self.overflow(guard, table);
+        true
     }
 
     /// Called after a remove committed: occasionally shrinks a mostly empty table.
@@ -420,11 +464,15 @@ where
                 if table.capacity() == capacity && !self.is_crowded(guard, table) {
                     return true;
                 }
-                if !self.start_resize(guard, table, capacity) {
-                    return false;
+                match self.start_resize(guard, table, capacity) {
+                    Start::Installed => {
+                        self.complete_resize(guard, table);
+                        return true;
+                    }
+                    Start::Allocating => yield_now(),
+                    Start::Failed => return false,
                 }
-                self.complete_resize(guard, table);
-                return true;
+                continue;
             }
             // Someone else's resize is running: finish it, then start ours.
             self.complete_resize(guard, table);

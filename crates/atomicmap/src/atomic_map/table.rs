@@ -36,6 +36,10 @@ pub(super) struct Slot {
 pub(super) struct Migration {
     /// The table this one is being migrated into; null until a resize starts, then fixed.
     pub(super) next: AtomicPtr<Table>,
+    /// Set (0 → 1, never cleared except after a failed allocation) by the one writer that
+    /// allocates a grow, compaction or shrink successor, so that writers meeting a crowded
+    /// table at the same moment do not each allocate (and then free) a whole table.
+    pub(super) allocating: AtomicUsize,
     /// Next chunk index a helper may claim (may overshoot the chunk count).
     pub(super) claimed_chunks: AtomicUsize,
     /// Chunks fully migrated; the helper that makes it equal the chunk count finishes the resize.
@@ -99,6 +103,7 @@ impl Table {
             slots: allocate_slots(capacity)?,
             migration: CachePadded(Migration {
                 next: AtomicPtr::new(std::ptr::null_mut()),
+                allocating: AtomicUsize::new(0),
                 claimed_chunks: AtomicUsize::new(0),
                 finished_chunks: AtomicUsize::new(0),
                 claim_budget: AtomicUsize::new(claim_budget),

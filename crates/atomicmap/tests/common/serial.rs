@@ -1,4 +1,4 @@
-//! Serialising loom models within one test binary.
+//! Running loom models: one at a time within a test binary, with room for waits.
 //!
 //! Reading a failing model: when a model's assertion fails while another model thread is still
 //! inside an operation, loom drops that thread's objects (a map, its tables) after the
@@ -12,7 +12,18 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 /// The crate hands every thread a small index from one process-wide pool (for its reclamation
 /// record). Models running in parallel test threads would draw from it at
 /// once and make each other's executions differ from run to run, so they run one at a time.
-pub fn one_model_at_a_time() -> MutexGuard<'static, ()> {
+fn one_model_at_a_time() -> MutexGuard<'static, ()> {
     static MODELS: Mutex<()> = Mutex::new(());
     MODELS.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Checks `model` under loom, one model at a time (see [`one_model_at_a_time`]). The branch
+/// limit is raised from loom's default of 1000 to 20,000: the maps' operations take many steps
+/// each (a pin, a probe, a resize chunk), and a writer that waits for another thread's chunk
+/// yields in a loop, so executions legitimately take more steps than the default allows.
+pub fn check_model(model: impl Fn() + Sync + Send + 'static) {
+    let _serial = one_model_at_a_time();
+    let mut builder = loom::model::Builder::new();
+    builder.max_branches = 20_000;
+    builder.check(model);
 }
