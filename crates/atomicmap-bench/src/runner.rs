@@ -158,6 +158,21 @@ pub fn run_limited<K: BenchKey, W: Worker<K>>(
     (ran, start.elapsed())
 }
 
+/// Thread `t` of `threads` inserts its share of `keys`, each with its index as the value: a
+/// slice of them into a shared map, all of them into a private one.
+pub fn prefill<K: BenchKey, A: MapAdapter<K>>(
+    w: &mut A::Worker<'_>,
+    keys: &[K],
+    t: usize,
+    threads: usize,
+) {
+    let (first, step) = if A::PRIVATE { (0, 1) } else { (t, threads) };
+    for i in (first..keys.len()).step_by(step) {
+        w.insert(keys[i].clone(), i as u64);
+    }
+    w.repin();
+}
+
 /// Run the plan on a fresh map of type `A`.
 pub fn run<K: BenchKey, A: MapAdapter<K>>(plan: &Plan<'_, K>) -> Measurement {
     let workload = plan.workload;
@@ -194,12 +209,7 @@ pub fn run<K: BenchKey, A: MapAdapter<K>>(plan: &Plan<'_, K>) -> Measurement {
                 s.spawn(move || {
                     let mut w = map.worker();
                     if workload.prefill == Prefill::Full {
-                        // Shared maps: each thread inserts its share; private maps: all keys.
-                        let (first, step) = if A::PRIVATE { (0, 1) } else { (t, threads) };
-                        for i in (first..keys.len()).step_by(step) {
-                            w.insert(keys[i].clone(), i as u64);
-                        }
-                        w.repin();
+                        prefill::<K, A>(&mut w, keys, t, threads);
                     }
                     if A::PRIVATE {
                         lens[t].store(w.len(), Ordering::Relaxed);

@@ -27,7 +27,7 @@ use hdrhistogram::Histogram;
 
 use crate::adapter::{BenchKey, BenchSnapshot, MapAdapter, Worker};
 use crate::maps::MapVisitor;
-use crate::runner::{new_histogram, run_limited, run_ops, Plan, RUN_LIMIT};
+use crate::runner::{new_histogram, prefill, run_limited, run_ops, Plan, RUN_LIMIT};
 use crate::workload::{Prefill, Workload};
 
 /// One timed run of the workers.
@@ -138,10 +138,7 @@ pub fn run<K: BenchKey, A: MapAdapter<K>>(
                 s.spawn(move || {
                     let mut w = map.worker();
                     if plan.workload.prefill == Prefill::Full {
-                        for i in (t..keys.len()).step_by(threads) {
-                            w.insert(keys[i].clone(), i as u64);
-                        }
-                        w.repin();
+                        prefill::<K, A>(&mut w, keys, t, threads);
                     }
                     barrier.wait(); // prefill done
                     barrier.wait(); // len read

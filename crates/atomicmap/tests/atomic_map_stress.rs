@@ -5,24 +5,15 @@
 //! `ATOMICMAP_STRESS_SCALE` (percent, default 100) scales the iteration counts, e.g. down for
 //! ThreadSanitizer; under Miri they are cut to 1%.
 
+#[path = "common/scale.rs"]
+mod scale;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
 use atomicmap::AtomicMap;
-
-/// `base` scaled by `ATOMICMAP_STRESS_SCALE` percent (at least 1).
-fn scaled(base: usize) -> usize {
-    let percent = if cfg!(miri) {
-        1
-    } else {
-        std::env::var("ATOMICMAP_STRESS_SCALE")
-            .ok()
-            .and_then(|scale| scale.parse::<usize>().ok())
-            .unwrap_or(100)
-    };
-    (base * percent / 100).max(1)
-}
+use scale::scaled;
 
 /// Inserts and then removes a block of filler keys, `rounds` times, so the table grows past
 /// and shrinks back around whatever the other threads are doing.
