@@ -8,7 +8,9 @@ mod serde_impls;
 mod sync;
 
 pub use atomic_map::{AtomicMap, CapacityError, DefaultHashBuilder, Iter, MapRef, ValueRef};
+pub use capture::{CapturedMap, ChangeEvent, SubscribeOptions, Subscription, Version, Versioned};
 
+pub mod capture;
 pub mod hot_swap;
 pub mod read_mostly;
 pub mod sharded;

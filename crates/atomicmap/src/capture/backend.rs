@@ -1,0 +1,190 @@
+//! The maps change capture can wrap: the few operations it needs from each.
+//!
+//! A [`CapturedMap`](super::CapturedMap) serialises the writers of each key itself (its
+//! stripes), so a backend only has to offer plain reads, overwrites and removals of values
+//! that carry their version; conditional operations become a read and a write under the
+//! stripe lock.
+
+use std::borrow::Borrow;
+use std::hash::{BuildHasher, Hash};
+
+use super::event::Versioned;
+use crate::snapshot::MapSnapshot;
+use crate::{AtomicMap, RcuMap, ShardedMap};
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// A map of this crate that [`CapturedMap`](super::CapturedMap) can wrap: [`AtomicMap`],
+/// [`ShardedMap`] and [`RcuMap`], each holding [`Versioned`] values.
+///
+/// [`ReadMostlyMap`](crate::ReadMostlyMap) is not one: Go's `sync.Map` design exists to store
+/// to existing keys without a lock, and capture would add the per-key lock it avoids, while
+/// its promotion and `misses` semantics would then describe the wrapper's traffic rather than
+/// the user's.
+pub trait CaptureBackend<K, V>: sealed::Sealed + Send + Sync {
+    /// The hasher of the backend's snapshots.
+    type Hasher;
+
+    /// Runs `read` on the entry for `key`.
+    #[doc(hidden)]
+    fn read<Q, R>(&self, key: &Q, read: impl FnOnce(&Versioned<V>) -> R) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized;
+
+    /// Stores `entry` for `key`; returns the entry it replaced.
+    #[doc(hidden)]
+    fn put(&self, key: K, entry: Versioned<V>) -> Option<Versioned<V>>;
+
+    /// Removes `key`; returns its entry.
+    #[doc(hidden)]
+    fn take<Q>(&self, key: &Q) -> Option<Versioned<V>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized;
+
+    /// Every entry at one instant.
+    #[doc(hidden)]
+    fn snapshot(&self) -> MapSnapshot<K, Versioned<V>, Self::Hasher>;
+
+    /// Number of entries (as exact as the backend's own `len`).
+    #[doc(hidden)]
+    fn entry_count(&self) -> usize;
+
+    /// Every key with a value now (weakly consistent: each at its own instant).
+    #[doc(hidden)]
+    fn keys(&self) -> Vec<K>;
+}
+
+impl<K, V, S> sealed::Sealed for AtomicMap<K, Versioned<V>, S> {}
+
+impl<K, V, S> CaptureBackend<K, V> for AtomicMap<K, Versioned<V>, S>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    S: BuildHasher + Clone + Send + Sync,
+{
+    type Hasher = S;
+
+    fn read<Q, R>(&self, key: &Q, read: impl FnOnce(&Versioned<V>) -> R) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.get_with(key, read)
+    }
+
+    fn put(&self, key: K, entry: Versioned<V>) -> Option<Versioned<V>> {
+        self.insert(key, entry)
+    }
+
+    fn take<Q>(&self, key: &Q) -> Option<Versioned<V>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.remove(key)
+    }
+
+    fn snapshot(&self) -> MapSnapshot<K, Versioned<V>, S> {
+        AtomicMap::snapshot(self)
+    }
+
+    fn entry_count(&self) -> usize {
+        AtomicMap::len(self)
+    }
+
+    fn keys(&self) -> Vec<K> {
+        self.iter().map(|(key, _)| key).collect()
+    }
+}
+
+impl<K, V, S> sealed::Sealed for ShardedMap<K, Versioned<V>, S> {}
+
+impl<K, V, S> CaptureBackend<K, V> for ShardedMap<K, Versioned<V>, S>
+where
+    K: Hash + Eq + Clone + Send + Sync,
+    V: Clone + Send + Sync,
+    S: BuildHasher + Clone + Send + Sync,
+{
+    type Hasher = S;
+
+    fn read<Q, R>(&self, key: &Q, read: impl FnOnce(&Versioned<V>) -> R) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.get_with(key, read)
+    }
+
+    fn put(&self, key: K, entry: Versioned<V>) -> Option<Versioned<V>> {
+        self.insert(key, entry)
+    }
+
+    fn take<Q>(&self, key: &Q) -> Option<Versioned<V>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.remove(key)
+    }
+
+    fn snapshot(&self) -> MapSnapshot<K, Versioned<V>, S> {
+        ShardedMap::snapshot(self)
+    }
+
+    fn entry_count(&self) -> usize {
+        ShardedMap::len(self)
+    }
+
+    fn keys(&self) -> Vec<K> {
+        let mut keys = Vec::with_capacity(ShardedMap::len(self));
+        self.for_each(|key, _| keys.push(key.clone()));
+        keys
+    }
+}
+
+impl<K, V, S> sealed::Sealed for RcuMap<K, Versioned<V>, S> {}
+
+impl<K, V, S> CaptureBackend<K, V> for RcuMap<K, Versioned<V>, S>
+where
+    K: Hash + Eq + Clone + Send + Sync,
+    V: Clone + Send + Sync,
+    S: BuildHasher + Clone + Send + Sync,
+{
+    type Hasher = S;
+
+    fn read<Q, R>(&self, key: &Q, read: impl FnOnce(&Versioned<V>) -> R) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.get_with(key, read)
+    }
+
+    fn put(&self, key: K, entry: Versioned<V>) -> Option<Versioned<V>> {
+        self.insert(key, entry)
+    }
+
+    fn take<Q>(&self, key: &Q) -> Option<Versioned<V>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.remove(key)
+    }
+
+    fn snapshot(&self) -> MapSnapshot<K, Versioned<V>, S> {
+        RcuMap::snapshot(self)
+    }
+
+    fn entry_count(&self) -> usize {
+        RcuMap::len(self)
+    }
+
+    fn keys(&self) -> Vec<K> {
+        self.load().keys().cloned().collect()
+    }
+}
