@@ -11,10 +11,11 @@
 //! trait, so the runner can ask any adapter whether it has one: only atomicmap's maps do, and
 //! the snapshot workload skips the others instead of imitating a snapshot with iteration.
 
+use std::collections::HashMap;
 use std::fmt::Debug;
 use std::hash::{BuildHasher, Hash, Hasher};
 
-use atomicmap::MapSnapshot;
+use atomicmap::{MapSnapshot, Subscription};
 
 /// A key type the benchmark can generate: `u64` or `String`.
 pub trait BenchKey: Clone + Hash + Eq + Ord + Debug + Send + Sync + 'static {
@@ -184,6 +185,14 @@ pub trait MapAdapter<K: BenchKey>: Send + Sync + Sized {
 
     /// A worker for the calling thread.
     fn worker(&self) -> Self::Worker<'_>;
+}
+
+/// A map with change capture on, for the capture workload.
+pub trait CapturingAdapter<K: BenchKey>: MapAdapter<K> {
+    /// The map's entries now, and a lossless subscription to every later change (no gap).
+    fn snapshot_and_subscribe(&self) -> (HashMap<K, u64>, Subscription<K, u64>);
+    /// The map's entries now.
+    fn contents(&self) -> HashMap<K, u64>;
 }
 
 /// The operations a benchmark thread runs on a map.

@@ -99,6 +99,9 @@ pub enum WorkloadArg {
     /// The mixed workload alone, then while one more thread takes snapshots back to back:
     /// throughput both ways and snapshot latency (only maps with snapshot()).
     Snapshot,
+    /// The mixed workload with change capture off, then on with one subscriber draining every
+    /// change into a HashMap (only maps with change capture).
+    Capture,
     /// Every workload above.
     All,
 }
@@ -116,6 +119,7 @@ impl WorkloadArg {
             WorkloadArg::Zipf => vec![workload::ZIPF],
             WorkloadArg::StringKeys => vec![workload::STRING_KEYS],
             WorkloadArg::Snapshot => vec![workload::SNAPSHOT],
+            WorkloadArg::Capture => vec![workload::CAPTURE],
             WorkloadArg::All => [
                 WorkloadArg::Mixed,
                 WorkloadArg::ReadHeavy,
@@ -126,6 +130,7 @@ impl WorkloadArg {
                 WorkloadArg::Zipf,
                 WorkloadArg::StringKeys,
                 WorkloadArg::Snapshot,
+                WorkloadArg::Capture,
             ]
             .into_iter()
             .flat_map(WorkloadArg::workloads)

@@ -2,6 +2,7 @@
 //! baselines and the LIMIT of private unsynchronised maps. See `--help`.
 
 mod adapter;
+mod capture;
 mod check;
 mod cli;
 mod maps;

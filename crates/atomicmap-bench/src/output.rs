@@ -52,6 +52,26 @@ pub struct Record {
     /// describe its run without snapshots.
     #[serde(flatten)]
     pub snapshot: Option<SnapshotFigures>,
+    /// The capture workload's figures; the fields above describe the run with capture off.
+    #[serde(flatten)]
+    pub capture: Option<CaptureFigures>,
+}
+
+/// What the capture workload adds to a record: the run with capture on.
+#[derive(Clone, Debug, Serialize)]
+pub struct CaptureFigures {
+    /// Operations run with capture on (fewer than planned if the run hit its limit).
+    pub ops_with_capture: u64,
+    /// Throughput with capture on and one subscriber draining, Mops/s.
+    pub mops_with_capture: f64,
+    /// `mops_with_capture / mops`.
+    pub capture_ratio: Option<f64>,
+    /// 99th percentile operation latency with capture on, ns.
+    pub p99_ns_with_capture: u64,
+    /// Change events the subscriber applied.
+    pub events: u64,
+    /// From the workers' end to the subscriber's last event, ns.
+    pub drain_tail_ns: u64,
 }
 
 /// What the snapshot workload adds to a record: the run with snapshots and the snapshots.
@@ -196,10 +216,48 @@ fn snapshot_table(records: &[Record]) -> String {
     )
 }
 
+/// The table of the capture workload's records.
+fn capture_table(records: &[Record]) -> String {
+    let rows: Vec<Vec<String>> = records
+        .iter()
+        .map(|r| match &r.capture {
+            Some(c) if r.is_ok() => vec![
+                r.map.clone(),
+                num(r.mops, 2),
+                num(Some(c.mops_with_capture), 2),
+                c.capture_ratio.map_or("-".into(), |x| format!("{x:.2}x")),
+                ns(r.p99_ns),
+                ns(Some(c.p99_ns_with_capture)),
+                format!("{}/{}", count(r.ops), count(c.ops_with_capture)),
+                count(c.events),
+                ns(Some(c.drain_tail_ns)),
+            ],
+            _ => vec![r.map.clone(), r.status.clone()],
+        })
+        .collect();
+    render(
+        &[
+            "map",
+            "Mops/s off",
+            "Mops/s on",
+            "on/off",
+            "p99 off",
+            "p99 on",
+            "ops off/on",
+            "events",
+            "drain tail",
+        ],
+        &rows,
+    )
+}
+
 /// The table of one workload's records.
 pub fn table(records: &[Record]) -> String {
     if records.iter().any(|r| r.snapshot.is_some()) {
         return snapshot_table(records);
+    }
+    if records.iter().any(|r| r.capture.is_some()) {
+        return capture_table(records);
     }
     let growth = records.iter().any(|r| !r.growth.is_empty());
     let mut out = String::new();
@@ -293,15 +351,26 @@ const SNAPSHOT_COLUMNS: [&str; 11] = [
     "snapshot_entries_max",
 ];
 
+/// The CSV columns of [`CaptureFigures`], in its field order.
+const CAPTURE_COLUMNS: [&str; 6] = [
+    "ops_with_capture",
+    "mops_with_capture",
+    "capture_ratio",
+    "p99_ns_with_capture",
+    "events",
+    "drain_tail_ns",
+];
+
 /// Write all records as CSV; growth samples go in one field as `keys:bytes;...`, and the
-/// snapshot workload's columns come last, empty for the other workloads.
+/// snapshot and capture workloads' columns come last, empty for the other workloads.
 pub fn write_csv(path: &Path, records: &[Record]) -> io::Result<()> {
     let mut f = io::BufWriter::new(std::fs::File::create(path)?);
     writeln!(
         f,
         "map,workload,key_type,hasher,threads,keys,ops,repeat,status,mops,p50_ns,p99_ns,p999_ns,\
-         allocs_per_op,bytes_alloc_per_op,bytes_per_entry,peak_rss_bytes,growth,{}",
-        SNAPSHOT_COLUMNS.join(",")
+         allocs_per_op,bytes_alloc_per_op,bytes_per_entry,peak_rss_bytes,growth,{},{}",
+        SNAPSHOT_COLUMNS.join(","),
+        CAPTURE_COLUMNS.join(",")
     )?;
     let opt = |v: Option<String>| v.unwrap_or_default();
     for r in records {
@@ -346,7 +415,24 @@ pub fn write_csv(path: &Path, records: &[Record]) -> io::Result<()> {
                 s.snapshot_entries_max.to_string(),
             ],
         };
-        writeln!(f, "{},{}", fields.join(","), snapshot.join(","))?;
+        let capture: [String; CAPTURE_COLUMNS.len()] = match &r.capture {
+            None => Default::default(),
+            Some(c) => [
+                c.ops_with_capture.to_string(),
+                format!("{:.4}", c.mops_with_capture),
+                opt(c.capture_ratio.map(|v| format!("{v:.4}"))),
+                c.p99_ns_with_capture.to_string(),
+                c.events.to_string(),
+                c.drain_tail_ns.to_string(),
+            ],
+        };
+        writeln!(
+            f,
+            "{},{},{}",
+            fields.join(","),
+            snapshot.join(","),
+            capture.join(",")
+        )?;
     }
     f.flush()
 }
@@ -387,6 +473,37 @@ mod tests {
         fields.sort_unstable();
         columns.sort_unstable();
         assert_eq!(fields, columns);
+    }
+
+    #[test]
+    fn capture_csv_columns_are_the_json_fields_and_the_table_shows_the_ratio() {
+        let record = Record {
+            map: "AtomicMap".into(),
+            workload: "capture".into(),
+            status: "ok".into(),
+            ops: 4_000_000,
+            mops: Some(10.0),
+            capture: Some(CaptureFigures {
+                ops_with_capture: 3_000_000,
+                mops_with_capture: 7.5,
+                capture_ratio: Some(0.75),
+                p99_ns_with_capture: 800,
+                events: 1_500_000,
+                drain_tail_ns: 2_000_000,
+            }),
+            ..Record::default()
+        };
+        let json = serde_json::to_value(&record.capture).unwrap();
+        let mut fields: Vec<&str> = json.as_object().unwrap().keys().map(|k| &**k).collect();
+        let mut columns = CAPTURE_COLUMNS.to_vec();
+        fields.sort_unstable();
+        columns.sort_unstable();
+        assert_eq!(fields, columns);
+        let table = table(&[record]);
+        assert!(table.lines().next().unwrap().contains("on/off"));
+        for cell in ["10.00", "7.50", "0.75x", "4.0M/3.0M", "1.5M", "2000.0µs"] {
+            assert!(table.contains(cell), "{cell} missing from\n{table}");
+        }
     }
 
     #[test]

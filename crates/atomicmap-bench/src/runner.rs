@@ -179,7 +179,7 @@ pub fn run<K: BenchKey, A: MapAdapter<K>>(plan: &Plan<'_, K>) -> Measurement {
     let threads = plan.streams.timed.len();
     let keys = plan.keys;
     let steps = match workload.measure {
-        Measure::Throughput | Measure::Snapshots => 1,
+        Measure::Throughput | Measure::Snapshots | Measure::Capture => 1,
         Measure::Growth { samples } => samples.max(1),
     };
     let rss_known = reset_peak_rss();
@@ -228,7 +228,7 @@ pub fn run<K: BenchKey, A: MapAdapter<K>>(plan: &Plan<'_, K>) -> Measurement {
                         let from = (step * per_step).min(timed.len());
                         let to = ((step + 1) * per_step).min(timed.len());
                         let ops = &timed[from..to];
-                        if workload.measure == Measure::Throughput {
+                        if matches!(workload.measure, Measure::Throughput | Measure::Capture) {
                             let (step_ran, step_elapsed) =
                                 run_limited(&mut w, keys, ops, RUN_LIMIT, &mut latency);
                             ran += step_ran;

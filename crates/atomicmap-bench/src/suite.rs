@@ -9,11 +9,12 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::adapter::{BenchHasher, BenchKey};
+use crate::capture::{CanCapture, CaptureMeasurement, CaptureRunVisitor};
 use crate::check::CheckVisitor;
 use crate::cli::Cli;
 use crate::maps::MapId;
 use crate::metrics::{median, TimerOverhead};
-use crate::output::{self, Record, SnapshotFigures};
+use crate::output::{self, CaptureFigures, Record, SnapshotFigures};
 use crate::runner::{Measurement, Plan, RunVisitor, RUN_LIMIT, SAMPLE_EVERY};
 use crate::snapshots::{self, CanSnapshot, SnapshotMeasurement, SnapshotVisitor};
 use crate::workload::{self, KeyType, Measure, Workload};
@@ -173,12 +174,19 @@ fn run_workload<K: BenchKey>(s: &mut Settings<'_>, w: &Workload) -> WorkloadResu
         hasher: &s.hasher,
     };
     let snapshots = w.measure == Measure::Snapshots;
+    let capture = w.measure == Measure::Capture;
     let mut cannot_snapshot = Vec::new();
+    let mut cannot_capture = Vec::new();
     // Each map's record, and whether it is timed (it passed its check and can run here).
     let mut entries: Vec<(MapId, Record, bool)> = Vec::new();
     for &map in &s.maps {
         if snapshots && !map.visit::<K, _>(CanSnapshot) {
             cannot_snapshot.push(map.name());
+            s.progress.inc(cli.repeat as u64);
+            continue;
+        }
+        if capture && map.visit_captured::<K, _>(CanCapture).is_none() {
+            cannot_capture.push(map.name());
             s.progress.inc(cli.repeat as u64);
             continue;
         }
@@ -216,6 +224,8 @@ fn run_workload<K: BenchKey>(s: &mut Settings<'_>, w: &Workload) -> WorkloadResu
     let mut throughput_runs: Vec<Vec<Measurement>> = entries.iter().map(|_| Vec::new()).collect();
     let mut snapshot_runs: Vec<Vec<Option<SnapshotMeasurement>>> =
         entries.iter().map(|_| Vec::new()).collect();
+    let mut capture_runs: Vec<Vec<CaptureMeasurement>> =
+        entries.iter().map(|_| Vec::new()).collect();
     for round in 1..=cli.repeat {
         for (index, (map, _, timed)) in entries.iter().enumerate() {
             if !timed {
@@ -229,6 +239,8 @@ fn run_workload<K: BenchKey>(s: &mut Settings<'_>, w: &Workload) -> WorkloadResu
             ));
             if snapshots {
                 snapshot_runs[index].push(map.visit::<K, _>(SnapshotVisitor(&plan)));
+            } else if capture {
+                capture_runs[index].extend(map.visit_captured::<K, _>(CaptureRunVisitor(&plan)));
             } else {
                 throughput_runs[index].push(map.visit::<K, _>(RunVisitor(&plan)));
             }
@@ -236,10 +248,15 @@ fn run_workload<K: BenchKey>(s: &mut Settings<'_>, w: &Workload) -> WorkloadResu
         }
     }
     let mut records = Vec::new();
-    for (((_, mut record, timed), throughput), snapshot) in
-        entries.into_iter().zip(throughput_runs).zip(snapshot_runs)
+    for ((((_, mut record, timed), throughput), snapshot), captured) in entries
+        .into_iter()
+        .zip(throughput_runs)
+        .zip(snapshot_runs)
+        .zip(capture_runs)
     {
-        if timed && snapshots {
+        if timed && capture {
+            record_capture(&mut record, captured);
+        } else if timed && snapshots {
             match snapshot.into_iter().collect::<Option<Vec<_>>>() {
                 Some(runs) => record_snapshots(&mut record, runs, w),
                 None => record.status = "not run: no snapshot()".to_string(),
@@ -251,6 +268,7 @@ fn run_workload<K: BenchKey>(s: &mut Settings<'_>, w: &Workload) -> WorkloadResu
     }
     let notes = match w.measure {
         Measure::Snapshots => snapshot_notes(s.threads, &cannot_snapshot),
+        Measure::Capture => capture_notes(s.threads, &cannot_capture),
         Measure::Throughput | Measure::Growth { .. } => Vec::new(),
     };
     WorkloadResults { records, notes }
@@ -315,6 +333,52 @@ fn record_snapshots(record: &mut Record, runs: Vec<SnapshotMeasurement>, w: &Wor
         snapshot_entries_min: fewest,
         snapshot_entries_max: most,
     });
+}
+
+/// Fill `record` from the run with the median capture-on throughput: the common fields from
+/// its capture-off run, the capture fields from its capture-on run. A run whose subscriber's
+/// replica diverged from the map fails the record.
+fn record_capture(record: &mut Record, runs: Vec<CaptureMeasurement>) {
+    if runs.iter().any(|run| !run.converged) {
+        record.status = "FAILED: the subscriber's replica differs from the map".to_string();
+        return;
+    }
+    let mut mops: Vec<f64> = runs.iter().map(|r| r.on.mops()).collect();
+    let target = median(&mut mops);
+    let Some(m) = runs.into_iter().find(|r| r.on.mops() == target) else {
+        record.status = "not run".to_string();
+        return;
+    };
+    let off_mops = m.off.mops();
+    record.capture = Some(CaptureFigures {
+        ops_with_capture: m.on.ops,
+        mops_with_capture: m.on.mops(),
+        capture_ratio: (m.off.ops > 0).then(|| m.on.mops() / off_mops),
+        p99_ns_with_capture: m.on.latency.value_at_quantile(0.99),
+        events: m.events,
+        drain_tail_ns: m.drain_tail.as_nanos() as u64,
+    });
+    record_throughput(record, vec![m.off]);
+}
+
+/// What the capture table's columns mean, and which maps it leaves out.
+fn capture_notes(workers: usize, cannot_capture: &[&str]) -> Vec<String> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut notes = vec![format!(
+        "Mops/s off: the map alone; on: the same map type as a CapturedMap, while 1 more thread \
+         drains every change into a HashMap replica ({} threads on {cores} cores), lossless \
+         (writers wait when its 64Ki-event buffer is full); the replica is checked against the \
+         map after each run. on/off is the ratio of the median runs by capture-on throughput; \
+         drain tail: from the workers' end to the subscriber's last event",
+        workers + 1
+    )];
+    if !cannot_capture.is_empty() {
+        notes.push(format!(
+            "not run, no change capture: {}",
+            cannot_capture.join(", ")
+        ));
+    }
+    notes
 }
 
 /// What the snapshot table's columns mean, and which maps it leaves out.

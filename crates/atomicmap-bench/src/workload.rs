@@ -115,6 +115,9 @@ pub enum Measure {
     /// The workers' throughput alone and while one more thread takes snapshots back to back,
     /// and the snapshots' latency and sizes (only maps that have `snapshot()`).
     Snapshots,
+    /// The workers' throughput with change capture off, then on with one subscriber draining
+    /// every change (only maps with change capture).
+    Capture,
 }
 
 /// One workload: everything needed to generate its operations and run them.
@@ -205,6 +208,13 @@ pub const STRING_KEYS: Workload = Workload {
 pub const SNAPSHOT: Workload = Workload {
     name: "snapshot",
     measure: Measure::Snapshots,
+    ..THROUGHPUT
+};
+
+/// The mixed workload with change capture off, then on with one draining subscriber.
+pub const CAPTURE: Workload = Workload {
+    name: "capture",
+    measure: Measure::Capture,
     ..THROUGHPUT
 };
 

@@ -250,12 +250,47 @@ fn snapshot_reports_both_throughputs_and_snapshot_latency() {
     }
     let text = std::fs::read_to_string(&csv).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    assert!(lines[0].ends_with(",snapshot_entries_min,snapshot_entries_max"));
+    assert!(lines[0].contains(",snapshot_entries_min,snapshot_entries_max,"));
     assert_eq!(lines.len(), 5, "{text}");
     assert!(
-        lines[1..].iter().all(|l| l.ends_with(",2000,2000")),
+        lines[1..].iter().all(|l| l.contains(",2000,2000,")),
         "{text}"
     );
     std::fs::remove_file(&json).ok();
     std::fs::remove_file(&csv).ok();
+}
+
+#[test]
+fn capture_reports_throughput_with_capture_off_and_on() {
+    let json = temp_file("capture.json");
+    let mut args = TINY.to_vec();
+    args.extend(["--workload", "capture", "--json", json.to_str().unwrap()]);
+    let out = bench(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for text in [
+        "Mops/s off",
+        "Mops/s on",
+        "on/off",
+        "not run, no change capture: ReadMostlyMap, dashmap, papaya, scc, flurry",
+    ] {
+        assert!(stdout.contains(text), "no `{text}` in:\n{stdout}");
+    }
+    let records: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let records = records.as_array().unwrap();
+    let maps: Vec<&str> = records.iter().map(|r| r["map"].as_str().unwrap()).collect();
+    assert_eq!(maps, ["AtomicMap", "ShardedMap", "HotSwap"]);
+    for r in records {
+        assert_eq!(r["status"], "ok", "{r}");
+        assert!(r["mops"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["mops_with_capture"].as_f64().unwrap() > 0.0, "{r}");
+        // 20,000 timed operations and as many warm-up ones, half of them inserts.
+        assert!(r["events"].as_u64().unwrap() > 10_000, "{r}");
+    }
+    std::fs::remove_file(&json).ok();
 }

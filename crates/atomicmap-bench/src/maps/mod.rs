@@ -3,11 +3,12 @@
 //! in [`MapId::visit`].
 
 pub mod atomicmap;
+pub mod captured;
 pub mod limit;
 pub mod locked;
 pub mod peers;
 
-use crate::adapter::{BenchKey, MapAdapter};
+use crate::adapter::{BenchKey, CapturingAdapter, MapAdapter};
 
 /// Every map the benchmark knows, in table order: ours, then the peers, then `LIMIT`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -93,6 +94,39 @@ impl MapId {
             MapId::Limit => visitor.visit::<limit::LimitAdapter>(),
         }
     }
+}
+
+impl MapId {
+    /// Call `visitor` with this map's adapter type and the adapter of the same map with change
+    /// capture on; `None` for the maps without capture.
+    pub fn visit_captured<K: BenchKey, V: CaptureVisitor<K>>(
+        self,
+        visitor: V,
+    ) -> Option<V::Output> {
+        match self {
+            MapId::AtomicMap => Some(visitor.visit::<
+                self::atomicmap::AtomicMapAdapter<K>,
+                captured::CapturedAtomicMapAdapter<K>,
+            >()),
+            MapId::ShardedMap => Some(visitor.visit::<
+                self::atomicmap::ShardedAdapter<K>,
+                captured::CapturedShardedAdapter<K>,
+            >()),
+            MapId::HotSwap => Some(visitor.visit::<
+                self::atomicmap::HotSwapAdapter<K>,
+                captured::CapturedHotSwapAdapter<K>,
+            >()),
+            _ => None,
+        }
+    }
+}
+
+/// Something to do with a map's adapter type with capture off and on.
+pub trait CaptureVisitor<K: BenchKey> {
+    /// What the visit produces.
+    type Output;
+    /// Do it with adapter `Off` (the plain map) and `On` (the same map capturing changes).
+    fn visit<Off: MapAdapter<K>, On: CapturingAdapter<K>>(self) -> Self::Output;
 }
 
 /// Something to do with a map's adapter type (check it, run it), chosen at run time by
