@@ -26,7 +26,7 @@ use crate::resolve::Record;
 pub type Recovered = Option<(Checkpoint, Vec<(String, Record)>)>;
 
 /// Stage 4 of the pipeline.
-pub trait Sink: Send + 'static {
+pub trait Sink: Send + Sync + 'static {
     /// Whether the sink keeps its records and checkpoint across a restart of the replica.
     const DURABLE: bool;
 

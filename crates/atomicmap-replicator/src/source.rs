@@ -441,6 +441,8 @@ struct Publisher<E: Engine> {
     held: VecDeque<Change>,
     job: Option<SnapshotJob>,
     last_anchor: Option<Anchor>,
+    /// Shutting down: nothing is held back any more.
+    stopping: bool,
 }
 
 /// Publishes `map`'s changes until `shutdown` turns true (or its sender goes). Then it
@@ -488,11 +490,12 @@ pub async fn run<E: Engine>(
         held: VecDeque::new(),
         job: None,
         last_anchor: None,
+        stopping: false,
         config,
     };
     tracing::info!(task = %publisher.config.task, epoch, "source session starts");
     let result = publisher
-        .publish_all(&mut rx, &mut shutdown, snapshot)
+        .publish_all(&mut rx, &mut shutdown, &stop, snapshot)
         .await;
     stop.store(true, Ordering::Release);
     drop(rx);
@@ -506,6 +509,7 @@ impl<E: Engine> Publisher<E> {
         &mut self,
         rx: &mut mpsc::Receiver<Result<Vec<Change>, u64>>,
         shutdown: &mut watch::Receiver<bool>,
+        stop: &AtomicBool,
         first: atomicmap::capture::VersionedSnapshot<String, Vec<u8>>,
     ) -> Result<(), SourceError> {
         // The first anchor: the streams' tails now, before any change of the subscription
@@ -557,8 +561,12 @@ impl<E: Engine> Publisher<E> {
                     None => break,
                 },
                 _ = ticker.tick(), if self.config.snapshot_interval.is_some() => {
-                    self.collect_job().await?;
-                    self.start_snapshot(None);
+                    // A job still running (Redis down, or a huge map) is left alone rather
+                    // than awaited: the publisher must keep spooling meanwhile.
+                    if self.job.as_ref().is_none_or(JoinHandle::is_finished) {
+                        self.collect_job().await?;
+                        self.start_snapshot(None);
+                    }
                 }
                 _ = drain_tick.tick() => {
                     if self.spooled > 0 {
@@ -573,35 +581,64 @@ impl<E: Engine> Publisher<E> {
                 }
             }
         }
-        self.finish(rx).await
+        self.finish(rx, stop).await
     }
 
-    /// After the shutdown: everything committed so far, the spool, a final snapshot.
+    /// After the shutdown: what is pending, a final snapshot, then every change the capture
+    /// still holds (published after the final anchor, so snapshot + stream stay exact), then
+    /// the spool.
     async fn finish(
         &mut self,
         rx: &mut mpsc::Receiver<Result<Vec<Change>, u64>>,
+        stop: &AtomicBool,
     ) -> Result<(), SourceError> {
-        let mut rest = Vec::new();
+        self.stopping = true;
+        let mut rest: Vec<Change> = self.held.drain(..).collect();
         while let Ok(batch) = rx.try_recv() {
-            match batch {
-                Ok(changes) => rest.extend(changes),
-                Err(missed) => return Err(SourceError::CaptureLagged { missed }),
+            rest.extend(batch.map_err(|missed| SourceError::CaptureLagged { missed })?);
+        }
+        self.publish(rest).await?;
+        let deadline = Instant::now() + SHUTDOWN_DRAIN;
+        self.drain_spool_until(deadline).await?;
+        if self.spooled == 0 {
+            self.collect_job().await?;
+            self.start_snapshot(None);
+            // Once the job is done its snapshot has been taken: whatever the capture still
+            // holds was committed before it or after, and goes after the anchor either way.
+            match tokio::time::timeout(SHUTDOWN_DRAIN, self.collect_job()).await {
+                Ok(result) => result?,
+                Err(_) => {
+                    if let Some(job) = self.job.take() {
+                        job.abort();
+                    }
+                    tracing::warn!("final snapshot not published: the engine does not answer");
+                }
             }
         }
-        rest.extend(self.held.drain(..));
-        if !rest.is_empty() {
-            self.publish(rest).await?;
+        stop.store(true, Ordering::Release);
+        let mut rest = Vec::new();
+        while let Some(batch) = rx.recv().await {
+            rest.extend(batch.map_err(|missed| SourceError::CaptureLagged { missed })?);
         }
-        self.drain_spool().await?;
-        self.collect_job().await?;
-        if self.spooled == 0 {
-            self.start_snapshot(None);
-            self.collect_job().await?;
-        } else {
+        self.publish(rest).await?;
+        self.drain_spool_until(deadline).await?;
+        if self.spooled > 0 {
+            if let Some(job) = self.job.take() {
+                job.abort();
+            }
             tracing::warn!(
                 entries = self.spooled,
                 "engine unreachable at shutdown; entries stay in the spool for the next run"
             );
+        }
+        Ok(())
+    }
+
+    async fn drain_spool_until(&mut self, deadline: Instant) -> Result<(), SourceError> {
+        self.drain_spool().await?;
+        while self.spooled > 0 && Instant::now() < deadline {
+            tokio::time::sleep(self.drain_backoff).await;
+            self.drain_spool().await?;
         }
         Ok(())
     }
@@ -620,7 +657,7 @@ impl<E: Engine> Publisher<E> {
             }
         }
         for change in changes {
-            if self.flow.holds_back(&change.key) {
+            if !self.stopping && self.flow.holds_back(&change.key) {
                 self.held.push_back(change);
             } else {
                 parts[usize::from(partition_of(&change.key, self.config.partitions))].push(change);
@@ -983,5 +1020,7 @@ async fn publish_snapshot<E: Engine>(
     Ok(anchor)
 }
 
+/// How long a stopping source keeps trying to drain its spool.
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(10);
 /// Snapshot chunks written per round trip.
 const CHUNKS_PER_WRITE: usize = 8;

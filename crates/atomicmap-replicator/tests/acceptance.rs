@@ -1,0 +1,480 @@
+//! Acceptance tests of issue 12 that run sources and replicas in this process against a real
+//! `redis-server`: bootstrap under writes, Redis restarted mid-stream, bad entries injected,
+//! two sources on the same keys. Each ends with an exact comparison (every key, every value)
+//! of every replica with the source's final state and its final published snapshot.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use atomicmap::Version;
+use atomicmap_replicator::codec::{decode_entry, encode_entry, ENTRY_FIELD};
+use atomicmap_replicator::engine::redis::RedisEngine;
+use atomicmap_replicator::engine::Layout;
+use atomicmap_replicator::load::Load;
+use atomicmap_replicator::resolve::{GCounter, LastWriterWins};
+use atomicmap_replicator::sink::{LocalMap, MapSink, RedisHashSink};
+use atomicmap_replicator::source::SourceMap;
+use common::{assert_same, published_snapshot, RunningReplica, RunningSource, PARTITIONS};
+
+async fn hash_contents(url: &str, key: &str) -> HashMap<String, Vec<u8>> {
+    let client = redis::Client::open(url).unwrap();
+    // A 100k-field reply takes a while to parse in a debug build.
+    let config =
+        redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(60)));
+    let mut connection = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .unwrap();
+    redis::cmd("HGETALL")
+        .arg(key)
+        .query_async(&mut connection)
+        .await
+        .unwrap()
+}
+
+async fn wait_for(load: atomicmap_replicator::load::LoadHandle) -> u64 {
+    tokio::task::spawn_blocking(move || {
+        while !load.is_finished() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        load.stop()
+    })
+    .await
+    .unwrap()
+}
+
+/// Acceptance 1: a replica bootstraps from snapshot + anchor while 2 writer threads mutate
+/// 100k keys; one replica into a local map, one into a Redis hash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootstrap_from_snapshot_and_anchor_while_two_writers_mutate_100k_keys() {
+    let redis = common::redis::start(false);
+    let engine = RedisEngine::new(&redis.url()).unwrap();
+    let layout = Layout::new("t1");
+    let dir = tempfile::tempdir().unwrap();
+    let map = Arc::new(SourceMap::with_node(1));
+    for i in 0..100_000 {
+        map.insert(format!("k{i}"), b"initial".to_vec());
+    }
+    let source = RunningSource::start(
+        &engine,
+        &layout,
+        "main",
+        map.clone(),
+        dir.path(),
+        Duration::from_millis(300),
+    );
+    let load = Load {
+        keys: 100_000,
+        rate: Some(50_000),
+        ops: Some(150_000),
+        remove_percent: 10,
+        counters: false,
+        threads: 2,
+        seed: 1,
+    }
+    .start(map.clone());
+    // Snapshots are taken while the writers run; the replicas start from the latest.
+    while source.stats.snapshots.load(Relaxed) < 3 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!load.is_finished(), "the writers must still be running");
+    let local = Arc::new(LocalMap::new());
+    let replica = RunningReplica::start(
+        &engine,
+        &layout,
+        "r1",
+        &["main"],
+        LastWriterWins,
+        MapSink::new(local.clone()),
+    );
+    let hash_sink = RedisHashSink::new(&engine, &layout, "r2");
+    let hash_key = hash_sink.values_key().to_string();
+    let replica2 =
+        RunningReplica::start(&engine, &layout, "r2", &["main"], LastWriterWins, hash_sink);
+    let ops = wait_for(load).await;
+    assert_eq!(ops, 150_000);
+    source.stop().await;
+
+    let expected: HashMap<String, Vec<u8>> = map.snapshot().to_map();
+    assert_same(
+        "final published snapshot",
+        &published_snapshot(&engine, &layout, "main").await,
+        &expected,
+    );
+    let r1 = replica.stop().await;
+    assert_eq!(
+        r1.stats().reloads.load(Relaxed),
+        1,
+        "one snapshot load, no reload"
+    );
+    assert!(
+        r1.stats().applied.load(Relaxed) > 0,
+        "the replica applied changes from the stream"
+    );
+    assert_same("replica records", &r1.values(), &expected);
+    assert_same("replica local map", &local.to_hash_map(), &expected);
+    replica2.stop().await;
+    assert_same(
+        "replica Redis hash",
+        &hash_contents(&redis.url(), &hash_key).await,
+        &expected,
+    );
+}
+
+/// Acceptance 4: redis-server (AOF, fsync always) is killed and restarted mid-stream; the
+/// source spools meanwhile and drains afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_mid_stream_source_spools_and_nothing_is_lost() {
+    let mut redis = common::redis::start(true);
+    let engine = RedisEngine::new(&redis.url()).unwrap();
+    let layout = Layout::new("t4");
+    let dir = tempfile::tempdir().unwrap();
+    let map = Arc::new(SourceMap::with_node(1));
+    let source = RunningSource::start(
+        &engine,
+        &layout,
+        "main",
+        map.clone(),
+        dir.path(),
+        Duration::from_millis(500),
+    );
+    let local = Arc::new(LocalMap::new());
+    let replica = RunningReplica::start(
+        &engine,
+        &layout,
+        "r1",
+        &["main"],
+        LastWriterWins,
+        MapSink::new(local.clone()),
+    );
+    let load = Load {
+        keys: 20_000,
+        rate: Some(10_000),
+        ops: None,
+        remove_percent: 10,
+        counters: false,
+        threads: 1,
+        seed: 4,
+    }
+    .start(map.clone());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let published_before = source.stats.published.load(Relaxed);
+    assert!(published_before > 0);
+    tokio::task::block_in_place(|| redis.kill());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        source.stats.spooled.load(Relaxed) > 0,
+        "the source spooled during the outage"
+    );
+    assert!(source.stats.spool_depth.load(Relaxed) > 0);
+    tokio::task::block_in_place(|| redis.restart()).unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let ops = tokio::task::spawn_blocking(move || load.stop())
+        .await
+        .unwrap();
+    assert!(
+        ops > 30_000,
+        "the writers went on during the outage ({ops} ops)"
+    );
+    let stats = source.stats.clone();
+    source.stop().await;
+    assert_eq!(stats.spool_depth.load(Relaxed), 0, "spool drained");
+
+    let expected: HashMap<String, Vec<u8>> = map.snapshot().to_map();
+    assert_same(
+        "final published snapshot",
+        &published_snapshot(&engine, &layout, "main").await,
+        &expected,
+    );
+    let replica = replica.stop().await;
+    assert_same("replica", &replica.values(), &expected);
+    assert_same("replica local map", &local.to_hash_map(), &expected);
+}
+
+/// Acceptance 5: foreign, truncated, corrupted, duplicated, reordered, misplaced and
+/// from-the-future entries injected into the streams while the source publishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_bad_entries_are_counted_and_skipped() {
+    let redis = common::redis::start(false);
+    let engine = RedisEngine::new(&redis.url()).unwrap();
+    let layout = Layout::new("t5");
+    let dir = tempfile::tempdir().unwrap();
+    let map = Arc::new(SourceMap::with_node(1));
+    let source = RunningSource::start(
+        &engine,
+        &layout,
+        "main",
+        map.clone(),
+        dir.path(),
+        Duration::from_millis(700),
+    );
+    let replica = RunningReplica::start(
+        &engine,
+        &layout,
+        "r1",
+        &["main"],
+        LastWriterWins,
+        MapSink::new(Arc::new(LocalMap::new())),
+    );
+    let load = Load {
+        keys: 5_000,
+        rate: Some(10_000),
+        ops: Some(30_000),
+        remove_percent: 10,
+        counters: false,
+        threads: 1,
+        seed: 5,
+    }
+    .start(map.clone());
+
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let mut injected = 0;
+    let mut round = 0u64;
+    while !load.is_finished() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        round += 1;
+        let p = (round % u64::from(PARTITIONS)) as u16;
+        let stream = layout.stream("main", p);
+        let recent: redis::streams::StreamRangeReply = redis::cmd("XREVRANGE")
+            .arg(&stream)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(20)
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        let ours: Vec<Vec<u8>> = recent
+            .ids
+            .iter()
+            .filter_map(|id| match id.map.get(ENTRY_FIELD) {
+                Some(redis::Value::BulkString(b)) if decode_entry(b).is_ok() => Some(b.clone()),
+                _ => None,
+            })
+            .collect();
+        let (Some(newest), Some(older)) = (ours.first(), ours.last()) else {
+            continue;
+        };
+        let (target, field, payload): (String, &str, Vec<u8>) = match round % 8 {
+            0 => (stream, "foo", b"bar".to_vec()),
+            1 => (stream, ENTRY_FIELD, b"not ours at all".to_vec()),
+            2 => (stream, ENTRY_FIELD, newest[..newest.len() / 2].to_vec()),
+            3 => (stream, ENTRY_FIELD, newest.clone()),
+            4 => (stream, ENTRY_FIELD, older.clone()),
+            5 => (
+                layout.stream("main", (p + 1) % PARTITIONS),
+                ENTRY_FIELD,
+                newest.clone(),
+            ),
+            6 => {
+                let mut entry = decode_entry(newest).unwrap();
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap();
+                let future_ms = now.as_millis() as u64 + 3_600_000;
+                for change in &mut entry.changes {
+                    change.version = Version::new(future_ms << 16, change.version.node());
+                }
+                (
+                    stream,
+                    ENTRY_FIELD,
+                    encode_entry(&entry.header, &entry.changes),
+                )
+            }
+            _ => {
+                let mut flipped = newest.clone();
+                let middle = flipped.len() / 2;
+                flipped[middle] ^= 0x5a;
+                (stream, ENTRY_FIELD, flipped)
+            }
+        };
+        redis::cmd("XADD")
+            .arg(&target)
+            .arg("*")
+            .arg(field)
+            .arg(payload)
+            .query_async::<redis::Value>(&mut connection)
+            .await
+            .unwrap();
+        injected += 1;
+    }
+    assert!(injected >= 80, "only {injected} entries injected");
+    wait_for(load).await;
+    source.stop().await;
+
+    let expected: HashMap<String, Vec<u8>> = map.snapshot().to_map();
+    assert_same(
+        "final published snapshot",
+        &published_snapshot(&engine, &layout, "main").await,
+        &expected,
+    );
+    let replica = replica.stop().await;
+    let stats = replica.stats();
+    for (what, count) in [
+        ("foreign", stats.foreign.load(Relaxed)),
+        ("corrupt", stats.corrupt.load(Relaxed)),
+        ("duplicate", stats.duplicates.load(Relaxed)),
+        ("from the future", stats.from_the_future.load(Relaxed)),
+        ("wrong partition", stats.wrong_partition.load(Relaxed)),
+    ] {
+        assert!(count > 0, "no {what} entry was counted");
+    }
+    assert_same("replica", &replica.values(), &expected);
+}
+
+/// Acceptance 6a: two sources increment the same G-Counters; every replica's totals equal the
+/// exact number of increments, whichever order it follows the sources in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sources_gcounter_totals_are_exact() {
+    let redis = common::redis::start(false);
+    let engine = RedisEngine::new(&redis.url()).unwrap();
+    let layout = Layout::new("t6g");
+    let dir = tempfile::tempdir().unwrap();
+    let east = Arc::new(SourceMap::with_node(1));
+    let west = Arc::new(SourceMap::with_node(2));
+    let interval = Duration::from_millis(400);
+    let east_source =
+        RunningSource::start(&engine, &layout, "east", east.clone(), dir.path(), interval);
+    let west_source =
+        RunningSource::start(&engine, &layout, "west", west.clone(), dir.path(), interval);
+    let local = Arc::new(LocalMap::new());
+    let a = RunningReplica::start(
+        &engine,
+        &layout,
+        "a",
+        &["east", "west"],
+        GCounter,
+        MapSink::new(local.clone()),
+    );
+    let hash_sink = RedisHashSink::new(&engine, &layout, "b");
+    let hash_key = hash_sink.values_key().to_string();
+    let b = RunningReplica::start(
+        &engine,
+        &layout,
+        "b",
+        &["west", "east"],
+        GCounter,
+        hash_sink,
+    );
+    let counting = |seed| Load {
+        keys: 1_000,
+        rate: Some(10_000),
+        ops: Some(20_000),
+        remove_percent: 0,
+        counters: true,
+        threads: 2,
+        seed,
+    };
+    let east_load = counting(61).start(east.clone());
+    let west_load = counting(62).start(west.clone());
+    assert_eq!(
+        wait_for(east_load).await + wait_for(west_load).await,
+        40_000
+    );
+    east_source.stop().await;
+    west_source.stop().await;
+
+    let count = |map: &SourceMap, key: &str| {
+        map.get(key)
+            .map_or(0, |v| u64::from_le_bytes(v.as_slice().try_into().unwrap()))
+    };
+    let mut expected: HashMap<String, u64> = HashMap::new();
+    for (key, _) in east.snapshot().iter().chain(west.snapshot().iter()) {
+        expected.insert(key.clone(), count(&east, key) + count(&west, key));
+    }
+    assert_eq!(expected.values().sum::<u64>(), 40_000);
+    let totals = |values: HashMap<String, Vec<u8>>| -> HashMap<String, u64> {
+        values
+            .into_iter()
+            .map(|(k, v)| (k, GCounter::total(&v).expect("a G-Counter record")))
+            .collect()
+    };
+    let a = a.stop().await;
+    assert_eq!(totals(a.values()), expected, "replica a");
+    assert_eq!(
+        totals(local.to_hash_map()),
+        expected,
+        "replica a's local map"
+    );
+    b.stop().await;
+    assert_eq!(
+        totals(hash_contents(&redis.url(), &hash_key).await),
+        expected,
+        "replica b"
+    );
+}
+
+/// Acceptance 6b: two sources write the same keys; last-writer-wins converges on every
+/// replica to the value of the larger version, whichever order it follows the sources in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sources_lww_converges_on_every_replica() {
+    let redis = common::redis::start(false);
+    let engine = RedisEngine::new(&redis.url()).unwrap();
+    let layout = Layout::new("t6l");
+    let dir = tempfile::tempdir().unwrap();
+    let east = Arc::new(SourceMap::with_node(1));
+    let west = Arc::new(SourceMap::with_node(2));
+    let interval = Duration::from_millis(400);
+    let east_source =
+        RunningSource::start(&engine, &layout, "east", east.clone(), dir.path(), interval);
+    let west_source =
+        RunningSource::start(&engine, &layout, "west", west.clone(), dir.path(), interval);
+    let a = RunningReplica::start(
+        &engine,
+        &layout,
+        "a",
+        &["east", "west"],
+        LastWriterWins,
+        MapSink::new(Arc::new(LocalMap::new())),
+    );
+    let b = RunningReplica::start(
+        &engine,
+        &layout,
+        "b",
+        &["west", "east"],
+        LastWriterWins,
+        MapSink::new(Arc::new(LocalMap::new())),
+    );
+    let writing = |seed| Load {
+        keys: 2_000,
+        rate: Some(10_000),
+        ops: Some(20_000),
+        remove_percent: 0,
+        counters: false,
+        threads: 1,
+        seed,
+    };
+    let east_load = writing(63).start(east.clone());
+    let west_load = writing(64).start(west.clone());
+    wait_for(east_load).await;
+    wait_for(west_load).await;
+    east_source.stop().await;
+    west_source.stop().await;
+
+    let mut expected: HashMap<String, (Version, Vec<u8>)> = HashMap::new();
+    for snapshot in [east.snapshot(), west.snapshot()] {
+        for (key, versioned) in snapshot.iter() {
+            let newer = expected
+                .get(key)
+                .is_none_or(|(v, _)| versioned.version > *v);
+            if newer {
+                expected.insert(key.clone(), (versioned.version, versioned.value.clone()));
+            }
+        }
+    }
+    let expected: HashMap<String, Vec<u8>> =
+        expected.into_iter().map(|(k, (_, v))| (k, v)).collect();
+    let a = a.stop().await;
+    let b = b.stop().await;
+    assert!(
+        a.stats().conflicts.load(Relaxed) > 0,
+        "the sources did write the same keys"
+    );
+    assert_same("replica a", &a.values(), &expected);
+    assert_same("replica b", &b.values(), &expected);
+}
