@@ -404,15 +404,17 @@ impl<E: Engine, R: Resolver, S: Sink> Replica<E, R, S> {
     async fn fell_behind(&self, index: usize) -> Result<bool, ReplicaError> {
         let cursor = self.cursor(index);
         let stats = &self.stats;
-        let deleted = retrying(
-            "deleted_up_to",
+        // A trim at an anchor keeps the anchor's own entry (MINID), so a replica standing
+        // exactly at an anchor has lost nothing.
+        Ok(retrying(
+            "lost_after",
             |op| stats.retry(op),
-            || self.engine.deleted_up_to(&self.streams[index]),
+            || {
+                self.engine
+                    .lost_after(&self.streams[index], cursor.position)
+            },
         )
-        .await?;
-        // A trim at an anchor keeps the anchor's own entry (MINID), so only a deletion past
-        // the cursor means entries the replica has not seen are gone.
-        Ok(deleted > cursor.position)
+        .await?)
     }
 
     fn cursor(&self, index: usize) -> Cursor {

@@ -167,12 +167,13 @@ pub trait Engine: Send + Sync + 'static {
         count: usize,
     ) -> impl Future<Output = Result<Vec<StreamEntry>, EngineError>> + Send;
 
-    /// The largest position ever deleted from the stream (by a trim or otherwise),
-    /// `Position::ZERO` if none: a reader whose cursor is below it has missed entries.
-    fn deleted_up_to(
+    /// Whether entries after `position` were deleted from the stream (trimmed, or removed
+    /// one by one): a reader whose cursor is at `position` has missed them.
+    fn lost_after(
         &self,
         stream: &str,
-    ) -> impl Future<Output = Result<Position, EngineError>> + Send;
+        position: Position,
+    ) -> impl Future<Output = Result<bool, EngineError>> + Send;
 
     /// Deletes the entries before `position`; returns how many went.
     fn trim_before(

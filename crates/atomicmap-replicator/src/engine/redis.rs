@@ -105,6 +105,23 @@ pub(crate) fn classify(error: RedisError) -> EngineError {
     }
 }
 
+/// The fields of `XINFO STREAM` that tell whether entries were deleted.
+#[derive(Default)]
+struct StreamInfo {
+    length: Option<i64>,
+    entries_added: Option<i64>,
+    last_generated: Option<Position>,
+    max_deleted: Option<Position>,
+    first: Option<Position>,
+}
+
+fn as_int(value: &Value) -> Option<i64> {
+    match value {
+        Value::Int(n) => Some(*n),
+        other => std::str::from_utf8(as_text(other)?).ok()?.parse().ok(),
+    }
+}
+
 fn protocol(what: &str, value: &Value) -> EngineError {
     EngineError::Protocol(format!("{what}: {value:?}"))
 }
@@ -262,27 +279,49 @@ impl Engine for RedisEngine {
         parse_entries(reply)
     }
 
-    async fn deleted_up_to(&self, stream: &str) -> Result<Position, EngineError> {
+    async fn lost_after(&self, stream: &str, position: Position) -> Result<bool, EngineError> {
         let reply: Value = match self
             .query(redis::cmd("XINFO").arg("STREAM").arg(stream))
             .await
         {
             Ok(reply) => reply,
             // A stream that does not exist yet has lost nothing.
-            Err(EngineError::Rejected(e)) if e.contains("no such key") => {
-                return Ok(Position::ZERO)
-            }
+            Err(EngineError::Rejected(e)) if e.contains("no such key") => return Ok(false),
             Err(e) => return Err(e),
         };
+        let mut info = StreamInfo::default();
         let mut fields = items(reply)?.into_iter();
         while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
-            if as_text(&name) == Some(b"max-deleted-entry-id") {
-                return parse_position(&value);
+            match as_text(&name) {
+                Some(b"length") => info.length = as_int(&value),
+                Some(b"entries-added") => info.entries_added = as_int(&value),
+                Some(b"last-generated-id") => info.last_generated = Some(parse_position(&value)?),
+                Some(b"max-deleted-entry-id") => info.max_deleted = Some(parse_position(&value)?),
+                Some(b"recorded-first-entry-id") => info.first = Some(parse_position(&value)?),
+                _ => {}
             }
         }
-        Err(EngineError::Protocol(
-            "XINFO STREAM without max-deleted-entry-id (Redis >= 7 is required)".into(),
-        ))
+        let (Some(length), Some(added), Some(last), Some(max_deleted), Some(first)) = (
+            info.length,
+            info.entries_added,
+            info.last_generated,
+            info.max_deleted,
+            info.first,
+        ) else {
+            return Err(EngineError::Protocol(
+                "XINFO STREAM lacks the Redis 7 fields (Redis >= 7 is required)".into(),
+            ));
+        };
+        // XDEL records the largest ID it removed; a trim does not (Redis 7.0), but it moves
+        // the first entry: entries after the cursor are gone when the first kept entry is
+        // past it, or, with nothing left, when the last entry ever added was.
+        Ok(max_deleted > position
+            || (added > length
+                && if length == 0 {
+                    last > position
+                } else {
+                    first > position
+                }))
     }
 
     async fn trim_before(&self, stream: &str, position: Position) -> Result<u64, EngineError> {

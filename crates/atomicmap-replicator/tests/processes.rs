@@ -1,0 +1,241 @@
+//! Acceptance tests of issue 12 with the real binary killed by SIGKILL: a replica process
+//! killed 5 times at random moments, and a source process killed mid-publish. Each ends with
+//! an exact comparison (every key, every value) against the source's final snapshot.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use atomicmap_replicator::engine::redis::RedisEngine;
+use atomicmap_replicator::engine::Layout;
+use atomicmap_replicator::load::Load;
+use atomicmap_replicator::resolve::LastWriterWins;
+use atomicmap_replicator::sink::{LocalMap, MapSink};
+use atomicmap_replicator::source::SourceMap;
+use common::{assert_same, published_snapshot, Random, RunningReplica, RunningSource, PARTITIONS};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_atomicmap-replicate");
+
+/// Starts the binary with `args`, its log appended to `log`.
+fn spawn(args: &[&str], log: &Path) -> Child {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    Command::new(BINARY)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(file)
+        .spawn()
+        .unwrap()
+}
+
+/// SIGKILL, and the process is gone.
+fn kill_9(child: &mut Child) {
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "killed, not exited");
+}
+
+fn log_of(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+async fn hash_contents(url: &str, key: &str) -> HashMap<String, Vec<u8>> {
+    let client = redis::Client::open(url).unwrap();
+    let config =
+        redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(60)));
+    let mut connection = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .unwrap();
+    redis::cmd("HGETALL")
+        .arg(key)
+        .query_async(&mut connection)
+        .await
+        .unwrap()
+}
+
+/// Acceptance 2: the replica binary (Redis hash sink, checkpoint in the same transaction) is
+/// killed with SIGKILL at 5 random moments and restarted; it ends exactly equal to the source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replica_process_killed_5_times_resumes_from_its_checkpoint() {
+    let redis = common::redis::start(false);
+    let url = redis.url();
+    let engine = RedisEngine::new(&url).unwrap();
+    let layout = Layout::new("t2");
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("replica.log");
+    let map = Arc::new(SourceMap::with_node(1));
+    let source = RunningSource::start(
+        &engine,
+        &layout,
+        "main",
+        map.clone(),
+        dir.path(),
+        Duration::from_secs(1),
+    );
+    let load = Load {
+        keys: 20_000,
+        rate: Some(10_000),
+        ops: None,
+        remove_percent: 10,
+        counters: false,
+        threads: 1,
+        seed: 2,
+    }
+    .start(map.clone());
+    let partitions = PARTITIONS.to_string();
+    let args = [
+        "replica",
+        "--redis",
+        &url,
+        "--prefix",
+        "t2",
+        "--name",
+        "r",
+        "--task",
+        "main",
+        "--partitions",
+        &partitions,
+        "--sink",
+        "hash",
+        "--log",
+        "info",
+    ];
+    let mut random = Random::from_clock();
+    let mut child = spawn(&args, &log);
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(300 + random.below(1200))).await;
+        kill_9(&mut child);
+        child = spawn(&args, &log);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::task::spawn_blocking(move || load.stop())
+        .await
+        .unwrap();
+    source.stop().await;
+
+    let expected: HashMap<String, Vec<u8>> = map.snapshot().to_map();
+    assert_same(
+        "final published snapshot",
+        &published_snapshot(&engine, &layout, "main").await,
+        &expected,
+    );
+    let hash = layout.replica_hash("r");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut actual = hash_contents(&url, &hash).await;
+    while actual != expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        actual = hash_contents(&url, &hash).await;
+    }
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    let log = log_of(&log);
+    assert!(exit.success(), "the replica failed; its log:\n{log}");
+    assert_same("replica Redis hash", &actual, &expected);
+    let resumed = log.matches("resumed from the sink's checkpoint").count();
+    assert!(
+        resumed >= 3,
+        "only {resumed} of 5 restarts resumed from the checkpoint; log:\n{log}"
+    );
+}
+
+/// Acceptance 3: the source binary is killed with SIGKILL mid-publish, twice, and restarted;
+/// it recovers its map from Redis, and a replica that followed throughout ends exactly equal
+/// to the final snapshot of the last run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_process_killed_mid_publish_recovers_with_nothing_lost() {
+    let redis = common::redis::start(false);
+    let url = redis.url();
+    let engine = RedisEngine::new(&url).unwrap();
+    let layout = Layout::new("t3");
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("source.log");
+    let spool = dir.path().join("spool");
+    let spool = spool.to_str().unwrap();
+    let local = Arc::new(LocalMap::new());
+    let replica = RunningReplica::start(
+        &engine,
+        &layout,
+        "r",
+        &["main"],
+        LastWriterWins,
+        MapSink::new(local.clone()),
+    );
+    let partitions = PARTITIONS.to_string();
+    let args = vec![
+        "source",
+        "--redis",
+        &url,
+        "--prefix",
+        "t3",
+        "--task",
+        "main",
+        "--node",
+        "1",
+        "--spool",
+        spool,
+        "--snapshot-interval",
+        "0.5",
+        "--keys",
+        "20000",
+        "--rate",
+        "20000",
+        "--partitions",
+        &partitions,
+        "--log",
+        "info",
+    ];
+    let mut random = Random::from_clock();
+    let stats = replica.stats.clone();
+    for _ in 0..2 {
+        let before = stats.applied.load(std::sync::atomic::Ordering::Relaxed);
+        let mut child = spawn(&args, &log);
+        tokio::time::sleep(Duration::from_millis(1000 + random.below(1500))).await;
+        kill_9(&mut child);
+        let after = stats.applied.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            after > before,
+            "the source was publishing when killed; log:\n{}",
+            log_of(&log)
+        );
+    }
+    let mut last = args.clone();
+    last.extend(["--ops", "20000"]);
+    let child = spawn(&last, &log);
+    let exit = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap().status)
+        .await
+        .unwrap();
+    assert!(
+        exit.success(),
+        "the last run failed; log:\n{}",
+        log_of(&log)
+    );
+    assert_eq!(
+        log_of(&log)
+            .matches("recovered the map from the engine")
+            .count(),
+        3,
+        "every run recovers first"
+    );
+
+    let expected = published_snapshot(&engine, &layout, "main").await;
+    assert!(expected.len() > 10_000, "{} keys", expected.len());
+    let replica = replica.stop().await;
+    assert_same("replica", &replica.values(), &expected);
+    assert_same("replica local map", &local.to_hash_map(), &expected);
+}
