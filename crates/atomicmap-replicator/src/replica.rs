@@ -185,9 +185,6 @@ const BACKOFF_MIN: Duration = Duration::from_millis(20);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// Snapshot chunks fetched per round trip.
 const CHUNKS_PER_READ: usize = 8;
-/// Snapshot loads in a row that may end at a gap before the replica gives up: a snapshot
-/// whose own anchor is followed by a gap cannot be fixed by loading it again.
-const MAX_RELOADS_WITHOUT_PROGRESS: u32 = 3;
 
 /// Runs `op` until it succeeds or fails for good, sleeping with exponential backoff between
 /// transient failures and counting each retry.
@@ -270,7 +267,8 @@ pub struct Replica<E: Engine, R: Resolver, S: Sink> {
     /// Stream keys, task-major: index `t * partitions + p`.
     streams: Vec<String>,
     stats: Arc<ReplicaStats>,
-    /// Snapshot loads since the last applied entry.
+    /// Snapshot loads since the last applied entry: a replica that keeps falling behind
+    /// right after loading is told about it, loudly.
     reloads_without_progress: u32,
     /// Lag per applied change (milliseconds from commit at the source to apply here), when
     /// the caller wants the distribution.
@@ -556,6 +554,14 @@ impl<E: Engine, R: Resolver, S: Sink> Replica<E, R, S> {
 
     async fn reload(&mut self) -> Result<(), ReplicaError> {
         self.reloads_without_progress += 1;
+        if self.reloads_without_progress > 1 {
+            tracing::warn!(
+                replica = %self.config.name,
+                reloads = self.reloads_without_progress,
+                "fell behind again before applying anything since the last snapshot load: \
+                 the sink is slower than the snapshot interval allows"
+            );
+        }
         tracing::warn!(
             replica = %self.config.name,
             "fell behind the trimmed tail of a stream; loading the latest snapshot"
@@ -738,9 +744,9 @@ impl<E: Engine, R: Resolver, S: Sink> Replica<E, R, S> {
                         self.cursor_mut(index).position = entry.position;
                     }
                     Admission::Gap { found } => {
-                        if self.reloads_without_progress < MAX_RELOADS_WITHOUT_PROGRESS
-                            && self.fell_behind(index).await?
-                        {
+                        // Only a trim justifies a reload, so this cannot loop on a real gap:
+                        // a gap right after an anchor stops the replica here.
+                        if self.fell_behind(index).await? {
                             return Ok(Next::Reload);
                         }
                         let p = usize::from(self.config.partitions);

@@ -43,7 +43,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use atomicmap::capture::RecvError;
+use atomicmap::capture::{RecvError, VersionedSnapshot};
 use atomicmap::{CapturedMap, ChangeEvent, SubscribeOptions, Subscription, Version};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -445,63 +445,92 @@ struct Publisher<E: Engine> {
     stopping: bool,
 }
 
-/// Publishes `map`'s changes until `shutdown` turns true (or its sender goes). Then it
-/// publishes what was committed before, drains the spool if the engine answers, publishes a
-/// final snapshot, and returns.
-///
-/// Call [`recover`] first after a crash. `map` should be written only after this function
-/// has subscribed, or through the whole call; writes before it are in the first snapshot.
-pub async fn run<E: Engine>(
-    engine: E,
-    config: SourceConfig,
-    map: Arc<SourceMap>,
-    stats: Arc<SourceStats>,
-    mut shutdown: watch::Receiver<bool>,
-) -> Result<(), SourceError> {
-    let spool = Arc::new(Mutex::new(Spool::open(
-        &config.spool_path,
-        config.spool_max_bytes,
-    )?));
-    let spooled = spool_call(&spool, |s| Ok(s.len())).await?;
-    let streams: Vec<String> = (0..config.partitions)
-        .map(|p| config.layout.stream(&config.task, p))
-        .collect();
-    let (snapshot, subscription) =
-        map.snapshot_and_subscribe(SubscribeOptions::waiting(config.capture_capacity));
-    let epoch = map.clock().tick().time();
-    let (tx, mut rx) = mpsc::channel(config.channel_capacity.max(1));
-    let stop = Arc::new(AtomicBool::new(false));
-    let capture = spawn_capture(subscription, tx, stop.clone(), config.capture_batch.max(1));
-    let partitions = usize::from(config.partitions);
-    let mut publisher = Publisher {
-        flow: FlowControl::new(config.flow.clone()),
-        engine,
-        map,
-        stats,
-        spool,
-        spooled,
-        next_drain: Instant::now(),
-        drain_backoff: Duration::from_millis(20),
-        streams,
-        epoch,
-        seqs: vec![0; partitions],
-        totals: vec![0; partitions],
-        positions: vec![Position::ZERO; partitions],
-        held: VecDeque::new(),
-        job: None,
-        last_anchor: None,
-        stopping: false,
-        config,
-    };
-    tracing::info!(task = %publisher.config.task, epoch, "source session starts");
-    let result = publisher
-        .publish_all(&mut rx, &mut shutdown, &stop, snapshot)
-        .await;
-    stop.store(true, Ordering::Release);
-    drop(rx);
-    // The capture thread notices the closed channel or the stop within one read timeout.
-    let _ = tokio::task::spawn_blocking(move || capture.join()).await;
-    result
+/// A source session, subscribed and ready to publish: [`start`](Source::start) it before
+/// the map's writers start (changes committed between `start` and [`run`](Source::run) are
+/// buffered by the subscription, not lost), then `run` it.
+pub struct Source<E: Engine> {
+    publisher: Publisher<E>,
+    rx: mpsc::Receiver<Result<Vec<Change>, u64>>,
+    stop: Arc<AtomicBool>,
+    capture: std::thread::JoinHandle<()>,
+    first: VersionedSnapshot<String, Vec<u8>>,
+}
+
+impl<E: Engine> Source<E> {
+    /// Opens the spool and subscribes to `map`'s changes (taking the session's first
+    /// snapshot with the subscription). Call [`recover`] first after a crash.
+    pub async fn start(
+        engine: E,
+        config: SourceConfig,
+        map: Arc<SourceMap>,
+        stats: Arc<SourceStats>,
+    ) -> Result<Self, SourceError> {
+        let path = config.spool_path.clone();
+        let max_bytes = config.spool_max_bytes;
+        let spool = tokio::task::spawn_blocking(move || Spool::open(&path, max_bytes))
+            .await
+            .map_err(|e| SourceError::Spool(SpoolError::Io(std::io::Error::other(e))))??;
+        let spooled = spool.len();
+        let streams: Vec<String> = (0..config.partitions)
+            .map(|p| config.layout.stream(&config.task, p))
+            .collect();
+        let (first, subscription) =
+            map.snapshot_and_subscribe(SubscribeOptions::waiting(config.capture_capacity));
+        let epoch = map.clock().tick().time();
+        let (tx, rx) = mpsc::channel(config.channel_capacity.max(1));
+        let stop = Arc::new(AtomicBool::new(false));
+        let capture = spawn_capture(subscription, tx, stop.clone(), config.capture_batch.max(1));
+        let partitions = usize::from(config.partitions);
+        let publisher = Publisher {
+            flow: FlowControl::new(config.flow.clone()),
+            engine,
+            map,
+            stats,
+            spool: Arc::new(Mutex::new(spool)),
+            spooled,
+            next_drain: Instant::now(),
+            drain_backoff: Duration::from_millis(20),
+            streams,
+            epoch,
+            seqs: vec![0; partitions],
+            totals: vec![0; partitions],
+            positions: vec![Position::ZERO; partitions],
+            held: VecDeque::new(),
+            job: None,
+            last_anchor: None,
+            stopping: false,
+            config,
+        };
+        tracing::info!(task = %publisher.config.task, epoch, "source session starts");
+        Ok(Source {
+            publisher,
+            rx,
+            stop,
+            capture,
+            first,
+        })
+    }
+
+    /// Publishes the map's changes until `shutdown` turns true (or its sender goes). Then it
+    /// publishes what was committed before, a final snapshot, drains the spool if the engine
+    /// answers, and returns.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<(), SourceError> {
+        let Source {
+            mut publisher,
+            mut rx,
+            stop,
+            capture,
+            first,
+        } = self;
+        let result = publisher
+            .publish_all(&mut rx, &mut shutdown, &stop, first)
+            .await;
+        stop.store(true, Ordering::Release);
+        drop(rx);
+        // The capture thread notices the closed channel or the stop within one read timeout.
+        let _ = tokio::task::spawn_blocking(move || capture.join()).await;
+        result
+    }
 }
 
 impl<E: Engine> Publisher<E> {
@@ -510,7 +539,7 @@ impl<E: Engine> Publisher<E> {
         rx: &mut mpsc::Receiver<Result<Vec<Change>, u64>>,
         shutdown: &mut watch::Receiver<bool>,
         stop: &AtomicBool,
-        first: atomicmap::capture::VersionedSnapshot<String, Vec<u8>>,
+        first: VersionedSnapshot<String, Vec<u8>>,
     ) -> Result<(), SourceError> {
         // The first anchor: the streams' tails now, before any change of the subscription
         // (which starts right after `first`) is published.
@@ -874,10 +903,7 @@ impl<E: Engine> Publisher<E> {
     /// Starts publishing a snapshot in the background, unless one is running or the spool
     /// holds entries (then the streams' positions are not all known). `first` is the
     /// session's initial snapshot, taken with the subscription.
-    fn start_snapshot(
-        &mut self,
-        first: Option<atomicmap::capture::VersionedSnapshot<String, Vec<u8>>>,
-    ) {
+    fn start_snapshot(&mut self, first: Option<VersionedSnapshot<String, Vec<u8>>>) {
         if self.job.is_some() || self.spooled > 0 {
             return;
         }
@@ -935,7 +961,7 @@ async fn publish_snapshot<E: Engine>(
     engine: &E,
     config: &SourceConfig,
     snapshot_id: u64,
-    snapshot: atomicmap::capture::VersionedSnapshot<String, Vec<u8>>,
+    snapshot: VersionedSnapshot<String, Vec<u8>>,
     cursors: Vec<Cursor>,
     previous: Option<Anchor>,
     stats: &SourceStats,

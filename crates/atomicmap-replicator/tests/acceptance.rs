@@ -66,7 +66,8 @@ async fn bootstrap_from_snapshot_and_anchor_while_two_writers_mutate_100k_keys()
         map.clone(),
         dir.path(),
         Duration::from_millis(300),
-    );
+    )
+    .await;
     let load = Load {
         keys: 100_000,
         rate: Some(50_000),
@@ -141,7 +142,8 @@ async fn redis_restarted_mid_stream_source_spools_and_nothing_is_lost() {
         map.clone(),
         dir.path(),
         Duration::from_millis(500),
-    );
+    )
+    .await;
     let local = Arc::new(LocalMap::new());
     let replica = RunningReplica::start(
         &engine,
@@ -211,7 +213,8 @@ async fn injected_bad_entries_are_counted_and_skipped() {
         map.clone(),
         dir.path(),
         Duration::from_millis(700),
-    );
+    )
+    .await;
     let replica = RunningReplica::start(
         &engine,
         &layout,
@@ -339,9 +342,9 @@ async fn two_sources_gcounter_totals_are_exact() {
     let west = Arc::new(SourceMap::with_node(2));
     let interval = Duration::from_millis(400);
     let east_source =
-        RunningSource::start(&engine, &layout, "east", east.clone(), dir.path(), interval);
+        RunningSource::start(&engine, &layout, "east", east.clone(), dir.path(), interval).await;
     let west_source =
-        RunningSource::start(&engine, &layout, "west", west.clone(), dir.path(), interval);
+        RunningSource::start(&engine, &layout, "west", west.clone(), dir.path(), interval).await;
     let local = Arc::new(LocalMap::new());
     let a = RunningReplica::start(
         &engine,
@@ -421,9 +424,9 @@ async fn two_sources_lww_converges_on_every_replica() {
     let west = Arc::new(SourceMap::with_node(2));
     let interval = Duration::from_millis(400);
     let east_source =
-        RunningSource::start(&engine, &layout, "east", east.clone(), dir.path(), interval);
+        RunningSource::start(&engine, &layout, "east", east.clone(), dir.path(), interval).await;
     let west_source =
-        RunningSource::start(&engine, &layout, "west", west.clone(), dir.path(), interval);
+        RunningSource::start(&engine, &layout, "west", west.clone(), dir.path(), interval).await;
     let a = RunningReplica::start(
         &engine,
         &layout,
@@ -477,4 +480,189 @@ async fn two_sources_lww_converges_on_every_replica() {
     );
     assert_same("replica a", &a.values(), &expected);
     assert_same("replica b", &b.values(), &expected);
+}
+
+/// A replica that stopped, while the source went on snapshotting and trimming, finds its
+/// checkpoint behind the trimmed streams when it restarts and loads the latest snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_replica_behind_the_trimmed_tail_reloads_a_snapshot() {
+    let redis = common::redis::start(false);
+    let engine = RedisEngine::new(&redis.url()).unwrap();
+    let layout = Layout::new("trim");
+    let dir = tempfile::tempdir().unwrap();
+    let map = Arc::new(SourceMap::with_node(1));
+    let source = RunningSource::start(
+        &engine,
+        &layout,
+        "main",
+        map.clone(),
+        dir.path(),
+        Duration::from_millis(200),
+    )
+    .await;
+    let load = Load {
+        keys: 5_000,
+        rate: Some(10_000),
+        ops: None,
+        remove_percent: 10,
+        counters: false,
+        threads: 1,
+        seed: 7,
+    }
+    .start(map.clone());
+    let sink = RedisHashSink::new(&engine, &layout, "r");
+    let hash_key = sink.values_key().to_string();
+    let replica = RunningReplica::start(&engine, &layout, "r", &["main"], LastWriterWins, sink);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stopped = replica.stop().await;
+    let checkpoint = stopped.checkpoint();
+    let snapshots = source.stats.snapshots.load(Relaxed);
+    while source.stats.snapshots.load(Relaxed) < snapshots + 3 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut lost = false;
+    for (p, cursor) in checkpoint.tasks[0].cursors.iter().enumerate() {
+        lost |= atomicmap_replicator::engine::Engine::lost_after(
+            &engine,
+            &layout.stream("main", p as u16),
+            cursor.position,
+        )
+        .await
+        .unwrap();
+    }
+    assert!(
+        lost,
+        "the streams were trimmed past the stopped replica's checkpoint"
+    );
+
+    let sink = RedisHashSink::new(&engine, &layout, "r");
+    let replica = RunningReplica::start(&engine, &layout, "r", &["main"], LastWriterWins, sink);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::task::spawn_blocking(move || load.stop())
+        .await
+        .unwrap();
+    source.stop().await;
+    let replica = replica.stop().await;
+    assert_eq!(
+        replica.stats().reloads.load(Relaxed),
+        1,
+        "reloaded a snapshot"
+    );
+    let expected: HashMap<String, Vec<u8>> = map.snapshot().to_map();
+    assert_same(
+        "replica Redis hash",
+        &hash_contents(&redis.url(), &hash_key).await,
+        &expected,
+    );
+}
+
+/// A sink that takes its time, so that its replica falls behind while following.
+struct SlowSink(MapSink, Duration);
+
+impl atomicmap_replicator::sink::Sink for SlowSink {
+    const DURABLE: bool = false;
+
+    async fn recover(
+        &mut self,
+    ) -> Result<atomicmap_replicator::sink::Recovered, atomicmap_replicator::engine::EngineError>
+    {
+        self.0.recover().await
+    }
+
+    async fn reset(&mut self) -> Result<(), atomicmap_replicator::engine::EngineError> {
+        self.0.reset().await
+    }
+
+    async fn apply(
+        &mut self,
+        records: &[(String, atomicmap_replicator::resolve::Record)],
+        checkpoint: Option<&atomicmap_replicator::codec::Checkpoint>,
+    ) -> Result<(), atomicmap_replicator::engine::EngineError> {
+        tokio::time::sleep(self.1).await;
+        self.0.apply(records, checkpoint).await
+    }
+}
+
+/// A replica that falls behind the trimmed tail while it follows (a slow sink, frequent
+/// snapshots) loads the latest snapshot by itself and ends exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn following_replica_that_falls_behind_the_trimmed_tail_reloads_a_snapshot() {
+    let redis = common::redis::start(false);
+    let engine = RedisEngine::new(&redis.url()).unwrap();
+    let layout = Layout::new("slow");
+    let dir = tempfile::tempdir().unwrap();
+    let map = Arc::new(SourceMap::with_node(1));
+    let source = RunningSource::start(
+        &engine,
+        &layout,
+        "main",
+        map.clone(),
+        dir.path(),
+        Duration::from_millis(100),
+    )
+    .await;
+    let local = Arc::new(LocalMap::new());
+    let sink = SlowSink(MapSink::new(local.clone()), Duration::from_millis(400));
+    let replica = RunningReplica::start(&engine, &layout, "r", &["main"], LastWriterWins, sink);
+    let load = Load {
+        keys: 5_000,
+        rate: Some(10_000),
+        ops: Some(25_000),
+        remove_percent: 10,
+        counters: false,
+        threads: 1,
+        seed: 8,
+    }
+    .start(map.clone());
+    wait_for(load).await;
+    source.stop().await;
+    let replica = replica.stop().await;
+    assert!(
+        replica.stats().reloads.load(Relaxed) >= 2,
+        "the replica reloaded a snapshot after its first load"
+    );
+    let expected: HashMap<String, Vec<u8>> = map.snapshot().to_map();
+    assert_same("replica", &replica.values(), &expected);
+    assert_same("replica local map", &local.to_hash_map(), &expected);
+}
+
+/// Snapshots are chunked: a map of a million entries is published and loaded exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_of_a_million_entries_loads_exactly() {
+    let redis = common::redis::start(false);
+    let engine = RedisEngine::new(&redis.url()).unwrap();
+    let layout = Layout::new("big");
+    let dir = tempfile::tempdir().unwrap();
+    let map = Arc::new(SourceMap::with_node(1));
+    for i in 0..1_000_000u32 {
+        map.insert(format!("key-{i}"), i.to_le_bytes().to_vec());
+    }
+    let source = RunningSource::start(
+        &engine,
+        &layout,
+        "main",
+        map.clone(),
+        dir.path(),
+        Duration::from_secs(3600),
+    )
+    .await;
+    while source.stats.snapshots.load(Relaxed) < 1 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let replica = RunningReplica::start(
+        &engine,
+        &layout,
+        "r",
+        &["main"],
+        LastWriterWins,
+        MapSink::new(Arc::new(LocalMap::new())),
+    );
+    for i in 0..1_000u32 {
+        map.insert(format!("key-{i}"), b"changed".to_vec());
+    }
+    let replica = replica.stop().await;
+    let expected: HashMap<String, Vec<u8>> = map.snapshot().to_map();
+    assert_eq!(expected.len(), 1_000_000);
+    assert_same("replica", &replica.values(), &expected);
+    source.stop().await;
 }

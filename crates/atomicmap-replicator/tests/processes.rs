@@ -80,7 +80,8 @@ async fn replica_process_killed_5_times_resumes_from_its_checkpoint() {
         map.clone(),
         dir.path(),
         Duration::from_secs(1),
-    );
+    )
+    .await;
     let load = Load {
         keys: 20_000,
         rate: Some(10_000),

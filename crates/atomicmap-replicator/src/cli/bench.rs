@@ -14,7 +14,7 @@ use atomicmap_replicator::metrics::SourceStats;
 use atomicmap_replicator::replica::{Replica, ReplicaConfig};
 use atomicmap_replicator::resolve::LastWriterWins;
 use atomicmap_replicator::sink::{LocalMap, MapSink};
-use atomicmap_replicator::source::{self, SourceConfig, SourceMap};
+use atomicmap_replicator::source::{Source, SourceConfig, SourceMap};
 use clap::Args;
 use hdrhistogram::Histogram;
 use tokio::sync::watch;
@@ -66,13 +66,10 @@ async fn run_once(
     let map = Arc::new(SourceMap::with_node(1));
     let stats = Arc::new(SourceStats::default());
     let (source_stop, source_rx) = watch::channel(false);
-    let publisher = tokio::spawn(source::run(
-        engine.fork(),
-        config,
-        map.clone(),
-        stats.clone(),
-        source_rx,
-    ));
+    let publisher = {
+        let source = Source::start(engine.fork(), config, map.clone(), stats.clone()).await?;
+        tokio::spawn(source.run(source_rx))
+    };
 
     let histogram = Arc::new(Mutex::new(Histogram::<u64>::new(3)?));
     let config = ReplicaConfig::new("bench", vec!["bench".into()], args.partitions, layout);

@@ -14,7 +14,7 @@ use atomicmap_replicator::metrics::{ReplicaStats, SourceStats};
 use atomicmap_replicator::replica::{read_snapshot, Replica, ReplicaConfig};
 use atomicmap_replicator::resolve::LastWriterWins;
 use atomicmap_replicator::sink::{LocalMap, MapSink};
-use atomicmap_replicator::source::{self, SourceConfig, SourceMap};
+use atomicmap_replicator::source::{Source, SourceConfig, SourceMap};
 use clap::Args;
 use tokio::sync::watch;
 
@@ -66,13 +66,11 @@ pub async fn run(args: DemoArgs) -> Result<(), BoxError> {
     let map = Arc::new(SourceMap::with_node(1));
     let source_stats = Arc::new(SourceStats::default());
     let (source_stop, source_rx) = watch::channel(false);
-    let publisher = tokio::spawn(source::run(
-        engine.fork(),
-        config,
-        map.clone(),
-        source_stats.clone(),
-        source_rx,
-    ));
+    let publisher = {
+        let source =
+            Source::start(engine.fork(), config, map.clone(), source_stats.clone()).await?;
+        tokio::spawn(source.run(source_rx))
+    };
 
     let (replica_stop, replica_rx) = watch::channel(false);
     let mut replicas: Vec<(String, Arc<LocalMap>, Arc<ReplicaStats>, ReplicaTask)> = Vec::new();

@@ -16,7 +16,7 @@ use atomicmap_replicator::metrics::{ReplicaStats, SourceStats};
 use atomicmap_replicator::replica::{Replica, ReplicaConfig};
 use atomicmap_replicator::resolve::{GCounter, LastWriterWins, Resolver};
 use atomicmap_replicator::sink::{LocalMap, MapSink, RedisHashSink, Sink};
-use atomicmap_replicator::source::{self, SourceConfig, SourceMap};
+use atomicmap_replicator::source::{self, Source, SourceConfig, SourceMap};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tokio::sync::watch;
 
@@ -206,13 +206,10 @@ async fn run_source(args: SourceArgs) -> Result<(), BoxError> {
     tracing::info!(keys = recovery.keys, "map ready");
     let mut shutdown = shutdown_on_signal()?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let publisher = tokio::spawn(source::run(
-        engine,
-        config,
-        map.clone(),
-        stats.clone(),
-        stop_rx,
-    ));
+    let publisher = {
+        let source = Source::start(engine, config, map.clone(), stats.clone()).await?;
+        tokio::spawn(source.run(stop_rx))
+    };
     let load = Load {
         keys: args.keys,
         rate: (args.rate > 0).then_some(args.rate),

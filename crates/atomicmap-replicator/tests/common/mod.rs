@@ -15,7 +15,7 @@ use atomicmap_replicator::metrics::{ReplicaStats, SourceStats};
 use atomicmap_replicator::replica::{read_snapshot, Replica, ReplicaConfig, ReplicaError};
 use atomicmap_replicator::resolve::Resolver;
 use atomicmap_replicator::sink::Sink;
-use atomicmap_replicator::source::{self, SourceConfig, SourceError, SourceMap};
+use atomicmap_replicator::source::{Source, SourceConfig, SourceError, SourceMap};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -31,7 +31,7 @@ pub struct RunningSource {
 
 impl RunningSource {
     /// Publishes `map` as `task`, spooling into `dir`.
-    pub fn start(
+    pub async fn start(
         engine: &RedisEngine,
         layout: &Layout,
         task: &str,
@@ -49,13 +49,12 @@ impl RunningSource {
         config.chunk_entries = 5_000;
         let stats = Arc::new(SourceStats::default());
         let (stop, rx) = watch::channel(false);
-        let task = tokio::spawn(source::run(
-            engine.fork(),
-            config,
-            map.clone(),
-            stats.clone(),
-            rx,
-        ));
+        let task = {
+            let source = Source::start(engine.fork(), config, map.clone(), stats.clone())
+                .await
+                .expect("source start");
+            tokio::spawn(source.run(rx))
+        };
         RunningSource {
             map,
             stats,
