@@ -231,7 +231,9 @@ impl ReplicaStats {
         self.conflicts.fetch_add(conflicts, Relaxed);
         counter!(APPLIED).increment(applied);
         counter!(CONFLICTS).increment(conflicts);
-        histogram!(BATCH_SIZE).record(applied as f64);
+        if applied > 0 {
+            histogram!(BATCH_SIZE).record(applied as f64);
+        }
     }
     pub(crate) fn retry(&self, op: &'static str) {
         self.retries.fetch_add(1, Relaxed);

@@ -569,11 +569,32 @@ impl<E: Engine, R: Resolver, S: Sink> Replica<E, R, S> {
         self.load_snapshots(true).await
     }
 
-    /// Reads and applies until every stream has nothing more (no waiting).
+    /// Reads and applies, without waiting, every entry that is in the streams when it is
+    /// called (later ones too if they come in the same reads): so it ends even while the
+    /// sources go on publishing.
     pub async fn catch_up(&mut self) -> Result<(), ReplicaError> {
         let stats = self.stats.clone();
+        let mut tails = Vec::with_capacity(self.streams.len());
+        for stream in &self.streams {
+            let tail = retrying(
+                "tail",
+                |op| stats.retry(op),
+                || self.engine.read_back(stream, None, 1),
+            )
+            .await?;
+            tails.push(tail.first().map_or(Position::ZERO, |e| e.position));
+        }
         loop {
-            let from = self.read_positions();
+            let from: Vec<(String, Position)> = self
+                .read_positions()
+                .into_iter()
+                .zip(&tails)
+                .filter(|((_, position), tail)| position < *tail)
+                .map(|(from, _)| from)
+                .collect();
+            if from.is_empty() {
+                return Ok(());
+            }
             let batch = retrying(
                 "read",
                 |op| stats.retry(op),
@@ -586,6 +607,14 @@ impl<E: Engine, R: Resolver, S: Sink> Replica<E, R, S> {
             if batch.iter().all(|(_, entries)| entries.is_empty()) {
                 return Ok(());
             }
+            // `read` numbers the streams of `from`; the applier wants the replica's numbering.
+            let batch = batch
+                .into_iter()
+                .filter_map(|(i, entries)| {
+                    let index = self.streams.iter().position(|s| *s == from[i].0)?;
+                    Some((index, entries))
+                })
+                .collect();
             if let Next::Reload = self.apply_read(batch).await? {
                 self.reload().await?;
             }
