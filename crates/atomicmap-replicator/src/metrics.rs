@@ -25,6 +25,8 @@ pub const SPOOL_DEPTH: &str = "replicator_spool_depth_entries";
 pub const SPOOL_BYTES: &str = "replicator_spool_bytes";
 /// Snapshots published.
 pub const SNAPSHOTS: &str = "replicator_snapshots_total";
+/// Changes of low-priority prefixes held back at flow level 2.
+pub const HELD_BACK: &str = "replicator_held_back_total";
 /// The flow level (0 normal, 1 small batches, 2 low-priority prefixes paused, 3 spooling).
 pub const FLOW_LEVEL: &str = "replicator_flow_level";
 /// Changes applied to a replica's records.
@@ -65,6 +67,7 @@ pub fn describe() {
     describe_gauge!(SPOOL_DEPTH, Unit::Count, "entries waiting in the spool");
     describe_gauge!(SPOOL_BYTES, Unit::Bytes, "bytes in the spool file");
     describe_counter!(SNAPSHOTS, Unit::Count, "snapshots published");
+    describe_counter!(HELD_BACK, Unit::Count, "low-priority changes held back");
     describe_gauge!(
         FLOW_LEVEL,
         Unit::Count,
@@ -119,6 +122,8 @@ pub struct SourceStats {
     pub spool_depth: AtomicU64,
     /// Snapshots published.
     pub snapshots: AtomicU64,
+    /// Changes of low-priority prefixes held back (flow level 2).
+    pub held_back: AtomicU64,
 }
 
 impl SourceStats {
@@ -144,6 +149,10 @@ impl SourceStats {
     pub(crate) fn snapshot(&self) {
         self.snapshots.fetch_add(1, Relaxed);
         counter!(SNAPSHOTS).increment(1);
+    }
+    pub(crate) fn held_back(&self, changes: u64) {
+        self.held_back.fetch_add(changes, Relaxed);
+        counter!(HELD_BACK).increment(changes);
     }
 }
 

@@ -132,6 +132,8 @@ pub enum SourceError {
         /// How many.
         missed: u64,
     },
+    /// A thread or task of the source could not start, or panicked.
+    Task(String),
 }
 
 impl fmt::Display for SourceError {
@@ -143,6 +145,7 @@ impl fmt::Display for SourceError {
             SourceError::CaptureLagged { missed } => {
                 write!(f, "the capture subscription lost {missed} changes")
             }
+            SourceError::Task(e) => write!(f, "source task: {e}"),
         }
     }
 }
@@ -310,9 +313,7 @@ async fn spool_call<T: Send + 'static>(
     .await;
     match result {
         Ok(result) => Ok(result?),
-        Err(join) => Err(SourceError::Spool(SpoolError::Io(std::io::Error::other(
-            join,
-        )))),
+        Err(join) => Err(SourceError::Task(join.to_string())),
     }
 }
 
@@ -384,7 +385,7 @@ fn spawn_capture(
     tx: mpsc::Sender<Result<Vec<Change>, u64>>,
     stop: Arc<AtomicBool>,
     batch: usize,
-) -> std::thread::JoinHandle<()> {
+) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("replicator-capture".into())
         .spawn(move || loop {
@@ -411,7 +412,6 @@ fn spawn_capture(
                 Err(RecvError::Closed) => return,
             }
         })
-        .unwrap_or_else(|e| panic!("cannot start the capture thread: {e}"))
 }
 
 /// A snapshot being published in the background.
@@ -469,7 +469,7 @@ impl<E: Engine> Source<E> {
         let max_bytes = config.spool_max_bytes;
         let spool = tokio::task::spawn_blocking(move || Spool::open(&path, max_bytes))
             .await
-            .map_err(|e| SourceError::Spool(SpoolError::Io(std::io::Error::other(e))))??;
+            .map_err(|e| SourceError::Task(e.to_string()))??;
         let spooled = spool.len();
         let streams: Vec<String> = (0..config.partitions)
             .map(|p| config.layout.stream(&config.task, p))
@@ -479,7 +479,8 @@ impl<E: Engine> Source<E> {
         let epoch = map.clock().tick().time();
         let (tx, rx) = mpsc::channel(config.channel_capacity.max(1));
         let stop = Arc::new(AtomicBool::new(false));
-        let capture = spawn_capture(subscription, tx, stop.clone(), config.capture_batch.max(1));
+        let capture = spawn_capture(subscription, tx, stop.clone(), config.capture_batch.max(1))
+            .map_err(|e| SourceError::Task(format!("cannot start the capture thread: {e}")))?;
         let partitions = usize::from(config.partitions);
         let publisher = Publisher {
             flow: FlowControl::new(config.flow.clone()),
@@ -530,6 +531,16 @@ impl<E: Engine> Source<E> {
         // The capture thread notices the closed channel or the stop within one read timeout.
         let _ = tokio::task::spawn_blocking(move || capture.join()).await;
         result
+    }
+}
+
+impl<E: Engine> Drop for Publisher<E> {
+    fn drop(&mut self) {
+        // A snapshot job outliving its session could write its anchor over a newer
+        // session's.
+        if let Some(job) = self.job.take() {
+            job.abort();
+        }
     }
 }
 
@@ -687,6 +698,7 @@ impl<E: Engine> Publisher<E> {
         }
         for change in changes {
             if !self.stopping && self.flow.holds_back(&change.key) {
+                self.stats.held_back(1);
                 self.held.push_back(change);
             } else {
                 parts[usize::from(partition_of(&change.key, self.config.partitions))].push(change);
@@ -927,7 +939,7 @@ impl<E: Engine> Publisher<E> {
                 Some(snapshot) => snapshot,
                 None => tokio::task::spawn_blocking(move || map.snapshot())
                     .await
-                    .map_err(|e| SourceError::Spool(SpoolError::Io(std::io::Error::other(e))))?,
+                    .map_err(|e| SourceError::Task(e.to_string()))?,
             };
             publish_snapshot(
                 &engine,
@@ -948,7 +960,7 @@ impl<E: Engine> Publisher<E> {
             match job.await {
                 Ok(Ok(anchor)) => self.last_anchor = Some(anchor),
                 Ok(Err(e)) => return Err(e),
-                Err(e) => return Err(SourceError::Spool(SpoolError::Io(std::io::Error::other(e)))),
+                Err(e) => return Err(SourceError::Task(e.to_string())),
             }
         }
         Ok(())
@@ -1000,7 +1012,7 @@ async fn publish_snapshot<E: Engine>(
         chunks
     })
     .await
-    .map_err(|e| SourceError::Spool(SpoolError::Io(std::io::Error::other(e))))?;
+    .map_err(|e| SourceError::Task(e.to_string()))?;
     for group in chunks.chunks(CHUNKS_PER_WRITE) {
         retrying("snapshot", |op| stats.retry(op), || engine.put(group)).await?;
     }

@@ -666,3 +666,122 @@ async fn a_snapshot_of_a_million_entries_loads_exactly() {
     assert_same("replica", &replica.values(), &expected);
     source.stop().await;
 }
+
+/// A source that dies while Redis is down loses nothing it had spooled: the next run drains
+/// the spool its predecessor left before rebuilding the map from Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_crash_while_spooling_loses_nothing_that_was_spooled() {
+    let mut redis = common::redis::start(true);
+    let engine = RedisEngine::new(&redis.url()).unwrap();
+    let layout = Layout::new("crash");
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::source_config(&layout, "main", dir.path(), Duration::from_secs(3600));
+    let map = Arc::new(SourceMap::with_node(1));
+    let source = RunningSource::start_with(&engine, config.clone(), map.clone()).await;
+    let writes = |seed, ops| Load {
+        keys: 3_000,
+        rate: Some(20_000),
+        ops: Some(ops),
+        remove_percent: 10,
+        counters: false,
+        threads: 1,
+        seed,
+    };
+    wait_for(writes(9, 5_000).start(map.clone())).await;
+    while source.stats.published.load(Relaxed) == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::task::block_in_place(|| redis.kill());
+    wait_for(writes(10, 5_000).start(map.clone())).await;
+    // Everything the writers did is spooled once the spool stops growing.
+    let mut spooled = 0;
+    loop {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let now = source.stats.spooled.load(Relaxed);
+        if now > 0 && now == spooled {
+            break;
+        }
+        spooled = now;
+    }
+    source.crash().await;
+    tokio::task::block_in_place(|| redis.restart()).unwrap();
+
+    let recovered = Arc::new(SourceMap::with_node(1));
+    let stats = atomicmap_replicator::metrics::SourceStats::default();
+    let recovery = atomicmap_replicator::source::recover(&engine, &config, &recovered, &stats)
+        .await
+        .unwrap();
+    assert!(recovery.spool_entries_drained > 0, "{recovery:?}");
+    let expected: HashMap<String, Vec<u8>> = map.snapshot().to_map();
+    assert_same("recovered map", &recovered.snapshot().to_map(), &expected);
+
+    // The new session goes on; a replica ends equal to it.
+    let source = RunningSource::start_with(&engine, config, recovered.clone()).await;
+    let replica = RunningReplica::start(
+        &engine,
+        &layout,
+        "r",
+        &["main"],
+        LastWriterWins,
+        MapSink::new(Arc::new(LocalMap::new())),
+    );
+    wait_for(writes(11, 5_000).start(recovered.clone())).await;
+    source.stop().await;
+    let replica = replica.stop().await;
+    assert_same("replica", &replica.values(), &recovered.snapshot().to_map());
+}
+
+/// At flow level 2 (here forced by thresholds of zero) changes of low-priority prefixes are
+/// held back while the others flow; they are all published in the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn low_priority_prefixes_are_held_back_at_level_2() {
+    let redis = common::redis::start(false);
+    let engine = RedisEngine::new(&redis.url()).unwrap();
+    let layout = Layout::new("pause");
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::source_config(&layout, "main", dir.path(), Duration::from_secs(3600));
+    config.flow = atomicmap_replicator::flow::FlowLevels {
+        slow: Duration::ZERO,
+        very_slow: Duration::ZERO,
+        low_priority: vec!["temp:".into()],
+        ..Default::default()
+    };
+    let map = Arc::new(SourceMap::with_node(1));
+    let source = RunningSource::start_with(&engine, config, map.clone()).await;
+    let local = Arc::new(LocalMap::new());
+    let replica = RunningReplica::start(
+        &engine,
+        &layout,
+        "r",
+        &["main"],
+        LastWriterWins,
+        MapSink::new(local.clone()),
+    );
+    // The first append measures a latency above zero: level 2 from then on.
+    map.insert("user:first".into(), b"1".to_vec());
+    while local.get("user:first").is_none() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for i in 0..1_000 {
+        map.insert(format!("temp:{i}"), b"t".to_vec());
+        map.insert(format!("user:{i}"), b"u".to_vec());
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while (0..1_000).any(|i| local.get(&format!("user:{i}")).is_none()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "user keys did not arrive"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        (0..1_000).all(|i| local.get(&format!("temp:{i}")).is_none()),
+        "temp: keys were held back"
+    );
+    assert_eq!(source.stats.held_back.load(Relaxed), 1_000);
+    source.stop().await;
+    let replica = replica.stop().await;
+    let expected: HashMap<String, Vec<u8>> = map.snapshot().to_map();
+    assert_same("replica", &replica.values(), &expected);
+    assert_same("replica local map", &local.to_hash_map(), &expected);
+}

@@ -29,6 +29,24 @@ pub struct RunningSource {
     task: JoinHandle<Result<(), SourceError>>,
 }
 
+/// The tests' source configuration: `PARTITIONS` streams, 5,000 entries per chunk.
+pub fn source_config(
+    layout: &Layout,
+    task: &str,
+    dir: &Path,
+    snapshot_interval: Duration,
+) -> SourceConfig {
+    let mut config = SourceConfig::new(
+        task,
+        PARTITIONS,
+        layout.clone(),
+        dir.join(format!("{task}.spool")),
+    );
+    config.snapshot_interval = Some(snapshot_interval);
+    config.chunk_entries = 5_000;
+    config
+}
+
 impl RunningSource {
     /// Publishes `map` as `task`, spooling into `dir`.
     pub async fn start(
@@ -39,28 +57,38 @@ impl RunningSource {
         dir: &Path,
         snapshot_interval: Duration,
     ) -> Self {
-        let mut config = SourceConfig::new(
-            task,
-            PARTITIONS,
-            layout.clone(),
-            dir.join(format!("{task}.spool")),
-        );
-        config.snapshot_interval = Some(snapshot_interval);
-        config.chunk_entries = 5_000;
+        Self::start_with(
+            engine,
+            source_config(layout, task, dir, snapshot_interval),
+            map,
+        )
+        .await
+    }
+
+    /// Publishes `map` with `config`.
+    pub async fn start_with(
+        engine: &RedisEngine,
+        config: SourceConfig,
+        map: Arc<SourceMap>,
+    ) -> Self {
         let stats = Arc::new(SourceStats::default());
         let (stop, rx) = watch::channel(false);
-        let task = {
-            let source = Source::start(engine.fork(), config, map.clone(), stats.clone())
-                .await
-                .expect("source start");
-            tokio::spawn(source.run(rx))
-        };
+        let source = Source::start(engine.fork(), config, map.clone(), stats.clone())
+            .await
+            .expect("source start");
+        let task = tokio::spawn(source.run(rx));
         RunningSource {
             map,
             stats,
             stop,
             task,
         }
+    }
+
+    /// Ends the source at once, as a crash would: nothing more is published or spooled.
+    pub async fn crash(self) {
+        self.task.abort();
+        let _ = self.task.await;
     }
 
     /// Publishes what is committed, then a final snapshot, and stops.
