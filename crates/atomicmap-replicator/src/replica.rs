@@ -643,6 +643,11 @@ impl<E: Engine, R: Resolver, S: Sink> Replica<E, R, S> {
                 )
                 .await;
                 if let Ok(batch) = &read {
+                    // A read that timed out with nothing would only make the applier store
+                    // the same checkpoint again.
+                    if batch.iter().all(|(_, entries)| entries.is_empty()) {
+                        continue;
+                    }
                     for (index, entries) in batch {
                         if let Some(last) = entries.last() {
                             from[*index].1 = last.position;

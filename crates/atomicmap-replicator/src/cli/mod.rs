@@ -17,6 +17,7 @@ use atomicmap_replicator::replica::{Replica, ReplicaConfig};
 use atomicmap_replicator::resolve::{GCounter, LastWriterWins, Resolver};
 use atomicmap_replicator::sink::{LocalMap, MapSink, RedisHashSink, Sink};
 use atomicmap_replicator::source::{self, Source, SourceConfig, SourceMap};
+use atomicmap_replicator::transform::{self, Transform};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tokio::sync::watch;
 
@@ -141,6 +142,38 @@ struct ReplicaArgs {
     /// How concurrent writes resolve.
     #[arg(long, value_enum, default_value_t = ResolverKind::Lww)]
     resolver: ResolverKind,
+    /// Transform: keep only keys with one of these prefixes.
+    #[arg(long)]
+    keep_prefix: Vec<String>,
+    /// Transform: rename a key prefix, FROM=TO.
+    #[arg(long, value_parser = parse_rename)]
+    rename_prefix: Vec<(String, String)>,
+    /// Transform: values expire this many seconds after they are applied (local map sink).
+    #[arg(long)]
+    ttl: Option<f64>,
+}
+
+fn parse_rename(arg: &str) -> Result<(String, String), String> {
+    arg.split_once('=')
+        .map(|(from, to)| (from.to_string(), to.to_string()))
+        .ok_or_else(|| format!("expected FROM=TO, got {arg:?}"))
+}
+
+impl ReplicaArgs {
+    /// Stage 2 as the flags ask: filter, then rename, then TTL.
+    fn transform(&self) -> Transform {
+        let mut stages = Vec::new();
+        if !self.keep_prefix.is_empty() {
+            stages.push(transform::keep_prefixes(self.keep_prefix.clone()));
+        }
+        for (from, to) in &self.rename_prefix {
+            stages.push(transform::rename_prefix(from, to));
+        }
+        if let Some(ttl) = self.ttl {
+            stages.push(transform::with_ttl(Duration::from_secs_f64(ttl.max(0.0))));
+        }
+        transform::chain(stages)
+    }
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -264,22 +297,23 @@ async fn run_replica(args: ReplicaArgs) -> Result<(), BoxError> {
         layout.clone(),
     );
     let shutdown = shutdown_on_signal()?;
+    let transform = args.transform();
     match (args.sink, args.resolver) {
         (SinkKind::Hash, ResolverKind::Lww) => {
             let sink = RedisHashSink::new(&engine, &layout, &args.name);
-            follow(config, engine, LastWriterWins, sink, shutdown).await
+            follow(config, engine, LastWriterWins, sink, transform, shutdown).await
         }
         (SinkKind::Hash, ResolverKind::Gcounter) => {
             let sink = RedisHashSink::new(&engine, &layout, &args.name);
-            follow(config, engine, GCounter, sink, shutdown).await
+            follow(config, engine, GCounter, sink, transform, shutdown).await
         }
         (SinkKind::Memory, ResolverKind::Lww) => {
             let sink = MapSink::new(Arc::new(LocalMap::new()));
-            follow(config, engine, LastWriterWins, sink, shutdown).await
+            follow(config, engine, LastWriterWins, sink, transform, shutdown).await
         }
         (SinkKind::Memory, ResolverKind::Gcounter) => {
             let sink = MapSink::new(Arc::new(LocalMap::new()));
-            follow(config, engine, GCounter, sink, shutdown).await
+            follow(config, engine, GCounter, sink, transform, shutdown).await
         }
     }
 }
@@ -289,10 +323,11 @@ async fn follow<R: Resolver, S: Sink>(
     engine: RedisEngine,
     resolver: R,
     sink: S,
+    transform: Transform,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), BoxError> {
     let name = config.name.clone();
-    let mut replica = Replica::new(config, engine, resolver, sink);
+    let mut replica = Replica::new(config, engine, resolver, sink).with_transform(transform);
     let stats = replica.stats();
     let reporter = tokio::spawn(report_replica(name.clone(), stats.clone()));
     replica.start(true).await?;
