@@ -11,14 +11,13 @@
 //! includes any time they waited for the subscriber. At the end the replica must equal the
 //! map: a run whose replica diverged is reported as failed, not timed.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use atomicmap::{ChangeEvent, Subscription};
 
-use crate::adapter::{BenchKey, CapturingAdapter, MapAdapter};
+use crate::adapter::{BenchKey, CapturingAdapter, MapAdapter, Replica};
 use crate::maps::CaptureVisitor;
 use crate::runner::{self, new_histogram, prefill, run_limited, run_ops, Measurement, Plan};
 use crate::snapshots::TimedRun;
@@ -27,6 +26,8 @@ use crate::snapshots::TimedRun;
 pub struct CaptureMeasurement {
     /// The map with capture off (the mixed workload's usual run).
     pub off: Measurement,
+    /// The same map holding versioned values, capture off: the cost of the storage alone.
+    pub stored: Measurement,
     /// The workers on the same map type with capture on.
     pub on: TimedRun,
     /// Change events the subscriber applied (warm-up and timed operations).
@@ -43,7 +44,7 @@ pub struct CanCapture;
 impl<K: BenchKey> CaptureVisitor<K> for CanCapture {
     type Output = ();
 
-    fn visit<Off: MapAdapter<K>, On: CapturingAdapter<K>>(self) {}
+    fn visit<Off: MapAdapter<K>, Stored: MapAdapter<K>, On: CapturingAdapter<K>>(self) {}
 }
 
 /// Runs the plan with capture off and on.
@@ -52,11 +53,15 @@ pub struct CaptureRunVisitor<'a, 'p, K>(pub &'a Plan<'p, K>);
 impl<K: BenchKey> CaptureVisitor<K> for CaptureRunVisitor<'_, '_, K> {
     type Output = CaptureMeasurement;
 
-    fn visit<Off: MapAdapter<K>, On: CapturingAdapter<K>>(self) -> CaptureMeasurement {
+    fn visit<Off: MapAdapter<K>, Stored: MapAdapter<K>, On: CapturingAdapter<K>>(
+        self,
+    ) -> CaptureMeasurement {
         let off = runner::run::<K, Off>(self.0);
+        let stored = runner::run::<K, Stored>(self.0);
         let (on, events, drain_tail, converged) = run_captured::<K, On>(self.0);
         CaptureMeasurement {
             off,
+            stored,
             on,
             events,
             drain_tail,
@@ -69,7 +74,7 @@ impl<K: BenchKey> CaptureVisitor<K> for CaptureRunVisitor<'_, '_, K> {
 /// empty. Returns the events applied and when the last one was.
 fn drain<K: BenchKey>(
     subscription: &Subscription<K, u64>,
-    replica: &mut HashMap<K, u64>,
+    replica: &mut Replica<K>,
     running: &AtomicUsize,
 ) -> (u64, Instant) {
     let mut batch = Vec::with_capacity(4096);

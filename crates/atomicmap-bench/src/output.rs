@@ -60,6 +60,8 @@ pub struct Record {
 /// What the capture workload adds to a record: the run with capture on.
 #[derive(Clone, Debug, Serialize)]
 pub struct CaptureFigures {
+    /// Throughput of the same map holding versioned values, capture off, Mops/s.
+    pub mops_versioned_storage: f64,
     /// Operations run with capture on (fewer than planned if the run hit its limit).
     pub ops_with_capture: u64,
     /// Throughput with capture on and one subscriber draining, Mops/s.
@@ -224,10 +226,12 @@ fn capture_table(records: &[Record]) -> String {
             Some(c) if r.is_ok() => vec![
                 r.map.clone(),
                 num(r.mops, 2),
+                num(Some(c.mops_versioned_storage), 2),
                 num(Some(c.mops_with_capture), 2),
                 c.capture_ratio.map_or("-".into(), |x| format!("{x:.2}x")),
                 ns(r.p99_ns),
                 ns(Some(c.p99_ns_with_capture)),
+                num(r.allocs_per_op, 3),
                 format!("{}/{}", count(r.ops), count(c.ops_with_capture)),
                 count(c.events),
                 ns(Some(c.drain_tail_ns)),
@@ -239,10 +243,12 @@ fn capture_table(records: &[Record]) -> String {
         &[
             "map",
             "Mops/s off",
+            "Mops/s versioned",
             "Mops/s on",
             "on/off",
             "p99 off",
             "p99 on",
+            "allocs/op off",
             "ops off/on",
             "events",
             "drain tail",
@@ -352,7 +358,8 @@ const SNAPSHOT_COLUMNS: [&str; 11] = [
 ];
 
 /// The CSV columns of [`CaptureFigures`], in its field order.
-const CAPTURE_COLUMNS: [&str; 6] = [
+const CAPTURE_COLUMNS: [&str; 7] = [
+    "mops_versioned_storage",
     "ops_with_capture",
     "mops_with_capture",
     "capture_ratio",
@@ -418,6 +425,7 @@ pub fn write_csv(path: &Path, records: &[Record]) -> io::Result<()> {
         let capture: [String; CAPTURE_COLUMNS.len()] = match &r.capture {
             None => Default::default(),
             Some(c) => [
+                format!("{:.4}", c.mops_versioned_storage),
                 c.ops_with_capture.to_string(),
                 format!("{:.4}", c.mops_with_capture),
                 opt(c.capture_ratio.map(|v| format!("{v:.4}"))),
@@ -484,6 +492,7 @@ mod tests {
             ops: 4_000_000,
             mops: Some(10.0),
             capture: Some(CaptureFigures {
+                mops_versioned_storage: 9.0,
                 ops_with_capture: 3_000_000,
                 mops_with_capture: 7.5,
                 capture_ratio: Some(0.75),

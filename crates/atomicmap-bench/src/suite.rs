@@ -351,6 +351,7 @@ fn record_capture(record: &mut Record, runs: Vec<CaptureMeasurement>) {
     };
     let off_mops = m.off.mops();
     record.capture = Some(CaptureFigures {
+        mops_versioned_storage: m.stored.mops(),
         ops_with_capture: m.on.ops,
         mops_with_capture: m.on.mops(),
         capture_ratio: (m.off.ops > 0).then(|| m.on.mops() / off_mops),
@@ -365,7 +366,9 @@ fn record_capture(record: &mut Record, runs: Vec<CaptureMeasurement>) {
 fn capture_notes(workers: usize, cannot_capture: &[&str]) -> Vec<String> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut notes = vec![format!(
-        "Mops/s off: the map alone; on: the same map type as a CapturedMap, while 1 more thread \
+        "Mops/s off: the map alone; versioned: the same map holding every value with a version \
+         (what a CapturedMap stores), no capture; on: the same map type as a CapturedMap, while \
+         1 more thread \
          drains every change into a HashMap replica ({} threads on {cores} cores), lossless \
          (writers wait when its 64Ki-event buffer is full); the replica is checked against the \
          map after each run. on/off is the ratio of the median runs by capture-on throughput; \

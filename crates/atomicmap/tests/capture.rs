@@ -267,31 +267,32 @@ fn per_key_order_holds_on_every_backend() {
     per_key_order_holds(CapturedRcuMap::with_backend(Default::default(), 0));
 }
 
-/// Acceptance 3a: a waiting subscriber that does not read holds writers back after
-/// `capacity` events, and loses nothing once it reads.
+/// Acceptance 3a: a waiting subscriber that does not read holds writers back once its buffer
+/// is full, and loses nothing once it reads. One key and a capacity of 1: whatever the number
+/// of stripes, the key's stripe holds one event, so the second write must wait.
 #[test]
 fn a_stalled_waiting_subscriber_holds_writers_back_and_loses_nothing() {
-    const CAPACITY: usize = 16;
     const WRITES: u64 = 100;
     let map: CapturedMap<u64, u64> = CapturedMap::new();
-    let subscription = map.subscribe(SubscribeOptions::waiting(CAPACITY));
+    let subscription = map.subscribe(SubscribeOptions::waiting(1));
     let returned = AtomicUsize::new(0);
     thread::scope(|scope| {
         scope.spawn(|| {
             for value in 0..WRITES {
-                map.insert(value % 4, value);
+                map.insert(7, value);
                 returned.fetch_add(1, Ordering::SeqCst);
             }
         });
-        while subscription.queued() < CAPACITY {
+        while subscription.queued() < 1 {
             thread::yield_now();
         }
         thread::sleep(Duration::from_millis(50));
         assert_eq!(
             returned.load(Ordering::SeqCst),
-            CAPACITY,
+            1,
             "the writer must wait once the buffer is full"
         );
+        assert_eq!(map.get(&7), Some(0), "a waiting write has not committed");
         for value in 0..WRITES {
             let event = subscription.recv().expect("lossless");
             assert_eq!(event.value(), Some(&value));
@@ -329,7 +330,7 @@ fn an_overflowing_lagging_subscriber_is_told_and_never_resumes_silently() {
         map.insert(value % 3, value);
     }
     match subscription.try_recv() {
-        Err(TryRecvError::Lagged { missed }) => assert!(missed >= 9),
+        Err(TryRecvError::Lagged { missed }) => assert!(missed > 0),
         other => panic!("expected Lagged, got {other:?}"),
     }
     map.insert(7, 7);
@@ -354,7 +355,10 @@ fn events_say_insert_update_or_remove_and_versions_grow() {
     assert_eq!(map.remove("a"), None, "no event for an absent key");
     assert_eq!(map.get_or_insert_with("b".into(), || 5), 5);
     assert_eq!(map.get_or_insert_with("b".into(), || 6), 5);
-    let events: Vec<_> = std::iter::from_fn(|| changes.try_recv().ok()).collect();
+    let mut events: Vec<_> = std::iter::from_fn(|| changes.try_recv().ok()).collect();
+    // Keys "a" and "b" may sit in different stripes, whose events arrive in either order;
+    // versions give the one order.
+    events.sort_by_key(ChangeEvent::version);
     let kinds: Vec<_> = events
         .iter()
         .map(|event| match event {

@@ -46,7 +46,9 @@ fn snapshot_and_subscribe_racing_writers_of_one_key_has_no_gap() {
                 map.insert(0, 3);
             })
         };
-        let (snapshot, subscription) = map.snapshot_and_subscribe(SubscribeOptions::waiting(4));
+        // Room for every event in the key's stripe (8 over 2 stripes): this thread reads only
+        // after the join, so a full buffer would rightly hold the writer back for ever.
+        let (snapshot, subscription) = map.snapshot_and_subscribe(SubscribeOptions::waiting(8));
         map.insert(0, 4);
         writer.join().unwrap();
         let mut replica: HashMap<u8, (Option<u8>, Version)> = snapshot

@@ -106,14 +106,17 @@ impl MapId {
         match self {
             MapId::AtomicMap => Some(visitor.visit::<
                 self::atomicmap::AtomicMapAdapter<K>,
+                captured::VersionedAtomicMapAdapter<K>,
                 captured::CapturedAtomicMapAdapter<K>,
             >()),
             MapId::ShardedMap => Some(visitor.visit::<
                 self::atomicmap::ShardedAdapter<K>,
+                captured::VersionedShardedAdapter<K>,
                 captured::CapturedShardedAdapter<K>,
             >()),
             MapId::HotSwap => Some(visitor.visit::<
                 self::atomicmap::HotSwapAdapter<K>,
+                captured::VersionedHotSwapAdapter<K>,
                 captured::CapturedHotSwapAdapter<K>,
             >()),
             _ => None,
@@ -125,8 +128,11 @@ impl MapId {
 pub trait CaptureVisitor<K: BenchKey> {
     /// What the visit produces.
     type Output;
-    /// Do it with adapter `Off` (the plain map) and `On` (the same map capturing changes).
-    fn visit<Off: MapAdapter<K>, On: CapturingAdapter<K>>(self) -> Self::Output;
+    /// Do it with adapter `Off` (the plain map), `Stored` (the same map holding versioned
+    /// values, without capture) and `On` (the same map capturing changes).
+    fn visit<Off: MapAdapter<K>, Stored: MapAdapter<K>, On: CapturingAdapter<K>>(
+        self,
+    ) -> Self::Output;
 }
 
 /// Something to do with a map's adapter type (check it, run it), chosen at run time by

@@ -218,6 +218,21 @@ where
         self.cloned_previous(written.previous)
     }
 
+    /// Sets the value of `key`; true if it replaced one. Unlike [`insert`](Self::insert) it
+    /// never reads the replaced value, which for a boxed value saves a dependent cache miss.
+    pub(crate) fn insert_replacing(&self, key: K, value: V) -> bool {
+        let guard = self.raw.collector.enter();
+        let hash = self.raw.hash(&key);
+        let mut pending_key = None;
+        let query = self.owned_query(key, hash, &mut pending_key);
+        let mut pending_value = PendingValue::new(value);
+        let written = self.raw.write::<K>(&guard, hash, query, |_| {
+            Some(pending_value.word(&self.raw.collector, &guard))
+        });
+        pending_value.published();
+        written.previous != ABSENT
+    }
+
     /// Removes `key`, returning its value.
     pub fn remove<Q>(&self, key: &Q) -> Option<V>
     where

@@ -38,6 +38,10 @@ pub trait CaptureBackend<K, V>: sealed::Sealed + Send + Sync {
     #[doc(hidden)]
     fn put(&self, key: K, entry: Versioned<V>) -> Option<Versioned<V>>;
 
+    /// Stores `entry` for `key`; true if it replaced one (without reading it).
+    #[doc(hidden)]
+    fn put_replacing(&self, key: K, entry: Versioned<V>) -> bool;
+
     /// Removes `key`; returns its entry.
     #[doc(hidden)]
     fn take<Q>(&self, key: &Q) -> Option<Versioned<V>>
@@ -78,6 +82,10 @@ where
 
     fn put(&self, key: K, entry: Versioned<V>) -> Option<Versioned<V>> {
         self.insert(key, entry)
+    }
+
+    fn put_replacing(&self, key: K, entry: Versioned<V>) -> bool {
+        self.insert_replacing(key, entry)
     }
 
     fn take<Q>(&self, key: &Q) -> Option<Versioned<V>>
@@ -123,6 +131,10 @@ where
         self.insert(key, entry)
     }
 
+    fn put_replacing(&self, key: K, entry: Versioned<V>) -> bool {
+        self.insert(key, entry).is_some()
+    }
+
     fn take<Q>(&self, key: &Q) -> Option<Versioned<V>>
     where
         K: Borrow<Q>,
@@ -166,6 +178,10 @@ where
 
     fn put(&self, key: K, entry: Versioned<V>) -> Option<Versioned<V>> {
         self.insert(key, entry)
+    }
+
+    fn put_replacing(&self, key: K, entry: Versioned<V>) -> bool {
+        self.insert(key, entry).is_some()
     }
 
     fn take<Q>(&self, key: &Q) -> Option<Versioned<V>>

@@ -2,7 +2,7 @@
 //! commit order, to subscribers with bounded buffers.
 //!
 //! [`CapturedMap`] wraps one of the crate's maps (its *backend*: [`AtomicMap`] by default,
-//! [`ShardedMap`](crate::ShardedMap) or [`RcuMap`](crate::RcuMap)) whose values carry their
+//! [`ShardedMap`] or [`RcuMap`]) whose values carry their
 //! [`Version`]. A wrapper, not a construction option of each map, because it is then free when
 //! off in the strongest sense: a map built without it runs not one extra instruction or
 //! branch, and one implementation of the protocol below serves every backend. At the call site
@@ -10,68 +10,75 @@
 //! does not.
 //!
 //! # Protocol: commit, version, publish
-//! Keys are spread by hash over a power-of-two number of *stripes*; each stripe is a mutex
-//! that guards the list of subscriber buffers (module `subscriber`) registered on it. Every
-//! mutation of a key runs, in one critical section of the key's stripe:
-//! 1. read the key's current entry if the operation needs it (conditional operations);
-//! 2. **version**: take a tick of the map's [`HybridClock`];
-//! 3. **commit**: write or remove the entry in the backend, with that version, using the
+//! Keys are spread by hash over a power-of-two number of *stripes* (module `stripe`); each
+//! stripe is a mutex over one event queue per subscriber. Every mutation of a key runs, in one
+//! critical section of the key's stripe:
+//! 1. **room**: if a [`Backpressure::Wait`] subscriber's queue in this stripe is full, release
+//!    the stripe, wait until that subscriber drains, and start over: nothing is committed yet;
+//! 2. read the key's current entry if the operation needs it (conditional operations);
+//! 3. **version**: take a tick of the map's [`HybridClock`];
+//! 4. **commit**: write or remove the entry in the backend, with that version, using the
 //!    backend's own linearizable single-key operation (for `AtomicMap`, its one CAS);
-//! 4. **publish**: if the stripe lists subscribers, push the event to each buffer.
+//! 5. **publish**: if the stripe has subscribers, append the event to each one's queue.
 //!
 //! Readers bypass the stripes: they read the backend as they would without capture (for
 //! `AtomicMap`, lock-free with no RMW atomic) and see each entry's version with its value.
+//! Subscribers collect from the stripes' queues (module `subscriber`).
 //!
 //! Who may write what: only a thread holding a stripe's mutex mutates that stripe's keys in
-//! the backend or its subscriber list; registering a subscriber takes every stripe's mutex (in
-//! index order, so two registrations cannot deadlock; a writer holds one stripe at a time).
+//! the backend or its queues; registering a subscriber takes every stripe's mutex (in index
+//! order, so two registrations cannot deadlock; a writer holds one stripe at a time and never
+//! waits while holding it).
 //!
 //! Why that is enough, with no memory ordering beyond the mutexes':
-//! * **Per-key order.** All mutations of a key hold the same mutex through steps 2-4, so their
-//!   commits, their ticks and their pushes into each buffer happen in one order. Ticks strictly
+//! * **Per-key order.** All mutations of a key hold the same mutex through steps 2-5, so their
+//!   commits, their ticks and their appends to each queue happen in one order. Ticks strictly
 //!   increase (one RMW on the clock), so a key's versions strictly increase in commit order,
-//!   and each buffer (FIFO) holds a key's events in that order too.
+//!   and each queue (FIFO, drained whole or from the front) keeps a key's events in that order.
 //! * **Versions respect causality.** A tick is taken before the commit is visible, so a thread
 //!   that reads the committed value and then writes any key ticks later and gets a larger
 //!   version. Versions are unique across the map (one clock) and, with distinct node ids,
 //!   across processes.
 //! * **Snapshot plus stream has no gap.** [`CapturedMap::snapshot_and_subscribe`] registers
-//!   the buffer first (under every stripe mutex), then takes the backend's linearizable
-//!   snapshot. A commit whose critical section ran before the registration locked its stripe
-//!   happened before the snapshot, so the snapshot shows it or a later state of its key; a
-//!   commit whose critical section ran after sees the buffer and publishes into it. Commits
-//!   between the registration and the snapshot's instant appear in both, which is harmless:
-//!   their version is not newer than the snapshot's entry.
+//!   the subscriber's queues first (under every stripe mutex), then takes the backend's
+//!   linearizable snapshot. A commit whose critical section ran before the registration locked
+//!   its stripe happened before the snapshot, so the snapshot shows it or a later state of its
+//!   key; a commit whose critical section ran after finds the queue and publishes into it.
+//!   Commits between the registration and the snapshot's instant appear in both, which is
+//!   harmless: their version is not newer than the snapshot's entry.
 //!
 //! # Order across keys
-//! A buffer receives each key's events in commit order, and one thread's mutations in its
-//! program order (it pushes them one after another into the same FIFO). Nothing else is
-//! promised across keys: two threads writing different keys may have their events queued in
-//! either order, whatever their versions. A consumer that needs one order across keys sorts
-//! by version within a window.
+//! Only per key. Events of keys in different stripes are collected stripe by stripe, so a
+//! subscriber may receive a later commit of key `b` before an earlier commit of key `a`, even
+//! when one thread made both. Versions order them: a consumer that needs one order across keys
+//! sorts by version within a window (events of one collection pass are at most one pass old).
 //!
 //! # Costs
 //! With capture on, a mutation adds: one hash for the stripe, one uncontended mutex, one
-//! clock tick (an RMW on a shared line, and a read of the wall clock), and per subscriber a
-//! clone of key and value and one more mutex (the buffer's). With no subscriber the event is
-//! never built. Values are cloned into events: store `Arc<T>` for large values.
+//! clock tick (an RMW on a shared line and a read of the coarse wall clock), and per
+//! subscriber a clone of key and value appended to a queue the writer already holds (no other
+//! lock, no shared counter). With no subscriber the event is never built. Values are cloned
+//! into events: store `Arc<T>` for large values. The backend stores [`Versioned`] values: an
+//! `AtomicMap` keeps 64-bit values inside its slots but boxes a value with a version, so a
+//! captured `AtomicMap<K, u64>` allocates per write and its reads follow a pointer (the
+//! capture workload of the benchmark shows that storage cost on its own).
 //!
 //! # Backpressure and deadlock
-//! A [`Backpressure::Wait`] subscriber whose buffer is full makes writers wait *inside* their
-//! stripe's critical section. So the thread that drains a waiting subscription must not write
-//! to the map or subscribe to it while it may be the one everybody waits for. A
-//! [`Backpressure::Lag`] subscriber never makes anyone wait.
+//! A [`Backpressure::Wait`] subscriber whose queue is full makes writers of that stripe wait
+//! before they commit, holding no lock. So the thread that drains a waiting subscription must
+//! not write to the map while it may be the one everybody waits for: its own write could wait
+//! for itself. A [`Backpressure::Lag`] subscriber never makes anyone wait.
 
 mod backend;
 mod event;
 mod snapshot;
+mod stripe;
 mod subscriber;
 mod version;
 
 use std::borrow::Borrow;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
-use std::sync::PoisonError;
 
 pub use backend::CaptureBackend;
 pub use event::{ChangeEvent, Versioned};
@@ -79,30 +86,16 @@ pub use snapshot::VersionedSnapshot;
 pub use subscriber::{Backpressure, RecvError, SubscribeOptions, Subscription, TryRecvError};
 pub use version::{HybridClock, Version};
 
-use crate::sync::{Arc, CachePadded, Mutex, MutexGuard};
+use crate::sync::{Arc, MutexGuard};
 use crate::{AtomicMap, RcuMap, ShardedMap};
-use subscriber::{ChangeBuffer, Delivery};
+use stripe::{lock, new_stripes, stripe_index, Stripe, StripeQueue, Stripes, STRIPE_SEED};
+use subscriber::SubscriberState;
 
 /// A [`CapturedMap`] over a [`ShardedMap`].
 pub type CapturedShardedMap<K, V> = CapturedMap<K, V, ShardedMap<K, Versioned<V>>>;
 
 /// A [`CapturedMap`] over an [`RcuMap`].
 pub type CapturedRcuMap<K, V> = CapturedMap<K, V, RcuMap<K, Versioned<V>>>;
-
-/// Seed of the hash that picks a key's stripe. Fixed so that loom's replays pick the same
-/// stripes; a hostile key set can only crowd stripes (slower writers), never break the order.
-const STRIPE_SEED: u64 = 0x5f0c_a9e1_7b3d_2468;
-
-/// Stripes per available core: enough that two writers rarely share one.
-const STRIPES_PER_CORE: usize = 64;
-
-/// A stripe behind its mutex, on its own cache lines.
-type StripeLock<K, V> = CachePadded<Mutex<Stripe<K, V>>>;
-
-/// One stripe: the subscriber buffers its keys' events go to.
-struct Stripe<K, V> {
-    subscribers: Vec<Arc<ChangeBuffer<K, V>>>,
-}
 
 /// A concurrent map that versions every mutation and streams it to subscribers.
 ///
@@ -124,7 +117,7 @@ struct Stripe<K, V> {
 pub struct CapturedMap<K, V, M = AtomicMap<K, Versioned<V>>> {
     map: M,
     clock: HybridClock,
-    stripes: Box<[StripeLock<K, V>]>,
+    stripes: Stripes<K, V>,
     stripe_hasher: foldhash::quality::FixedState,
 }
 
@@ -164,17 +157,10 @@ where
     /// Captures the changes of `map` (which may hold entries already, e.g. a presized or
     /// restored map), versioning them as `node`. The clock starts above every version in it.
     pub fn with_backend(map: M, node: u16) -> Self {
-        let stripe_count = stripe_count();
         let captured = CapturedMap {
             map,
             clock: HybridClock::new(node),
-            stripes: (0..stripe_count)
-                .map(|_| {
-                    CachePadded(Mutex::new(Stripe {
-                        subscribers: Vec::new(),
-                    }))
-                })
-                .collect(),
+            stripes: new_stripes(),
             stripe_hasher: foldhash::quality::FixedState::with_seed(STRIPE_SEED),
         };
         if captured.map.entry_count() > 0 {
@@ -241,19 +227,33 @@ where
     /// Sets the value of `key`, returning the value it replaced. Publishes `Insert` or
     /// `Update`.
     pub fn insert(&self, key: K, value: V) -> Option<V> {
-        let mut stripe = self.lock_stripe(&key);
+        let (index, mut stripe) = self.lock_stripe(&key);
         let version = self.clock.tick();
         let event_parts = stripe.wants_events().then(|| (key.clone(), value.clone()));
         let previous = self.map.put(key, Versioned { value, version });
         if let Some((key, value)) = event_parts {
-            stripe.publish(ChangeEvent::of_commit(
-                key,
-                previous.is_some(),
-                Some(value),
-                version,
-            ));
+            stripe.publish(
+                index,
+                ChangeEvent::of_commit(key, previous.is_some(), Some(value), version),
+            );
         }
         previous.map(|entry| entry.value)
+    }
+
+    /// Sets the value of `key`, like [`insert`](Self::insert) but without returning the value
+    /// it replaced: the replaced value (for a boxed backend entry, a dependent cache miss) is
+    /// never read. Publishes `Insert` or `Update`.
+    pub fn store(&self, key: K, value: V) {
+        let (index, mut stripe) = self.lock_stripe(&key);
+        let version = self.clock.tick();
+        let event_parts = stripe.wants_events().then(|| (key.clone(), value.clone()));
+        let replaced = self.map.put_replacing(key, Versioned { value, version });
+        if let Some((key, value)) = event_parts {
+            stripe.publish(
+                index,
+                ChangeEvent::of_commit(key, replaced, Some(value), version),
+            );
+        }
     }
 
     /// Removes `key`, returning its value. Publishes `Remove` if the key had a value.
@@ -262,14 +262,17 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        let mut stripe = self.lock_stripe(key);
+        let (index, mut stripe) = self.lock_stripe(key);
         let version = self.clock.tick();
         let removed = self.map.take(key)?;
         if stripe.wants_events() {
-            stripe.publish(Some(ChangeEvent::Remove {
-                key: key.to_owned(),
-                version,
-            }));
+            stripe.publish(
+                index,
+                Some(ChangeEvent::Remove {
+                    key: key.to_owned(),
+                    version,
+                }),
+            );
         }
         Some(removed.value)
     }
@@ -309,7 +312,7 @@ where
     /// it must not use this map.
     pub fn retain(&self, mut keep: impl FnMut(&K, &V) -> bool) {
         for key in self.map.keys() {
-            let mut stripe = self.lock_stripe(&key);
+            let (index, mut stripe) = self.lock_stripe(&key);
             let doomed = self.map.read(&key, |entry| !keep(&key, &entry.value));
             if doomed != Some(true) {
                 continue;
@@ -317,7 +320,7 @@ where
             let version = self.clock.tick();
             self.map.take(&key);
             if stripe.wants_events() {
-                stripe.publish(Some(ChangeEvent::Remove { key, version }));
+                stripe.publish(index, Some(ChangeEvent::Remove { key, version }));
             }
         }
     }
@@ -330,13 +333,13 @@ where
 
     /// A new subscription that receives every mutation committed after this call returns.
     pub fn subscribe(&self, options: SubscribeOptions) -> Subscription<K, V> {
-        let buffer = Arc::new(ChangeBuffer::new(options));
+        let subscriber = Arc::new(SubscriberState::new(options, self.stripes.len()));
         let mut stripes: Vec<_> = self.stripes.iter().map(|stripe| lock(stripe)).collect();
         for stripe in &mut stripes {
-            stripe.subscribers.push(Arc::clone(&buffer));
+            stripe.queues.push(StripeQueue::new(&subscriber));
         }
         drop(stripes);
-        Subscription::new(buffer)
+        Subscription::new(subscriber, std::sync::Arc::clone(&self.stripes))
     }
 
     /// Every entry with its version, at one instant (the backend's `snapshot`).
@@ -360,7 +363,7 @@ where
     }
 
     fn compute_in(&self, key: K, compute: impl FnOnce(Option<&V>) -> Option<V>) -> Option<V> {
-        let mut stripe = self.lock_stripe(&key);
+        let (index, mut stripe) = self.lock_stripe(&key);
         let current = self.map.read(&key, |entry| entry.value.clone());
         let next = compute(current.as_ref());
         if current.is_none() && next.is_none() {
@@ -385,72 +388,32 @@ where
                 self.map.take(&key);
             }
         }
-        stripe.publish(event);
+        stripe.publish(index, event);
         next
     }
 
-    fn lock_stripe<Q: Hash + ?Sized>(&self, key: &Q) -> MutexGuard<'_, Stripe<K, V>> {
-        let hash = self.stripe_hasher.hash_one(key);
-        // The top bits: independent of the low bits the backends use for their own slots.
-        let index = (hash >> (u64::BITS - self.stripes.len().trailing_zeros()))
-            .try_into()
-            .unwrap_or(0);
-        lock(&self.stripes[index])
-    }
-}
-
-impl<K, V> Stripe<K, V> {
-    fn wants_events(&self) -> bool {
-        !self.subscribers.is_empty()
-    }
-
-    /// Pushes `event` to every buffer of the stripe, dropping buffers that will never
-    /// deliver again.
-    fn publish(&mut self, event: Option<ChangeEvent<K, V>>)
-    where
-        K: Clone,
-        V: Clone,
-    {
-        let Some(event) = event else { return };
-        let mut event = Some(event);
-        let last = self.subscribers.len().saturating_sub(1);
-        let mut index = 0;
-        self.subscribers.retain(|buffer| {
-            let this = if index == last {
-                event.take()
-            } else {
-                event.clone()
-            };
-            index += 1;
-            match this {
-                Some(this) => buffer.push(this) == Delivery::Kept,
-                None => true,
+    /// Locks the stripe of `key` once every waiting subscriber has room in it, so that the
+    /// commit that follows can publish without waiting inside the stripe.
+    fn lock_stripe<Q: Hash + ?Sized>(&self, key: &Q) -> (usize, MutexGuard<'_, Stripe<K, V>>) {
+        let index = stripe_index(self.stripe_hasher.hash_one(key), self.stripes.len());
+        loop {
+            let stripe = lock(&self.stripes[index]);
+            match stripe.full_waiting_subscriber() {
+                None => return (index, stripe),
+                Some((subscriber, drains)) => {
+                    drop(stripe);
+                    subscriber.wait_for_room(drains);
+                }
             }
-        });
+        }
     }
-}
-
-/// Locks a stripe. A panic in user code (`Hash`, `Eq`, `Clone`, a closure) while a stripe was
-/// held leaves nothing half-done in it: the backend's operations are atomic and the list is
-/// only pushed to or filtered, so a poisoned stripe is still consistent.
-fn lock<K, V>(stripe: &Mutex<Stripe<K, V>>) -> MutexGuard<'_, Stripe<K, V>> {
-    stripe.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// A power of two: [`STRIPES_PER_CORE`] per core, 2 under loom (small models).
-fn stripe_count() -> usize {
-    if cfg!(loom) {
-        return 2;
-    }
-    let cores = std::thread::available_parallelism().map_or(4, usize::from);
-    (cores * STRIPES_PER_CORE).next_power_of_two().min(1 << 14)
 }
 
 impl<K, V, M> Drop for CapturedMap<K, V, M> {
     fn drop(&mut self) {
         for stripe in self.stripes.iter() {
-            for buffer in &lock(stripe).subscribers {
-                buffer.close();
+            for queue in &lock(stripe).queues {
+                queue.subscriber.close_map();
             }
         }
     }

@@ -1,38 +1,49 @@
-//! A subscriber's bounded buffer, the backpressure policies, and the receiving end.
+//! A subscriber: its shared state, the backpressure policies, and the receiving end.
 //!
 //! # Protocol
-//! Each subscriber owns one [`ChangeBuffer`]: a mutex-guarded queue with a capacity, shared
-//! (by `Arc`) between the [`Subscription`] and every stripe of the map (see the parent
-//! module). Writers push while holding their key's stripe lock, so the queue holds each key's
-//! events in commit order; the reader drains it in batches.
+//! A subscriber's events live in the stripes (module `stripe`): one queue per stripe, pushed
+//! to by writers that hold the stripe, drained by the reader, which takes each stripe's mutex
+//! just long enough to swap the queue out. Each queue keeps its keys' events in commit order.
+//! [`SubscriberState`] is what writers and the reader share besides the queues:
+//! * `dirty[i]`: set by a writer that pushed into stripe `i`'s queue (a load first, a store
+//!   only if it was clear, so a busy stripe does not keep writing the line); cleared by the
+//!   reader under stripe `i`'s mutex when it drains it. The reader visits only dirty stripes
+//!   while events flow; flags are hints, so before sleeping it visits every stripe.
+//! * `lagged`, `reader_gone`, `map_gone`: one-way flags. Lagged (policy [`Backpressure::Lag`],
+//!   a push found the queue full) and reader-gone subscribers lose their queues: writers drop
+//!   each one as they meet it and count its events as missed; the reader drops the rest.
+//! * Sleeping. The reader, finding nothing, yields up to [`IDLE_SPINS`] times watching the
+//!   dirty flags, then sets `reader_idle`, visits every stripe under its mutex, and only if
+//!   all are empty sleeps on `readable` until `wake_pending`. A writer that pushes and sees
+//!   `reader_idle` sets `wake_pending` under `sleep` and notifies. No wake-up is lost: the
+//!   reader stores `reader_idle` before it locks each stripe for the final visit, so a writer
+//!   that takes a stripe after that visit sees it (the stripe mutex orders them), and a writer
+//!   that took it before left its event for the visit to find.
+//! * Waiting writers ([`Backpressure::Wait`]). A writer whose key's stripe queue is full
+//!   reads `drains` (under the stripe, so before any drain that could make room), releases
+//!   the stripe *before* committing anything, and sleeps on `writable` until `drains` moves or
+//!   the subscriber goes away, then starts its operation over. The reader increments `drains`
+//!   after each drain, under `sleep`, and notifies if `writers_waiting` (also under `sleep`)
+//!   is non-zero. The writer counts itself and checks `drains` under `sleep` too, so the two
+//!   cannot miss each other: no store-load race on atomics is involved.
 //!
-//! States of a buffer, all under its mutex:
-//! * **open**: writers push; the reader pops.
-//! * **lagged** (policy [`Backpressure::Lag`] only): a push found the queue full. The queue is
-//!   emptied at once (its memory freed) and `missed` counts every event the reader will never
-//!   see; pushes from then on only count. The reader gets [`RecvError::Lagged`] on every
-//!   receive, before anything else, so it cannot miss events silently: it must resynchronise
-//!   from a snapshot with a new subscription.
-//! * **reader gone**: the [`Subscription`] was dropped; pushes are refused and writers drop
-//!   the buffer from their stripe.
-//! * **map gone**: the map was dropped; the reader drains what is queued, then gets
-//!   [`RecvError::Closed`].
-//!
-//! Under [`Backpressure::Wait`] a push into a full queue waits on `writable` until the reader
-//! makes room or goes away: lossless, bounded, and the writer (and its stripe) stall meanwhile.
-//!
-//! Wake-ups: a condition variable's notify is a system call even with no waiter, so the queue
-//! records whether the reader or any writer is asleep and notifies only then. Every sleep
-//! re-checks its condition under the mutex, so a notify can never be lost between the check
-//! and the sleep.
+//! Lock order: a stripe, then `sleep` (writers notify while holding their stripe). The reader
+//! never holds `sleep` while it takes a stripe, so no cycle can form.
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::PoisonError;
+use std::sync::{PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
 use super::event::ChangeEvent;
-use crate::sync::{Arc, Condvar, Mutex, MutexGuard};
+use super::stripe::{lock, Stripes};
+use crate::sync::{
+    yield_now, Arc, AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, MutexGuard, Ordering,
+};
+
+/// Times an idle reader yields before it sleeps (module docs); 1 under loom, which explores
+/// the path without multiplying the model's states.
+const IDLE_SPINS: usize = if cfg!(loom) { 1 } else { 64 };
 
 /// What a full subscriber buffer does to the writers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -50,7 +61,10 @@ pub enum Backpressure {
 /// How a new subscription buffers events.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SubscribeOptions {
-    /// Most events queued for the subscriber at once (at least 1).
+    /// Most events queued for the subscriber at once (at least 1). The capacity is split
+    /// evenly over the map's stripes (each holds up to `ceil(capacity / stripes)` events of
+    /// its keys), so that writers publish without sharing a counter: keys that crowd into one
+    /// stripe meet the limit sooner, and at most `capacity + stripes` events are queued.
     pub capacity: usize,
     /// What writers do when the queue is full.
     pub backpressure: Backpressure,
@@ -86,10 +100,12 @@ impl Default for SubscribeOptions {
 /// Why a blocking receive returned no event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RecvError {
-    /// The buffer overflowed under [`Backpressure::Lag`]; `missed` events were dropped.
+    /// The buffer overflowed under [`Backpressure::Lag`]; at least `missed` events were lost
+    /// (the ones queued or published before writers dropped the buffer; later ones are not
+    /// counted).
     /// Resynchronise with [`CapturedMap::snapshot_and_subscribe`](super::CapturedMap::snapshot_and_subscribe).
     Lagged {
-        /// Events committed that this subscription will never deliver.
+        /// A lower bound of the events this subscription will never deliver.
         missed: u64,
     },
     /// The map was dropped and every queued event was delivered.
@@ -136,162 +152,141 @@ impl fmt::Display for TryRecvError {
 
 impl std::error::Error for TryRecvError {}
 
-/// What a push did, so the writer knows whether to keep the buffer on its stripe.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Delivery {
-    /// Queued (or, for a lagged buffer, counted as missed for the first time).
-    Kept,
-    /// The buffer will never deliver again (lagged or reader gone): drop it from the stripe.
-    Detach,
+/// Who sleeps on a subscriber, guarded by its `sleep` mutex.
+#[derive(Default)]
+struct Sleepers {
+    /// A writer published since the reader went idle.
+    wake_pending: bool,
+    /// Writers asleep (or about to be) on `writable`.
+    writers_waiting: usize,
 }
 
-struct Queue<K, V> {
-    events: VecDeque<ChangeEvent<K, V>>,
-    capacity: usize,
+/// What writers and the reader of one subscription share, besides the queues.
+pub(crate) struct SubscriberState {
     backpressure: Backpressure,
-    /// `Some(missed)` once lagged.
-    lagged: Option<u64>,
-    reader_gone: bool,
-    map_gone: bool,
-    reader_asleep: bool,
-    writers_asleep: usize,
-}
-
-/// One subscriber's bounded queue, shared by its [`Subscription`] and the map's stripes.
-pub(crate) struct ChangeBuffer<K, V> {
-    queue: Mutex<Queue<K, V>>,
-    /// The reader sleeps here while the queue is empty.
+    /// Most events of one stripe's queue.
+    stripe_capacity: usize,
+    /// Per stripe: events may be queued there (module docs).
+    dirty: Box<[AtomicBool]>,
+    lagged: AtomicBool,
+    reader_gone: AtomicBool,
+    map_gone: AtomicBool,
+    /// Events lost to lag (a lower bound, see [`RecvError::Lagged`]).
+    missed: AtomicU64,
+    /// The reader is about to sleep or asleep.
+    reader_idle: AtomicBool,
+    /// Drains so far: a waiting writer sleeps until it moves. Incremented under `sleep`.
+    drains: AtomicU64,
+    sleep: Mutex<Sleepers>,
     readable: Condvar,
-    /// `Wait` writers sleep here while the queue is full.
     writable: Condvar,
 }
 
-impl<K, V> ChangeBuffer<K, V> {
-    pub(crate) fn new(options: SubscribeOptions) -> Self {
-        ChangeBuffer {
-            queue: Mutex::new(Queue {
-                events: VecDeque::new(),
-                capacity: options.capacity.max(1),
-                backpressure: options.backpressure,
-                lagged: None,
-                reader_gone: false,
-                map_gone: false,
-                reader_asleep: false,
-                writers_asleep: 0,
-            }),
+impl SubscriberState {
+    pub(crate) fn new(options: SubscribeOptions, stripe_count: usize) -> Self {
+        SubscriberState {
+            backpressure: options.backpressure,
+            stripe_capacity: options.capacity.max(1).div_ceil(stripe_count),
+            dirty: (0..stripe_count).map(|_| AtomicBool::new(false)).collect(),
+            lagged: AtomicBool::new(false),
+            reader_gone: AtomicBool::new(false),
+            map_gone: AtomicBool::new(false),
+            missed: AtomicU64::new(0),
+            reader_idle: AtomicBool::new(false),
+            drains: AtomicU64::new(0),
+            sleep: Mutex::new(Sleepers::default()),
             readable: Condvar::new(),
             writable: Condvar::new(),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Queue<K, V>> {
-        // The queue's invariants hold between statements that can panic (only allocation
-        // can), so a poisoned lock still guards a consistent queue.
-        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    pub(crate) fn backpressure(&self) -> Backpressure {
+        self.backpressure
     }
 
-    /// Queues `event` for the reader, applying the backpressure policy when full.
-    pub(crate) fn push(&self, event: ChangeEvent<K, V>) -> Delivery {
-        let mut queue = self.lock();
-        loop {
-            if queue.reader_gone {
-                return Delivery::Detach;
-            }
-            if let Some(missed) = &mut queue.lagged {
-                *missed += 1;
-                return Delivery::Detach;
-            }
-            if queue.events.len() < queue.capacity {
-                break;
-            }
-            match queue.backpressure {
-                Backpressure::Lag => {
-                    queue.lagged = Some(queue.events.len() as u64 + 1);
-                    queue.events = VecDeque::new();
-                    if queue.reader_asleep {
-                        self.readable.notify_one();
-                    }
-                    return Delivery::Detach;
-                }
-                Backpressure::Wait => {
-                    queue.writers_asleep += 1;
-                    queue = self
-                        .writable
-                        .wait(queue)
-                        .unwrap_or_else(PoisonError::into_inner);
-                    queue.writers_asleep -= 1;
-                }
-            }
-        }
-        queue.events.push_back(event);
-        if queue.reader_asleep {
-            self.readable.notify_one();
-        }
-        Delivery::Kept
+    pub(crate) fn stripe_capacity(&self) -> usize {
+        self.stripe_capacity
     }
 
-    /// Marks the map gone and wakes the reader, which drains the queue and then sees `Closed`.
-    pub(crate) fn close(&self) {
-        let mut queue = self.lock();
-        queue.map_gone = true;
-        if queue.reader_asleep {
+    /// Whether the reader will still read (not lagged, not gone). Relaxed: a writer that sees
+    /// a stale `true` queues one more event that nobody reads, which the next writer drops.
+    pub(crate) fn is_live(&self) -> bool {
+        !self.lagged.load(Ordering::Relaxed) && !self.reader_gone.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn drains(&self) -> u64 {
+        // Read under the stripe whose queue is full; the drain that empties it takes that
+        // stripe first, so a value read here is never already past that drain.
+        self.drains.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_missed(&self, events: u64) {
+        if self.lagged.load(Ordering::Relaxed) {
+            self.missed.fetch_add(events, Ordering::Relaxed);
+        }
+    }
+
+    /// Marks the subscriber lagged with `events` lost, and wakes everyone who waits on it.
+    pub(crate) fn mark_lagged(&self, events: u64) {
+        self.missed.fetch_add(events, Ordering::Relaxed);
+        self.lagged.store(true, Ordering::Relaxed);
+        self.wake_all();
+    }
+
+    /// Called by a writer that pushed into stripe `index`, under that stripe's mutex.
+    pub(crate) fn mark_dirty(&self, index: usize) {
+        let flag = &self.dirty[index];
+        if !flag.load(Ordering::Relaxed) {
+            flag.store(true, Ordering::Relaxed);
+        }
+        if self.reader_idle.load(Ordering::SeqCst) {
+            self.lock_sleep().wake_pending = true;
             self.readable.notify_one();
         }
     }
 
-    /// Moves up to `max` queued events into `into`, waiting up to `timeout` (forever: `None`)
-    /// for the first.
-    fn pop_batch(
-        &self,
-        into: &mut Vec<ChangeEvent<K, V>>,
-        max: usize,
-        timeout: Option<Duration>,
-    ) -> Result<usize, TryRecvError> {
-        let deadline = timeout.map(|timeout| Instant::now() + timeout);
-        let mut queue = self.lock();
-        loop {
-            if let Some(missed) = queue.lagged {
-                return Err(TryRecvError::Lagged { missed });
-            }
-            if !queue.events.is_empty() {
-                let taken = max.min(queue.events.len());
-                into.extend(queue.events.drain(..taken));
-                if queue.writers_asleep > 0 {
-                    self.writable.notify_all();
-                }
-                return Ok(taken);
-            }
-            if queue.map_gone {
-                return Err(TryRecvError::Closed);
-            }
-            let remaining = match deadline {
-                None => None,
-                Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
-                    Some(remaining) if !remaining.is_zero() => Some(remaining),
-                    _ => return Err(TryRecvError::Empty),
-                },
-            };
-            queue.reader_asleep = true;
-            queue = match remaining {
-                None => self.readable.wait(queue),
-                Some(remaining) => self
-                    .readable
-                    .wait_timeout(queue, remaining)
-                    .map(|(queue, _)| queue)
-                    .map_err(|poisoned| PoisonError::new(poisoned.into_inner().0)),
-            }
-            .unwrap_or_else(PoisonError::into_inner);
-            queue.reader_asleep = false;
-        }
+    /// Marks the map gone and wakes the reader, which drains what is queued, then sees `Closed`.
+    pub(crate) fn close_map(&self) {
+        self.map_gone.store(true, Ordering::SeqCst);
+        self.wake_all();
     }
 
-    fn reader_dropped(&self) {
-        let mut queue = self.lock();
-        queue.reader_gone = true;
-        queue.events = VecDeque::new();
-        if queue.writers_asleep > 0 {
+    /// Sleeps until the reader drained since `seen_drains` was read, or will never drain again.
+    pub(crate) fn wait_for_room(&self, seen_drains: u64) {
+        let mut sleep = self.lock_sleep();
+        sleep.writers_waiting += 1;
+        // `drains`, `lagged`, `reader_gone` and `map_gone` change under `sleep` or before a
+        // `wake_all`, which takes it: Relaxed loads under it see them.
+        while self.drains.load(Ordering::Relaxed) == seen_drains
+            && self.is_live()
+            && !self.map_gone.load(Ordering::Relaxed)
+        {
+            sleep = self
+                .writable
+                .wait(sleep)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        sleep.writers_waiting -= 1;
+    }
+
+    fn drained(&self) {
+        let sleep = self.lock_sleep();
+        self.drains.fetch_add(1, Ordering::Relaxed);
+        if sleep.writers_waiting > 0 {
             self.writable.notify_all();
         }
+    }
+
+    fn wake_all(&self) {
+        self.lock_sleep().wake_pending = true;
+        self.readable.notify_one();
+        self.writable.notify_all();
+    }
+
+    fn lock_sleep(&self) -> MutexGuard<'_, Sleepers> {
+        // Counters and a flag, each changed in one statement: consistent even if a holder
+        // panicked.
+        self.sleep.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -302,49 +297,223 @@ impl<K, V> ChangeBuffer<K, V> {
 /// plain threads; from async code, receive on a dedicated thread (or `spawn_blocking`) and
 /// forward batches into a channel.
 pub struct Subscription<K, V> {
-    buffer: Arc<ChangeBuffer<K, V>>,
+    state: Arc<SubscriberState>,
+    stripes: Stripes<K, V>,
+    /// Where the next collection starts, so every stripe gets its turn when batches are
+    /// smaller than what is queued.
+    next_stripe: AtomicUsize,
+    /// The reader's half of the swap in [`Subscription::take_from`]: empty between calls,
+    /// with the capacity of earlier batches.
+    spare: Mutex<VecDeque<ChangeEvent<K, V>>>,
 }
 
 impl<K, V> Subscription<K, V> {
-    pub(crate) fn new(buffer: Arc<ChangeBuffer<K, V>>) -> Self {
-        Subscription { buffer }
+    pub(crate) fn new(state: Arc<SubscriberState>, stripes: Stripes<K, V>) -> Self {
+        Subscription {
+            state,
+            stripes,
+            next_stripe: AtomicUsize::new(0),
+            spare: Mutex::new(VecDeque::new()),
+        }
     }
 
     /// The next event, waiting as long as it takes.
     pub fn recv(&self) -> Result<ChangeEvent<K, V>, RecvError> {
         let mut one = Vec::with_capacity(1);
-        self.buffer
-            .pop_batch(&mut one, 1, None)
-            .map_err(blocking_error)?;
-        Ok(one.pop().expect("pop_batch returns Ok only with an event"))
+        self.receive(&mut one, 1, None).map_err(blocking_error)?;
+        Ok(one.pop().expect("receive returns Ok only with an event"))
     }
 
     /// The next event if one is queued.
     pub fn try_recv(&self) -> Result<ChangeEvent<K, V>, TryRecvError> {
         let mut one = Vec::with_capacity(1);
-        self.buffer.pop_batch(&mut one, 1, Some(Duration::ZERO))?;
-        Ok(one.pop().expect("pop_batch returns Ok only with an event"))
+        self.receive(&mut one, 1, Some(Duration::ZERO))?;
+        Ok(one.pop().expect("receive returns Ok only with an event"))
     }
 
     /// Appends up to `max` queued events to `into`, waiting up to `timeout` for the first;
-    /// returns how many it appended (0: the timeout passed). One lock for the whole batch, so
-    /// this is the fast way to drain a busy map.
+    /// returns how many it appended (0: the timeout passed). The fast way to drain a busy
+    /// map: one visit per stripe that has events.
     pub fn recv_batch(
         &self,
         into: &mut Vec<ChangeEvent<K, V>>,
         max: usize,
         timeout: Duration,
     ) -> Result<usize, RecvError> {
-        match self.buffer.pop_batch(into, max, Some(timeout)) {
+        match self.receive(into, max, Some(timeout)) {
             Ok(taken) => Ok(taken),
             Err(TryRecvError::Empty) => Ok(0),
             Err(error) => Err(blocking_error(error)),
         }
     }
 
-    /// Events queued now.
+    /// Events queued now (visits every stripe).
     pub fn queued(&self) -> usize {
-        self.buffer.lock().events.len()
+        self.stripes
+            .iter()
+            .map(|stripe| {
+                lock(stripe)
+                    .queues
+                    .iter()
+                    .find(|queue| Arc::ptr_eq(&queue.subscriber, &self.state))
+                    .map_or(0, |queue| queue.events.len())
+            })
+            .sum()
+    }
+
+    /// The receive loop behind every public receive (module docs).
+    fn receive(
+        &self,
+        into: &mut Vec<ChangeEvent<K, V>>,
+        max: usize,
+        timeout: Option<Duration>,
+    ) -> Result<usize, TryRecvError> {
+        let max = max.max(1);
+        let deadline = timeout.map(|timeout| Instant::now() + timeout);
+        loop {
+            if self.state.lagged.load(Ordering::Relaxed) {
+                self.drop_queues();
+                let missed = self.state.missed.load(Ordering::Relaxed);
+                return Err(TryRecvError::Lagged { missed });
+            }
+            let map_gone = self.state.map_gone.load(Ordering::SeqCst);
+            let taken = self.collect(into, max, !map_gone);
+            if taken > 0 {
+                return Ok(taken);
+            }
+            if map_gone {
+                return Err(TryRecvError::Closed);
+            }
+            let remaining = match deadline {
+                None => None,
+                Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+                    Some(remaining) if !remaining.is_zero() => Some(remaining),
+                    _ => return Err(TryRecvError::Empty),
+                },
+            };
+            if self.spin_until_dirty() {
+                continue;
+            }
+            self.state.reader_idle.store(true, Ordering::SeqCst);
+            let taken = self.collect(into, max, false);
+            if taken > 0 {
+                self.state.reader_idle.store(false, Ordering::SeqCst);
+                return Ok(taken);
+            }
+            self.sleep_until_woken(remaining);
+            self.state.reader_idle.store(false, Ordering::SeqCst);
+        }
+    }
+
+    /// Moves up to `max` events into `into` from the stripes, starting at the rotating
+    /// cursor. A `quick` pass visits only dirty stripes and skips those a writer holds (they
+    /// stay dirty for the next pass): a reader that waited for a stripe mutex would make its
+    /// writer pay a wake-up system call to release it. Otherwise it visits every stripe.
+    fn collect(&self, into: &mut Vec<ChangeEvent<K, V>>, max: usize, quick: bool) -> usize {
+        let count = self.stripes.len();
+        let start = self.next_stripe.load(Ordering::Relaxed);
+        let mut taken = 0;
+        for offset in 0..count {
+            let index = (start + offset) % count;
+            if quick && !self.state.dirty[index].load(Ordering::Relaxed) {
+                continue;
+            }
+            taken += self.take_from(index, into, max - taken, quick);
+            if taken == max {
+                self.next_stripe.store(index, Ordering::Relaxed);
+                break;
+            }
+        }
+        if taken > 0 {
+            self.state.drained();
+        }
+        taken
+    }
+
+    /// Moves up to `max` of this subscriber's events in stripe `index` into `into`; with
+    /// `skip_if_busy`, nothing if a writer holds the stripe.
+    fn take_from(
+        &self,
+        index: usize,
+        into: &mut Vec<ChangeEvent<K, V>>,
+        max: usize,
+        skip_if_busy: bool,
+    ) -> usize {
+        let mut spare = self.spare.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut stripe = if skip_if_busy {
+            match self.stripes[index].try_lock() {
+                Ok(stripe) => stripe,
+                Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+                Err(TryLockError::WouldBlock) => return 0,
+            }
+        } else {
+            lock(&self.stripes[index])
+        };
+        let Some(queue) = stripe
+            .queues
+            .iter_mut()
+            .find(|queue| Arc::ptr_eq(&queue.subscriber, &self.state))
+        else {
+            return 0;
+        };
+        let taken = max.min(queue.events.len());
+        if taken == queue.events.len() {
+            // O(1) under the stripe: the writers get the spare's capacity back.
+            std::mem::swap(&mut queue.events, &mut *spare);
+            self.state.dirty[index].store(false, Ordering::Relaxed);
+        } else {
+            spare.extend(queue.events.drain(..taken));
+        }
+        drop(stripe);
+        into.extend(spare.drain(..));
+        taken
+    }
+
+    /// Yields up to [`IDLE_SPINS`] times; true as soon as a stripe is dirty.
+    fn spin_until_dirty(&self) -> bool {
+        for _ in 0..IDLE_SPINS {
+            yield_now();
+            if self
+                .state
+                .dirty
+                .iter()
+                .any(|flag| flag.load(Ordering::Relaxed))
+            {
+                return true;
+            }
+        }
+        false
+    }
+
+    fn sleep_until_woken(&self, timeout: Option<Duration>) {
+        let state = &self.state;
+        let mut sleep = state.lock_sleep();
+        if !sleep.wake_pending {
+            sleep = match timeout {
+                None => state.readable.wait(sleep),
+                Some(timeout) => state
+                    .readable
+                    .wait_timeout(sleep, timeout)
+                    .map(|(guard, _)| guard)
+                    .map_err(|poisoned| PoisonError::new(poisoned.into_inner().0)),
+            }
+            .unwrap_or_else(PoisonError::into_inner);
+        }
+        sleep.wake_pending = false;
+    }
+
+    /// Drops this subscriber's queues from every stripe, freeing their events at once.
+    fn drop_queues(&self) {
+        for stripe in self.stripes.iter() {
+            let mut stripe = lock(stripe);
+            stripe.queues.retain(|queue| {
+                let mine = Arc::ptr_eq(&queue.subscriber, &self.state);
+                if mine {
+                    self.state.count_missed(queue.events.len() as u64);
+                }
+                !mine
+            });
+        }
     }
 }
 
@@ -357,18 +526,18 @@ fn blocking_error(error: TryRecvError) -> RecvError {
 
 impl<K, V> Drop for Subscription<K, V> {
     fn drop(&mut self) {
-        self.buffer.reader_dropped();
+        self.state.reader_gone.store(true, Ordering::SeqCst);
+        self.drop_queues();
+        self.state.wake_all();
     }
 }
 
 impl<K, V> fmt::Debug for Subscription<K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let queue = self.buffer.lock();
         f.debug_struct("Subscription")
-            .field("queued", &queue.events.len())
-            .field("capacity", &queue.capacity)
-            .field("backpressure", &queue.backpressure)
-            .field("lagged", &queue.lagged)
+            .field("queued", &self.queued())
+            .field("backpressure", &self.state.backpressure)
+            .field("lagged", &self.state.lagged.load(Ordering::Relaxed))
             .finish()
     }
 }
