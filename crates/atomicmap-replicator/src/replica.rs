@@ -61,7 +61,8 @@ pub struct ReplicaConfig {
     pub partitions: u16,
     /// Key names.
     pub layout: Layout,
-    /// Entries per stream per read.
+    /// Entries per stream per read. An entry holds up to a few hundred changes, so this
+    /// bounds a read's reply (and, with `read_ahead`, the replica's buffered memory).
     pub read_count: usize,
     /// How long a read waits for new entries.
     pub block: Duration,
@@ -88,7 +89,7 @@ impl ReplicaConfig {
             tasks,
             partitions,
             layout,
-            read_count: 256,
+            read_count: 64,
             block: Duration::from_millis(100),
             read_ahead: 4,
             max_clock_skew: Duration::from_secs(60),

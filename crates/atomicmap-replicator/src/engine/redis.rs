@@ -92,12 +92,14 @@ impl RedisEngine {
 
 /// Sorts a redis-rs error into "retry later" or "give up".
 pub(crate) fn classify(error: RedisError) -> EngineError {
+    // A server that is loading its data, running a long script, out of memory (until a trim
+    // or a consumer frees some) or refusing writes after a failed save will accept the same
+    // command later: the source spools meanwhile rather than stopping.
     if error.is_io_error()
         || error.is_timeout()
         || error.is_connection_dropped()
         || error.is_unrecoverable_error()
-        || error.code() == Some("LOADING")
-        || error.code() == Some("BUSY")
+        || matches!(error.code(), Some("LOADING" | "BUSY" | "OOM" | "MISCONF"))
     {
         EngineError::Unavailable(error.to_string())
     } else {
