@@ -17,7 +17,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Bytes of a frame header: length and CRC.
 const FRAME_HEADER: u64 = 8;
@@ -57,7 +57,6 @@ impl From<io::Error> for SpoolError {
 /// A bounded durable FIFO of `(partition, entry)` pairs.
 pub struct Spool {
     file: File,
-    path: PathBuf,
     /// Frame sizes (header included) from the read offset to the end of the file.
     frames: VecDeque<u64>,
     /// Where the first unconsumed frame starts.
@@ -105,17 +104,11 @@ impl Spool {
         }
         Ok(Spool {
             file,
-            path: path.to_path_buf(),
             frames,
             read_offset: 0,
             len: offset as u64,
             max_bytes,
         })
-    }
-
-    /// Where the spool lives.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Entries waiting.

@@ -71,7 +71,7 @@ async fn bootstrap_from_snapshot_and_anchor_while_two_writers_mutate_100k_keys()
     let load = Load {
         keys: 100_000,
         rate: Some(50_000),
-        ops: Some(150_000),
+        ops: Some(250_000),
         remove_percent: 10,
         counters: false,
         threads: 2,
@@ -97,7 +97,7 @@ async fn bootstrap_from_snapshot_and_anchor_while_two_writers_mutate_100k_keys()
     let replica2 =
         RunningReplica::start(&engine, &layout, "r2", &["main"], LastWriterWins, hash_sink);
     let ops = wait_for(load).await;
-    assert_eq!(ops, 150_000);
+    assert_eq!(ops, 250_000);
     source.stop().await;
 
     let expected: HashMap<String, Vec<u8>> = map.snapshot().to_map();

@@ -38,11 +38,6 @@ impl RedisEngine {
         })
     }
 
-    /// The underlying client, for sinks that talk to the same server.
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
     /// The open connection, or a new one.
     pub async fn connection(&self) -> Result<MultiplexedConnection, EngineError> {
         let mut slot = self.connection.lock().await;
