@@ -241,7 +241,7 @@ fn overwrites_and_removes_drop_each_instance_once() {
 /// a long run of overwrites from one thread stays bounded.
 #[test]
 fn replaced_values_are_reclaimed_while_the_map_lives() {
-    const OVERWRITES: u64 = 4_096;
+    const OVERWRITES: u64 = 16_384;
     let ledger = Ledger::with_capacity(3 * OVERWRITES as usize + 16);
     let map = TrackedMap::new();
     map.insert(
@@ -256,8 +256,8 @@ fn replaced_values_are_reclaimed_while_the_map_lives() {
         assert_eq!(replaced.map(|v| v.number), Some(n - 1));
     }
     // Alive: the stored key and value, plus replaced values awaiting a reclamation pass. A
-    // pass runs every few dozen retirements, so a quarter of the overwrites is a loose bound
-    // that only a reclaimer that never frees (or frees only on map drop) can exceed.
+    // pass runs every 1,024 retirements, so a quarter of the overwrites is a loose bound that
+    // only a reclaimer that never frees (or frees only on map drop) can exceed.
     let alive = ledger.alive();
     assert!(
         alive < OVERWRITES as usize / 4,
