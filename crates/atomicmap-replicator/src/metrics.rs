@@ -102,6 +102,27 @@ pub fn describe() {
     );
 }
 
+/// Exports a replica's counters and gauges at zero before anything happens, so dashboards
+/// and alerts see them from the start (a metric otherwise appears with its first value).
+pub fn export_replica_metrics() {
+    for name in [APPLIED, CONFLICTS, RELOADS] {
+        counter!(name).increment(0);
+    }
+    for name in [LAG_EVENTS, LAG_SECONDS] {
+        gauge!(name).set(0.0);
+    }
+}
+
+/// Exports a source's counters and gauges at zero before anything happens.
+pub fn export_source_metrics() {
+    for name in [PUBLISHED, ENTRIES, SPOOLED, SNAPSHOTS, HELD_BACK] {
+        counter!(name).increment(0);
+    }
+    for name in [SPOOL_DEPTH, SPOOL_BYTES, FLOW_LEVEL] {
+        gauge!(name).set(0.0);
+    }
+}
+
 /// Counts a retry of `op`.
 pub fn retry(op: &'static str) {
     counter!(RETRIES, "op" => op).increment(1);

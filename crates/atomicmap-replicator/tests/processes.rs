@@ -43,6 +43,37 @@ fn kill_9(child: &mut Child) {
     assert!(!status.success(), "killed, not exited");
 }
 
+/// A loopback address whose port was free a moment ago.
+fn free_address() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+/// Waits until the Prometheus text served at `address` names every metric of `names` (a
+/// metric appears with its first value); fails after 20 s.
+fn wait_for_metrics(address: &str, names: &[&str]) {
+    use std::io::{Read, Write};
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut reply = String::new();
+        if let Ok(mut stream) = std::net::TcpStream::connect(address) {
+            let request =
+                format!("GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+            if stream.write_all(request.as_bytes()).is_ok() {
+                let _ = stream.read_to_string(&mut reply);
+            }
+        }
+        if names.iter().all(|name| reply.contains(name)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{address}/metrics lacks some of {names:?}:\n{reply}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn log_of(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
@@ -93,6 +124,7 @@ async fn replica_process_killed_5_times_resumes_from_its_checkpoint() {
     }
     .start(map.clone());
     let partitions = PARTITIONS.to_string();
+    let metrics = free_address();
     let args = [
         "replica",
         "--redis",
@@ -109,6 +141,8 @@ async fn replica_process_killed_5_times_resumes_from_its_checkpoint() {
         "hash",
         "--log",
         "info",
+        "--metrics",
+        &metrics,
     ];
     let mut random = Random::from_clock();
     let mut child = spawn(&args, &log);
@@ -136,6 +170,15 @@ async fn replica_process_killed_5_times_resumes_from_its_checkpoint() {
         tokio::time::sleep(Duration::from_millis(200)).await;
         actual = hash_contents(&url, &hash).await;
     }
+    // The replica's Prometheus endpoint (every counter is exported from the start).
+    let names = [
+        "replicator_applied_events_total",
+        "replicator_lag_events",
+        "replicator_lag_seconds",
+    ];
+    tokio::task::spawn_blocking(move || wait_for_metrics(&metrics, &names))
+        .await
+        .unwrap();
     let status = Command::new("kill")
         .arg("-TERM")
         .arg(child.id().to_string())
@@ -239,4 +282,31 @@ async fn source_process_killed_mid_publish_recovers_with_nothing_lost() {
     let replica = replica.stop().await;
     assert_same("replica", &replica.values(), &expected);
     assert_same("replica local map", &local.to_hash_map(), &expected);
+}
+
+/// The `demo` command, as the README shows it: it starts its own redis-server, a source under
+/// load and two replicas, and exits 0 only if both replicas equal the source exactly.
+#[test]
+fn demo_ends_with_both_replicas_equal_to_the_source() {
+    let output = Command::new(BINARY)
+        .args([
+            "demo",
+            "--seconds",
+            "2",
+            "--rate",
+            "5000",
+            "--keys",
+            "2000",
+            "--log",
+            "warn",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "demo failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(stdout.matches("EQUAL to the source").count(), 2, "{stdout}");
 }

@@ -216,6 +216,7 @@ fn shutdown_on_signal() -> Result<watch::Receiver<bool>, BoxError> {
 
 async fn run_source(args: SourceArgs) -> Result<(), BoxError> {
     install_metrics(args.common.metrics)?;
+    atomicmap_replicator::metrics::export_source_metrics();
     let engine = RedisEngine::new(&args.common.redis)?;
     let spool = args
         .spool
@@ -288,6 +289,7 @@ async fn run_source(args: SourceArgs) -> Result<(), BoxError> {
 
 async fn run_replica(args: ReplicaArgs) -> Result<(), BoxError> {
     install_metrics(args.common.metrics)?;
+    atomicmap_replicator::metrics::export_replica_metrics();
     let engine = RedisEngine::new(&args.common.redis)?;
     let layout = Layout::new(&args.common.prefix);
     let config = ReplicaConfig::new(
