@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,27 +20,58 @@ use common::{assert_same, published_snapshot, Random, RunningReplica, RunningSou
 
 const BINARY: &str = env!("CARGO_BIN_EXE_atomicmap-replicate");
 
-/// Starts the binary with `args`, its log appended to `log`.
-fn spawn(args: &[&str], log: &Path) -> Child {
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    Command::new(BINARY)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(file)
-        .spawn()
-        .unwrap()
+/// A child process of the test, killed when dropped: a failing test leaves no replica or
+/// source running behind it.
+struct Process(Child);
+
+impl Process {
+    /// Starts the binary with `args`, its log appended to `log`.
+    fn spawn(args: &[&str], log: &Path) -> Self {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        let child = Command::new(BINARY)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        Process(child)
+    }
+
+    /// SIGKILL, and the process is gone.
+    fn kill_9(&mut self) {
+        self.0.kill().unwrap();
+        let status = self.0.wait().unwrap();
+        assert!(!status.success(), "killed, not exited");
+    }
+
+    /// SIGTERM (a graceful stop), and its exit status.
+    fn terminate(mut self) -> ExitStatus {
+        let sent = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.0.id().to_string())
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        self.0.wait().unwrap()
+    }
+
+    /// Its exit status, once it exits by itself.
+    fn wait(mut self) -> ExitStatus {
+        self.0.wait().unwrap()
+    }
 }
 
-/// SIGKILL, and the process is gone.
-fn kill_9(child: &mut Child) {
-    child.kill().unwrap();
-    let status = child.wait().unwrap();
-    assert!(!status.success(), "killed, not exited");
+impl Drop for Process {
+    fn drop(&mut self) {
+        // Already reaped after kill_9, terminate or wait: these then fail harmlessly.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// A loopback address whose port was free a moment ago.
@@ -145,11 +176,11 @@ async fn replica_process_killed_5_times_resumes_from_its_checkpoint() {
         &metrics,
     ];
     let mut random = Random::from_clock();
-    let mut child = spawn(&args, &log);
+    let mut child = Process::spawn(&args, &log);
     for _ in 0..5 {
         tokio::time::sleep(Duration::from_millis(300 + random.below(1200))).await;
-        kill_9(&mut child);
-        child = spawn(&args, &log);
+        child.kill_9();
+        child = Process::spawn(&args, &log);
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     tokio::task::spawn_blocking(move || load.stop())
@@ -179,13 +210,7 @@ async fn replica_process_killed_5_times_resumes_from_its_checkpoint() {
     tokio::task::spawn_blocking(move || wait_for_metrics(&metrics, &names))
         .await
         .unwrap();
-    let status = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
+    let exit = tokio::task::spawn_blocking(move || child.terminate())
         .await
         .unwrap();
     let log = log_of(&log);
@@ -248,9 +273,9 @@ async fn source_process_killed_mid_publish_recovers_with_nothing_lost() {
     let stats = replica.stats.clone();
     for _ in 0..2 {
         let before = stats.applied.load(std::sync::atomic::Ordering::Relaxed);
-        let mut child = spawn(&args, &log);
+        let mut child = Process::spawn(&args, &log);
         tokio::time::sleep(Duration::from_millis(1000 + random.below(1500))).await;
-        kill_9(&mut child);
+        child.kill_9();
         let after = stats.applied.load(std::sync::atomic::Ordering::Relaxed);
         assert!(
             after > before,
@@ -260,8 +285,8 @@ async fn source_process_killed_mid_publish_recovers_with_nothing_lost() {
     }
     let mut last = args.clone();
     last.extend(["--ops", "20000"]);
-    let child = spawn(&last, &log);
-    let exit = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap().status)
+    let child = Process::spawn(&last, &log);
+    let exit = tokio::task::spawn_blocking(move || child.wait())
         .await
         .unwrap();
     assert!(
