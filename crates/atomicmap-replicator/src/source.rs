@@ -17,7 +17,7 @@
 //! in one pipelined round trip. When the engine does not answer, the same entries are sent
 //! again; before resending, the publisher reads back the tail of each stream to find the
 //! highest sequence of its epoch already stored, and drops what is there: publishing is
-//! idempotent at the stream, not only at the replica. After `failures_spool_entries` failures in a
+//! idempotent at the stream, not only at the replica. After `failures_to_spool` failures in a
 //! row the entries go to the local [`Spool`], and so does everything after them until the
 //! spool is drained, in order, with the same check.
 //!
@@ -31,10 +31,18 @@
 //! previous snapshot's chunks are deleted and the streams trimmed to the previous anchor, so
 //! a replica that is less than one snapshot interval behind can still catch up from the log.
 //!
+//! **Shutdown.** The final snapshot is taken while the capture still runs; only then is the
+//! capture stopped, and what it still held is published after that snapshot's anchor. So the
+//! final snapshot plus the streams equal the map as the capture last saw it, for a replica
+//! that loads it as for one that followed all along.
+//!
 //! **Recovery.** After a crash, [`recover`] first drains a spool the dead process left, then
 //! rebuilds the map from the latest snapshot and the streams (as a replica would), so
 //! everything that reached the engine survives (RPO = 0 for what was acknowledged by Redis,
-//! or fsynced to the spool). The new session then publishes a fresh snapshot and anchor.
+//! or fsynced to the spool). The map's API stamps the restored entries with new versions
+//! (same values), above everything seen. The new session then publishes a fresh snapshot and
+//! anchor; the restored entries are not published as changes, since every replica already
+//! has their values.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;

@@ -78,7 +78,7 @@ struct SourceArgs {
     /// Node id of this source (distinct per source writing the same keys).
     #[arg(long, default_value_t = 1)]
     node: u16,
-    /// Spool file (default: ./<task>.spool).
+    /// Spool file (default: ./TASK.spool).
     #[arg(long)]
     spool: Option<PathBuf>,
     /// Seconds between snapshots.
