@@ -38,6 +38,9 @@ pub struct BenchArgs {
     /// Offered rate of the lag run (default: half the measured throughput).
     #[arg(long)]
     lag_rate: Option<u64>,
+    /// Stream entries the replica reads per stream per round trip.
+    #[arg(long, default_value_t = 64)]
+    read_count: usize,
 }
 
 struct Run {
@@ -72,7 +75,8 @@ async fn run_once(
     };
 
     let histogram = Arc::new(Mutex::new(Histogram::<u64>::new(3)?));
-    let config = ReplicaConfig::new("bench", vec!["bench".into()], args.partitions, layout);
+    let mut config = ReplicaConfig::new("bench", vec!["bench".into()], args.partitions, layout);
+    config.read_count = args.read_count;
     let mut replica = Replica::new(
         config,
         engine.fork(),
