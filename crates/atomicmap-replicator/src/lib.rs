@@ -49,6 +49,50 @@
 //! | metrics | [`metrics`] |
 //! | synthetic load, private redis-server (demo, bench, tests) | [`load`], [`local_redis`] |
 //!
+//! # Example
+//!
+//! A service publishes its map; another process keeps a replica of it.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//!
+//! use atomicmap_replicator::engine::{redis::RedisEngine, Engine, Layout};
+//! use atomicmap_replicator::metrics::SourceStats;
+//! use atomicmap_replicator::replica::{Replica, ReplicaConfig};
+//! use atomicmap_replicator::resolve::LastWriterWins;
+//! use atomicmap_replicator::sink::{LocalMap, MapSink};
+//! use atomicmap_replicator::source::{self, Source, SourceConfig, SourceMap};
+//! use tokio::sync::watch;
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let engine = RedisEngine::new("redis://127.0.0.1:6379/")?;
+//! let layout = Layout::new("atomicmap");
+//! let (_stop, shutdown) = watch::channel(false);
+//!
+//! // In the service that owns the map:
+//! let map = Arc::new(SourceMap::with_node(1));
+//! let config = SourceConfig::new("routes", 4, layout.clone(), "routes.spool".into());
+//! let stats = Arc::new(SourceStats::default());
+//! source::recover(&engine, &config, &map, &stats).await?; // after a crash: back from Redis
+//! let publisher = Source::start(engine.fork(), config, map.clone(), stats).await?;
+//! tokio::spawn(publisher.run(shutdown.clone()));
+//! map.insert("gw-1".into(), b"eu-west".to_vec()); // writers use the map as usual
+//!
+//! // In each replica process:
+//! let routes = Arc::new(LocalMap::new());
+//! let config = ReplicaConfig::new("replica-1", vec!["routes".into()], 4, layout);
+//! let mut replica = Replica::new(config, engine.fork(), LastWriterWins, MapSink::new(routes.clone()));
+//! replica.start(true).await?;
+//! tokio::spawn(async move { replica.run(shutdown).await });
+//! let _hops = routes.get("gw-1"); // readers on any thread
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The `atomicmap-replicate` binary runs a replica (`replica`), a source under a synthetic
+//! write load (`source`, for trying it out; a service embeds [`source::Source`] as above), the
+//! demo and the benchmark.
+//!
 //! # Guarantees
 //!
 //! * Per key, a replica applies changes in version order and ignores older ones (LWW), so
