@@ -772,6 +772,10 @@ impl<E: Engine> Publisher<E> {
                         let p = usize::from(entries[i].0);
                         self.positions[p] = self.positions[p].max(position);
                     }
+                    if pending.len() < entries.len() {
+                        // A partition whose entries all went in unseen kept its old position.
+                        self.refresh_positions().await;
+                    }
                     self.stats.published(changes, entries.len() as u64);
                     return Ok(());
                 }
@@ -1070,3 +1074,47 @@ async fn publish_snapshot<E: Engine>(
 const SHUTDOWN_DRAIN: Duration = Duration::from_secs(10);
 /// Snapshot chunks written per round trip.
 const CHUNKS_PER_WRITE: usize = 8;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::redis::RedisEngine;
+    use crate::local_redis::LocalRedis;
+
+    fn entry(epoch: u64, seq: u64) -> Vec<u8> {
+        let header = EntryHeader {
+            partition: 0,
+            epoch,
+            seq,
+            events_total: seq,
+            published_ms: now_ms(),
+        };
+        let change = Change::upsert(format!("k{seq}"), vec![1], Version::new(epoch + seq, 1));
+        encode_entry(&header, &[change])
+    }
+
+    /// The check behind idempotent retries: what of a batch is already in the stream.
+    #[tokio::test]
+    async fn stored_sequences_are_found_past_foreign_entries() {
+        let redis = LocalRedis::start(false).unwrap_or_else(|e| panic!("{e}"));
+        let engine = RedisEngine::new(&redis.url()).unwrap();
+        let stream = "s/{t.p0}".to_string();
+        let mut batch: Vec<(String, Vec<u8>)> = (1..=3)
+            .map(|seq| (stream.clone(), entry(10, seq)))
+            .collect();
+        batch.push((stream.clone(), b"not ours".to_vec()));
+        batch.push((stream.clone(), entry(10, 4)));
+        // More foreign entries than one page of the backwards scan.
+        batch.extend((0..READ_BACK_PAGE + 5).map(|_| (stream.clone(), b"noise".to_vec())));
+        engine.append(&batch, None).await.unwrap();
+
+        assert_eq!(stored_seq(&engine, &stream, 10).await.unwrap(), 4);
+        assert_eq!(stored_seq(&engine, &stream, 9).await.unwrap(), u64::MAX);
+        assert_eq!(stored_seq(&engine, &stream, 11).await.unwrap(), 0);
+        assert_eq!(stored_seq(&engine, "s/{t.p1}", 10).await.unwrap(), 0);
+
+        let retry: Vec<(u16, Vec<u8>)> = (3..=6).map(|seq| (0, entry(10, seq))).collect();
+        let fresh = without_stored(&engine, &[stream], &retry).await.unwrap();
+        assert_eq!(fresh, vec![2, 3], "only seq 5 and 6 are missing");
+    }
+}
