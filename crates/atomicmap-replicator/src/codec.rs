@@ -414,22 +414,28 @@ pub fn decode_entry(blob: &[u8]) -> Result<Entry, DecodeError> {
     Ok(Entry { header, changes })
 }
 
-/// One entry of a snapshot: a live key with its value and version.
+/// One entry of a snapshot: a live key with its value, or a recently removed key (a
+/// tombstone), with the version of the change.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SnapshotEntry {
     /// The key.
     pub key: String,
-    /// Its value.
-    pub value: Vec<u8>,
-    /// The version of the change that set it.
+    /// Its value, `None` for a tombstone.
+    pub value: Option<Vec<u8>>,
+    /// The version of the change that set or removed it.
     pub version: Version,
 }
+
+/// Snapshot entry flag: a tombstone (no value follows).
+const SNAPSHOT_TOMBSTONE: u8 = 1;
+/// Smallest encoding of a snapshot entry: version, flags, key length.
+const MIN_SNAPSHOT_ENTRY_LEN: usize = 10 + 1 + 4;
 
 /// Encodes one chunk of a snapshot.
 pub fn encode_chunk(snapshot_id: u64, index: u32, entries: &[SnapshotEntry]) -> Vec<u8> {
     let size: usize = entries
         .iter()
-        .map(|e| 18 + e.key.len() + e.value.len())
+        .map(|e| MIN_SNAPSHOT_ENTRY_LEN + 4 + e.key.len() + e.value.as_ref().map_or(0, Vec::len))
         .sum();
     let mut w = Writer::new(CHUNK_MAGIC, 16 + size);
     w.u64(snapshot_id);
@@ -437,8 +443,15 @@ pub fn encode_chunk(snapshot_id: u64, index: u32, entries: &[SnapshotEntry]) -> 
     w.u32(u32::try_from(entries.len()).unwrap_or(u32::MAX));
     for entry in entries {
         w.version(entry.version);
+        w.u8(if entry.value.is_none() {
+            SNAPSHOT_TOMBSTONE
+        } else {
+            0
+        });
         w.bytes(entry.key.as_bytes());
-        w.bytes(&entry.value);
+        if let Some(value) = &entry.value {
+            w.bytes(value);
+        }
     }
     w.finish()
 }
@@ -454,12 +467,20 @@ pub fn decode_chunk(
     if r.u64()? != snapshot_id || r.u32()? != index {
         return Err(DecodeError::Malformed("chunk of another snapshot"));
     }
-    let count = r.count(18)?;
+    let count = r.count(MIN_SNAPSHOT_ENTRY_LEN)?;
     let mut entries = Vec::with_capacity(count);
     for _ in 0..count {
         let version = r.version()?;
+        let flags = r.u8()?;
+        if flags & !SNAPSHOT_TOMBSTONE != 0 {
+            return Err(DecodeError::Malformed("unknown snapshot entry flags"));
+        }
         let key = r.string()?;
-        let value = r.bytes()?.to_vec();
+        let value = if flags & SNAPSHOT_TOMBSTONE != 0 {
+            None
+        } else {
+            Some(r.bytes()?.to_vec())
+        };
         entries.push(SnapshotEntry {
             key,
             value,
@@ -622,11 +643,18 @@ mod tests {
 
     #[test]
     fn chunk_anchor_checkpoint_round_trip() {
-        let entries = vec![SnapshotEntry {
-            key: "a".into(),
-            value: b"1".to_vec(),
-            version: Version::new(5, 9),
-        }];
+        let entries = vec![
+            SnapshotEntry {
+                key: "a".into(),
+                value: Some(b"1".to_vec()),
+                version: Version::new(5, 9),
+            },
+            SnapshotEntry {
+                key: "gone".into(),
+                value: None,
+                version: Version::new(6, 9),
+            },
+        ];
         let chunk = encode_chunk(42, 7, &entries);
         assert_eq!(decode_chunk(&chunk, 42, 7), Ok(entries));
         assert!(decode_chunk(&chunk, 43, 7).is_err());

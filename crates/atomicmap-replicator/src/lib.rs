@@ -73,8 +73,10 @@
 //! let map = Arc::new(SourceMap::with_node(1));
 //! let config = SourceConfig::new("routes", 4, layout.clone(), "routes.spool".into());
 //! let stats = Arc::new(SourceStats::default());
-//! source::recover(&engine, &config, &map, &stats).await?; // after a crash: back from Redis
-//! let publisher = Source::start(engine.fork(), config, map.clone(), stats).await?;
+//! let recovery = source::recover(&engine, &config, &map, &stats).await?; // back from Redis
+//! let publisher = Source::start(engine.fork(), config, map.clone(), stats)
+//!     .await?
+//!     .with_recovery(recovery);
 //! tokio::spawn(publisher.run(shutdown.clone()));
 //! map.insert("gw-1".into(), b"eu-west".to_vec()); // writers use the map as usual
 //!

@@ -464,7 +464,10 @@ impl<E: Engine, R: Resolver, S: Sink> Replica<E, R, S> {
                 });
             }
             for entry in entries {
-                let change = Change::upsert(entry.key, entry.value, entry.version);
+                let change = match entry.value {
+                    Some(value) => Change::upsert(entry.key, value, entry.version),
+                    None => Change::remove(entry.key, entry.version),
+                };
                 if let Some(change) = (self.transform)(change) {
                     if let Outcome::Apply(record) =
                         self.resolver.resolve(records.get(&change.key), &change)

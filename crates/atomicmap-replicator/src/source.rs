@@ -26,7 +26,9 @@
 //! snapshot. Every change in the streams up to the anchor was committed before the snapshot,
 //! so it is in it; every change committed after the snapshot is published after the anchor;
 //! a change in between is in both, and applying it twice changes nothing (per-key versions).
-//! Writers are never stopped: the snapshot is the map's own, taken while they run. The chunks
+//! Writers are never stopped: the snapshot is the map's own, taken while they run. Keys
+//! removed within `tombstone_ttl` go in as tombstones (the map itself forgets removed keys).
+//! The chunks
 //! are written first, then the anchor under `{prefix}/anchors/{task}` (the switch), then the
 //! previous snapshot's chunks are deleted and the streams trimmed to the previous anchor, so
 //! a replica that is less than one snapshot interval behind can still catch up from the log.
@@ -40,9 +42,12 @@
 //! rebuilds the map from the latest snapshot and the streams (as a replica would), so
 //! everything that reached the engine survives (RPO = 0 for what was acknowledged by Redis,
 //! or fsynced to the spool). The map's API stamps the restored entries with new versions
-//! (same values), above everything seen. The new session then publishes a fresh snapshot and
-//! anchor; the restored entries are not published as changes, since every replica already
-//! has their values.
+//! (same values), above everything seen; [`Source::with_recovery`] makes the session's
+//! snapshots publish their original versions instead (while the key is not written again),
+//! and carry the removals found as tombstones, so that under multi-writer LWW a replica
+//! loading them resolves as one that followed the streams. The new session then publishes a
+//! fresh snapshot and anchor; the restored entries are not published as changes, since every
+//! replica already has their values.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -99,6 +104,10 @@ pub struct SourceConfig {
     pub spool_max_bytes: u64,
     /// Flow control.
     pub flow: FlowLevels,
+    /// How long snapshots carry a removed key as a tombstone. Past it, a replica that loads a
+    /// snapshot can show the key again if another source wrote it before this one removed it
+    /// (multi-writer LWW only); memory is one entry per key removed within the period.
+    pub tombstone_ttl: Duration,
 }
 
 impl SourceConfig {
@@ -122,6 +131,7 @@ impl SourceConfig {
             spool_path,
             spool_max_bytes: 1 << 30,
             flow: FlowLevels::default(),
+            tombstone_ttl: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -198,7 +208,7 @@ fn change_of(event: ChangeEvent<String, Vec<u8>>) -> Change {
 }
 
 /// What [`recover`] found.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct Recovery {
     /// Keys restored into the map.
     pub keys: usize,
@@ -206,6 +216,12 @@ pub struct Recovery {
     pub spool_entries_drained: usize,
     /// The largest version or epoch seen, which the map's clock has observed.
     pub max_seen: u64,
+    /// Per restored key, the version the map gave it and the version it had: snapshots
+    /// publish the original while the key keeps the restored one, so that a replica loading
+    /// them resolves exactly as a replica that followed the streams.
+    originals: HashMap<String, (Version, Version)>,
+    /// Removals found (tombstones), carried into the new session's snapshots.
+    tombstones: HashMap<String, Version>,
 }
 
 /// Rebuilds `map` (expected empty) from what a previous run of the task left in the engine
@@ -250,19 +266,42 @@ pub async fn recover<E: Engine>(
         .unwrap_or(0);
     let max_seen = max_epoch.max(max_version);
     map.clock().observe(Version::new(max_seen, u16::MAX));
-    let mut keys = 0;
+    let mut originals = HashMap::new();
+    let mut tombstones = HashMap::new();
     for (key, record) in replica.records() {
-        if let Some(value) = &record.value {
-            map.insert(key.clone(), value.clone());
-            keys += 1;
+        match &record.value {
+            Some(value) => {
+                map.insert(key.clone(), value.clone());
+                // Nothing else writes the map yet: this is the version the insert got.
+                if let Some(restored) = map.get_versioned(key.as_str()) {
+                    originals.insert(key.clone(), (restored.version, record.version));
+                }
+            }
+            None => {
+                tombstones.insert(key.clone(), record.version);
+            }
         }
     }
+    let keys = originals.len();
     tracing::info!(task = %config.task, keys, drained, "recovered the map from the engine");
     Ok(Recovery {
         keys,
         spool_entries_drained: drained,
         max_seen,
+        originals,
+        tombstones,
     })
+}
+
+impl fmt::Debug for Recovery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Recovery")
+            .field("keys", &self.keys)
+            .field("spool_entries_drained", &self.spool_entries_drained)
+            .field("max_seen", &self.max_seen)
+            .field("tombstones", &self.tombstones.len())
+            .finish()
+    }
 }
 
 /// Sends what a previous run left in the spool, dropping what the streams already have.
@@ -451,6 +490,12 @@ struct Publisher<E: Engine> {
     last_anchor: Option<Anchor>,
     /// Shutting down: nothing is held back any more.
     stopping: bool,
+    /// Keys removed, with the removal's version, kept for `tombstone_ttl`: snapshots carry
+    /// them, so that a replica loading a snapshot cannot bring back, from another source's
+    /// snapshot, a key this source removed later than the other wrote it.
+    tombstones: HashMap<String, Version>,
+    /// See [`Recovery`]: versions to publish for keys restored after a crash.
+    originals: Arc<HashMap<String, (Version, Version)>>,
 }
 
 /// A source session, subscribed and ready to publish: [`start`](Source::start) it before
@@ -508,6 +553,8 @@ impl<E: Engine> Source<E> {
             job: None,
             last_anchor: None,
             stopping: false,
+            tombstones: HashMap::new(),
+            originals: Arc::new(HashMap::new()),
             config,
         };
         tracing::info!(task = %publisher.config.task, epoch, "source session starts");
@@ -518,6 +565,14 @@ impl<E: Engine> Source<E> {
             capture,
             first,
         })
+    }
+
+    /// Carries what [`recover`] found into this session's snapshots: the restored keys'
+    /// original versions and the removals.
+    pub fn with_recovery(mut self, recovery: Recovery) -> Self {
+        self.publisher.tombstones = recovery.tombstones;
+        self.publisher.originals = Arc::new(recovery.originals);
+        self
     }
 
     /// Publishes the map's changes until `shutdown` turns true (or its sender goes). Then it
@@ -705,6 +760,15 @@ impl<E: Engine> Publisher<E> {
             }
         }
         for change in changes {
+            match &change.value {
+                None => {
+                    self.tombstones.insert(change.key.clone(), change.version);
+                }
+                Some(_) if !self.tombstones.is_empty() => {
+                    self.tombstones.remove(&change.key);
+                }
+                Some(_) => {}
+            }
             if !self.stopping && self.flow.holds_back(&change.key) {
                 self.stats.held_back(1);
                 self.held.push_back(change);
@@ -940,7 +1004,20 @@ impl<E: Engine> Publisher<E> {
                 events_total: self.totals[p],
             })
             .collect();
-        let snapshot_id = self.map.clock().tick().time();
+        let horizon = now_ms().saturating_sub(
+            u64::try_from(self.config.tombstone_ttl.as_millis()).unwrap_or(u64::MAX),
+        );
+        self.tombstones
+            .retain(|_, version| version.physical_ms() >= horizon);
+        let contents = SnapshotContents {
+            id: self.map.clock().tick().time(),
+            tombstones: self
+                .tombstones
+                .iter()
+                .map(|(key, version)| (key.clone(), *version))
+                .collect(),
+            originals: self.originals.clone(),
+        };
         let map = self.map.clone();
         let engine = self.engine.fork();
         let config = self.config.clone();
@@ -954,13 +1031,7 @@ impl<E: Engine> Publisher<E> {
                     .map_err(|e| SourceError::Task(e.to_string()))?,
             };
             publish_snapshot(
-                &engine,
-                &config,
-                snapshot_id,
-                snapshot,
-                cursors,
-                previous,
-                &stats,
+                &engine, &config, snapshot, contents, cursors, previous, &stats,
             )
             .await
         }));
@@ -984,44 +1055,67 @@ impl<E: Engine> Publisher<E> {
 async fn publish_snapshot<E: Engine>(
     engine: &E,
     config: &SourceConfig,
-    snapshot_id: u64,
     snapshot: VersionedSnapshot<String, Vec<u8>>,
+    contents: SnapshotContents,
     cursors: Vec<Cursor>,
     previous: Option<Anchor>,
     stats: &SourceStats,
 ) -> Result<Anchor, SourceError> {
     let started = Instant::now();
+    let snapshot_id = contents.id;
     let max_version = snapshot.max_version();
-    let entries = snapshot.len() as u64;
     let chunk_entries = config.chunk_entries.max(1);
     let task = config.task.clone();
     let layout = config.layout.clone();
     // Encoding a million entries is CPU work: off the async workers.
-    let chunks: Vec<(String, Vec<u8>)> = tokio::task::spawn_blocking(move || {
-        let mut chunks = Vec::new();
+    let (chunks, entries) = tokio::task::spawn_blocking(move || {
+        let mut chunks: Vec<(String, Vec<u8>)> = Vec::new();
         let mut entries = Vec::with_capacity(chunk_entries);
-        let flush = |entries: &mut Vec<SnapshotEntry>, chunks: &mut Vec<(String, Vec<u8>)>| {
-            let index = chunks.len() as u32;
-            chunks.push((
-                layout.chunk(&task, snapshot_id, index),
-                encode_chunk(snapshot_id, index, entries),
-            ));
-            entries.clear();
+        let mut total = 0u64;
+        let mut push = |entry: SnapshotEntry, chunks: &mut Vec<(String, Vec<u8>)>| {
+            entries.push(entry);
+            total += 1;
+            if entries.len() == chunk_entries {
+                let index = chunks.len() as u32;
+                chunks.push((
+                    layout.chunk(&task, snapshot_id, index),
+                    encode_chunk(snapshot_id, index, &entries),
+                ));
+                entries.clear();
+            }
         };
         for (key, versioned) in snapshot.iter() {
-            entries.push(SnapshotEntry {
+            let version = match contents.originals.get(key) {
+                // Restored after a crash and not written since.
+                Some(&(restored, original)) if restored == versioned.version => original,
+                _ => versioned.version,
+            };
+            let entry = SnapshotEntry {
                 key: key.clone(),
-                value: versioned.value.clone(),
-                version: versioned.version,
-            });
-            if entries.len() == chunk_entries {
-                flush(&mut entries, &mut chunks);
+                value: Some(versioned.value.clone()),
+                version,
+            };
+            push(entry, &mut chunks);
+        }
+        for (key, version) in contents.tombstones {
+            // A key written again since its removal is live in the snapshot, and newer.
+            if snapshot.get(key.as_str()).is_none() {
+                let entry = SnapshotEntry {
+                    key,
+                    value: None,
+                    version,
+                };
+                push(entry, &mut chunks);
             }
         }
         if !entries.is_empty() || chunks.is_empty() {
-            flush(&mut entries, &mut chunks);
+            let index = chunks.len() as u32;
+            chunks.push((
+                layout.chunk(&task, snapshot_id, index),
+                encode_chunk(snapshot_id, index, &entries),
+            ));
         }
-        chunks
+        (chunks, total)
     })
     .await
     .map_err(|e| SourceError::Task(e.to_string()))?;
@@ -1072,6 +1166,16 @@ async fn publish_snapshot<E: Engine>(
 
 /// How long a stopping source keeps trying to drain its spool.
 const SHUTDOWN_DRAIN: Duration = Duration::from_secs(10);
+/// What a snapshot job publishes besides the map's own snapshot.
+struct SnapshotContents {
+    /// The snapshot's id (a tick of the map's clock).
+    id: u64,
+    /// Recent removals, as tombstones.
+    tombstones: Vec<(String, Version)>,
+    /// Original versions of keys restored after a crash.
+    originals: Arc<HashMap<String, (Version, Version)>>,
+}
+
 /// Snapshot chunks written per round trip.
 const CHUNKS_PER_WRITE: usize = 8;
 

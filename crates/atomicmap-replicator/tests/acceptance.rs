@@ -716,7 +716,8 @@ async fn source_crash_while_spooling_loses_nothing_that_was_spooled() {
     assert_same("recovered map", &recovered.snapshot().to_map(), &expected);
 
     // The new session goes on; a replica ends equal to it.
-    let source = RunningSource::start_with(&engine, config, recovered.clone()).await;
+    let source =
+        RunningSource::start_recovered(&engine, config, recovered.clone(), Some(recovery)).await;
     let replica = RunningReplica::start(
         &engine,
         &layout,
@@ -784,4 +785,159 @@ async fn low_priority_prefixes_are_held_back_at_level_2() {
     let expected: HashMap<String, Vec<u8>> = map.snapshot().to_map();
     assert_same("replica", &replica.values(), &expected);
     assert_same("replica local map", &local.to_hash_map(), &expected);
+}
+
+/// Per key, the newest change: its version and its value (`None`: removed).
+type Newest = HashMap<String, (Version, Option<Vec<u8>>)>;
+
+/// Every change a map makes, folded last-writer-wins with tombstones: what replicas of all
+/// the maps given to it must converge to.
+struct Truth {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    changes: Arc<std::sync::Mutex<Newest>>,
+}
+
+impl Truth {
+    fn new() -> Self {
+        Truth {
+            stop: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            threads: Vec::new(),
+            changes: Arc::default(),
+        }
+    }
+
+    /// Follows `map` from now on.
+    fn follow(&mut self, map: &SourceMap) {
+        let subscription = map.subscribe(atomicmap::SubscribeOptions::waiting(1 << 16));
+        let (stop, changes) = (self.stop.clone(), self.changes.clone());
+        self.threads.push(std::thread::spawn(move || {
+            let mut events = Vec::new();
+            loop {
+                let stopping = stop.load(Relaxed);
+                events.clear();
+                let n = subscription
+                    .recv_batch(&mut events, 4096, Duration::from_millis(10))
+                    .unwrap();
+                if n == 0 && stopping {
+                    return;
+                }
+                let mut changes = changes.lock().unwrap();
+                for event in events.drain(..) {
+                    let (key, version, value) = match event {
+                        atomicmap::ChangeEvent::Insert {
+                            key,
+                            value,
+                            version,
+                        }
+                        | atomicmap::ChangeEvent::Update {
+                            key,
+                            value,
+                            version,
+                        } => (key, version, Some(value)),
+                        atomicmap::ChangeEvent::Remove { key, version } => (key, version, None),
+                    };
+                    let newer = changes.get(&key).is_none_or(|(v, _)| version > *v);
+                    if newer {
+                        changes.insert(key, (version, value));
+                    }
+                }
+            }
+        }));
+    }
+
+    /// The live keys and values, once the writers are done.
+    fn finish(self) -> HashMap<String, Vec<u8>> {
+        self.stop.store(true, Relaxed);
+        for thread in self.threads {
+            thread.join().unwrap();
+        }
+        let changes = std::mem::take(&mut *self.changes.lock().unwrap());
+        changes
+            .into_iter()
+            .filter_map(|(key, (_, value))| Some((key, value?)))
+            .collect()
+    }
+}
+
+/// Acceptance 6b with removals and a restart: two sources write and remove the same keys,
+/// one of them restarts (rebuilding its map from Redis); a replica that followed from the start
+/// and one that starts from the final snapshots both converge to last-writer-wins over every
+/// change made (snapshots carry tombstones and the original versions of restored keys).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sources_lww_with_removals_and_a_restart_converge_on_every_replica() {
+    let redis = common::redis::start(false);
+    let engine = RedisEngine::new(&redis.url()).unwrap();
+    let layout = Layout::new("t6r");
+    let dir = tempfile::tempdir().unwrap();
+    let interval = Duration::from_millis(300);
+    let mut truth = Truth::new();
+    let east = Arc::new(SourceMap::with_node(1));
+    let west = Arc::new(SourceMap::with_node(2));
+    truth.follow(&east);
+    truth.follow(&west);
+    let east_source =
+        RunningSource::start(&engine, &layout, "east", east.clone(), dir.path(), interval).await;
+    let west_config = common::source_config(&layout, "west", dir.path(), interval);
+    let west_source = RunningSource::start_with(&engine, west_config.clone(), west.clone()).await;
+    let following = RunningReplica::start(
+        &engine,
+        &layout,
+        "following",
+        &["east", "west"],
+        LastWriterWins,
+        MapSink::new(Arc::new(LocalMap::new())),
+    );
+    let writing = |seed, ops| Load {
+        keys: 1_000,
+        rate: Some(10_000),
+        ops: Some(ops),
+        remove_percent: 30,
+        counters: false,
+        threads: 1,
+        seed,
+    };
+    // Both write the same keys (at once, then east alone: many keys end with east's write).
+    let east_load = writing(65, 5_000).start(east.clone());
+    wait_for(writing(66, 10_000).start(west.clone())).await;
+    wait_for(east_load).await;
+    wait_for(writing(68, 10_000).start(east.clone())).await;
+
+    // West restarts: its map comes back from Redis, with new versions for the same values.
+    west_source.stop().await;
+    let west = Arc::new(SourceMap::with_node(2));
+    let stats = atomicmap_replicator::metrics::SourceStats::default();
+    let recovery = atomicmap_replicator::source::recover(&engine, &west_config, &west, &stats)
+        .await
+        .unwrap();
+    truth.follow(&west);
+    let west_source =
+        RunningSource::start_recovered(&engine, west_config, west.clone(), Some(recovery)).await;
+    wait_for(writing(67, 500).start(west.clone())).await;
+    east_source.stop().await;
+    west_source.stop().await;
+
+    // A replica that starts now has only the two final snapshots: the removals and the
+    // restored keys' original versions must be in them.
+    let loading = RunningReplica::start(
+        &engine,
+        &layout,
+        "loading",
+        &["west", "east"],
+        LastWriterWins,
+        MapSink::new(Arc::new(LocalMap::new())),
+    );
+    let expected = truth.finish();
+    let following = following.stop().await;
+    let loading = loading.stop().await;
+    assert!(
+        following.stats().conflicts.load(Relaxed) > 0,
+        "the sources wrote the same keys"
+    );
+    assert_same("replica that followed", &following.values(), &expected);
+    assert_same(
+        "replica that loaded snapshots",
+        &loading.values(),
+        &expected,
+    );
 }

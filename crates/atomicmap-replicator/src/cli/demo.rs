@@ -147,7 +147,7 @@ pub async fn run(args: DemoArgs) -> Result<(), BoxError> {
         .map(|(_, entries)| {
             entries
                 .into_iter()
-                .map(|e| (e.key, e.value))
+                .filter_map(|e| Some((e.key, e.value?)))
                 .collect::<HashMap<_, _>>()
         })
         .unwrap_or_default();

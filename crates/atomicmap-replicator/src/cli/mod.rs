@@ -238,10 +238,13 @@ async fn run_source(args: SourceArgs) -> Result<(), BoxError> {
     let stats = Arc::new(SourceStats::default());
     let recovery = source::recover(&engine, &config, &map, &stats).await?;
     tracing::info!(keys = recovery.keys, "map ready");
+    let seed = u64::from(args.node) << 32 ^ recovery.max_seen;
     let mut shutdown = shutdown_on_signal()?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let publisher = {
-        let source = Source::start(engine, config, map.clone(), stats.clone()).await?;
+        let source = Source::start(engine, config, map.clone(), stats.clone())
+            .await?
+            .with_recovery(recovery);
         tokio::spawn(source.run(stop_rx))
     };
     let load = Load {
@@ -255,7 +258,7 @@ async fn run_source(args: SourceArgs) -> Result<(), BoxError> {
         },
         counters: args.counters,
         threads: args.threads,
-        seed: u64::from(args.node) << 32 ^ recovery.max_seen,
+        seed,
     }
     .start(map.clone());
     let mut report = tokio::time::interval(Duration::from_secs(1));

@@ -15,7 +15,7 @@ use atomicmap_replicator::metrics::{ReplicaStats, SourceStats};
 use atomicmap_replicator::replica::{read_snapshot, Replica, ReplicaConfig, ReplicaError};
 use atomicmap_replicator::resolve::Resolver;
 use atomicmap_replicator::sink::Sink;
-use atomicmap_replicator::source::{Source, SourceConfig, SourceError, SourceMap};
+use atomicmap_replicator::source::{Recovery, Source, SourceConfig, SourceError, SourceMap};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -71,11 +71,24 @@ impl RunningSource {
         config: SourceConfig,
         map: Arc<SourceMap>,
     ) -> Self {
+        Self::start_recovered(engine, config, map, None).await
+    }
+
+    /// Publishes `map` with `config`, after `recovery` rebuilt it.
+    pub async fn start_recovered(
+        engine: &RedisEngine,
+        config: SourceConfig,
+        map: Arc<SourceMap>,
+        recovery: Option<Recovery>,
+    ) -> Self {
         let stats = Arc::new(SourceStats::default());
         let (stop, rx) = watch::channel(false);
-        let source = Source::start(engine.fork(), config, map.clone(), stats.clone())
+        let mut source = Source::start(engine.fork(), config, map.clone(), stats.clone())
             .await
             .expect("source start");
+        if let Some(recovery) = recovery {
+            source = source.with_recovery(recovery);
+        }
         let task = tokio::spawn(source.run(rx));
         RunningSource {
             map,
@@ -155,7 +168,11 @@ pub async fn published_snapshot(
         .await
         .expect("reading the snapshot")
         .expect("the task published no snapshot");
-    entries.into_iter().map(|e| (e.key, e.value)).collect()
+    // Tombstones are part of a snapshot, not of the map it shows.
+    entries
+        .into_iter()
+        .filter_map(|e| Some((e.key, e.value?)))
+        .collect()
 }
 
 /// Asserts two maps are equal, key by key, value by value, naming the first differences.
