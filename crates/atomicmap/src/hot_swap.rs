@@ -230,14 +230,16 @@ impl<T> HotSwap<T> {
                     Ordering::AcqRel,
                     Ordering::Acquire,
                 ) {
-                    Ok(_) => {
+                    Ok(unlinked) => {
                         let replaced = Arc::clone(&current.snapshot);
                         // SAFETY: `current` was loaded through `guard` and our CAS unlinked
                         // it; only the winning CAS retires a publication; it is a box born at
-                        // `current.birth`.
+                        // `current.birth`. `unlinked` is the pointer the cell held, with the
+                        // provenance of its `Box::into_raw` (`current_ptr`, made from a shared
+                        // reference, may not be used to free it).
                         unsafe {
                             guard.retire(
-                                current_ptr.cast(),
+                                unlinked.cast(),
                                 current.birth,
                                 reclaim::free_box::<Publication<T>>,
                             )
