@@ -95,12 +95,11 @@ use std::sync::TryLockError;
 use crate::sync::{AtomicU64, AtomicUsize, CachePadded, Mutex, MutexGuard, Ordering};
 use participants::{Participant, Participants, INACTIVE};
 
-/// A reclamation pass runs when a thread's bag reaches this many objects. Each pass costs a
-/// `membarrier`, which interrupts every other core of the process (an inter-processor
-/// interrupt, a VM exit on a virtual machine): at 64, two threads overwriting boxed values
-/// spent most of their time in them (an `AtomicMap<u64, Versioned<u64>>` ran the mixed
-/// workload at 0.69 Mops/s; at 1,024, 5.25 Mops/s). The price is up to this many replaced
-/// objects per thread waiting for their pass.
+/// A reclamation pass runs when a thread has retired this many objects since its last pass.
+/// Each pass costs a `membarrier`, which interrupts every other core of the process (an
+/// inter-processor interrupt, a VM exit on a virtual machine), so passes must stay rare next
+/// to retirements. The price is up to this many replaced objects per thread, plus those a pass
+/// found still held, waiting for the next pass.
 pub(crate) const SCAN_THRESHOLD: usize = 1024;
 
 /// While large garbage waits, a thread looks at it after 1, 2, 4, ... unpins, up to once per
@@ -392,8 +391,13 @@ impl Guard<'_> {
             birth,
             retire: UNASSIGNED,
         });
-        if bag.len() >= SCAN_THRESHOLD {
+        if bag.len() >= self.me.next_pass_at.get() {
             self.collector.reclaim(bag);
+            // Counted from what the pass kept: objects still held by a pin that began before
+            // the pass are checked again only after SCAN_THRESHOLD more retirements, not at
+            // every retirement (a pass each time, each with a `membarrier`, collapsed two
+            // threads overwriting boxed values to a quarter of one thread's throughput).
+            self.me.next_pass_at.set(bag.len() + SCAN_THRESHOLD);
         }
     }
 

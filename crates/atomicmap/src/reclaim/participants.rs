@@ -50,6 +50,9 @@ pub(crate) struct Participant {
     pub(super) large_look_interval: Cell<u32>,
     /// Owner-only: objects retired by this thread and not yet freed.
     pub(super) bag: UnsafeCell<Vec<Retired>>,
+    /// Owner-only: the bag length at which this thread runs its next reclamation pass:
+    /// [`SCAN_THRESHOLD`](super::SCAN_THRESHOLD) more than the bag kept after the last one.
+    pub(super) next_pass_at: Cell<usize>,
 }
 
 // SAFETY: the atomic fields are shared by design. The `Cell`/`UnsafeCell` fields are touched only
@@ -71,6 +74,7 @@ impl Participant {
             unpins_until_large_look: Cell::new(0),
             large_look_interval: Cell::new(1),
             bag: UnsafeCell::new(Vec::new()),
+            next_pass_at: Cell::new(super::SCAN_THRESHOLD),
         }
     }
 }
