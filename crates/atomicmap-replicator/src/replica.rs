@@ -713,7 +713,10 @@ impl<E: Engine, R: Resolver, S: Sink> Replica<E, R, S> {
                 lag += header.events_total;
             }
         }
-        self.stats.lag(Some(lag), None);
+        // Caught up: no change is waiting, so none is late (the seconds gauge would otherwise
+        // keep the age of the last change applied, however long ago).
+        let seconds = (lag == 0).then_some(0);
+        self.stats.lag(Some(lag), seconds);
         Ok(())
     }
 
