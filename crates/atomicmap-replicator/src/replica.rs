@@ -31,7 +31,7 @@
 //! change that reaches a replica twice (through a snapshot and the stream, or as a duplicate
 //! entry) cannot change it twice. The records and cursors of a batch go to the sink together.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -242,7 +242,13 @@ pub(crate) fn now_ms() -> u64 {
 enum Admission {
     Apply(Entry),
     Skip(SkipReason),
-    Gap { found: (u64, u64) },
+    /// An entry of an older publisher session than the cursor's.
+    Stale {
+        epoch: u64,
+    },
+    Gap {
+        found: (u64, u64),
+    },
 }
 
 /// What the applier does after a batch.
@@ -271,6 +277,8 @@ pub struct Replica<E: Engine, R: Resolver, S: Sink> {
     /// Snapshot loads since the last applied entry: a replica that keeps falling behind
     /// right after loading is told about it, loudly.
     reloads_without_progress: u32,
+    /// Streams and stale epochs already warned about.
+    warned_stale: HashSet<(usize, u64)>,
     /// Lag per applied change (milliseconds from commit at the source to apply here), when
     /// the caller wants the distribution.
     lag_histogram: Option<Arc<std::sync::Mutex<Histogram<u64>>>>,
@@ -304,6 +312,7 @@ impl<E: Engine, R: Resolver, S: Sink> Replica<E, R, S> {
             streams,
             stats: Arc::new(ReplicaStats::default()),
             reloads_without_progress: 0,
+            warned_stale: HashSet::new(),
             lag_histogram: None,
         }
     }
@@ -758,7 +767,9 @@ impl<E: Engine, R: Resolver, S: Sink> Replica<E, R, S> {
         let cursor = self.cursor(index);
         let found = (header.epoch, header.seq);
         Ok(if header.epoch < cursor.epoch {
-            Admission::Skip(SkipReason::StaleEpoch)
+            Admission::Stale {
+                epoch: header.epoch,
+            }
         } else if header.epoch == cursor.epoch && header.seq <= cursor.seq {
             Admission::Skip(SkipReason::Duplicate)
         } else if (header.epoch == cursor.epoch && header.seq == cursor.seq + 1)
@@ -783,6 +794,22 @@ impl<E: Engine, R: Resolver, S: Sink> Replica<E, R, S> {
                     Admission::Skip(reason) => {
                         self.stats.skipped(reason, 1);
                         self.cursor_mut(index).position = entry.position;
+                    }
+                    Admission::Stale { epoch } => {
+                        self.stats.skipped(SkipReason::StaleEpoch, 1);
+                        self.cursor_mut(index).position = entry.position;
+                        // A crashed publisher's last entries may land after its successor's
+                        // first ones, once; a steady flow of them means two sources publish
+                        // under one task name, and one of them is being ignored.
+                        if self.warned_stale.insert((index, epoch)) {
+                            tracing::warn!(
+                                stream = %self.streams[index],
+                                stale_epoch = epoch,
+                                current_epoch = before.epoch,
+                                "skipping entries of an older publisher session; if this \
+                                 repeats, two sources publish under the same task name"
+                            );
+                        }
                     }
                     Admission::Gap { found } => {
                         // Only a trim justifies a reload, so this cannot loop on a real gap:

@@ -199,8 +199,9 @@ async fn redis_restarted_mid_stream_source_spools_and_nothing_is_lost() {
     assert_same("replica local map", &local.to_hash_map(), &expected);
 }
 
-/// Acceptance 5: foreign, truncated, corrupted, duplicated, reordered, misplaced and
-/// from-the-future entries injected into the streams while the source publishes.
+/// Acceptance 5: foreign, truncated, corrupted, duplicated, reordered, misplaced,
+/// from-the-future and old-session entries injected into the streams while the source
+/// publishes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn injected_bad_entries_are_counted_and_skipped() {
     let redis = common::redis::start(false);
@@ -242,7 +243,7 @@ async fn injected_bad_entries_are_counted_and_skipped() {
     // the machine.
     let mut injected = 0;
     let mut round = 0u64;
-    while injected < 96 {
+    while injected < 108 {
         tokio::time::sleep(Duration::from_millis(5)).await;
         round += 1;
         let p = (round % u64::from(PARTITIONS)) as u16;
@@ -268,7 +269,7 @@ async fn injected_bad_entries_are_counted_and_skipped() {
         let (Some(newest), Some(older)) = (ours.first(), ours.last()) else {
             continue;
         };
-        let (target, field, payload): (String, &str, Vec<u8>) = match injected % 8 {
+        let (target, field, payload): (String, &str, Vec<u8>) = match injected % 9 {
             0 => (stream, "foo", b"bar".to_vec()),
             1 => (stream, ENTRY_FIELD, b"not ours at all".to_vec()),
             2 => (stream, ENTRY_FIELD, newest[..newest.len() / 2].to_vec()),
@@ -294,11 +295,22 @@ async fn injected_bad_entries_are_counted_and_skipped() {
                     encode_entry(&entry.header, &entry.changes),
                 )
             }
-            _ => {
+            7 => {
                 let mut flipped = newest.clone();
                 let middle = flipped.len() / 2;
                 flipped[middle] ^= 0x5a;
                 (stream, ENTRY_FIELD, flipped)
+            }
+            _ => {
+                // As from a publisher session before the current one.
+                let mut entry = decode_entry(newest).unwrap();
+                entry.header.epoch -= 1;
+                entry.header.seq = 1;
+                (
+                    stream,
+                    ENTRY_FIELD,
+                    encode_entry(&entry.header, &entry.changes),
+                )
             }
         };
         redis::cmd("XADD")
@@ -330,6 +342,7 @@ async fn injected_bad_entries_are_counted_and_skipped() {
         ("duplicate", stats.duplicates.load(Relaxed)),
         ("from the future", stats.from_the_future.load(Relaxed)),
         ("wrong partition", stats.wrong_partition.load(Relaxed)),
+        ("stale epoch", stats.stale_epochs.load(Relaxed)),
     ] {
         assert!(count > 0, "no {what} entry was counted");
     }
