@@ -109,98 +109,67 @@ where
     }
 }
 
-impl<K, V, S> sealed::Sealed for ShardedMap<K, Versioned<V>, S> {}
+/// The backend impl of a map whose plain methods already have the right shape (`get_with`,
+/// `insert`, `remove`, `snapshot`, `len`); only how it lists its keys differs.
+macro_rules! capture_backend_by_delegation {
+    ($map:ident, keys(|$this:ident| $keys:expr)) => {
+        impl<K, V, S> sealed::Sealed for $map<K, Versioned<V>, S> {}
 
-impl<K, V, S> CaptureBackend<K, V> for ShardedMap<K, Versioned<V>, S>
-where
-    K: Hash + Eq + Clone + Send + Sync,
-    V: Clone + Send + Sync,
-    S: BuildHasher + Clone + Send + Sync,
-{
-    type Hasher = S;
+        impl<K, V, S> CaptureBackend<K, V> for $map<K, Versioned<V>, S>
+        where
+            K: Hash + Eq + Clone + Send + Sync,
+            V: Clone + Send + Sync,
+            S: BuildHasher + Clone + Send + Sync,
+        {
+            type Hasher = S;
 
-    fn read<Q, R>(&self, key: &Q, read: impl FnOnce(&Versioned<V>) -> R) -> Option<R>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        self.get_with(key, read)
-    }
+            fn read<Q, R>(&self, key: &Q, read: impl FnOnce(&Versioned<V>) -> R) -> Option<R>
+            where
+                K: Borrow<Q>,
+                Q: Hash + Eq + ?Sized,
+            {
+                self.get_with(key, read)
+            }
 
-    fn put(&self, key: K, entry: Versioned<V>) -> Option<Versioned<V>> {
-        self.insert(key, entry)
-    }
+            fn put(&self, key: K, entry: Versioned<V>) -> Option<Versioned<V>> {
+                self.insert(key, entry)
+            }
 
-    fn put_replacing(&self, key: K, entry: Versioned<V>) -> bool {
-        self.insert(key, entry).is_some()
-    }
+            fn put_replacing(&self, key: K, entry: Versioned<V>) -> bool {
+                self.insert(key, entry).is_some()
+            }
 
-    fn take<Q>(&self, key: &Q) -> Option<Versioned<V>>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        self.remove(key)
-    }
+            fn take<Q>(&self, key: &Q) -> Option<Versioned<V>>
+            where
+                K: Borrow<Q>,
+                Q: Hash + Eq + ?Sized,
+            {
+                self.remove(key)
+            }
 
-    fn snapshot(&self) -> MapSnapshot<K, Versioned<V>, S> {
-        ShardedMap::snapshot(self)
-    }
+            fn snapshot(&self) -> MapSnapshot<K, Versioned<V>, S> {
+                $map::snapshot(self)
+            }
 
-    fn entry_count(&self) -> usize {
-        ShardedMap::len(self)
-    }
+            fn entry_count(&self) -> usize {
+                $map::len(self)
+            }
 
-    fn keys(&self) -> Vec<K> {
-        let mut keys = Vec::with_capacity(ShardedMap::len(self));
-        self.for_each(|key, _| keys.push(key.clone()));
+            fn keys(&self) -> Vec<K> {
+                let $this = self;
+                $keys
+            }
+        }
+    };
+}
+
+capture_backend_by_delegation!(
+    ShardedMap,
+    keys(|map| {
+        let mut keys = Vec::with_capacity(ShardedMap::len(map));
+        map.for_each(|key, _| keys.push(key.clone()));
         keys
-    }
-}
+    })
+);
 
-impl<K, V, S> sealed::Sealed for RcuMap<K, Versioned<V>, S> {}
-
-impl<K, V, S> CaptureBackend<K, V> for RcuMap<K, Versioned<V>, S>
-where
-    K: Hash + Eq + Clone + Send + Sync,
-    V: Clone + Send + Sync,
-    S: BuildHasher + Clone + Send + Sync,
-{
-    type Hasher = S;
-
-    fn read<Q, R>(&self, key: &Q, read: impl FnOnce(&Versioned<V>) -> R) -> Option<R>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        self.get_with(key, read)
-    }
-
-    fn put(&self, key: K, entry: Versioned<V>) -> Option<Versioned<V>> {
-        self.insert(key, entry)
-    }
-
-    fn put_replacing(&self, key: K, entry: Versioned<V>) -> bool {
-        self.insert(key, entry).is_some()
-    }
-
-    fn take<Q>(&self, key: &Q) -> Option<Versioned<V>>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        self.remove(key)
-    }
-
-    fn snapshot(&self) -> MapSnapshot<K, Versioned<V>, S> {
-        RcuMap::snapshot(self)
-    }
-
-    fn entry_count(&self) -> usize {
-        RcuMap::len(self)
-    }
-
-    fn keys(&self) -> Vec<K> {
-        self.load().keys().cloned().collect()
-    }
-}
+capture_backend_by_delegation!(RcuMap, keys(|map| map.load().keys().cloned().collect()));
