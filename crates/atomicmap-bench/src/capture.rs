@@ -144,17 +144,11 @@ fn run_captured<K: BenchKey, A: CapturingAdapter<K>>(
         });
         barrier.wait(); // subscribed: go
 
-        let mut on = TimedRun {
-            ops: 0,
-            elapsed: Duration::ZERO,
-            latency: new_histogram(),
-        };
+        let mut on = TimedRun::empty();
         let mut workers_ended = None;
         for w in workers {
             let ((ops, elapsed), latency, ended) = w.join().expect("benchmark thread panicked");
-            on.ops += ops;
-            on.elapsed = on.elapsed.max(elapsed);
-            on.latency.add(latency).expect("same histogram bounds");
+            on.add_thread(ops, elapsed, latency);
             workers_ended = workers_ended.max(Some(ended));
         }
         let ((events, last_event), replica) = subscriber.join().expect("subscriber panicked");

@@ -41,6 +41,23 @@ pub struct TimedRun {
 }
 
 impl TimedRun {
+    /// A run with nothing in it yet, for [`add_thread`](Self::add_thread).
+    pub fn empty() -> Self {
+        TimedRun {
+            ops: 0,
+            elapsed: Duration::ZERO,
+            latency: new_histogram(),
+        }
+    }
+
+    /// Adds one worker thread's operations, wall time and latencies (the run lasts as long
+    /// as its slowest thread).
+    pub fn add_thread(&mut self, ops: u64, elapsed: Duration, latency: Histogram<u64>) {
+        self.ops += ops;
+        self.elapsed = self.elapsed.max(elapsed);
+        self.latency.add(latency).expect("same histogram bounds");
+    }
+
     /// Millions of operations per second.
     pub fn mops(&self) -> f64 {
         self.ops as f64 / self.elapsed.as_secs_f64().max(1e-9) / 1e6
@@ -163,14 +180,12 @@ pub fn run<K: BenchKey, A: MapAdapter<K>>(
             take_snapshots(&map, take, &running)
         });
 
-        let mut alone = empty_run();
-        let mut with_snapshots = empty_run();
+        let mut alone = TimedRun::empty();
+        let mut with_snapshots = TimedRun::empty();
         for w in workers {
             let (a, b) = w.join().expect("benchmark thread panicked");
             for (run, ((ops, elapsed), latency)) in [(&mut alone, a), (&mut with_snapshots, b)] {
-                run.ops += ops;
-                run.elapsed = run.elapsed.max(elapsed);
-                run.latency.add(latency).expect("same histogram bounds");
+                run.add_thread(ops, elapsed, latency);
             }
         }
         let (snapshot_latency, entries) = snapshotter.join().expect("snapshot thread panicked");
@@ -181,14 +196,6 @@ pub fn run<K: BenchKey, A: MapAdapter<K>>(
             entries,
         }
     })
-}
-
-fn empty_run() -> TimedRun {
-    TimedRun {
-        ops: 0,
-        elapsed: Duration::ZERO,
-        latency: new_histogram(),
-    }
 }
 
 #[cfg(test)]

@@ -207,6 +207,20 @@ where
     where
         V: Clone,
     {
+        let previous = self.store_in(guard, key, value);
+        self.cloned_previous(previous)
+    }
+
+    /// Sets the value of `key`; true if it replaced one. Unlike [`insert`](Self::insert) it
+    /// never reads the replaced value, which for a boxed value saves a dependent cache miss.
+    pub(crate) fn insert_replacing(&self, key: K, value: V) -> bool {
+        self.store_in(&self.raw.collector.enter(), key, value) != ABSENT
+    }
+
+    /// Commits `value` for `key`; returns the replaced value word (`ABSENT` if none), which
+    /// `guard` protects.
+    #[inline]
+    fn store_in(&self, guard: &Guard<'_>, key: K, value: V) -> u64 {
         let hash = self.raw.hash(&key);
         let mut pending_key = None;
         let query = self.owned_query(key, hash, &mut pending_key);
@@ -215,22 +229,7 @@ where
             Some(pending_value.word(&self.raw.collector, guard))
         });
         pending_value.published();
-        self.cloned_previous(written.previous)
-    }
-
-    /// Sets the value of `key`; true if it replaced one. Unlike [`insert`](Self::insert) it
-    /// never reads the replaced value, which for a boxed value saves a dependent cache miss.
-    pub(crate) fn insert_replacing(&self, key: K, value: V) -> bool {
-        let guard = self.raw.collector.enter();
-        let hash = self.raw.hash(&key);
-        let mut pending_key = None;
-        let query = self.owned_query(key, hash, &mut pending_key);
-        let mut pending_value = PendingValue::new(value);
-        let written = self.raw.write::<K>(&guard, hash, query, |_| {
-            Some(pending_value.word(&self.raw.collector, &guard))
-        });
-        pending_value.published();
-        written.previous != ABSENT
+        written.previous
     }
 
     /// Removes `key`, returning its value.

@@ -38,9 +38,12 @@ pub trait CaptureBackend<K, V>: sealed::Sealed + Send + Sync {
     #[doc(hidden)]
     fn put(&self, key: K, entry: Versioned<V>) -> Option<Versioned<V>>;
 
-    /// Stores `entry` for `key`; true if it replaced one (without reading it).
+    /// Stores `entry` for `key`; true if it replaced one (a backend that can tell without
+    /// reading the replaced entry says so here).
     #[doc(hidden)]
-    fn put_replacing(&self, key: K, entry: Versioned<V>) -> bool;
+    fn put_replacing(&self, key: K, entry: Versioned<V>) -> bool {
+        self.put(key, entry).is_some()
+    }
 
     /// Removes `key`; returns its entry.
     #[doc(hidden)]
@@ -133,10 +136,6 @@ macro_rules! capture_backend_by_delegation {
 
             fn put(&self, key: K, entry: Versioned<V>) -> Option<Versioned<V>> {
                 self.insert(key, entry)
-            }
-
-            fn put_replacing(&self, key: K, entry: Versioned<V>) -> bool {
-                self.insert(key, entry).is_some()
             }
 
             fn take<Q>(&self, key: &Q) -> Option<Versioned<V>>
