@@ -44,7 +44,7 @@ use crate::reclaim::{self, Collector, Guard};
 use crate::snapshot::MapSnapshot;
 use crate::sync::{AtomicPtr, Ordering};
 
-pub use crate::DefaultHashBuilder;
+pub use crate::hash::DefaultHashBuilder;
 
 /// The immutable map an [`RcuMap`] publishes: a hash array mapped trie whose updates share
 /// structure with the previous version, so changing one key costs O(log n), not a copy.

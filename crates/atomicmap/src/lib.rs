@@ -2,13 +2,15 @@
 #![warn(missing_docs)]
 
 mod atomic_map;
+mod hash;
 mod reclaim;
 #[cfg(feature = "serde")]
 mod serde_impls;
 mod sync;
 
-pub use atomic_map::{AtomicMap, CapacityError, DefaultHashBuilder, Iter, MapRef, ValueRef};
+pub use atomic_map::{AtomicMap, CapacityError, Iter, MapRef, ValueRef};
 pub use capture::{CapturedMap, ChangeEvent, SubscribeOptions, Subscription, Version, Versioned};
+pub use hash::DefaultHashBuilder;
 
 pub mod capture;
 pub mod hot_swap;

@@ -91,7 +91,7 @@ use crate::reclaim::{self, Collector, Guard};
 use crate::snapshot::MapSnapshot;
 use crate::sync::{yield_now, AtomicPtr, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering};
 
-pub use crate::DefaultHashBuilder;
+pub use crate::hash::DefaultHashBuilder;
 
 /// Owns the address that marks an expunged entry; never read. A `u64`, so that the address is
 /// even and the [`FROZEN`] bit stays free.

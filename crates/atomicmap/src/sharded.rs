@@ -41,10 +41,11 @@ use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::sync::{Arc, OnceLock};
 
-use crate::snapshot::{shard_index, MapSnapshot};
+use crate::hash::shard_index;
+use crate::snapshot::MapSnapshot;
 use crate::sync::{CachePadded, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-pub use crate::DefaultHashBuilder;
+pub use crate::hash::DefaultHashBuilder;
 
 /// Largest accepted shard count; more shards than this only waste memory.
 pub const MAX_SHARDS: usize = 1 << 16;

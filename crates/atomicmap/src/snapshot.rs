@@ -25,9 +25,11 @@ use std::hash::{BuildHasher, Hash};
 use std::iter::FusedIterator;
 use std::sync::Arc;
 
-use crate::hot_swap::RcuSnapshot;
+use crate::hash::shard_index;
+pub use crate::hash::DefaultHashBuilder;
 
-pub use crate::DefaultHashBuilder;
+/// The persistent (structure-sharing) map a published `RcuMap` version is made of.
+type PersistentMap<K, V, S> = imbl::GenericHashMap<K, V, S, imbl::shared_ptr::DefaultSharedPtr>;
 
 /// An immutable view of a map's entries at one instant, with the version of the map at that
 /// instant. See the [module docs](self) for how it differs from iteration.
@@ -61,19 +63,7 @@ enum Storage<K, V, S> {
         len: usize,
     },
     /// An `RcuMap` publication: already immutable, shared as is.
-    Persistent(RcuSnapshot<K, V, S>),
-}
-
-/// Hash bits std's `HashMap` keeps as its per-slot tag; shard selection skips them, so that
-/// the keys of one shard do not all share a tag prefix.
-const TABLE_TAG_BITS: u32 = 7;
-
-/// The shard of `hash` among `64 - shard_shift` power-of-two shards (`shard_shift == 64`:
-/// one shard). Shared by `ShardedMap` and its snapshots, which must agree.
-pub(crate) fn shard_index(hash: u64, shard_shift: u32) -> usize {
-    (hash << TABLE_TAG_BITS)
-        .checked_shr(shard_shift)
-        .unwrap_or(0) as usize
+    Persistent(PersistentMap<K, V, S>),
 }
 
 impl<K, V, S> MapSnapshot<K, V, S> {
@@ -108,7 +98,7 @@ impl<K, V, S> MapSnapshot<K, V, S> {
     }
 
     /// A snapshot that is an `RcuMap` publication.
-    pub(crate) fn from_persistent(map: RcuSnapshot<K, V, S>, version: u64) -> Self {
+    pub(crate) fn from_persistent(map: PersistentMap<K, V, S>, version: u64) -> Self {
         MapSnapshot {
             storage: Storage::Persistent(map),
             version,

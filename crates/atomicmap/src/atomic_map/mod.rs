@@ -17,20 +17,13 @@ use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::ops::Deref;
 
+use crate::hash::DefaultHashBuilder;
 use crate::reclaim::Guard;
 use crate::snapshot::MapSnapshot;
 use crate::sync::Ordering;
 use pending::{PendingKey, PendingValue};
 use raw::{Query, RawMap};
 use word::{Codec, ABSENT};
-
-/// The hasher every map uses unless told otherwise: foldhash's randomly seeded hasher, in its
-/// quality variant (one more multiply than the fast one). `AtomicMap` finds a key's home slot
-/// in the low bits of its hash, and for some process seeds the fast variant's low bits spread
-/// sequential integer keys over a fraction of the table: keys 0..512 landed in 2 of 16 regions
-/// of an 8192-slot table, so linear probing built clusters that made a half-empty table look
-/// crowded (and grew presized maps).
-pub type DefaultHashBuilder = foldhash::quality::RandomState;
 
 /// Why a map could not be created or grown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,8 +6,8 @@ use std::hash::{BuildHasher, Hash};
 
 use super::event::Versioned;
 use super::version::Version;
+use crate::hash::DefaultHashBuilder;
 use crate::snapshot::{MapSnapshot, SnapshotIter};
-use crate::DefaultHashBuilder;
 
 /// A [`CapturedMap`](super::CapturedMap) at one instant: every entry with the version of the
 /// mutation that stored it, and the highest of those versions.
