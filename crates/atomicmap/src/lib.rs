@@ -2,14 +2,16 @@
 #![warn(missing_docs)]
 
 mod atomic_map;
+mod error;
 mod hash;
 mod reclaim;
 #[cfg(feature = "serde")]
 mod serde_impls;
 mod sync;
 
-pub use atomic_map::{AtomicMap, CapacityError, Iter, MapRef, ValueRef};
+pub use atomic_map::{AtomicMap, Iter, MapRef, ValueRef};
 pub use capture::{CapturedMap, ChangeEvent, SubscribeOptions, Subscription, Version, Versioned};
+pub use error::CapacityError;
 pub use hash::DefaultHashBuilder;
 
 pub mod capture;

@@ -17,6 +17,7 @@ use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::ops::Deref;
 
+use crate::error::CapacityError;
 use crate::hash::DefaultHashBuilder;
 use crate::reclaim::Guard;
 use crate::snapshot::MapSnapshot;
@@ -24,28 +25,6 @@ use crate::sync::Ordering;
 use pending::{PendingKey, PendingValue};
 use raw::{Query, RawMap};
 use word::{Codec, ABSENT};
-
-/// Why a map could not be created or grown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CapacityError {
-    /// The requested number of entries needs more slots than a `usize` can count.
-    Overflow,
-    /// The allocator could not provide the table.
-    AllocationFailed,
-}
-
-impl fmt::Display for CapacityError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CapacityError::Overflow => f.write_str("requested capacity overflows usize"),
-            CapacityError::AllocationFailed => {
-                f.write_str("the allocator could not provide the table")
-            }
-        }
-    }
-}
-
-impl std::error::Error for CapacityError {}
 
 /// A lock-free concurrent hash map with open addressing.
 ///
