@@ -1,13 +1,10 @@
 //! Incremental, cooperative resizing: how entries move to a new table while every operation
 //! keeps running.
 //!
-//! # When
-//! A writer that must probe [`probe_limit`] slots past a key's home to find a free one samples
-//! the table; if at least 11/16 of the sampled slots are claimed (live keys *or* tombstones),
-//! the table is resized (see `grown_capacity`): larger when it is full of live keys,
-//! the same size when tombstones crowd it (compaction), smaller after mass removal (removes also
-//! trigger a shrink when the live count falls under 1/8 of the capacity). A constant hasher
-//! makes probes long but the sample low, so it degrades lookups without resizing forever.
+//! When a resize starts and to what size is decided in `policy`; this module moves the
+//! entries. Its interface is [`Migrator`]: start a resize, help with one chunk, drive one to
+//! its end. It reads tables only through the chain (`chain`) and slot handles (`shared`), and
+//! calls no user code except the hasher on an inline key it carries (see "Panics").
 //!
 //! # Protocol
 //! 1. **Start.** The writer that first sets the table's `allocating` flag allocates the
@@ -18,8 +15,9 @@
 //!    CAS can still lose; the loser frees its own. Only the root table is ever resized, and a
 //!    successor is not resized before it becomes the root.
 //! 2. **Copy.** Each writer that meets a resizing table claims one chunk of [`CHUNK`] slots
-//!    (`fetch_add` on `claimed_chunks`) and migrates every slot in it; so no operation does more
-//!    than one chunk of work, and readers do none. A slot is migrated by its chunk's owner only:
+//!    (`fetch_add` on `claimed_chunks`, or an abandoned chunk, see "Panics") and migrates every
+//!    slot in it; so no operation does more than one chunk of work, and readers do none. A slot
+//!    is migrated by its chunk's owner only:
 //!    * `EMPTY` key → CAS to `SEALED`: no key can be claimed here any more.
 //!    * a key with a value → claim the same key word in the successor (*carry*), store the value
 //!      there, then CAS the old value word to `MOVED`. If that CAS fails a writer changed the
@@ -39,7 +37,9 @@
 //!   successor, so the key cannot be claimed in the old table afterwards by a writer that
 //!   started earlier: a key lives in the old table or the successor, never both.
 //! * Carrying claims a key the successor cannot already hold: the key's probe sequence in the
-//!   old table has no `EMPTY` before its slot, so no writer was diverted for it.
+//!   old table has no `EMPTY` before its slot, so no writer was diverted for it. So the carry
+//!   recognises only its own earlier claim (a chunk taken over after a panic), by the key word
+//!   itself, and never calls the user's `Eq`.
 //! * `DROPPED` keys are not carried; a writer that claimed the slot just before (its key box is
 //!   now the old table's) takes the box back with `DROPPED` → `MOVED` and claims with it in the
 //!   successor ("re-homing"); any other writer inserts its own key there.
@@ -57,6 +57,15 @@
 //! keys) has room for them unless more than half the replaced table's slots are revived during
 //! one shrink, a corner this does not close.
 //!
+//! # Panics
+//! The only user code a chunk owner runs is the hasher, to find an inline key's home in the
+//! successor (boxed keys carry their hash). If it panics, the unwinding owner offers its chunk
+//! again (`abandoned_chunks`, then the `abandoned` count, both with release): the next helper
+//! takes it with a CAS and migrates it from where the slots stand. Migrating a slot again is
+//! safe: finished slots are final (`SEALED`, `MOVED`, `DROPPED`) and skipped, and a key carried
+//! but not yet `MOVED` is found again in the successor by its word. So a panicking hasher fails
+//! the operation that called it, never the resize.
+//!
 //! # Progress
 //! Readers never wait. A writer waits only in three corners: when the successor itself needs to
 //! grow while chunks of the current resize are still being copied by other threads, when a
@@ -67,17 +76,19 @@
 //! while a chunk owner is descheduled; the third needs every slot claimed, while resizes start
 //! when a sample of the table is 11/16 claimed.
 
-use std::cell::Cell;
 use std::hash::{BuildHasher, Hash};
 use std::ptr;
 
-use super::raw::{Located, RawMap};
-use super::table::{free_table, AllocFailed, Image, Slot, Table, CHUNK, MIN_CAPACITY};
-use super::word::{self, ABSENT, DROPPED, EMPTY, MOVED, SEALED};
-use crate::reclaim::Guard;
-use crate::sync::{thread_local, yield_now, Ordering};
+use super::chain::{successor, Chain};
+use super::policy::claim_budget;
+use super::probe::Probe;
+use super::shared::{self, Shared};
+use super::table::{free_table, AllocFailed, Image, Slot, Table, CHUNK};
+use super::word::{ABSENT, DROPPED, EMPTY, MOVED, SEALED};
+use crate::reclaim::{Collector, Guard};
+use crate::sync::{yield_now, Ordering};
 
-/// What [`RawMap::start_resize`] did.
+/// What [`Migrator::start`] did.
 pub(super) enum Start {
     /// The table has a successor (ours, or one another thread installed).
     Installed,
@@ -87,114 +98,22 @@ pub(super) enum Start {
     Failed,
 }
 
-/// Probe distance after which an insert into a large table checks whether it is too crowded.
-const PROBE_LIMIT: usize = 16;
-
-/// Probe distance after which an insert into `table` checks whether it is too crowded; a
-/// quarter of a small table, so small maps do not fill up before they grow.
-pub(super) fn probe_limit(table: &Table) -> usize {
-    PROBE_LIMIT.min(table.capacity() / 4)
+/// Moves the entries of a resizing table into its successor; all a map needs to resize.
+pub(super) struct Migrator<'m, K: 'static, V: 'static, S> {
+    pub(super) chain: &'m Chain<K, V>,
+    pub(super) collector: &'m Collector,
+    pub(super) hasher: &'m S,
 }
 
-/// Slots sampled to estimate how crowded a table is: enough that the estimate's standard
-/// deviation (about 2% at half load) keeps a table at normal load from ever looking crowded.
-const SAMPLE: usize = 512;
-
-/// A thread checks for a shrink once every this many removes.
-const REMOVES_PER_SHRINK_CHECK: u32 = 256;
-
-/// Like the standard collections, a map that cannot grow aborts; `try_reserve` is the
-/// fallible way to make room ahead of time.
-#[cold]
-pub(super) fn out_of_memory(capacity: usize) -> ! {
-    match std::alloc::Layout::array::<Slot>(capacity) {
-        Ok(layout) => std::alloc::handle_alloc_error(layout),
-        Err(_) => panic!("AtomicMap capacity overflow: {capacity} slots"),
-    }
-}
-
-/// How many new keys writers may claim in a successor of `capacity` slots before it becomes the
-/// root, when it replaces a table of `replaced` slots: the carried keys (at most one per
-/// replaced slot) plus these fill at most 3/4 of it, so carrying always finds a free slot.
-fn claim_budget(replaced: usize, capacity: usize) -> usize {
-    capacity
-        .saturating_sub(replaced)
-        .saturating_sub(capacity / 4)
-}
-
-/// The capacity for `len` live keys: at most half full.
-pub(super) fn capacity_for(len: usize) -> Option<usize> {
-    len.max(1)
-        .checked_mul(2)?
-        .checked_next_power_of_two()
-        .map(|capacity| capacity.max(MIN_CAPACITY))
-}
-
-thread_local! {
-    /// Per-thread state for sampling and shrink checks. Contention-free and not part of any
-    /// protocol, but it steers which paths run, so under loom it must be loom's thread local:
-    /// a std one would carry state from one explored execution into the next.
-    #[allow(
-        clippy::missing_const_for_thread_local,
-        reason = "loom's thread_local!, which this also compiles with, takes no const initialiser"
-    )]
-    static SAMPLE_SEED: Cell<u64> = Cell::new(0x9E37_79B9_7F4A_7C15);
-    #[allow(
-        clippy::missing_const_for_thread_local,
-        reason = "as above"
-    )]
-    static REMOVES: Cell<u32> = Cell::new(0);
-}
-
-fn next_sample_start() -> u64 {
-    SAMPLE_SEED.with(|seed| {
-        // xorshift64: cheap and good enough to spread sample windows.
-        let mut x = seed.get();
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        seed.set(x);
-        x
-    })
-}
-
-impl<K, V, S> RawMap<K, V, S>
+impl<K, V, S> Migrator<'_, K, V, S>
 where
     K: Hash + Eq + 'static,
     V: 'static,
     S: BuildHasher,
 {
-    /// Whether a sample of `table` is at least 11/16 claimed. Linear probing stays fast below
-    /// that load (about 4.7 slots per miss, 2 per hit), and successors are sized to be at most
-    /// half full, so a table is resized at a load between 0.34 and 0.69.
-    pub(super) fn is_crowded(&self, _guard: &Guard<'_>, table: &Table) -> bool {
-        let window = SAMPLE.min(table.capacity());
-        let start = next_sample_start() as usize;
-        let claimed = (0..window)
-            .filter(|offset| {
-                let slot = table.slot(start + offset);
-                slot.key.load(Ordering::Relaxed) != EMPTY
-            })
-            .count();
-        claimed * 16 >= window * 11
-    }
-
-    /// Capacity of the successor of a crowded `table`: double when live keys fill at least 3/8 of
-    /// it (so a sampling fluke at normal load never causes a same-size copy), otherwise sized to
-    /// the live keys, which compacts tombstones or shrinks.
-    pub(super) fn grown_capacity(&self, table: &Table) -> usize {
-        let live = self.len();
-        let capacity = table.capacity();
-        if live.saturating_mul(8) >= capacity.saturating_mul(3) {
-            capacity.checked_mul(2).unwrap_or(capacity)
-        } else {
-            capacity_for(live).unwrap_or(capacity)
-        }
-    }
-
     /// Installs a successor of `capacity` slots for `table` unless one exists or another writer
     /// is allocating one.
-    pub(super) fn start_resize(&self, guard: &Guard<'_>, table: &Table, capacity: usize) -> Start {
+    pub(super) fn start(&self, guard: &Guard<'_>, table: &Table, capacity: usize) -> Start {
         if !table.next().is_null() {
             return Start::Installed;
         }
@@ -252,52 +171,57 @@ where
     }
 
     /// Migrates one unclaimed chunk of `table`, if any is left. Returns whether it did.
-    pub(super) fn help_resize(&self, guard: &Guard<'_>, table: &Table) -> bool {
+    pub(super) fn help(&self, guard: &Guard<'_>, table: &Table) -> bool {
         if table.next().is_null() {
             return false;
         }
         let chunks = table.chunks();
-        let chunk = table
-            .migration
-            .claimed_chunks
-            .fetch_add(1, Ordering::AcqRel);
-        if chunk >= chunks {
+        let Some(chunk) = claim_chunk(table, chunks) else {
             return false;
-        }
+        };
         // We own an unfinished chunk, so `table` is still the root and its successor is live.
-        let successor = self.successor(guard, table);
+        let successor = successor(guard, table);
         let image = successor.image();
+        let owner = ChunkOwner {
+            table,
+            chunk,
+            finished: false,
+        };
         let end = ((chunk + 1) * CHUNK).min(table.capacity());
         for index in chunk * CHUNK..end {
             let frozen = image.map(|image| &image.slots[index]);
             self.migrate_slot(guard, &table.slots[index], successor, frozen);
         }
+        owner.finish();
         let finished = table
             .migration
             .finished_chunks
             .fetch_add(1, Ordering::AcqRel)
             + 1;
         if finished == chunks {
-            self.finish_resize(guard, table);
+            self.finish(guard, table);
         }
         true
     }
 
     /// Drives the resize of `table` to completion: helps with every unclaimed chunk, then waits
     /// for chunks other threads are still copying and for the root to move on.
-    pub(super) fn complete_resize(&self, guard: &Guard<'_>, table: &Table) {
-        while self.help_resize(guard, table) {}
+    pub(super) fn complete(&self, guard: &Guard<'_>, table: &Table) {
         let chunks = table.chunks();
-        while !table.next().is_null()
-            && (table.migration.finished_chunks.load(Ordering::Acquire) < chunks
-                || ptr::eq(self.root(guard), table))
-        {
+        loop {
+            while self.help(guard, table) {}
+            if table.next().is_null()
+                || (table.migration.finished_chunks.load(Ordering::Acquire) == chunks
+                    && !ptr::eq(self.chain.root(guard), table))
+            {
+                return;
+            }
             yield_now();
         }
     }
 
-    fn finish_resize(&self, guard: &Guard<'_>, table: &Table) {
-        let Some(retired) = self.replace_root(table) else {
+    fn finish(&self, guard: &Guard<'_>, table: &Table) {
+        let Some(retired) = self.chain.replace_root(table) else {
             debug_assert!(false, "only the root table is ever resized");
             return;
         };
@@ -318,20 +242,18 @@ where
     ) {
         let mut carried: Option<&Slot> = None;
         loop {
-            let key = self.load_key(guard, slot);
-            if key == EMPTY {
-                if slot
-                    .key
-                    .compare_exchange(EMPTY, SEALED, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok()
+            let loaded = shared::load::<K>(guard, &slot.key);
+            let Some(key) = loaded.key() else {
+                if loaded.raw() == SEALED
+                    || slot
+                        .key
+                        .compare_exchange(EMPTY, SEALED, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok()
                 {
                     return;
                 }
                 continue;
-            }
-            if key == SEALED {
-                return;
-            }
+            };
             let value = slot.value.load(Ordering::Acquire);
             let (target, final_word) = match value {
                 MOVED | DROPPED => return,
@@ -356,7 +278,7 @@ where
             if let Some(frozen) = frozen {
                 // Only this chunk's owner writes the image; the `finished_chunks` increment
                 // publishes it to the snapshot. A retry overwrites it with the newer words.
-                frozen.key.store(key, Ordering::Relaxed);
+                frozen.key.store(loaded.raw(), Ordering::Relaxed);
                 frozen.value.store(target, Ordering::Relaxed);
             }
             if slot
@@ -369,113 +291,90 @@ where
         }
     }
 
-    /// Claims key word `key` in `successor` (or finds it) and returns its slot.
-    fn carry<'g>(&self, guard: &'g Guard<'_>, successor: &'g Table, key: u64) -> &'g Slot {
-        let mut index = self.key_hash(key) as usize & successor.mask;
-        loop {
-            let slot = successor.slot(index);
-            let here = self.load_key(guard, slot);
-            if here == EMPTY {
+    /// Claims `key`'s word in `successor` (or finds our own earlier claim of it, after taking
+    /// over an abandoned chunk) and returns its slot.
+    fn carry<'g>(
+        &self,
+        guard: &'g Guard<'_>,
+        successor: &'g Table,
+        key: Shared<'_, K>,
+    ) -> &'g Slot {
+        for slot in Probe::new(successor, key.hash_with(self.hasher)) {
+            loop {
+                let here = shared::load::<K>(guard, &slot.key).raw();
+                if here == key.word() {
+                    return slot;
+                }
+                if here != EMPTY {
+                    debug_assert_ne!(
+                        here, SEALED,
+                        "a successor is not resized before it is the root"
+                    );
+                    break;
+                }
                 if slot
                     .key
-                    .compare_exchange(EMPTY, key, Ordering::AcqRel, Ordering::Acquire)
+                    .compare_exchange(EMPTY, key.word(), Ordering::AcqRel, Ordering::Acquire)
                     .is_ok()
                 {
                     return slot;
                 }
-                continue;
             }
-            debug_assert_ne!(
-                here, SEALED,
-                "a successor is not resized before it is the root"
-            );
-            if word::is_key(here) && self.same_key(here, key) {
-                return slot;
-            }
-            index = (index + 1) & successor.mask;
         }
+        unreachable!("a successor keeps a free slot for every key it may carry (see `policy`)")
     }
+}
 
-    /// A table too full for another key: make sure a resize is under way and continue in the
-    /// successor. On return `table` has a successor.
-    pub(super) fn overflow<'g>(&self, guard: &'g Guard<'_>, table: &'g Table) -> Located<'g> {
-        loop {
-            if !table.next().is_null() {
-                self.help_resize(guard, table);
-                return Located::Next(self.next_table(guard, table));
-            }
-            let root = self.root(guard);
-            if ptr::eq(root, table) {
-                let capacity = self.grown_capacity(table);
-                match self.start_resize(guard, table, capacity) {
-                    Start::Installed => {}
-                    Start::Allocating => yield_now(),
-                    Start::Failed => out_of_memory(capacity),
-                }
-            } else {
-                // `table` is the successor of a resize still in progress.
-                self.complete_resize(guard, root);
-            }
-        }
+/// Takes the next unclaimed chunk of `table`, or one whose owner abandoned it.
+fn claim_chunk(table: &Table, chunks: usize) -> Option<usize> {
+    let chunk = table
+        .migration
+        .claimed_chunks
+        .fetch_add(1, Ordering::AcqRel);
+    if chunk < chunks {
+        return Some(chunk);
     }
-
-    /// For a writer that found `table` crowded: starts (or helps) its resize and returns true,
-    /// or returns false when another writer is allocating the successor right now, in which
-    /// case the caller claims its slot in `table` meanwhile (crowded is not full).
-    pub(super) fn resize_crowded(&self, guard: &Guard<'_>, table: &Table) -> bool {
-        if table.next().is_null() && ptr::eq(self.root(guard), table) {
-            let capacity = self.grown_capacity(table);
-            match self.start_resize(guard, table, capacity) {
-                Start::Installed => {}
-                Start::Allocating => return false,
-                Start::Failed => out_of_memory(capacity),
-            }
-        }
-        self.overflow(guard, table);
-        true
+    if table.migration.abandoned.load(Ordering::Acquire) == 0 {
+        return None;
     }
+    table
+        .abandoned_chunks
+        .iter()
+        .position(|flag| {
+            flag.load(Ordering::Relaxed)
+                && flag
+                    .compare_exchange(true, false, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+        })
+        .inspect(|_| {
+            table.migration.abandoned.fetch_sub(1, Ordering::Relaxed);
+        })
+}
 
-    /// Called after a remove committed: occasionally shrinks a mostly empty table.
-    pub(super) fn after_remove(&self, guard: &Guard<'_>) {
-        let due = REMOVES.with(|removes| {
-            let count = removes.get() + 1;
-            removes.set(count % REMOVES_PER_SHRINK_CHECK);
-            count == REMOVES_PER_SHRINK_CHECK
-        });
-        if !due {
-            return;
-        }
-        let table = self.root(guard);
-        let len = self.len();
-        if table.capacity() > MIN_CAPACITY && len.saturating_mul(8) < table.capacity() {
-            if let Some(capacity) = capacity_for(len) {
-                self.start_resize(guard, table, capacity);
-                self.help_resize(guard, table);
-            }
-        }
+/// The claim of one chunk by its owner. If the owner unwinds before finishing (the hasher
+/// panicked while carrying a key), dropping the claim offers the chunk to the next helper.
+struct ChunkOwner<'t> {
+    table: &'t Table,
+    chunk: usize,
+    finished: bool,
+}
+
+impl ChunkOwner<'_> {
+    fn finish(mut self) {
+        self.finished = true;
     }
+}
 
-    /// Resizes the root to `capacity` slots and waits until the resize is done (for `reserve`,
-    /// `shrink_to_fit` and `clear`). Returns false if the table could not be allocated.
-    pub(super) fn resize_now(&self, guard: &Guard<'_>, capacity: usize) -> bool {
-        loop {
-            let table = self.root(guard);
-            if table.next().is_null() {
-                if table.capacity() == capacity && !self.is_crowded(guard, table) {
-                    return true;
-                }
-                match self.start_resize(guard, table, capacity) {
-                    Start::Installed => {
-                        self.complete_resize(guard, table);
-                        return true;
-                    }
-                    Start::Allocating => yield_now(),
-                    Start::Failed => return false,
-                }
-                continue;
-            }
-            // Someone else's resize is running: finish it, then start ours.
-            self.complete_resize(guard, table);
+impl Drop for ChunkOwner<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            // Release: the next owner sees what this one already wrote (image entries of
+            // slots it finished, carried keys).
+            self.table.abandoned_chunks[self.chunk].store(true, Ordering::Release);
+            self.table
+                .migration
+                .abandoned
+                .fetch_add(1, Ordering::Release);
         }
     }
 }

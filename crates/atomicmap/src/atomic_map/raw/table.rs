@@ -6,9 +6,10 @@
 //! not slow down readers of the same table.
 //!
 //! Tables are not generic: slots hold words (see `word`), and what a word means is decided by
-//! the map that owns the table.
+//! the map that owns the table. Every walk over a table's slots goes through `probe::Probe`
+//! or a whole-table pass.
 
-use crate::sync::{AtomicPtr, AtomicU64, AtomicUsize, CachePadded, Ordering};
+use crate::sync::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, CachePadded, Ordering};
 
 use super::word::{self, MOVED};
 
@@ -44,8 +45,11 @@ pub(super) struct Migration {
     pub(super) claimed_chunks: AtomicUsize,
     /// Chunks fully migrated; the helper that makes it equal the chunk count finishes the resize.
     pub(super) finished_chunks: AtomicUsize,
+    /// Chunks whose owner unwound before finishing them and that no helper has taken over yet
+    /// (see `migrate`, "Panics"); which ones is in [`Table::abandoned_chunks`].
+    pub(super) abandoned: AtomicUsize,
     /// While this table is a successor that is not yet the root: how many more new keys writers
-    /// may claim in it (see `resize`, "Room to carry"). Wraps below zero; read through
+    /// may claim in it (see `migrate`, "Room to carry"). Wraps below zero; read through
     /// [`Table::take_claim_budget`].
     pub(super) claim_budget: AtomicUsize,
 }
@@ -60,6 +64,8 @@ pub(super) struct Table {
     pub(super) generation: u64,
     pub(super) slots: Box<[Slot]>,
     pub(super) migration: CachePadded<Migration>,
+    /// One flag per chunk, set while the chunk waits for a new owner.
+    pub(super) abandoned_chunks: Box<[AtomicBool]>,
     /// Set only in the successor of a *freezing* migration (a snapshot, see `snapshot`): the
     /// frozen image of the table being migrated into this one. Owned by this table until the
     /// snapshot that started the migration takes it, which happens after the migration ends.
@@ -95,6 +101,7 @@ impl Table {
         image: Option<Box<Image>>,
     ) -> Result<Box<Table>, AllocFailed> {
         debug_assert!(capacity.is_power_of_two());
+        let chunks = capacity.div_ceil(CHUNK);
         Ok(Box::new(Table {
             mask: capacity - 1,
             birth,
@@ -106,8 +113,10 @@ impl Table {
                 allocating: AtomicUsize::new(0),
                 claimed_chunks: AtomicUsize::new(0),
                 finished_chunks: AtomicUsize::new(0),
+                abandoned: AtomicUsize::new(0),
                 claim_budget: AtomicUsize::new(claim_budget),
             }),
+            abandoned_chunks: (0..chunks).map(|_| AtomicBool::new(false)).collect(),
         }))
     }
 

@@ -1,5 +1,5 @@
-//! Point-in-time snapshots of an [`AtomicMap`](super::AtomicMap) by a *freezing migration*: the
-//! cooperative resize of `resize`, run so that the migrated table ends up describing the map at
+//! Point-in-time snapshots of an [`AtomicMap`](crate::AtomicMap) by a *freezing migration*: the
+//! cooperative resize of `migrate`, run so that the migrated table ends up describing the map at
 //! one instant.
 //!
 //! # Why the resize machinery
@@ -11,9 +11,9 @@
 //!    words that its final migration CAS replaced (`target` in `migrate_slot`). Only the chunk
 //!    owner writes those image slots, so plain stores suffice; its `finished_chunks` increment
 //!    (`AcqRel`) publishes them, and the snapshot's `Acquire` load of the final count (in
-//!    `complete_resize`) sees every chunk's stores, since increments form one release sequence.
+//!    `Migrator::complete`) sees every chunk's stores, since increments form one release sequence.
 //! 2. **Writers wait at the border.** A writer diverted from the migrated table into a freezing
-//!    successor (`before_diverting`) first drives the migration to its end (`complete_resize`:
+//!    successor (`before_diverting`) first drives the migration to its end (`Migrator::complete`:
 //!    it copies unclaimed chunks itself, then waits for chunks that other threads are copying).
 //!    In an ordinary resize it would commit in the successor at once.
 //!
@@ -42,15 +42,15 @@
 //! reachable after that pin began, so it stays allocated until the clone is done. Memory retired
 //! by writers during the clone waits for it (bounded by the clone's duration).
 
+use std::hash::{BuildHasher, Hash};
 use std::ptr;
 
-use super::raw::RawMap;
-use super::resize::out_of_memory;
+use super::migrate::Migrator;
+use super::policy::out_of_memory;
 use super::table::{Image, Table};
 use crate::reclaim::Guard;
-use std::hash::{BuildHasher, Hash};
 
-impl<K, V, S> RawMap<K, V, S>
+impl<K, V, S> Migrator<'_, K, V, S>
 where
     K: Hash + Eq + 'static,
     V: 'static,
@@ -61,10 +61,10 @@ where
     /// (`Guard::hold_retired`) for as long as the image's words are read.
     pub(super) fn freeze(&self, guard: &Guard<'_>) -> (Box<Image>, u64) {
         loop {
-            let table = self.root(guard);
+            let table = self.chain.root(guard);
             if !table.next().is_null() {
                 // An ordinary resize is running: finish it, then freeze its result.
-                self.complete_resize(guard, table);
+                self.complete(guard, table);
                 continue;
             }
             let capacity = table.capacity();
@@ -79,7 +79,7 @@ where
                 // Another resize got in first.
                 continue;
             };
-            self.complete_resize(guard, table);
+            self.complete(guard, table);
             let image = successor
                 .take_image()
                 .expect("only the snapshot that started a freezing migration takes its image");
@@ -92,7 +92,7 @@ where
     #[inline]
     pub(super) fn before_diverting(&self, guard: &Guard<'_>, table: &Table, next: &Table) {
         if next.is_freezing_successor() && ptr::eq(table.next(), next) {
-            self.complete_resize(guard, table);
+            self.complete(guard, table);
         }
     }
 }
