@@ -197,3 +197,36 @@ fn inserts_on_one_key_form_a_single_history() {
         "the final value was never replaced"
     );
 }
+
+/// `clear` sizes a compaction while other threads insert new keys: the compacted table must
+/// have room for every key it has to carry, whatever the inserters add meanwhile (it once
+/// stalled for good here). Afterwards the map is consistent: every key holds its own value
+/// and `len` agrees with an iteration.
+#[test]
+fn clear_racing_inserts_of_new_keys_finishes() {
+    let map: AtomicMap<u64, u64> = AtomicMap::new();
+    let inserts = scaled(1 << 17);
+    thread::scope(|s| {
+        for thread in 0..3u64 {
+            let map = &map;
+            s.spawn(move || {
+                let mut state = 0x9E37_79B9_7F4A_7C15 ^ thread;
+                for _ in 0..inserts {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    let key = state >> 1;
+                    map.insert(key, key);
+                }
+            });
+        }
+        s.spawn(|| {
+            for _ in 0..scaled(80) {
+                map.clear();
+            }
+        });
+    });
+    let entries: Vec<(u64, u64)> = map.iter().collect();
+    assert!(entries.iter().all(|(key, value)| key == value));
+    assert_eq!(entries.len(), map.len());
+}

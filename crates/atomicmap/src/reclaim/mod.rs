@@ -195,6 +195,13 @@ impl Collector {
         birth
     }
 
+    /// At least the number of threads that can be inside an operation on this collector's
+    /// structure now or that will start one without observing (through a `SeqCst` load) a
+    /// `SeqCst` store the caller made before this call.
+    pub(crate) fn thread_bound(&self) -> usize {
+        self.participants.bound()
+    }
+
     /// The sum of every thread's [`Guard::count_entries`]: exact when no count is in flight.
     pub(crate) fn entries(&self) -> i64 {
         self.participants

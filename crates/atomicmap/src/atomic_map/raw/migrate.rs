@@ -7,7 +7,8 @@
 //! calls no user code except the hasher on an inline key it carries (see "Panics").
 //!
 //! # Protocol
-//! 1. **Start.** The writer that first sets the table's `allocating` flag allocates the
+//! 1. **Start.** The writer that first sets the table's `allocating` flag (from
+//!    `NOT_ALLOCATING`, to the kind of successor) allocates the
 //!    successor and CASes it into `migration.next` (null → table). Writers that find the flag
 //!    set do not allocate a second table: they go on claiming in the crowded table, or, if they
 //!    cannot (it is full, or `reserve` must wait for the resize), yield until the successor
@@ -46,16 +47,28 @@
 //!
 //! # Room to carry
 //! Carrying a key needs a free slot in the successor, and nothing there can be freed before the
-//! resize ends, so a successor filled by writers' new keys would stall its resize for good. So
-//! writers may claim only a budget of new keys in a successor that is not yet the root:
-//! `capacity - replaced capacity - capacity / 4`, which leaves room for one key per slot of the
-//! replaced table (more than can ever be carried) plus a quarter of the successor. A grow leaves
-//! writers half the replaced table's size; a compaction, a shrink or a freezing migration leaves
-//! nothing, so there an insert of a new key helps the resize to its end first. Keys of the
-//! replaced table that writers revive (a value stored over a tombstone) are carried like any
-//! other, and a shrink successor (at least half the replaced table, sized at twice the live
-//! keys) has room for them unless more than half the replaced table's slots are revived during
-//! one shrink, a corner this does not close.
+//! resize ends, so a successor without room for what it must carry would stall its resize for
+//! good. Two rules make that impossible by construction:
+//! * **Writers' new keys are budgeted.** Writers may claim only a budget of new keys in a
+//!   successor that is not yet the root: `capacity - replaced capacity - capacity / 4`. A grow
+//!   leaves writers a quarter of the successor; a compaction, a shrink or a freezing migration
+//!   leaves nothing, so there an insert of a new key helps the resize to its end first.
+//! * **Every key that can be carried was counted.** A grow's successor has a slot for every
+//!   slot of the replaced table, and a freezing migration's is as large. A successor sized to
+//!   the contents (compaction, shrink) is sized by counting: its allocator sets
+//!   `allocating = ALLOCATING_FIT` (`SeqCst`), then counts the claimed slots (live keys and
+//!   tombstones, which a writer may revive) with `SeqCst` loads, and adds the number of
+//!   threads using the map (`Collector::thread_bound`). A writer about to claim a slot in a
+//!   table first loads the flag (`SeqCst`) and, when claims are paused, waits for the
+//!   successor; its claim CAS is `SeqCst` too. In the single order of `SeqCst` operations,
+//!   a claim the count missed comes after the flag was set, so the writer's check before it
+//!   came before: each thread has at most one such claim in flight (its next check sees the
+//!   flag). Threads that registered after the count are bounded the same way (see
+//!   `Participants::bound`). So the successor holds every carried key, sized at most 3/4 full.
+//!
+//! A fit successor can therefore come out larger than the live keys call for when tombstones
+//! crowd the table: the compaction drops them, and the next shrink, over a table without them,
+//! sizes to the live keys (`clear` runs both at once).
 //!
 //! # Panics
 //! The only user code a chunk owner runs is the hasher, to find an inline key's home in the
@@ -67,10 +80,11 @@
 //! the operation that called it, never the resize.
 //!
 //! # Progress
-//! Readers never wait. A writer waits only in three corners: when the successor itself needs to
+//! Readers never wait. A writer waits only in four corners: when the successor itself needs to
 //! grow while chunks of the current resize are still being copied by other threads, when a
-//! snapshot's freezing migration diverts it (see `freeze`), and when its table is completely
-//! full while another writer allocates the successor. In the first two it helps with every
+//! snapshot's freezing migration diverts it (see `freeze`), when its table is completely full
+//! while another writer allocates the successor, and when it would claim a new key in a table
+//! whose fit successor is being counted and allocated. In the first two it helps with every
 //! unclaimed chunk and then yields until the chunks other threads own finish. Successors are
 //! sized at twice the live count, so the first needs a burst of new keys larger than the map
 //! while a chunk owner is descheduled; the third needs every slot claimed, while resizes start
@@ -83,7 +97,10 @@ use super::chain::{successor, Chain};
 use super::policy::claim_budget;
 use super::probe::Probe;
 use super::shared::{self, Shared};
-use super::table::{free_table, AllocFailed, Image, Slot, Table, CHUNK};
+use super::table::{
+    free_table, AllocFailed, Image, Slot, Table, ALLOCATING_FIT, ALLOCATING_GROW, CHUNK,
+    MIN_CAPACITY, NOT_ALLOCATING,
+};
 use super::word::{ABSENT, DROPPED, EMPTY, MOVED, SEALED};
 use crate::reclaim::{Collector, Guard};
 use crate::sync::{yield_now, Ordering};
@@ -111,26 +128,62 @@ where
     V: 'static,
     S: BuildHasher,
 {
-    /// Installs a successor of `capacity` slots for `table` unless one exists or another writer
-    /// is allocating one.
+    /// Installs a successor of (at least) `capacity` slots for `table` unless one exists or
+    /// another writer is allocating one. A successor no larger than `table` is sized to what it
+    /// may have to carry (module docs, "Room to carry").
     pub(super) fn start(&self, guard: &Guard<'_>, table: &Table, capacity: usize) -> Start {
         if !table.next().is_null() {
             return Start::Installed;
         }
-        if table.migration.allocating.swap(1, Ordering::Acquire) != 0 {
+        let kind = if capacity > table.capacity() {
+            ALLOCATING_GROW
+        } else {
+            ALLOCATING_FIT
+        };
+        if table
+            .migration
+            .allocating
+            .compare_exchange(NOT_ALLOCATING, kind, Ordering::SeqCst, Ordering::Relaxed)
+            .is_err()
+        {
             return Start::Allocating;
         }
-        // A successor shrinks to at most half: the live count it was sized by can be stale, and
-        // carrying a key needs a free slot, so a successor too small for what is still carried
-        // into it plus what writers add meanwhile would stall the resize for good.
-        let capacity = capacity.max(table.capacity() / 2);
+        let capacity = if kind == ALLOCATING_FIT {
+            capacity.max(self.room_to_carry(table))
+        } else {
+            capacity
+        };
         match self.install_successor(guard, table, capacity, None) {
             Ok(_) => Start::Installed,
             Err(AllocFailed) => {
-                // Let a later writer try again (memory may be back by then).
-                table.migration.allocating.store(0, Ordering::Release);
+                // Let a later writer try again (memory may be back by then), and writers
+                // waiting to claim go on in this table.
+                table
+                    .migration
+                    .allocating
+                    .store(NOT_ALLOCATING, Ordering::Release);
                 Start::Failed
             }
+        }
+    }
+
+    /// The capacity a fit successor of `table` needs so that carrying never runs out of free
+    /// slots: every key claimed in `table` now, plus one claim per thread that may still slip
+    /// in, at most 3/4 full. Called with claims paused (`ALLOCATING_FIT` set).
+    fn room_to_carry(&self, table: &Table) -> usize {
+        let carried = table.claimed_slots() + self.collector.thread_bound();
+        let needed = carried.saturating_add(carried.div_ceil(3));
+        needed
+            .checked_next_power_of_two()
+            .unwrap_or(usize::MAX)
+            .max(MIN_CAPACITY)
+    }
+
+    /// For a writer that found new claims in `table` paused: waits until the successor is
+    /// installed (or its allocation failed and claims resume).
+    pub(super) fn wait_for_successor(&self, table: &Table) {
+        while table.next().is_null() && table.claims_paused() {
+            yield_now();
         }
     }
 

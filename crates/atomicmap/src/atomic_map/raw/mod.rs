@@ -415,9 +415,15 @@ where
                         // key, which will live in the successor, do not stop at it.
                         continue;
                     }
+                    if table.claims_paused() {
+                        // A fit successor is being sized by counting claimed slots.
+                        self.migrator().wait_for_successor(table);
+                        continue;
+                    }
+                    // SeqCst, with the check above: see `migrate`, "Room to carry".
                     if slot
                         .key
-                        .compare_exchange(EMPTY, claim, Ordering::AcqRel, Ordering::Acquire)
+                        .compare_exchange(EMPTY, claim, Ordering::SeqCst, Ordering::Acquire)
                         .is_ok()
                     {
                         if let Query::Owned(pending) = query {
@@ -530,11 +536,18 @@ where
         }
     }
 
-    /// Resizes the table to fit the live keys, dropping tombstones (for `clear`). If the
+    /// Resizes the table to fit the live keys, dropping tombstones (for `clear`). A compaction
+    /// keeps room for every claimed slot, tombstones included (see `migrate`, "Room to
+    /// carry"), so a second pass over the compacted table shrinks it to the live keys. If a
     /// smaller table cannot be allocated the map keeps its table: nothing is lost.
     pub(in crate::atomic_map) fn compact(&self, guard: &Guard<'_>) {
-        if let Some(capacity) = policy::capacity_for(self.len()) {
-            self.resize_now(guard, capacity);
+        for _ in 0..2 {
+            let Some(capacity) = policy::capacity_for(self.len()) else {
+                return;
+            };
+            if !self.resize_now(guard, capacity) || self.capacity(guard) <= capacity {
+                return;
+            }
         }
     }
 

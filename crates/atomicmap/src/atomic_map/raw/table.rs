@@ -19,6 +19,13 @@ pub(super) const CHUNK: usize = 1024;
 #[cfg(loom)]
 pub(super) const CHUNK: usize = 2;
 
+/// Values of [`Migration::allocating`].
+pub(super) const NOT_ALLOCATING: usize = 0;
+/// A successor larger than the table is being allocated.
+pub(super) const ALLOCATING_GROW: usize = 1;
+/// A successor sized to what the table holds (a compaction or a shrink) is being allocated.
+pub(super) const ALLOCATING_FIT: usize = 2;
+
 /// Smallest table the map allocates.
 #[cfg(not(loom))]
 pub(super) const MIN_CAPACITY: usize = 16;
@@ -37,9 +44,11 @@ pub(super) struct Slot {
 pub(super) struct Migration {
     /// The table this one is being migrated into; null until a resize starts, then fixed.
     pub(super) next: AtomicPtr<Table>,
-    /// Set (0 → 1, never cleared except after a failed allocation) by the one writer that
-    /// allocates a grow, compaction or shrink successor, so that writers meeting a crowded
-    /// table at the same moment do not each allocate (and then free) a whole table.
+    /// `NOT_ALLOCATING` → `ALLOCATING_GROW` or `ALLOCATING_FIT` (never cleared except after a
+    /// failed allocation), set by the one writer that allocates a successor, so that writers
+    /// meeting a crowded table at the same moment do not each allocate (and then free) a whole
+    /// table. While it is `ALLOCATING_FIT`, no writer claims a new key in the table (see
+    /// `migrate`, "Room to carry").
     pub(super) allocating: AtomicUsize,
     /// Next chunk index a helper may claim (may overshoot the chunk count).
     pub(super) claimed_chunks: AtomicUsize,
@@ -110,7 +119,7 @@ impl Table {
             slots: allocate_slots(capacity)?,
             migration: CachePadded(Migration {
                 next: AtomicPtr::new(std::ptr::null_mut()),
-                allocating: AtomicUsize::new(0),
+                allocating: AtomicUsize::new(NOT_ALLOCATING),
                 claimed_chunks: AtomicUsize::new(0),
                 finished_chunks: AtomicUsize::new(0),
                 abandoned: AtomicUsize::new(0),
@@ -146,6 +155,22 @@ impl Table {
     pub(super) fn take_claim_budget(&self) -> bool {
         let before = self.migration.claim_budget.fetch_sub(1, Ordering::Relaxed);
         before != 0 && before <= self.capacity()
+    }
+
+    /// Whether a successor sized to this table's contents is being allocated, so that no new
+    /// key may be claimed here until it is installed. `SeqCst`: see `migrate`, "Room to carry".
+    #[inline]
+    pub(super) fn claims_paused(&self) -> bool {
+        self.migration.allocating.load(Ordering::SeqCst) == ALLOCATING_FIT
+    }
+
+    /// How many slots hold a key (live or a tombstone). `SeqCst` loads: see `migrate`, "Room
+    /// to carry".
+    pub(super) fn claimed_slots(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|slot| word::is_key(slot.key.load(Ordering::SeqCst)))
+            .count()
     }
 
     /// Whether this table is the successor of a freezing migration that has not ended (or whose
