@@ -50,49 +50,59 @@ use super::policy::out_of_memory;
 use super::table::{Image, Table};
 use crate::reclaim::Guard;
 
-impl<K, V, S> Migrator<'_, K, V, S>
+/// Runs a freezing migration of the root and returns its image (the map at the migration's
+/// instant) with the generation of the frozen table. `guard` must hold retired memory back
+/// (`Guard::hold_retired`) for as long as the image's words are read.
+pub(super) fn freeze<K, V, S>(
+    migrator: &Migrator<'_, K, V, S>,
+    guard: &Guard<'_>,
+) -> (Box<Image>, u64)
 where
     K: Hash + Eq + 'static,
     V: 'static,
     S: BuildHasher,
 {
-    /// Runs a freezing migration of the root and returns its image (the map at the migration's
-    /// instant) with the generation of the frozen table. `guard` must hold retired memory back
-    /// (`Guard::hold_retired`) for as long as the image's words are read.
-    pub(super) fn freeze(&self, guard: &Guard<'_>) -> (Box<Image>, u64) {
-        loop {
-            let table = self.chain.root(guard);
-            if !table.next().is_null() {
-                // An ordinary resize is running: finish it, then freeze its result.
-                self.complete(guard, table);
-                continue;
-            }
-            let capacity = table.capacity();
-            let Ok(image) = Image::allocate(capacity) else {
-                out_of_memory(capacity)
-            };
-            let installed = match self.install_successor(guard, table, capacity, Some(image)) {
-                Ok(installed) => installed,
-                Err(_) => out_of_memory(capacity),
-            };
-            let Some(successor) = installed else {
-                // Another resize got in first.
-                continue;
-            };
-            self.complete(guard, table);
-            let image = successor
-                .take_image()
-                .expect("only the snapshot that started a freezing migration takes its image");
-            return (image, table.generation);
+    loop {
+        let table = migrator.chain.root(guard);
+        if !table.next().is_null() {
+            // An ordinary resize is running: finish it, then freeze its result.
+            migrator.complete(guard, table);
+            continue;
         }
+        let capacity = table.capacity();
+        let Ok(image) = Image::allocate(capacity) else {
+            out_of_memory(capacity)
+        };
+        let installed = match migrator.install_successor(guard, table, capacity, Some(image)) {
+            Ok(installed) => installed,
+            Err(_) => out_of_memory(capacity),
+        };
+        let Some(successor) = installed else {
+            // Another resize got in first.
+            continue;
+        };
+        migrator.complete(guard, table);
+        let image = successor
+            .take_image()
+            .expect("only the snapshot that started a freezing migration takes its image");
+        return (image, table.generation);
     }
+}
 
-    /// Called by a writer about to continue from `table` in `next`: if `next` is the successor
-    /// of a freezing migration of `table`, that migration must end first (module docs).
-    #[inline]
-    pub(super) fn before_diverting(&self, guard: &Guard<'_>, table: &Table, next: &Table) {
-        if next.is_freezing_successor() && ptr::eq(table.next(), next) {
-            self.complete(guard, table);
-        }
+/// Called by a writer about to continue from `table` in `next`: if `next` is the successor of a
+/// freezing migration of `table`, that migration must end first (module docs).
+#[inline]
+pub(super) fn before_diverting<K, V, S>(
+    migrator: &Migrator<'_, K, V, S>,
+    guard: &Guard<'_>,
+    table: &Table,
+    next: &Table,
+) where
+    K: Hash + Eq + 'static,
+    V: 'static,
+    S: BuildHasher,
+{
+    if next.is_freezing_successor() && ptr::eq(table.next(), next) {
+        migrator.complete(guard, table);
     }
 }

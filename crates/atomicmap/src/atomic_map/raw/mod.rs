@@ -287,7 +287,7 @@ where
             let slot = match self.locate(guard, table, hash, &mut query) {
                 Located::Here(slot) => slot,
                 Located::Next(next) => {
-                    migrator.before_diverting(guard, table, next);
+                    freeze::before_diverting(&migrator, guard, table, next);
                     table = next;
                     continue 'tables;
                 }
@@ -306,7 +306,7 @@ where
                     }
                     migrator.help(guard, table);
                     let next = self.chain.next_table(guard, table);
-                    migrator.before_diverting(guard, table, next);
+                    freeze::before_diverting(&migrator, guard, table, next);
                     table = next;
                     continue 'tables;
                 }
@@ -654,7 +654,7 @@ where
         mut visit: impl FnMut(Shared<'g, K>, Shared<'g, V>),
     ) -> u64 {
         guard.hold_retired();
-        let (image, version) = self.migrator().freeze(guard);
+        let (image, version) = freeze::freeze(&self.migrator(), guard);
         for slot in image.slots.iter() {
             // The migration published the image (module `freeze`): relaxed loads suffice.
             let key = slot.key.load(Ordering::Relaxed);
