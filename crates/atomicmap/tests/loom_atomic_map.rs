@@ -14,8 +14,6 @@
 #![cfg(loom)]
 
 mod common;
-#[path = "common/serial.rs"]
-mod serial;
 
 use std::hash::BuildHasherDefault;
 
@@ -23,7 +21,7 @@ use atomicmap::AtomicMap;
 use common::IdentityHasher;
 use loom::sync::Arc;
 use loom::thread;
-use serial::check_model;
+use common::serial::check_model;
 
 type Map = AtomicMap<u8, u8, BuildHasherDefault<IdentityHasher>>;
 

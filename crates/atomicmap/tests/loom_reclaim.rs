@@ -15,8 +15,6 @@
 #![cfg(loom)]
 
 mod common;
-#[path = "common/serial.rs"]
-mod serial;
 
 use std::hash::BuildHasherDefault;
 
@@ -25,7 +23,7 @@ use common::IdentityHasher;
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::Arc;
 use loom::thread;
-use serial::check_model;
+use common::serial::check_model;
 
 /// A boxed value (not a primitive) that counts its drops. Only the instances a test creates
 /// and stores are under test; clones, which the map returns from `insert` and `remove`, count
