@@ -197,7 +197,7 @@ fn inserts_on_one_key_form_a_single_history() {
     );
 }
 
-/// `clear` sizes a compaction while other threads insert new keys: the compacted table must
+/// `clear` sizes a compaction while six threads insert new keys: the compacted table must
 /// have room for every key it has to carry, whatever the inserters add meanwhile (it once
 /// stalled for good here). Afterwards the map is consistent: every key holds its own value
 /// and `len` agrees with an iteration.
@@ -206,7 +206,7 @@ fn clear_racing_inserts_of_new_keys_finishes() {
     let map: AtomicMap<u64, u64> = AtomicMap::new();
     let inserts = scaled(1 << 17);
     thread::scope(|s| {
-        for thread in 0..3u64 {
+        for thread in 0..6u64 {
             let map = &map;
             s.spawn(move || {
                 let mut state = 0x9E37_79B9_7F4A_7C15 ^ thread;
@@ -220,7 +220,7 @@ fn clear_racing_inserts_of_new_keys_finishes() {
             });
         }
         s.spawn(|| {
-            for _ in 0..scaled(80) {
+            for _ in 0..scaled(400) {
                 map.clear();
             }
         });
