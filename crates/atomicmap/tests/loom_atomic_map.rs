@@ -18,10 +18,10 @@ mod common;
 use std::hash::BuildHasherDefault;
 
 use atomicmap::AtomicMap;
+use common::serial::check_model;
 use common::IdentityHasher;
 use loom::sync::Arc;
 use loom::thread;
-use common::serial::check_model;
 
 type Map = AtomicMap<u8, u8, BuildHasherDefault<IdentityHasher>>;
 

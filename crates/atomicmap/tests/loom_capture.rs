@@ -13,10 +13,10 @@ use std::hash::BuildHasherDefault;
 
 use atomicmap::capture::{CapturedMap, SubscribeOptions, TryRecvError, Version, Versioned};
 use atomicmap::AtomicMap;
+use common::serial::check_model;
 use common::IdentityHasher;
 use loom::sync::Arc;
 use loom::thread;
-use common::serial::check_model;
 
 type Backend = AtomicMap<u8, Versioned<u8>, BuildHasherDefault<IdentityHasher>>;
 type Map = CapturedMap<u8, u8, Backend>;

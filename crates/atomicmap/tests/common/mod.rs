@@ -1,7 +1,10 @@
 //! Fixtures shared by the test files, which all load them the same way (`mod common;`): a
 //! hasher that fixes the table layout, iteration scaling for the stress tests, and the loom
 //! model runner.
-#![allow(dead_code, reason = "each test file uses the fixtures it needs, not all of them")]
+#![allow(
+    dead_code,
+    reason = "each test file uses the fixtures it needs, not all of them"
+)]
 
 pub mod scale;
 #[cfg(loom)]
