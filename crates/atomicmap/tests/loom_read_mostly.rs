@@ -2,18 +2,21 @@
 //! racing lock-free stores.
 #![cfg(loom)]
 
+mod common;
+
 use std::collections::hash_map::DefaultHasher;
 use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 
 use atomicmap::ReadMostlyMap;
+use common::serial::check_model;
 use loom::thread;
 
 /// A miss that promotes the dirty map races a store of a brand-new key: the new key ends up
 /// in the dirty map of the new generation (or in the promoted read map), never lost.
 #[test]
 fn promotion_racing_a_store_of_a_new_key() {
-    loom::model(|| {
+    check_model(|| {
         let map = Arc::new(ReadMostlyMap::<u32, u32>::new());
         map.store(0, 0);
         let promoter = {
@@ -31,7 +34,7 @@ fn promotion_racing_a_store_of_a_new_key() {
 /// A promotion races a store to a key that is being promoted: the stored value survives.
 #[test]
 fn promotion_racing_a_store_to_the_promoted_key() {
-    loom::model(|| {
+    check_model(|| {
         let map = Arc::new(ReadMostlyMap::<u32, u32>::new());
         map.store(0, 0);
         let promoter = {
@@ -52,7 +55,7 @@ fn promotion_racing_a_store_to_the_promoted_key() {
 /// promotion keeps it.
 #[test]
 fn dirty_rebuild_racing_a_store_to_a_deleted_key() {
-    loom::model(|| {
+    check_model(|| {
         let map = Arc::new(ReadMostlyMap::<u32, u32>::new());
         map.store(0, 0);
         map.range(|_, _| true);
@@ -75,7 +78,7 @@ fn dirty_rebuild_racing_a_store_to_a_deleted_key() {
 /// snapshot that merely read the entries one by one fails this model.
 #[test]
 fn snapshot_freeze_racing_lock_free_stores() {
-    loom::model(|| {
+    check_model(|| {
         let hasher = BuildHasherDefault::<DefaultHasher>::default();
         let map = Arc::new(ReadMostlyMap::<u32, u32, _>::with_hasher(hasher));
         map.store(0, 10);

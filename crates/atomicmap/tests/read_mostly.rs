@@ -1,11 +1,12 @@
 //! ReadMostlyMap: one test per rule of Go's `sync.Map` (src/sync/map.go, Go 1.9 to 1.23),
-//! seed 001's stale-entry case, drop counting and a short concurrent stress.
+//! deleted keys that stay in the read map until promotion, drop counting, capacities, panic
+//! injection and a short concurrent stress.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 
-use atomicmap::{ReadMostlyMap, ReadMostlyStats};
+use atomicmap::{CapacityError, ReadMostlyMap, ReadMostlyStats};
 
 /// Stores `keys` into a fresh map: they all sit in the dirty map, the read map is amended.
 fn map_with_dirty_keys(keys: std::ops::Range<u32>) -> ReadMostlyMap<u32, u32> {
@@ -218,6 +219,55 @@ fn load_or_store_to_an_expunged_entry_puts_it_back_into_the_dirty_map() {
     assert_eq!(map.stats().dirty_len, 4);
     map.range(|_, _| true);
     assert_eq!(map.get(&0), Some(5));
+}
+
+#[test]
+fn len_counts_keys_with_a_value_without_promoting_or_counting_misses() {
+    let map = promoted(map_with_dirty_keys(0..4));
+    assert!(
+        map.delete(&0),
+        "a deleted key stays in the read map, without a value"
+    );
+    map.store(10, 100);
+    map.store(11, 110);
+    let before = map.stats();
+    assert!(before.amended);
+    assert_eq!(
+        map.len(),
+        5,
+        "keys 1, 2, 3 of the read map and 10, 11 of the dirty map"
+    );
+    assert_eq!(
+        map.stats(),
+        before,
+        "len neither promotes nor counts a miss"
+    );
+    map.range(|_, _| true);
+    assert_eq!(map.len(), 5, "the same keys once promoted");
+    map.clear();
+    assert_eq!(map.len(), 0);
+    assert!(map.is_empty());
+    map.store(1, 1);
+    assert!(!map.is_empty());
+}
+
+#[test]
+fn an_impossible_capacity_is_refused_at_construction() {
+    assert_eq!(
+        ReadMostlyMap::<u64, u64>::try_with_capacity(usize::MAX).err(),
+        Some(CapacityError::Overflow)
+    );
+    let map = ReadMostlyMap::<u64, u64>::try_with_capacity(1_000).expect("a modest capacity");
+    for key in 0..10 {
+        map.store(key, key);
+    }
+    assert_eq!(map.len(), 10);
+}
+
+#[test]
+#[should_panic(expected = "ReadMostlyMap::with_capacity(18446744073709551615)")]
+fn with_capacity_panics_at_construction_when_the_capacity_overflows() {
+    let _ = ReadMostlyMap::<u64, u64>::with_capacity(usize::MAX);
 }
 
 /// A key that counts its live copies (the read and dirty maps clone keys).

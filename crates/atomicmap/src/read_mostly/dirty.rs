@@ -476,6 +476,19 @@ impl<K, V, S> Drop for ReadDirty<K, V, S> {
 #[cfg(test)]
 mod tests {
     use super::super::ReadMostlyMap;
+    use crate::CapacityError;
+
+    /// A table that fits in an `isize` but in no address space: the allocator refuses it at
+    /// construction, where it used to abort the process at the first store. (A unit test so
+    /// that it stays out of the ThreadSanitizer run, whose allocator aborts instead.)
+    #[test]
+    #[cfg_attr(miri, ignore = "Miri stops at an allocation this large")]
+    fn an_allocation_the_allocator_refuses_is_reported_at_construction() {
+        assert_eq!(
+            ReadMostlyMap::<u64, u64>::try_with_capacity(1 << 52).err(),
+            Some(CapacityError::AllocationFailed)
+        );
+    }
 
     /// `with_capacity` presizes every dirty map and changes nothing else: the same operations
     /// leave a presized map and a plain one with the same counters and contents.

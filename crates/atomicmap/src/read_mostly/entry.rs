@@ -56,7 +56,7 @@ struct Value<V> {
 
 /// A boxed value that no entry holds yet; dropping it frees the box.
 pub(super) struct NewValue<V> {
-    /// From `Box::into_raw`; owned by this handle until [`NewValue::publish`].
+    /// A leaked `Box`, owned by this handle until [`NewValue::publish`].
     boxed: NonNull<Value<V>>,
     _owns: PhantomData<Box<Value<V>>>,
 }
@@ -158,9 +158,13 @@ impl<V> Entry<V> {
         is_value(current).then(|| unsafe { self.value_at(current, guard) })
     }
 
-    /// Replaces `current` (loaded through `guard`) with `new`; on success retires `current`
-    /// if it was a value and returns that value.
-    fn replace<'g>(
+    /// Replaces `current` with `new` by CAS; on success retires `current` if it was a value
+    /// and returns that value, readable while `guard` is held.
+    ///
+    /// # Safety
+    /// `current` was loaded from this entry through `guard.protect`, so that if our CAS
+    /// unlinks it, the reservation of `guard` covers it after we retire it.
+    unsafe fn replace<'g>(
         &self,
         current: *mut Value<V>,
         new: *mut Value<V>,
@@ -172,14 +176,14 @@ impl<V> Entry<V> {
         if !is_value(current) {
             return Ok(None);
         }
-        // SAFETY: `current` was loaded through `guard.protect`, so the box is allocated.
+        // SAFETY: the box is allocated: our CAS unlinked it, and only we can retire it.
         let birth = unsafe { (*current).birth };
         // SAFETY: our CAS unlinked `current`, the only pointer to it, and only the thread
         // whose CAS unlinks a box retires it (a box is published once); it was born at
         // `birth` and is a box.
         unsafe { guard.retire(current.cast(), birth, reclaim::free_box::<Value<V>>) };
         // SAFETY: our own reservation covers the retired box until `guard` drops, because
-        // we protected it before retiring it; no entry can free it any more.
+        // the caller protected it before we retired it; no entry can free it any more.
         Ok(Some(unsafe { &(*current).value }))
     }
 
@@ -196,7 +200,8 @@ impl<V> Entry<V> {
             if current == expunged() {
                 return Err(new);
             }
-            if let Ok(previous) = self.replace(current, new.as_ptr(), guard) {
+            // SAFETY: `current` was loaded through `guard.protect`.
+            if let Ok(previous) = unsafe { self.replace(current, new.as_ptr(), guard) } {
                 new.publish();
                 return Ok(previous);
             }
@@ -218,7 +223,8 @@ impl<V> Entry<V> {
                 // SAFETY: a value pointer loaded through `guard.protect` from this entry.
                 return LoadOrStore::Loaded(unsafe { self.value_at(current, guard) });
             }
-            if self.replace(current, new.as_ptr(), guard).is_ok() {
+            // SAFETY: `current` was loaded through `guard.protect`.
+            if unsafe { self.replace(current, new.as_ptr(), guard) }.is_ok() {
                 // SAFETY: published by us just now; `NewValue::new` raised our reservation
                 // to cover its birth, so it stays allocated while `guard` is held even if
                 // another thread unlinks and retires it at once.
@@ -245,7 +251,8 @@ impl<V> Entry<V> {
             if !is_value(current) || !matches(unsafe { self.value_at(current, guard) }) {
                 return None;
             }
-            if let Ok(deleted) = self.replace(current, ptr::null_mut(), guard) {
+            // SAFETY: `current` was loaded through `guard.protect`.
+            if let Ok(deleted) = unsafe { self.replace(current, ptr::null_mut(), guard) } {
                 return deleted;
             }
         }
@@ -277,7 +284,8 @@ impl<V> Entry<V> {
                     .expect("`new` is set from the first match on");
                 make()
             });
-            if self.replace(current, candidate.as_ptr(), guard).is_ok() {
+            // SAFETY: `current` was loaded through `guard.protect`.
+            if unsafe { self.replace(current, candidate.as_ptr(), guard) }.is_ok() {
                 if let Some(published) = new {
                     published.publish();
                 }

@@ -1,5 +1,32 @@
 //! [`ReadMostlyMap`]: the design of Go's `sync.Map` (Go 1.9 to 1.23), ported rule for rule.
 //!
+//! # Go's names
+//! The methods keep Go's vocabulary, except where the crate's shared vocabulary (the one every
+//! map follows, as std's `HashMap` does) names the same operation; there the Go name is a
+//! documentation alias, so searching the docs for it finds the method.
+//!
+//! | Go            | `ReadMostlyMap`                        |
+//! |---------------|----------------------------------------|
+//! | `Load`        | [`get`](ReadMostlyMap::get) (and [`get_with`](ReadMostlyMap::get_with), [`contains_key`](ReadMostlyMap::contains_key)) |
+//! | `Store`       | [`store`](ReadMostlyMap::store)        |
+//! | `Swap`        | [`insert`](ReadMostlyMap::insert)      |
+//! | `LoadOrStore` | [`load_or_store`](ReadMostlyMap::load_or_store) (and [`get_or_insert_with`](ReadMostlyMap::get_or_insert_with)) |
+//! | `LoadAndDelete` | [`remove`](ReadMostlyMap::remove)    |
+//! | `Delete`      | [`delete`](ReadMostlyMap::delete)      |
+//! | `CompareAndSwap` | [`compare_and_swap`](ReadMostlyMap::compare_and_swap) |
+//! | `CompareAndDelete` | [`compare_and_delete`](ReadMostlyMap::compare_and_delete) |
+//! | `Range`       | [`range`](ReadMostlyMap::range) (and [`retain`](ReadMostlyMap::retain)) |
+//! | `Clear`       | [`clear`](ReadMostlyMap::clear)        |
+//!
+//! # Where the code is
+//! * this module: the public operations, each a lookup in the maps followed by an entry
+//!   operation;
+//! * `dirty`: the read map, the dirty map, the mutex, misses and promotion, and the one
+//!   locked path by which a store that the read map cannot take finds its entry;
+//! * `entry`: the entry state machine below, and every dereference of a value pointer.
+//!
+//! `dirty` uses `entry`; neither uses this module.
+//!
 //! # Layout
 //! * **read map**: an immutable `HashMap<K, Arc<Entry<V>>>` plus an `amended` flag, published
 //!   through an atomic pointer. Readers find it without a lock. It is never changed in place:
@@ -23,8 +50,9 @@
 //! Transitions, and who performs them:
 //! * value -> value, nil -> value, value -> nil: any thread, by CAS, without the mutex.
 //! * nil -> expunged: only with the mutex, while rebuilding the dirty map from the read map.
-//! * expunged -> nil: only with the mutex, immediately followed by putting the entry back
-//!   into the dirty map (so a store to an expunged key lands in the dirty map).
+//! * expunged -> nil: only with the mutex, immediately after putting the entry back into the
+//!   dirty map (so a store to an expunged key lands in the dirty map, and a panic in between
+//!   leaves the entry expunged and out of the dirty map, still consistent).
 //!
 //! Because the lock-free paths refuse to act on an expunged entry, an entry that is missing
 //! from the dirty map never holds a value: promotion loses nothing.
@@ -40,7 +68,9 @@
 //! not amended a failed lookup is final and counts nothing, so misses never accumulate while
 //! there is no dirty map. The first store of a new key after a promotion rebuilds the dirty
 //! map from the read map (copying keys, expunging deleted entries) and marks the read map
-//! amended.
+//! amended. A new key enters the dirty map with a nil entry, which the store then fills with
+//! the same CAS as for an existing key, still under the mutex: so `Store`, `Swap` and
+//! `LoadOrStore` share one locked path.
 //!
 //! # Snapshots: frozen entries
 //! [`ReadMostlyMap::snapshot`] adds one entry state, *frozen*: the entry's pointer (value, nil
@@ -71,14 +101,30 @@
 //! Old read maps and replaced or deleted values are retired to the map's own
 //! `Collector`; a pinned reader's references stay valid until it unpins. Every pointer that
 //! is dereferenced was loaded through `Guard::protect`, including the expected value of
-//! each CAS, so the CAS that unlinks a value can retire it. An entry that is dropped (its key
-//! left both maps and the last read map holding it was freed) frees its current value
-//! directly: no reader can reach it any more.
+//! each CAS, so the CAS that unlinks a value can retire it; the one exception is a value
+//! that this thread just published, whose birth its guard already covers. An entry that is
+//! dropped (its key left both maps and the last read map holding it was freed) frees its
+//! current value directly: no reader can reach it any more. So a borrowed value is valid
+//! while both the guard and the entry it was read from are alive.
+//!
+//! # Panics in user code
+//! A panic in a key's `Hash`, `Eq` or `Clone`, or a value's `Clone` or `PartialEq`, leaves
+//! every key with its state from before or after the operation that panicked, and leaks
+//! nothing:
+//! * a value is boxed before the lookups that call user code, but until a CAS publishes it
+//!   the box belongs to a `NewValue`, which frees it if a panic unwinds past it;
+//! * with the mutex held, every change is ordered so that an unwind leaves it undone or whole
+//!   (an expunged entry goes back into the dirty map *before* it is unexpunged), and a
+//!   poisoned mutex is taken over as is.
+//!
+//! One limit comes from std's `HashMap`: a `Hash` that panics while the dirty map rehashes in
+//! place (to reuse the slots of removed keys) makes it drop the entries not yet rehashed.
 //!
 //! # Consistency
 //! Every single-key operation is linearizable. [`ReadMostlyMap::range`] is weakly consistent,
 //! as in Go: it visits each key of one read map at most once and sees each value as of some
-//! moment during the call.
+//! moment during the call; so is [`ReadMostlyMap::len`]. [`ReadMostlyMap::snapshot`] is the
+//! map's contents at one instant.
 
 mod dirty;
 mod entry;

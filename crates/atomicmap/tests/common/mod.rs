@@ -1,6 +1,12 @@
-//! Fixtures shared by the test files that need one.
+//! Fixtures shared by the test files that need one. Test files load them as `mod common;`;
+//! each uses some of them, so the others are dead code there.
+#![allow(dead_code)]
 
 use std::hash::Hasher;
+
+pub mod scale;
+#[cfg(loom)]
+pub mod serial;
 
 /// Hashes an integer key to itself, so that key `k` lives in slot `k % capacity`: the table
 /// layout is the same in every run (and in every loom execution, as loom's replay requires).
