@@ -95,14 +95,17 @@ fn promotion_happens_exactly_when_misses_reach_the_dirty_len_and_resets_misses()
 }
 
 #[test]
-fn load_and_delete_and_delete_reaching_the_dirty_map_count_a_miss() {
+fn remove_and_delete_reaching_the_dirty_map_count_a_miss() {
     let map = map_with_dirty_keys(0..10);
     assert_eq!(map.remove(&1), Some(10));
     assert!(map.delete(&2));
     assert!(!map.delete(&99));
     let stats = map.stats();
     assert_eq!(stats.misses, 3);
-    assert_eq!(stats.dirty_len, 8, "LoadAndDelete removes dirty-only keys");
+    assert_eq!(
+        stats.dirty_len, 8,
+        "remove (Go's LoadAndDelete) takes dirty-only keys out"
+    );
 }
 
 #[test]

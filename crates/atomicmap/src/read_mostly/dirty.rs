@@ -405,6 +405,9 @@ where
             return None;
         }
         let found = if remove_from_dirty {
+            // The miss counted below keeps the dirty map's removed keys fewer than its present
+            // ones, so std never rehashes it in place, which would drop keys on a panicking
+            // `Hash` (parent module docs, "Panics in user code").
             locked.dirty.as_mut().and_then(|dirty| dirty.remove(key))
         } else {
             self.dirty_entry(&locked, key)

@@ -117,8 +117,10 @@
 //!   (an expunged entry goes back into the dirty map *before* it is unexpunged), and a
 //!   poisoned mutex is taken over as is.
 //!
-//! One limit comes from std's `HashMap`: a `Hash` that panics while the dirty map rehashes in
-//! place (to reuse the slots of removed keys) makes it drop the entries not yet rehashed.
+//! std's `HashMap` itself drops entries when a `Hash` panics while it rehashes in place (to
+//! reuse the slots of removed keys). The dirty map never does so: std rehashes in place only
+//! when removed keys outnumber present ones, and every removal from the dirty map counts a
+//! miss, which promotes (and so drops) the dirty map before misses reach its length.
 //!
 //! # Consistency
 //! Every single-key operation is linearizable. [`ReadMostlyMap::range`] is weakly consistent,
