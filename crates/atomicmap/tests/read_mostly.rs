@@ -523,9 +523,11 @@ mod panic_injection {
     use std::collections::hash_map::DefaultHasher;
     use std::collections::{BTreeMap, HashSet};
     use std::hash::{BuildHasherDefault, Hash, Hasher};
+    use std::ops::Range;
     use std::panic::{self, AssertUnwindSafe};
     use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex, Once};
+    use std::thread;
 
     use atomicmap::ReadMostlyMap;
 
@@ -827,28 +829,34 @@ mod panic_injection {
         }
     }
 
-    /// What the map holds for every key the script uses; no user code is armed meanwhile.
-    fn contents(map: &Map) -> Model {
+    /// What the map holds for `keys`; no user code is armed meanwhile.
+    fn contents(map: &Map, keys: Range<u64>) -> Model {
         let armed = ARMED.take();
-        let contents = (0..KEYS)
+        let contents = keys
             .filter_map(|key| map.get_with(&Key(key), |value| (key, value.payload)))
             .collect();
         ARMED.set(armed);
         contents
     }
 
-    /// Runs the script with `fault` armed to panic on its `nth` call; returns whether it did.
-    fn run_script(fault: Fault, nth: usize) -> bool {
-        let ledger = Arc::new(Ledger::default());
-        let map = Map::default();
-        let mut model = Model::new();
+    /// Runs `ops`, which touch only `keys`, starting from `model` (what the map holds for
+    /// them), with `fault` armed to panic on its `nth` call. Checks every step against the
+    /// model; returns the step that panicked, if one did.
+    fn check_ops(
+        map: &Map,
+        ops: &[Op],
+        keys: Range<u64>,
+        (fault, nth): (Fault, usize),
+        ledger: &Arc<Ledger>,
+    ) -> Option<usize> {
+        let mut model = contents(map, keys.clone());
         ARMED.set(Some((fault, nth)));
         let mut panicked_at = None;
-        for (step, op) in script().into_iter().enumerate() {
+        for (step, &op) in ops.iter().enumerate() {
             let before = model.clone();
             let changed = apply(op, &mut model);
-            let outcome = panic::catch_unwind(AssertUnwindSafe(|| run(&map, op, &before, &ledger)));
-            let actual = contents(&map);
+            let outcome = panic::catch_unwind(AssertUnwindSafe(|| run(map, op, &before, ledger)));
+            let actual = contents(map, keys.clone());
             match outcome {
                 Ok(()) => assert_eq!(actual, model, "{fault:?} #{nth}: after step {step} {op:?}"),
                 Err(payload) => {
@@ -858,7 +866,7 @@ mod panic_injection {
                     panicked_at = Some(step);
                     // Every key holds its state from before or after the operation; with
                     // several keys changed (retain, clear), each key independently.
-                    for key in 0..KEYS {
+                    for key in keys.clone() {
                         let may_change = changed.as_ref().is_none_or(|keys| keys.contains(&key));
                         let now = actual.get(&key);
                         let allowed = if may_change {
@@ -879,16 +887,34 @@ mod panic_injection {
             }
         }
         ARMED.set(None);
-        // Still usable: a new key can be stored and read back.
-        map.store(Key(KEYS), Value::new(1, &ledger));
-        assert_eq!(map.get_with(&Key(KEYS), |value| value.payload), Some(1));
+        panicked_at
+    }
+
+    /// Checks that dropping `map` drops every value exactly once.
+    fn check_drops(map: Map, ledger: &Ledger, context: &str) {
         drop(map);
         let leaked = ledger.live.lock().unwrap().len();
         let double_drops = ledger.double_drops.load(Ordering::Relaxed);
         assert_eq!(
             (leaked, double_drops),
             (0, 0),
-            "{fault:?} #{nth}: values leaked and dropped twice (panic at step {panicked_at:?})"
+            "{context}: values leaked and dropped twice"
+        );
+    }
+
+    /// Runs the script on a new map with `fault` armed to panic on its `nth` call; returns
+    /// whether it did.
+    fn run_script(fault: Fault, nth: usize) -> bool {
+        let ledger = Arc::new(Ledger::default());
+        let map = Map::default();
+        let panicked_at = check_ops(&map, &script(), 0..KEYS, (fault, nth), &ledger);
+        // Still usable: a new key can be stored and read back.
+        map.store(Key(KEYS), Value::new(1, &ledger));
+        assert_eq!(map.get_with(&Key(KEYS), |value| value.payload), Some(1));
+        check_drops(
+            map,
+            &ledger,
+            &format!("{fault:?} #{nth}, panic at step {panicked_at:?}"),
         );
         panicked_at.is_some()
     }
@@ -922,5 +948,77 @@ mod panic_injection {
     #[test]
     fn a_panicking_clone_loses_and_leaks_nothing() {
         sweep(Fault::Clone);
+    }
+
+    /// The script's single-key steps, moved to keys `offset..offset + KEYS`.
+    fn keyed_script(offset: u64) -> Vec<Op> {
+        script()
+            .into_iter()
+            .filter_map(|op| {
+                Some(match op {
+                    Op::Store(key, payload) => Op::Store(key + offset, payload),
+                    Op::Insert(key, payload) => Op::Insert(key + offset, payload),
+                    Op::LoadOrStore(key, payload) => Op::LoadOrStore(key + offset, payload),
+                    Op::GetOrInsertWith(key, payload) => Op::GetOrInsertWith(key + offset, payload),
+                    Op::Get(key) => Op::Get(key + offset),
+                    Op::Remove(key) => Op::Remove(key + offset),
+                    Op::Delete(key) => Op::Delete(key + offset),
+                    Op::CompareAndSwap(key, expected, payload) => {
+                        Op::CompareAndSwap(key + offset, expected, payload)
+                    }
+                    Op::CompareAndDelete(key, expected) => {
+                        Op::CompareAndDelete(key + offset, expected)
+                    }
+                    Op::Range | Op::Snapshot | Op::RetainEven | Op::Clear => return None,
+                })
+            })
+            .collect()
+    }
+
+    /// Threads run the single-key steps on disjoint keys of one map, each with its own fault
+    /// armed, so that one thread's panic strikes while others promote, rebuild and grow the
+    /// maps (a rebuild clones every thread's keys). Each thread checks its own keys after
+    /// every step; in the end every value is dropped exactly once.
+    fn concurrent_sweep(fault: Fault) {
+        const THREADS: u64 = 3;
+        quiet_injected_panics();
+        let ledger = Arc::new(Ledger::default());
+        let map = Map::default();
+        let calls = calls_in_a_clean_run(fault);
+        let panics: usize = thread::scope(|scope| {
+            let workers: Vec<_> = (0..THREADS)
+                .map(|thread| {
+                    let (map, ledger) = (&map, &ledger);
+                    scope.spawn(move || {
+                        let keys = thread * KEYS..(thread + 1) * KEYS;
+                        let ops = keyed_script(keys.start);
+                        let mut panics = 0;
+                        for nth in (1..=calls).skip(thread as usize).step_by(THREADS as usize) {
+                            let fault = (fault, nth);
+                            panics += usize::from(
+                                check_ops(map, &ops, keys.clone(), fault, ledger).is_some(),
+                            );
+                            for key in keys.clone() {
+                                map.delete(&Key(key));
+                            }
+                        }
+                        panics
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|worker| worker.join().unwrap())
+                .sum()
+        });
+        assert!(panics > 0, "no {fault:?} panicked");
+        check_drops(map, &ledger, &format!("{fault:?}, {THREADS} threads"));
+    }
+
+    #[test]
+    fn concurrent_panicking_hash_eq_and_clone_lose_and_leak_nothing() {
+        for fault in [Fault::Hash, Fault::Eq, Fault::Clone] {
+            concurrent_sweep(fault);
+        }
     }
 }
