@@ -675,8 +675,8 @@ mod panic_injection {
 
     /// Visits every state the protocol distinguishes: dirty-only keys, promotion by misses
     /// and by `range`, deleted (nil) read-map keys that a dirty rebuild expunges, stores and
-    /// `load_or_store` to expunged keys, dirty-only `load_or_store` hits, and growth of the
-    /// dirty map.
+    /// `load_or_store` to expunged keys (and later stores to them, which a promotion must
+    /// keep), dirty-only `load_or_store` hits, and growth of the dirty map.
     fn script() -> Vec<Op> {
         use Op::*;
         let mut ops: Vec<Op> = (0..6).map(|key| Store(key, key)).collect();
@@ -701,6 +701,8 @@ mod panic_injection {
             CompareAndDelete(7, 7),
             GetOrInsertWith(9, 9),
             GetOrInsertWith(2, 99),
+            Insert(3, 33),
+            Store(1, 31),
             Remove(8),
             Snapshot,
             Get(6),

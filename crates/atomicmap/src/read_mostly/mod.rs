@@ -570,7 +570,75 @@ where
 #[cfg(test)]
 mod tests {
     use super::ReadMostlyMap;
+    use std::cell::Cell;
+    use std::collections::hash_map::DefaultHasher;
+    use std::hash::{BuildHasherDefault, Hash, Hasher};
+    use std::panic::{self, AssertUnwindSafe};
     use std::sync::Arc;
+
+    thread_local! {
+        /// Calls of `Hash` and `Clone` left before one panics.
+        static CALLS_BEFORE_PANIC: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+
+    fn user_code() {
+        let left = CALLS_BEFORE_PANIC.get();
+        if left == 0 {
+            CALLS_BEFORE_PANIC.set(usize::MAX);
+            panic!("injected");
+        }
+        CALLS_BEFORE_PANIC.set(left - 1);
+    }
+
+    /// A key and value whose `Hash` and `Clone` panic once `CALLS_BEFORE_PANIC` runs out; the
+    /// value's heap allocation is what a leak would lose.
+    #[derive(PartialEq, Eq)]
+    struct Faulty(Box<u32>);
+
+    impl Hash for Faulty {
+        fn hash<H: Hasher>(&self, state: &mut H) {
+            user_code();
+            self.0.hash(state);
+        }
+    }
+
+    impl Clone for Faulty {
+        fn clone(&self) -> Self {
+            user_code();
+            Faulty(self.0.clone())
+        }
+    }
+
+    /// Each path on which a value was boxed before user code ran, with that code panicking at
+    /// every call in turn; Miri's leak check at the end of the run finds any box left behind.
+    #[test]
+    fn a_panic_in_hash_or_clone_leaks_no_boxed_value() {
+        for panic_after in 0..40 {
+            let map: ReadMostlyMap<Faulty, Faulty, BuildHasherDefault<DefaultHasher>> =
+                ReadMostlyMap::default();
+            let faulty = |n| Faulty(Box::new(n));
+            CALLS_BEFORE_PANIC.set(panic_after);
+            let _ = panic::catch_unwind(AssertUnwindSafe(|| {
+                map.store(faulty(0), faulty(0));
+                map.store(faulty(1), faulty(1));
+                map.range(|_, _| true);
+                map.delete(&faulty(0));
+                map.store(faulty(2), faulty(2));
+                map.store(faulty(0), faulty(10));
+                map.load_or_store(faulty(2), faulty(20));
+                map.load_or_store(faulty(3), faulty(3));
+                map.insert(faulty(1), faulty(11));
+                map.compare_and_swap(&faulty(1), &faulty(11), faulty(21));
+                map.snapshot();
+            }));
+            CALLS_BEFORE_PANIC.set(usize::MAX);
+            map.store(faulty(4), faulty(4));
+            assert!(
+                map.get(&faulty(4)).is_some(),
+                "usable after a panic at call {panic_after}"
+            );
+        }
+    }
 
     /// Values frozen by a snapshot stay allocated while a lock-free writer replaces and
     /// deletes them during the clone (Miri checks the reads and the frozen-pointer tags).
