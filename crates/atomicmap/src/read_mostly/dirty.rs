@@ -9,7 +9,7 @@ use std::mem;
 use std::ptr;
 use std::sync::Arc;
 
-use super::entry::{Entry, NewValue};
+use super::entry::{self, Entry, NewValue};
 use crate::error::CapacityError;
 use crate::reclaim::{self, Collector, Guard};
 use crate::sync::{AtomicPtr, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering};
@@ -279,21 +279,24 @@ impl<K, V, S: Clone> ReadDirty<K, V, S> {
         }
     }
 
-    /// With the mutex held, and an amended read map promoted first (so that the read map
-    /// holds every key and no key can be added), runs `visit` on the read map's entries.
-    /// Returns what `visit` returned and the number of calls so far (the snapshot version).
-    pub(super) fn with_every_key_locked<'g, R>(
+    /// The map's contents at one instant (the parent module's "Snapshots: frozen entries"):
+    /// with the mutex held, promotes an amended read map, so that it holds every key and no
+    /// key can be added, then freezes and thaws every entry. Returns the read map's entries,
+    /// the value each one held at that instant (in the same order), and the number of
+    /// snapshots taken so far (the snapshot's version).
+    pub(super) fn freeze_every_key<'g>(
         &'g self,
         guard: &'g Guard<'_>,
-        visit: impl FnOnce(&'g Entries<K, V, S>) -> R,
-    ) -> (R, u64) {
+    ) -> (&'g Entries<K, V, S>, Vec<Option<&'g V>>, u64) {
         let mut locked = self.lock();
         if self.read_only(guard).amended {
             self.promote(&mut locked, guard);
         }
-        let result = visit(&self.read_only(guard).entries);
+        let entries = &self.read_only(guard).entries;
+        // SAFETY: we hold the mutex.
+        let values = unsafe { entry::frozen_values(entries.values().map(|entry| &**entry), guard) };
         locked.snapshots += 1;
-        (result, locked.snapshots)
+        (entries, values, locked.snapshots)
     }
 
     /// Go's `Clear` (Go 1.23): publishes an empty read map and empties the dirty map.

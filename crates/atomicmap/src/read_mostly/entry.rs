@@ -361,14 +361,18 @@ impl<V> Entry<V> {
     }
 }
 
-/// Freezes every entry of `entries` (with the mutex held, so that no key is added and no
-/// mutex holder writes meanwhile), then thaws them: once the last one is frozen nothing in
+/// Freezes every entry of `entries`, then thaws them: once the last one is frozen nothing in
 /// the map can change, so the values returned (one per entry, in order; `None` for a deleted
 /// entry) are the map's contents at that instant.
 ///
 /// The values stay readable after the thaw, while writers replace and retire them: `guard`
 /// holds back everything retired during its pin, and the `'a` borrow keeps the entries alive.
-pub(super) fn frozen_values<'a, V: 'a>(
+///
+/// # Safety
+/// The caller holds the map's mutex: no other thread freezes or thaws these entries
+/// meanwhile, so every pointer frozen here is a plain entry pointer (without the
+/// [`FROZEN`] bit), and no mutex holder writes them while they are frozen.
+pub(super) unsafe fn frozen_values<'a, V: 'a>(
     entries: impl Iterator<Item = &'a Entry<V>> + Clone,
     guard: &'a Guard<'_>,
 ) -> Vec<Option<&'a V>> {
@@ -383,9 +387,10 @@ pub(super) fn frozen_values<'a, V: 'a>(
     frozen
         .into_iter()
         .map(|(entry, value)| {
-            // SAFETY: `value` was the entry's pointer at the freeze, while `guard` was pinned;
-            // since then it is either still current in `entry`, which `'a` keeps alive, or
-            // was retired after `hold_retired`, which keeps it allocated until `guard` drops.
+            // SAFETY: `value` was the entry's pointer at the freeze (without the `FROZEN` bit:
+            // nobody else froze it, by the caller's contract), while `guard` was pinned; since
+            // then it is either still current in `entry`, which `'a` keeps alive, or was
+            // retired after `hold_retired`, which keeps it allocated until `guard` drops.
             is_value(value).then(|| unsafe { entry.value_at(value, guard) })
         })
         .collect()

@@ -491,10 +491,7 @@ where
         V: Clone,
     {
         let guard = self.maps.enter();
-        let ((entries, values), version) = self.maps.with_every_key_locked(&guard, |entries| {
-            let values = entry::frozen_values(entries.values().map(|entry| &**entry), &guard);
-            (entries, values)
-        });
+        let (entries, values, version) = self.maps.freeze_every_key(&guard);
         let mut table =
             HashMap::with_capacity_and_hasher(entries.len(), self.maps.hasher().clone());
         for (key, value) in entries.keys().zip(values) {
