@@ -1,6 +1,6 @@
 //! Where keys live: the read map, the dirty map, the mutex, misses and promotion (the parent
-//! module's "Layout" and "Misses and promotion"). Values are the [`entry`](super::entry)
-//! module's business; this one decides which entry an operation works on.
+//! module's "Layout" and "Misses and promotion"). Values are the `entry` module's business;
+//! this one decides which entry an operation works on.
 
 use std::borrow::{Borrow, Cow};
 use std::collections::HashMap;
