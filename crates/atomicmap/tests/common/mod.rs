@@ -6,11 +6,11 @@
     reason = "each test file uses the fixtures it needs, not all of them"
 )]
 
+use std::hash::Hasher;
+
 pub mod scale;
 #[cfg(loom)]
 pub mod serial;
-
-use std::hash::Hasher;
 
 /// Hashes an integer key to itself, so that key `k` lives in slot `k % capacity`: the table
 /// layout is the same in every run (and in every loom execution, as loom's replay requires).
