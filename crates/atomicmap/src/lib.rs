@@ -19,7 +19,7 @@ pub mod hot_swap;
 pub mod read_mostly;
 pub mod sharded;
 pub mod snapshot;
-pub use hot_swap::{HotSwap, RcuMap, RcuSnapshot, Snapshot, VersionMismatch};
+pub use hot_swap::{Guard, HotSwap, PersistentMap, RcuMap, VersionMismatch};
 pub use read_mostly::{ReadMostlyMap, ReadMostlyStats};
 pub use sharded::{ShardedMap, ShardedMapError};
 pub use snapshot::{MapSnapshot, SnapshotIter};

@@ -13,7 +13,8 @@
 //! # No deadlock by construction
 //! Every method returns owned values or runs a caller's closure *under* the shard lock and
 //! returns; no lock guard ever outlives a call. The one remaining hazard is a closure (given to
-//! [`ShardedMap::get_with`], [`ShardedMap::update`], [`ShardedMap::compute`],
+//! [`ShardedMap::get_with`], [`ShardedMap::get_mut`], [`ShardedMap::update`],
+//! [`ShardedMap::upsert`], [`ShardedMap::compute`],
 //! [`ShardedMap::retain`], [`ShardedMap::for_each`], ...) that uses the same map again: on the
 //! same shard that deadlocks at once (std's `RwLock` is not re-entrant, even for two reads
 //! when a writer is queued), and on another shard it can deadlock against a thread doing the
@@ -41,6 +42,7 @@ use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::sync::{Arc, OnceLock};
 
+use crate::error::CapacityError;
 use crate::hash::shard_index;
 use crate::snapshot::MapSnapshot;
 use crate::sync::{CachePadded, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -54,7 +56,8 @@ pub const MAX_SHARDS: usize = 1 << 16;
 /// the same shard at random.
 const SHARDS_PER_CORE: usize = 4;
 
-/// Why a [`ShardedMap`] could not be built as requested.
+/// Why a [`ShardedMap`] could not be built with the requested shard count. (A capacity that
+/// cannot be allocated is a [`CapacityError`].)
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ShardedMapError {
     /// A shard count of zero was requested.
@@ -62,11 +65,6 @@ pub enum ShardedMapError {
     /// More shards than [`MAX_SHARDS`] were requested.
     TooManyShards {
         /// The count asked for.
-        requested: usize,
-    },
-    /// The requested capacity cannot be allocated.
-    CapacityOverflow {
-        /// The capacity asked for.
         requested: usize,
     },
 }
@@ -79,9 +77,6 @@ impl fmt::Display for ShardedMapError {
                 f,
                 "{requested} shards requested, at most {MAX_SHARDS} are supported"
             ),
-            ShardedMapError::CapacityOverflow { requested } => {
-                write!(f, "a capacity of {requested} entries cannot be allocated")
-            }
         }
     }
 }
@@ -139,23 +134,29 @@ impl<K, V> ShardedMap<K, V> {
     }
 
     /// An empty map with `shards` shards (rounded up to a power of two).
-    pub fn with_shards(shards: usize) -> Result<Self, ShardedMapError>
-    where
-        K: Hash + Eq,
-    {
-        Self::with_options(0, shards, DefaultHashBuilder::default())
+    pub fn with_shards(shards: usize) -> Result<Self, ShardedMapError> {
+        Self::with_shards_and_hasher(shards, DefaultHashBuilder::default())
     }
 
     /// An empty map with room for `capacity` entries spread over the default shards.
-    pub fn with_capacity(capacity: usize) -> Result<Self, ShardedMapError>
+    ///
+    /// # Panics
+    /// If `capacity` overflows or cannot be allocated; see
+    /// [`try_with_capacity`](Self::try_with_capacity).
+    pub fn with_capacity(capacity: usize) -> Self
     where
         K: Hash + Eq,
     {
-        Self::with_options(
-            capacity,
-            default_shard_count(),
-            DefaultHashBuilder::default(),
-        )
+        Self::with_capacity_and_hasher(capacity, DefaultHashBuilder::default())
+    }
+
+    /// Like [`with_capacity`](Self::with_capacity), but reports an impossible capacity
+    /// instead of panicking.
+    pub fn try_with_capacity(capacity: usize) -> Result<Self, CapacityError>
+    where
+        K: Hash + Eq,
+    {
+        Self::try_with_capacity_and_hasher(capacity, DefaultHashBuilder::default())
     }
 }
 
@@ -168,8 +169,54 @@ impl<K, V> Default for ShardedMap<K, V> {
 impl<K, V, S: Clone> ShardedMap<K, V, S> {
     /// An empty map with [`default_shard_count`] shards that hashes with `hasher`.
     pub fn with_hasher(hasher: S) -> Self {
-        let shards = default_shard_count();
-        let shard_shift = shard_shift(shards);
+        Self::with_power_of_two_shards(default_shard_count(), hasher)
+    }
+
+    /// An empty map with `shards` shards (rounded up to a power of two) that hashes with
+    /// `hasher`.
+    pub fn with_shards_and_hasher(shards: usize, hasher: S) -> Result<Self, ShardedMapError> {
+        if shards == 0 {
+            return Err(ShardedMapError::ZeroShards);
+        }
+        if shards > MAX_SHARDS {
+            return Err(ShardedMapError::TooManyShards { requested: shards });
+        }
+        Ok(Self::with_power_of_two_shards(
+            shards.next_power_of_two(),
+            hasher,
+        ))
+    }
+
+    /// An empty map with room for `capacity` entries spread over the default shards, hashing
+    /// with `hasher`.
+    ///
+    /// # Panics
+    /// If `capacity` overflows or cannot be allocated; see
+    /// [`try_with_capacity_and_hasher`](Self::try_with_capacity_and_hasher).
+    pub fn with_capacity_and_hasher(capacity: usize, hasher: S) -> Self
+    where
+        K: Hash + Eq,
+        S: BuildHasher,
+    {
+        match Self::try_with_capacity_and_hasher(capacity, hasher) {
+            Ok(map) => map,
+            Err(error) => panic!("ShardedMap::with_capacity({capacity}): {error}"),
+        }
+    }
+
+    /// Like [`with_capacity_and_hasher`](Self::with_capacity_and_hasher), but reports an
+    /// impossible capacity instead of panicking.
+    pub fn try_with_capacity_and_hasher(capacity: usize, hasher: S) -> Result<Self, CapacityError>
+    where
+        K: Hash + Eq,
+        S: BuildHasher,
+    {
+        let map = Self::with_hasher(hasher);
+        map.try_reserve(capacity)?;
+        Ok(map)
+    }
+
+    fn with_power_of_two_shards(shards: usize, hasher: S) -> Self {
         ShardedMap {
             shards: (0..shards)
                 .map(|_| {
@@ -178,44 +225,10 @@ impl<K, V, S: Clone> ShardedMap<K, V, S> {
                     ))))
                 })
                 .collect(),
-            shard_shift,
-            hasher,
-            clone_table: OnceLock::new(),
-        }
-    }
-
-    /// An empty map with room for `capacity` entries in `shards` shards (rounded up to a
-    /// power of two), hashing with `hasher`.
-    pub fn with_options(capacity: usize, shards: usize, hasher: S) -> Result<Self, ShardedMapError>
-    where
-        K: Hash + Eq,
-        S: BuildHasher,
-    {
-        if shards == 0 {
-            return Err(ShardedMapError::ZeroShards);
-        }
-        if shards > MAX_SHARDS {
-            return Err(ShardedMapError::TooManyShards { requested: shards });
-        }
-        let shards = shards.next_power_of_two();
-        let per_shard = capacity.div_ceil(shards);
-        let built = (0..shards)
-            .map(|_| {
-                let mut table = HashMap::with_hasher(hasher.clone());
-                table
-                    .try_reserve(per_shard)
-                    .map_err(|_| ShardedMapError::CapacityOverflow {
-                        requested: capacity,
-                    })?;
-                Ok(CachePadded(RwLock::new(ShardState::new(table))))
-            })
-            .collect::<Result<Box<[_]>, _>>()?;
-        Ok(ShardedMap {
-            shards: built,
             shard_shift: shard_shift(shards),
             hasher,
             clone_table: OnceLock::new(),
-        })
+        }
     }
 }
 
@@ -414,9 +427,23 @@ where
         self.write_shard(self.shard_of(key)).table_mut().remove(key)
     }
 
-    /// Runs `modify` on the value for `key`, if any, under the shard's write lock; returns
-    /// its result. `modify` must not use this map (module docs).
-    pub fn update<Q, R>(&self, key: &Q, modify: impl FnOnce(&mut V) -> R) -> Option<R>
+    /// Runs `modify` on the value for `key` in place, under the shard's write lock; returns
+    /// its result, or `None` (without running it) if the key is absent.
+    ///
+    /// `modify` runs at most once. It cannot deadlock as long as it does not use this map
+    /// (module docs). If it panics, the lock is released and the map stays usable; the value
+    /// keeps whatever `modify` did to it before panicking.
+    ///
+    /// ```
+    /// use atomicmap::ShardedMap;
+    ///
+    /// let map: ShardedMap<&str, Vec<u32>> = ShardedMap::new();
+    /// map.insert("log", vec![1]);
+    /// assert_eq!(map.get_mut("log", |log| { log.push(2); log.len() }), Some(2));
+    /// assert_eq!(map.get_mut("missing", |log| log.len()), None);
+    /// assert_eq!(map.get("log"), Some(vec![1, 2]));
+    /// ```
+    pub fn get_mut<Q, R>(&self, key: &Q, modify: impl FnOnce(&mut V) -> R) -> Option<R>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -427,56 +454,176 @@ where
             .map(modify)
     }
 
-    /// General single-key read-modify-write under the shard's write lock: `compute` sees the
-    /// key's slot (`None` if absent) and may set, replace or clear it (`None` removes the
-    /// key). Returns `compute`'s result. `compute` must not use this map (module docs).
-    pub fn compute<R>(&self, key: K, compute: impl FnOnce(&mut Option<V>) -> R) -> R {
-        let mut shard = self.write_shard(self.shard_of(&key));
-        let table = shard.table_mut();
-        match table.entry(key) {
-            hash_map::Entry::Occupied(occupied) => {
-                let (key, value) = occupied.remove_entry();
-                let mut slot = Some(value);
-                let result = compute(&mut slot);
-                if let Some(value) = slot {
-                    table.insert(key, value);
-                }
-                result
-            }
-            hash_map::Entry::Vacant(vacant) => {
-                let mut slot = None;
-                let result = compute(&mut slot);
-                if let Some(value) = slot {
-                    vacant.insert(value);
-                }
-                result
-            }
-        }
+    /// Replaces the value for `key` with `change(&value)` and returns the new value; `None`
+    /// (and nothing stored) if the key is absent.
+    ///
+    /// `change` runs at most once, under the shard's write lock, so it must not use this map
+    /// (module docs). If it panics, the old value stays.
+    ///
+    /// ```
+    /// use atomicmap::ShardedMap;
+    ///
+    /// let map: ShardedMap<&str, u32> = ShardedMap::new();
+    /// map.insert("hits", 1);
+    /// assert_eq!(map.update("hits", |hits| hits + 1), Some(2));
+    /// assert_eq!(map.update("misses", |misses| misses + 1), None);
+    /// assert!(!map.contains_key("misses"));
+    /// ```
+    pub fn update<Q>(&self, key: &Q, mut change: impl FnMut(&V) -> V) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        V: Clone,
+    {
+        self.get_mut(key, |value| {
+            let new = change(value);
+            *value = new.clone();
+            new
+        })
     }
 
-    /// Runs `modify` on the value for `key`, or inserts `insert` if there is none.
-    /// `modify` must not use this map (module docs).
-    pub fn upsert(&self, key: K, insert: V, modify: impl FnOnce(&mut V)) {
+    /// Sets `key` to `insert()` if it has no value, or to `update(&value)` if it has; returns
+    /// the value stored.
+    ///
+    /// Exactly one of the closures runs, once, under the shard's write lock, so neither may
+    /// use this map (module docs). If it panics, the map is as before the call.
+    ///
+    /// ```
+    /// use atomicmap::ShardedMap;
+    ///
+    /// let map: ShardedMap<&str, u32> = ShardedMap::new();
+    /// assert_eq!(map.upsert("hits", || 1, |hits| hits + 1), 1);
+    /// assert_eq!(map.upsert("hits", || 1, |hits| hits + 1), 2);
+    /// ```
+    pub fn upsert(&self, key: K, insert: impl FnOnce() -> V, mut update: impl FnMut(&V) -> V) -> V
+    where
+        V: Clone,
+    {
         match self.write_shard(self.shard_of(&key)).table_mut().entry(key) {
-            hash_map::Entry::Occupied(mut occupied) => modify(occupied.get_mut()),
+            hash_map::Entry::Occupied(mut occupied) => {
+                let new = update(occupied.get());
+                *occupied.get_mut() = new.clone();
+                new
+            }
             hash_map::Entry::Vacant(vacant) => {
-                vacant.insert(insert);
+                let new = insert();
+                vacant.insert(new.clone());
+                new
             }
         }
     }
 
-    /// The value for `key`, inserting `make()` first if there is none. `make` runs under the
-    /// shard's write lock and must not use this map (module docs).
+    /// Inserts, replaces or removes the value for `key` in one linearizable step: `compute`
+    /// sees the current value (`None` if absent) and returns the value to store (`None`
+    /// removes the key, or leaves it absent). Returns what the key holds afterwards.
+    ///
+    /// `compute` runs exactly once, under the shard's write lock, so it must not use this map
+    /// (module docs). If it panics, the map is as before the call.
+    ///
+    /// ```
+    /// use atomicmap::ShardedMap;
+    ///
+    /// let map: ShardedMap<&str, u32> = ShardedMap::new();
+    /// let count_down = |value: Option<&u32>| match value {
+    ///     None => Some(2),
+    ///     Some(1) => None,
+    ///     Some(n) => Some(n - 1),
+    /// };
+    /// assert_eq!(map.compute("ttl", count_down), Some(2));
+    /// assert_eq!(map.compute("ttl", count_down), Some(1));
+    /// assert_eq!(map.compute("ttl", count_down), None);
+    /// assert!(!map.contains_key("ttl"));
+    /// ```
+    pub fn compute(&self, key: K, mut compute: impl FnMut(Option<&V>) -> Option<V>) -> Option<V>
+    where
+        V: Clone,
+    {
+        // The closure only looks at the entry, and the returned value is cloned before the
+        // table changes: a panicking closure or `Clone` leaves the entry as it was.
+        match self.write_shard(self.shard_of(&key)).table_mut().entry(key) {
+            hash_map::Entry::Occupied(mut occupied) => match compute(Some(occupied.get())) {
+                Some(new) => {
+                    *occupied.get_mut() = new.clone();
+                    Some(new)
+                }
+                None => {
+                    occupied.remove();
+                    None
+                }
+            },
+            hash_map::Entry::Vacant(vacant) => {
+                let new = compute(None)?;
+                vacant.insert(new.clone());
+                Some(new)
+            }
+        }
+    }
+
+    /// The value for `key`, inserting `make()` first if there is none.
+    ///
+    /// `make` runs at most once (only if the key is absent), under the shard's write lock, so
+    /// it must not use this map (module docs). If it panics, nothing is inserted.
+    ///
+    /// ```
+    /// use atomicmap::ShardedMap;
+    ///
+    /// let map: ShardedMap<&str, u32> = ShardedMap::new();
+    /// assert_eq!(map.get_or_insert_with("answer", || 42), 42);
+    /// assert_eq!(map.get_or_insert_with("answer", || unreachable!()), 42);
+    /// ```
     pub fn get_or_insert_with(&self, key: K, make: impl FnOnce() -> V) -> V
     where
         V: Clone,
     {
-        self.write_shard(self.shard_of(&key))
-            .table_mut()
-            .entry(key)
-            .or_insert_with(make)
-            .clone()
+        match self.write_shard(self.shard_of(&key)).table_mut().entry(key) {
+            hash_map::Entry::Occupied(occupied) => occupied.get().clone(),
+            hash_map::Entry::Vacant(vacant) => {
+                // Cloned before it is stored: a panicking `Clone` inserts nothing.
+                let new = make();
+                vacant.insert(new.clone());
+                new
+            }
+        }
     }
+
+    /// Makes room for `additional` more entries, spread evenly over the shards.
+    ///
+    /// # Panics
+    /// If the room overflows or cannot be allocated; see [`try_reserve`](Self::try_reserve).
+    pub fn reserve(&self, additional: usize) {
+        if let Err(error) = self.try_reserve(additional) {
+            panic!("ShardedMap::reserve({additional}): {error}");
+        }
+    }
+
+    /// Makes room for `additional` more entries, spread evenly over the shards, shard by
+    /// shard; on failure, the shards reserved before the failing one keep their room.
+    pub fn try_reserve(&self, additional: usize) -> Result<(), CapacityError> {
+        let per_shard = additional.div_ceil(self.shards.len());
+        for index in 0..self.shards.len() {
+            let mut shard = self.write_shard(index);
+            let table = shard.table_mut();
+            if table.try_reserve(per_shard).is_err() {
+                return Err(if table_size_overflows::<K, V>(table.len(), per_shard) {
+                    CapacityError::Overflow
+                } else {
+                    CapacityError::AllocationFailed
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether a `HashMap<K, V>` table for `len + additional` entries needs more bytes than an
+/// allocation can have: hashbrown keeps a power of two of buckets at most 7/8 full, each an
+/// entry plus one control byte.
+fn table_size_overflows<K, V>(len: usize, additional: usize) -> bool {
+    len.checked_add(additional)
+        .and_then(|entries| entries.checked_mul(8))
+        .and_then(|eighths| (eighths / 7).checked_next_power_of_two())
+        .and_then(|buckets| buckets.checked_mul(std::mem::size_of::<(K, V)>() + 1))
+        .is_none_or(|bytes| bytes > isize::MAX as usize)
 }
 
 /// A shard's read lock, registered with the debug-build re-entrancy check.
@@ -549,8 +696,8 @@ mod reentrancy {
             if let Some(held_shard) = already {
                 panic!(
                     "ShardedMap re-entered: this thread holds the lock of shard {held_shard} \
-                     (it is running a closure passed to get_with/update/compute/upsert/\
-                     get_or_insert_with/retain/for_each) and now asks for shard {shard} of the \
+                     (it is running a closure passed to get_with/get_mut/update/compute/\
+                     upsert/get_or_insert_with/retain/for_each) and now asks for shard {shard} of the \
                      same map. {} Finish the closure, then use the map.",
                     if held_shard == shard {
                         "This would deadlock now."

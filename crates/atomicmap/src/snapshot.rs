@@ -28,8 +28,11 @@ use std::sync::Arc;
 use crate::hash::shard_index;
 pub use crate::hash::DefaultHashBuilder;
 
-/// The persistent (structure-sharing) map a published `RcuMap` version is made of.
-type PersistentMap<K, V, S> = imbl::GenericHashMap<K, V, S, imbl::shared_ptr::DefaultSharedPtr>;
+/// The immutable map an `RcuMap` publishes: a hash array mapped trie whose updates share
+/// structure with the previous version, so changing one key costs O(log n), not a copy. A
+/// [`MapSnapshot`] of an `RcuMap` holds one as is.
+pub type PersistentMap<K, V, S = DefaultHashBuilder> =
+    imbl::GenericHashMap<K, V, S, imbl::shared_ptr::DefaultSharedPtr>;
 
 /// An immutable view of a map's entries at one instant, with the version of the map at that
 /// instant. See the [module docs](self) for how it differs from iteration.
@@ -139,7 +142,7 @@ impl<K, V, S> MapSnapshot<K, V, S> {
         }
     }
 
-    /// The keys in ascending order (seed 002's `SortedKeys`).
+    /// The keys in ascending order.
     pub fn sorted_keys(&self) -> Vec<&K>
     where
         K: Ord,

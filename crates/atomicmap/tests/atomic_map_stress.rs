@@ -5,15 +5,14 @@
 //! `ATOMICMAP_STRESS_SCALE` (percent, default 100) scales the iteration counts, e.g. down for
 //! ThreadSanitizer; under Miri they are cut to 1%.
 
-#[path = "common/scale.rs"]
-mod scale;
+mod common;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
 use atomicmap::AtomicMap;
-use scale::scaled;
+use common::scale::scaled;
 
 /// Inserts and then removes a block of filler keys, `rounds` times, so the table grows past
 /// and shrinks back around whatever the other threads are doing.

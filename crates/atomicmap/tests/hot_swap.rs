@@ -1,11 +1,11 @@
 //! HotSwap and RcuMap: publication semantics, monotonic versions, whole-map visibility under
-//! concurrent publishes, and exactly-once drops of old snapshots.
+//! concurrent publishes, and exactly-once drops of replaced values.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 
-use atomicmap::{HotSwap, RcuMap, RcuSnapshot};
+use atomicmap::{HotSwap, PersistentMap, RcuMap};
 
 #[test]
 fn load_store_swap_and_versions() {
@@ -17,7 +17,7 @@ fn load_store_swap_and_versions() {
     assert_eq!(cell.swap(String::from("v2")).as_str(), "v1");
     assert_eq!(
         *held, "v1",
-        "a held snapshot is unaffected by later publications"
+        "a held guard is unaffected by later publications"
     );
     assert_eq!(held.version(), 1);
     assert_eq!(cell.version(), 2);
@@ -77,13 +77,13 @@ impl Counted {
 impl Drop for Counted {
     fn drop(&mut self) {
         let before = self.live.fetch_sub(1, Ordering::Relaxed);
-        assert!(before > 0, "a snapshot was dropped twice");
+        assert!(before > 0, "a value was dropped twice");
         self.drops.fetch_add(1, Ordering::Relaxed);
     }
 }
 
 #[test]
-fn every_old_snapshot_is_dropped_exactly_once() {
+fn every_replaced_value_is_dropped_exactly_once() {
     const PUBLISHES: usize = 500;
     let live = Arc::new(AtomicUsize::new(0));
     let drops = Arc::new(AtomicUsize::new(0));
@@ -93,10 +93,10 @@ fn every_old_snapshot_is_dropped_exactly_once() {
         for _ in 0..2 {
             scope.spawn(|| {
                 while !done.load(Ordering::Relaxed) {
-                    let snapshot = cell.load();
-                    assert!(Arc::strong_count(&snapshot.drops) >= 1);
+                    let guard = cell.load();
+                    assert!(Arc::strong_count(&guard.drops) >= 1);
                     let owned = cell.load_full();
-                    drop(snapshot);
+                    drop(guard);
                     drop(owned);
                 }
             });
@@ -108,7 +108,7 @@ fn every_old_snapshot_is_dropped_exactly_once() {
     });
     assert!(
         live.load(Ordering::Relaxed) < PUBLISHES / 2,
-        "old snapshots are freed while the cell lives, not only at drop"
+        "replaced values are freed while the cell lives, not only at drop"
     );
     drop(cell);
     assert_eq!(live.load(Ordering::Relaxed), 0);
@@ -124,8 +124,17 @@ fn rcu_map_single_key_operations() {
     assert_eq!(map.get("a"), Some(2));
     assert_eq!(map.get_with("a", |value| value * 10), Some(20));
     assert!(map.contains_key("a"));
-    assert_eq!(map.upsert("a".into(), 0, |value| *value += 5), 7);
-    assert_eq!(map.upsert("b".into(), 0, |value| *value += 5), 0);
+    assert_eq!(map.upsert("a".into(), || 0, |value| value + 5), 7);
+    assert_eq!(map.upsert("b".into(), || 0, |value| value + 5), 0);
+    assert_eq!(map.update("b", |value| value + 1), Some(1));
+    assert_eq!(map.update("b", |value| value - 1), Some(0));
+    let version = map.version();
+    assert_eq!(map.update("zzz", |value| value + 1), None);
+    assert_eq!(
+        map.version(),
+        version,
+        "updating an absent key publishes nothing"
+    );
     assert_eq!(
         map.compute("b".into(), |value| value.map(|v| v + 1)),
         Some(1)
@@ -150,7 +159,7 @@ fn rcu_map_single_key_operations() {
 }
 
 #[test]
-fn rcu_map_batches_snapshots_and_conversions() {
+fn rcu_map_batches_loads_and_conversions() {
     let mut map: RcuMap<u32, u32> = (0..10).map(|key| (key, key)).collect();
     let before = map.load_full();
     let version = map.update_map(|m| {
@@ -161,12 +170,12 @@ fn rcu_map_batches_snapshots_and_conversions() {
     assert_eq!(map.version(), version);
     assert!(
         before.values().all(|value| *value < 100),
-        "an old snapshot is immutable"
+        "an old publication is immutable"
     );
     assert!(map.load_full().values().all(|value| *value >= 100));
     map.extend([(20, 20)]);
     assert_eq!(map.len(), 11);
-    let mut replacement = RcuSnapshot::with_hasher(Default::default());
+    let mut replacement = PersistentMap::with_hasher(Default::default());
     replacement.insert(1, 1);
     map.replace(replacement);
     assert_eq!(map.len(), 1);
@@ -184,14 +193,14 @@ fn readers_never_observe_a_half_built_map() {
             scope.spawn(|| {
                 let mut last_version = 0;
                 while !done.load(Ordering::Relaxed) {
-                    let snapshot = map.load();
-                    assert!(snapshot.version() >= last_version, "versions are monotonic");
-                    last_version = snapshot.version();
-                    assert_eq!(snapshot.len(), KEYS as usize);
-                    let round = snapshot[&0];
+                    let current = map.load();
+                    assert!(current.version() >= last_version, "versions are monotonic");
+                    last_version = current.version();
+                    assert_eq!(current.len(), KEYS as usize);
+                    let round = current[&0];
                     assert!(
-                        snapshot.values().all(|value| *value == round),
-                        "a snapshot mixes two rounds"
+                        current.values().all(|value| *value == round),
+                        "a publication mixes two rounds"
                     );
                 }
             });

@@ -14,16 +14,14 @@
 #![cfg(loom)]
 
 mod common;
-#[path = "common/serial.rs"]
-mod serial;
 
 use std::hash::BuildHasherDefault;
 
 use atomicmap::AtomicMap;
+use common::serial::check_model;
 use common::IdentityHasher;
 use loom::sync::Arc;
 use loom::thread;
-use serial::check_model;
 
 type Map = AtomicMap<u8, u8, BuildHasherDefault<IdentityHasher>>;
 
@@ -293,7 +291,7 @@ fn snapshot_freeze_hand_off_keeps_write_order() {
     });
 }
 
-/// A remove and reinsert of one key (seed 004's ABA case) races a snapshot: the key is
+/// A remove and reinsert of one key (the ABA case) races a snapshot: the key is
 /// missing from the snapshot only if the snapshot fell between the two, and never appears
 /// with a value it did not have.
 #[test]
