@@ -2,7 +2,7 @@
 //!
 //! The simple, fast baseline. A key's hash picks its shard; the operation takes that shard's
 //! lock (shared for reads, exclusive for writes) and runs on a plain single-threaded
-//! `HashMap` that uses the map's hasher. Threads working on different shards never touch the
+//! `HashMap` that stores each key with that hash. Threads working on different shards never touch the
 //! same cache line, so contention falls roughly N-fold compared with one lock.
 //!
 //! # Shard selection
@@ -30,6 +30,19 @@
 //! different shards at different instants (weakly consistent). A key is never seen twice.
 //! [`ShardedMap::snapshot`] is the whole map at one instant.
 //!
+//! # Panics in user code
+//! A `Hash`, `Eq`, `Clone` or closure that panics leaves the map usable, with every entry it
+//! had and nothing leaked:
+//! * a panic under a shard lock poisons it; the map ignores the poison (every lock is taken
+//!   with `PoisonError::into_inner`), which is sound because of the next two points;
+//! * each key is stored with the hash the map computed for it, so a table that grows or
+//!   re-hashes in place never runs `Hash` (std's `HashMap` drops the keys it has not re-hashed
+//!   yet when `Hash` panics there); the hash is computed before any lock is taken;
+//! * a single-key write runs its closure and clones what it returns before it changes the
+//!   table, so a panic there leaves the entry as it was. [`ShardedMap::retain`] stops where its
+//!   closure panicked: the entries it visited are decided, the others kept, as with std's
+//!   `HashMap::retain`; [`ShardedMap::get_mut`] keeps what the closure did before panicking.
+//!
 //! # Copy-on-write shards
 //! A shard's table sits behind an `Arc`. A snapshot read-locks all shards at once and clones
 //! those `Arc`s (O(shards) under the locks); a writer that later finds its shard's table
@@ -37,13 +50,13 @@
 //! check costs the writer one uncontended atomic on a cache line it is about to write anyway.
 
 use std::borrow::Borrow;
-use std::collections::hash_map::{self, HashMap};
+use std::collections::hash_map;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::sync::{Arc, OnceLock};
 
 use crate::error::CapacityError;
-use crate::hash::shard_index;
+use crate::hash::{shard_index, Hashed, HashedTable, Lookup, Probe, StoredHash};
 use crate::snapshot::MapSnapshot;
 use crate::sync::{CachePadded, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -92,18 +105,18 @@ pub fn default_shard_count() -> usize {
         .min(MAX_SHARDS)
 }
 
-type Shard<K, V, S> = CachePadded<RwLock<ShardState<K, V, S>>>;
+type Shard<K, V> = CachePadded<RwLock<ShardState<K, V>>>;
 
 /// What a shard lock guards.
-struct ShardState<K, V, S> {
+struct ShardState<K, V> {
     /// Shared with snapshots taken since the last write (copy-on-write, module docs).
-    table: Arc<HashMap<K, V, S>>,
+    table: Arc<HashedTable<K, V>>,
     /// Write operations on this shard so far; snapshots sum these into their version.
     writes: u64,
 }
 
-impl<K, V, S> ShardState<K, V, S> {
-    fn new(table: HashMap<K, V, S>) -> Self {
+impl<K, V> ShardState<K, V> {
+    fn new(table: HashedTable<K, V>) -> Self {
         ShardState {
             table: Arc::new(table),
             writes: 0,
@@ -112,19 +125,19 @@ impl<K, V, S> ShardState<K, V, S> {
 }
 
 /// Copies a shard's table for a writer that finds it shared with a snapshot.
-type CloneTable<K, V, S> = fn(&HashMap<K, V, S>) -> HashMap<K, V, S>;
+type CloneTable<K, V> = fn(&HashedTable<K, V>) -> HashedTable<K, V>;
 
 /// A concurrent hash map made of cache-line-padded `RwLock<HashMap>` shards. See the
 /// [module docs](self) for shard selection, the deadlock rule and consistency.
 pub struct ShardedMap<K, V, S = DefaultHashBuilder> {
     /// A power-of-two number of shards.
-    shards: Box<[Shard<K, V, S>]>,
+    shards: Box<[Shard<K, V>]>,
     /// Right shift that turns a (tag-stripped) hash into a shard index; 64 for one shard.
     shard_shift: u32,
     hasher: S,
     /// Set by the first snapshot, the only thing that shares tables (and the only place
     /// with the `Clone` bounds a copy needs).
-    clone_table: OnceLock<CloneTable<K, V, S>>,
+    clone_table: OnceLock<CloneTable<K, V>>,
 }
 
 impl<K, V> ShardedMap<K, V> {
@@ -166,7 +179,7 @@ impl<K, V> Default for ShardedMap<K, V> {
     }
 }
 
-impl<K, V, S: Clone> ShardedMap<K, V, S> {
+impl<K, V, S> ShardedMap<K, V, S> {
     /// An empty map with [`default_shard_count`] shards that hashes with `hasher`.
     pub fn with_hasher(hasher: S) -> Self {
         Self::with_power_of_two_shards(default_shard_count(), hasher)
@@ -220,8 +233,8 @@ impl<K, V, S: Clone> ShardedMap<K, V, S> {
         ShardedMap {
             shards: (0..shards)
                 .map(|_| {
-                    CachePadded(RwLock::new(ShardState::new(HashMap::with_hasher(
-                        hasher.clone(),
+                    CachePadded(RwLock::new(ShardState::new(HashedTable::with_hasher(
+                        StoredHash::default(),
                     ))))
                 })
                 .collect(),
@@ -249,19 +262,19 @@ impl<K, V, S> ShardedMap<K, V, S> {
         self.shards.as_ptr() as usize
     }
 
-    fn read_shard(&self, index: usize) -> ShardReadGuard<'_, K, V, S> {
+    fn read_shard(&self, index: usize) -> ShardReadGuard<'_, K, V> {
         ShardReadGuard {
             #[cfg(debug_assertions)]
             _held: reentrancy::HeldLock::acquire(self.identity(), index),
-            // A panic in a user closure poisons the lock but leaves the table consistent
-            // (std's HashMap is panic-safe), so the map stays usable.
+            // A panic in user code poisons the lock but leaves the table whole (module docs),
+            // so the lock is taken regardless.
             state: self.shards[index]
                 .read()
                 .unwrap_or_else(|poisoned| poisoned.into_inner()),
         }
     }
 
-    fn write_shard(&self, index: usize) -> ShardWriteGuard<'_, K, V, S> {
+    fn write_shard(&self, index: usize) -> ShardWriteGuard<'_, K, V> {
         ShardWriteGuard {
             #[cfg(debug_assertions)]
             _held: reentrancy::HeldLock::acquire(self.identity(), index),
@@ -297,7 +310,7 @@ impl<K, V, S> ShardedMap<K, V, S> {
         for index in 0..self.shards.len() {
             self.write_shard(index)
                 .table_mut()
-                .retain(|key, value| keep(key, value));
+                .retain(|stored, value| keep(&stored.key, value));
         }
     }
 
@@ -305,8 +318,8 @@ impl<K, V, S> ShardedMap<K, V, S> {
     /// consistent, no cloning). `visit` must not use this map (module docs).
     pub fn for_each(&self, mut visit: impl FnMut(&K, &V)) {
         for index in 0..self.shards.len() {
-            for (key, value) in self.read_shard(index).table().iter() {
-                visit(key, value);
+            for (stored, value) in self.read_shard(index).table().iter() {
+                visit(&stored.key, value);
             }
         }
     }
@@ -330,7 +343,7 @@ impl<K, V, S> ShardedMap<K, V, S> {
         V: Clone,
         S: Clone,
     {
-        self.clone_table.get_or_init(|| HashMap::clone);
+        self.clone_table.get_or_init(|| HashedTable::clone);
         #[cfg(debug_assertions)]
         let _held = reentrancy::HeldLock::acquire(self.identity(), 0);
         let locked: Vec<_> = self
@@ -348,7 +361,7 @@ impl<K, V, S> ShardedMap<K, V, S> {
             .map(|state| Arc::clone(&state.table))
             .collect();
         drop(locked);
-        MapSnapshot::from_shards(tables, self.shard_shift, version)
+        MapSnapshot::from_shards(tables, self.hasher.clone(), self.shard_shift, version)
     }
 
     /// Owned copies of all entries, cloned one shard at a time as the iterator reaches it:
@@ -373,8 +386,10 @@ where
     K: Hash + Eq,
     S: BuildHasher,
 {
-    fn shard_of<Q: Hash + ?Sized>(&self, key: &Q) -> usize {
-        shard_index(self.hasher.hash_one(key), self.shard_shift)
+    /// The hash of `key` (by the map's hasher, once per operation) and its shard.
+    fn locate<Q: Hash + ?Sized>(&self, key: &Q) -> (u64, usize) {
+        let hash = self.hasher.hash_one(key);
+        (hash, shard_index(hash, self.shard_shift))
     }
 
     /// The value for `key`, cloned.
@@ -394,9 +409,10 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.read_shard(self.shard_of(key))
+        let (hash, shard) = self.locate(key);
+        self.read_shard(shard)
             .table()
-            .get(key)
+            .get(&Probe { hash, key } as &dyn Lookup<Q>)
             .map(read)
     }
 
@@ -406,16 +422,18 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.read_shard(self.shard_of(key))
+        let (hash, shard) = self.locate(key);
+        self.read_shard(shard)
             .table()
-            .contains_key(key)
+            .contains_key(&Probe { hash, key } as &dyn Lookup<Q>)
     }
 
     /// Sets the value for `key`; returns the previous one.
     pub fn insert(&self, key: K, value: V) -> Option<V> {
-        self.write_shard(self.shard_of(&key))
+        let (hash, shard) = self.locate(&key);
+        self.write_shard(shard)
             .table_mut()
-            .insert(key, value)
+            .insert(Hashed { hash, key }, value)
     }
 
     /// Removes `key`; returns its value.
@@ -424,7 +442,10 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.write_shard(self.shard_of(key)).table_mut().remove(key)
+        let (hash, shard) = self.locate(key);
+        self.write_shard(shard)
+            .table_mut()
+            .remove(&Probe { hash, key } as &dyn Lookup<Q>)
     }
 
     /// Runs `modify` on the value for `key` in place, under the shard's write lock; returns
@@ -448,9 +469,10 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.write_shard(self.shard_of(key))
+        let (hash, shard) = self.locate(key);
+        self.write_shard(shard)
             .table_mut()
-            .get_mut(key)
+            .get_mut(&Probe { hash, key } as &dyn Lookup<Q>)
             .map(modify)
     }
 
@@ -499,7 +521,12 @@ where
     where
         V: Clone,
     {
-        match self.write_shard(self.shard_of(&key)).table_mut().entry(key) {
+        let (hash, shard) = self.locate(&key);
+        match self
+            .write_shard(shard)
+            .table_mut()
+            .entry(Hashed { hash, key })
+        {
             hash_map::Entry::Occupied(mut occupied) => {
                 let new = update(occupied.get());
                 *occupied.get_mut() = new.clone();
@@ -540,7 +567,12 @@ where
     {
         // The closure only looks at the entry, and the returned value is cloned before the
         // table changes: a panicking closure or `Clone` leaves the entry as it was.
-        match self.write_shard(self.shard_of(&key)).table_mut().entry(key) {
+        let (hash, shard) = self.locate(&key);
+        match self
+            .write_shard(shard)
+            .table_mut()
+            .entry(Hashed { hash, key })
+        {
             hash_map::Entry::Occupied(mut occupied) => match compute(Some(occupied.get())) {
                 Some(new) => {
                     *occupied.get_mut() = new.clone();
@@ -575,7 +607,12 @@ where
     where
         V: Clone,
     {
-        match self.write_shard(self.shard_of(&key)).table_mut().entry(key) {
+        let (hash, shard) = self.locate(&key);
+        match self
+            .write_shard(shard)
+            .table_mut()
+            .entry(Hashed { hash, key })
+        {
             hash_map::Entry::Occupied(occupied) => occupied.get().clone(),
             hash_map::Entry::Vacant(vacant) => {
                 // Cloned before it is stored: a panicking `Clone` inserts nothing.
@@ -604,11 +641,13 @@ where
             let mut shard = self.write_shard(index);
             let table = shard.table_mut();
             if table.try_reserve(per_shard).is_err() {
-                return Err(if table_size_overflows::<K, V>(table.len(), per_shard) {
-                    CapacityError::Overflow
-                } else {
-                    CapacityError::AllocationFailed
-                });
+                return Err(
+                    if table_size_overflows::<Hashed<K>, V>(table.len(), per_shard) {
+                        CapacityError::Overflow
+                    } else {
+                        CapacityError::AllocationFailed
+                    },
+                );
             }
         }
         Ok(())
@@ -627,30 +666,30 @@ fn table_size_overflows<K, V>(len: usize, additional: usize) -> bool {
 }
 
 /// A shard's read lock, registered with the debug-build re-entrancy check.
-struct ShardReadGuard<'a, K, V, S> {
+struct ShardReadGuard<'a, K, V> {
     #[cfg(debug_assertions)]
     _held: reentrancy::HeldLock,
-    state: RwLockReadGuard<'a, ShardState<K, V, S>>,
+    state: RwLockReadGuard<'a, ShardState<K, V>>,
 }
 
-impl<K, V, S> ShardReadGuard<'_, K, V, S> {
-    fn table(&self) -> &HashMap<K, V, S> {
+impl<K, V> ShardReadGuard<'_, K, V> {
+    fn table(&self) -> &HashedTable<K, V> {
         &self.state.table
     }
 }
 
 /// A shard's write lock, registered with the debug-build re-entrancy check.
-struct ShardWriteGuard<'a, K, V, S> {
+struct ShardWriteGuard<'a, K, V> {
     #[cfg(debug_assertions)]
     _held: reentrancy::HeldLock,
-    state: RwLockWriteGuard<'a, ShardState<K, V, S>>,
-    clone_table: &'a OnceLock<CloneTable<K, V, S>>,
+    state: RwLockWriteGuard<'a, ShardState<K, V>>,
+    clone_table: &'a OnceLock<CloneTable<K, V>>,
 }
 
-impl<K, V, S> ShardWriteGuard<'_, K, V, S> {
+impl<K, V> ShardWriteGuard<'_, K, V> {
     /// The shard's table for a write operation (counted in the shard's `writes`); copied
     /// first if a snapshot still shares it.
-    fn table_mut(&mut self) -> &mut HashMap<K, V, S> {
+    fn table_mut(&mut self) -> &mut HashedTable<K, V> {
         let state = &mut *self.state;
         state.writes += 1;
         if Arc::get_mut(&mut state.table).is_none() {
@@ -749,7 +788,7 @@ impl<K: Clone, V: Clone, S> Iterator for Iter<'_, K, V, S> {
             self.buffered = shard
                 .table()
                 .iter()
-                .map(|(key, value)| (key.clone(), value.clone()))
+                .map(|(stored, value)| (stored.key.clone(), value.clone()))
                 .collect::<Vec<_>>()
                 .into_iter();
         }
@@ -761,7 +800,12 @@ impl<K: fmt::Debug, V: fmt::Debug, S> fmt::Debug for ShardedMap<K, V, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut entries = f.debug_map();
         for index in 0..self.shards.len() {
-            entries.entries(self.read_shard(index).table().iter());
+            entries.entries(
+                self.read_shard(index)
+                    .table()
+                    .iter()
+                    .map(|(stored, value)| (&stored.key, value)),
+            );
         }
         entries.finish()
     }

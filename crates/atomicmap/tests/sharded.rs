@@ -10,7 +10,8 @@ use std::thread;
 use atomicmap::sharded::{default_shard_count, MAX_SHARDS};
 use atomicmap::{CapacityError, ShardedMap, ShardedMapError};
 use common::panics::{
-    double_drops, live_objects, sweep, toggle, user_code_runs, Key, Subject, UserCode, Value,
+    arm, disarm, double_drops, live_objects, silence_injected_panics, sweep, toggle,
+    user_code_runs, Key, Subject, UserCode, Value,
 };
 
 #[test]
@@ -328,4 +329,41 @@ impl Subject for ShardedMap<Key, Value> {
 fn panicking_user_code_loses_and_leaks_nothing() {
     let injected = sweep(|| ShardedMap::with_shards(4).unwrap(), 120);
     assert!(injected > 0);
+}
+
+/// A `Hash` that panics while a shard's table re-hashes its keys in place (std's `HashMap`
+/// does when deleted slots fill it, and drops the keys it has not re-hashed yet if the hasher
+/// panics): no entry is lost, because the map never asks a stored key for its hash again.
+#[test]
+fn hash_panicking_while_a_table_rehashes_loses_nothing() {
+    const FULL: u64 = 224;
+    const REMOVED: u64 = 150;
+    silence_injected_panics();
+    for nth in [1, 2, 3, 10, 40] {
+        let map: ShardedMap<Key, Value> = ShardedMap::with_shards(1).unwrap();
+        map.reserve(FULL as usize);
+        for key in 0..FULL {
+            map.insert(Key::new(key), Value::new(key));
+        }
+        for key in 0..REMOVED {
+            map.remove(&Key::new(key));
+        }
+        arm(UserCode::Hash, nth);
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            map.insert(Key::new(FULL), Value::new(FULL));
+        }));
+        disarm();
+        let mut expected: BTreeMap<u64, u64> = (REMOVED..FULL).map(|key| (key, key)).collect();
+        if outcome.is_ok() {
+            expected.insert(FULL, FULL);
+        }
+        assert_eq!(
+            Subject::entries(&map),
+            expected,
+            "Hash panicking on call {nth}"
+        );
+        drop(map);
+        assert_eq!(live_objects(), 0, "keys or values leaked");
+        assert_eq!(double_drops(), 0, "a key or value was dropped twice");
+    }
 }

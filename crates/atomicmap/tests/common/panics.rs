@@ -55,7 +55,13 @@ pub fn double_drops() -> usize {
     DOUBLE_DROPS.with(Cell::get)
 }
 
-fn disarm() {
+/// Makes `code` panic on its `nth` call from now (1 for the next call).
+pub fn arm(code: UserCode, nth: usize) {
+    ARMED.with(|armed| armed.set(Some((code, nth - 1))));
+}
+
+/// Stops any armed panic.
+pub fn disarm() {
     ARMED.with(|armed| armed.set(None));
 }
 
@@ -289,7 +295,7 @@ fn partly_retained(before: &BTreeMap<u64, u64>, now: BTreeMap<u64, u64>) -> BTre
 }
 
 /// Keeps injected panics out of the test output; everything else reaches the default hook.
-fn silence_injected_panics() {
+pub fn silence_injected_panics() {
     static HOOK: Once = Once::new();
     HOOK.call_once(|| {
         let default = panic::take_hook();
@@ -324,7 +330,7 @@ pub fn sweep<M: Subject>(new_map: impl Fn() -> M, calls: usize) -> usize {
         for nth in 1..=calls {
             let map = new_map();
             let mut model = BTreeMap::new();
-            ARMED.with(|armed| armed.set(Some((code, nth - 1))));
+            arm(code, nth);
             for step in 0..STEPS {
                 let op = op(step);
                 let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
