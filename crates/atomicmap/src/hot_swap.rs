@@ -46,7 +46,7 @@ use crate::sync::{AtomicPtr, Ordering};
 
 pub use crate::hash::DefaultHashBuilder;
 
-pub use crate::snapshot::PersistentMap;
+pub use crate::persistent::{Iter as PersistentIter, PersistentMap};
 
 /// One published value; immutable once the CAS publishes it.
 struct Publication<T> {
@@ -341,6 +341,11 @@ impl<T: fmt::Debug> fmt::Debug for HotSwap<T> {
 /// version of the whole map, never a half-applied update. Writers serialize through the CAS
 /// of the cell: concurrent writes retry, so every single-key operation is linearizable, and
 /// [`RcuMap::update_map`] applies a batch of changes as one publication.
+///
+/// Panics in user code: a write builds its next map off to the side and publishes it with one
+/// CAS, so a `Hash`, `Eq`, `Clone` or closure that panics publishes nothing; the map keeps
+/// every entry and leaks nothing (a [`PersistentMap`] runs no user `Hash` or `Eq` while it
+/// changes, see there).
 pub struct RcuMap<K, V, S = DefaultHashBuilder> {
     cell: HotSwap<PersistentMap<K, V, S>>,
 }
@@ -470,15 +475,14 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let mut removed = None;
-        let _ = self.cell.publish(|current, _| match current.extract(key) {
-            Some((value, next)) => {
-                removed = Some(value);
-                Step::Publish(Arc::new(next))
+        let _ = self.cell.publish(|current, _| {
+            removed = None;
+            if !current.contains_key(key) {
+                return Step::GiveUp(());
             }
-            None => {
-                removed = None;
-                Step::GiveUp(())
-            }
+            let mut next = PersistentMap::clone(current);
+            removed = next.remove(key);
+            Step::Publish(Arc::new(next))
         });
         removed
     }
@@ -512,7 +516,7 @@ where
             };
             let new = change(existing);
             result = Some(new.clone());
-            Step::Publish(Arc::new(current.update(existing_key.clone(), new)))
+            Step::Publish(with_entry(current, existing_key.clone(), new))
         });
         result
     }
@@ -547,7 +551,7 @@ where
                 },
             };
             result = Some(new.clone());
-            Step::Publish(Arc::new(current.update(key.clone(), new)))
+            Step::Publish(with_entry(current, key.clone(), new))
         });
         result.expect("a publication decided a value")
     }
@@ -582,8 +586,12 @@ where
             let was_present = existing.is_some();
             result = compute(existing);
             match &result {
-                Some(new) => Step::Publish(Arc::new(current.update(key.clone(), new.clone()))),
-                None if was_present => Step::Publish(Arc::new(current.without(&key))),
+                Some(new) => Step::Publish(with_entry(current, key.clone(), new.clone())),
+                None if was_present => {
+                    let mut next = PersistentMap::clone(current);
+                    next.remove(&key);
+                    Step::Publish(Arc::new(next))
+                }
                 None => Step::GiveUp(()),
             }
         });
@@ -616,7 +624,7 @@ where
             }
             None => {
                 result = Some(fresh.clone());
-                Step::Publish(Arc::new(current.update(key.clone(), fresh.clone())))
+                Step::Publish(with_entry(current, key.clone(), fresh.clone()))
             }
         });
         result.unwrap_or(fresh)
@@ -631,6 +639,23 @@ where
     pub fn clear(&self) {
         self.update_map(|map| map.clear());
     }
+}
+
+/// `map` with `key` set to `value`, as a new publication (`map` itself is shared, so the copy
+/// is O(1) and the insert copies one path of the trie).
+fn with_entry<K, V, S>(
+    map: &PersistentMap<K, V, S>,
+    key: K,
+    value: V,
+) -> Arc<PersistentMap<K, V, S>>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    S: BuildHasher + Clone,
+{
+    let mut next = map.clone();
+    next.insert(key, value);
+    Arc::new(next)
 }
 
 impl<K, V, S> fmt::Debug for RcuMap<K, V, S>

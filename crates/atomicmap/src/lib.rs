@@ -4,6 +4,7 @@
 mod atomic_map;
 mod error;
 mod hash;
+mod persistent;
 mod reclaim;
 #[cfg(feature = "serde")]
 mod serde_impls;

@@ -28,12 +28,7 @@ use std::sync::Arc;
 
 pub use crate::hash::DefaultHashBuilder;
 use crate::hash::{shard_index, Hashed, HashedTable, Lookup, Probe};
-
-/// The immutable map an `RcuMap` publishes: a hash array mapped trie whose updates share
-/// structure with the previous version, so changing one key costs O(log n), not a copy. A
-/// [`MapSnapshot`] of an `RcuMap` holds one as is.
-pub type PersistentMap<K, V, S = DefaultHashBuilder> =
-    imbl::GenericHashMap<K, V, S, imbl::shared_ptr::DefaultSharedPtr>;
+use crate::persistent::{self, PersistentMap};
 
 /// An immutable view of a map's entries at one instant, with the version of the map at that
 /// instant. See the [module docs](self) for how it differs from iteration.
@@ -265,7 +260,7 @@ enum IterInner<'a, K, V> {
         tables: std::slice::Iter<'a, Arc<HashedTable<K, V>>>,
         current: Option<hash_map::Iter<'a, Hashed<K>, V>>,
     },
-    Persistent(imbl::hashmap::Iter<'a, K, V, imbl::shared_ptr::DefaultSharedPtr>),
+    Persistent(persistent::Iter<'a, K, V>),
 }
 
 impl<'a, K, V, S> Iterator for SnapshotIter<'a, K, V, S> {

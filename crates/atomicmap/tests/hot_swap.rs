@@ -1,11 +1,19 @@
 //! HotSwap and RcuMap: publication semantics, monotonic versions, whole-map visibility under
 //! concurrent publishes, and exactly-once drops of replaced values.
 
+mod common;
+
+use std::collections::BTreeMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 
 use atomicmap::{HotSwap, PersistentMap, RcuMap};
+use common::panics::{
+    arm, disarm, double_drops, live_objects, silence_injected_panics, sweep, toggle,
+    user_code_runs, Key, Subject, UserCode, Value,
+};
 
 #[test]
 fn load_store_swap_and_versions() {
@@ -225,4 +233,135 @@ fn hot_swap_and_rcu_map_are_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<HotSwap<Vec<String>>>();
     assert_send_sync::<RcuMap<String, Vec<u8>>>();
+}
+
+impl Subject for RcuMap<Key, Value> {
+    fn insert(&self, key: u64, value: u64) -> Option<u64> {
+        RcuMap::insert(self, Key::new(key), Value::new(value)).map(|value| value.n)
+    }
+    fn remove(&self, key: u64) -> Option<u64> {
+        RcuMap::remove(self, &Key::new(key)).map(|value| value.n)
+    }
+    fn get(&self, key: u64) -> Option<u64> {
+        RcuMap::get(self, &Key::new(key)).map(|value| value.n)
+    }
+    fn increment(&self, key: u64) -> Option<u64> {
+        self.update(&Key::new(key), |value| {
+            user_code_runs(UserCode::Closure);
+            Value::new(value.n + 1)
+        })
+        .map(|value| value.n)
+    }
+    fn upsert(&self, key: u64, value: u64) -> u64 {
+        RcuMap::upsert(
+            self,
+            Key::new(key),
+            || {
+                user_code_runs(UserCode::Closure);
+                Value::new(value)
+            },
+            |stored| {
+                user_code_runs(UserCode::Closure);
+                Value::new(stored.n + 1)
+            },
+        )
+        .n
+    }
+    fn compute(&self, key: u64) -> Option<u64> {
+        RcuMap::compute(self, Key::new(key), |value| {
+            user_code_runs(UserCode::Closure);
+            toggle(value.map(|value| value.n)).map(Value::new)
+        })
+        .map(|value| value.n)
+    }
+    fn get_or_insert_with(&self, key: u64, value: u64) -> u64 {
+        RcuMap::get_or_insert_with(self, Key::new(key), || {
+            user_code_runs(UserCode::Closure);
+            Value::new(value)
+        })
+        .n
+    }
+    fn retain_keys_not_divisible_by_three(&self) {
+        self.retain(|key, _| {
+            user_code_runs(UserCode::Closure);
+            key.id % 3 != 0
+        });
+    }
+    fn insert_under_snapshot(&self, key: u64, value: u64) -> Option<u64> {
+        let snapshot = self.snapshot();
+        let replaced = Subject::insert(self, key, value);
+        drop(snapshot);
+        replaced
+    }
+    fn entries(&self) -> BTreeMap<u64, u64> {
+        self.load()
+            .iter()
+            .map(|(key, value)| (key.id, value.n))
+            .collect()
+    }
+}
+
+/// `Hash`, `Eq`, `Clone` and every closure panicking on their N-th call, swept over N: the
+/// map loses nothing, keeps working, and drops every key and value exactly once.
+#[test]
+fn panicking_user_code_loses_and_leaks_nothing() {
+    let injected = sweep(RcuMap::new, 120);
+    assert!(injected > 0);
+}
+
+/// `Eq` panicking while keys that share a hash are inserted. imbl 7's own map leaks the entries
+/// it was moving into a new node when that happens (up to 16 per panic, `GenericHashMap::insert`
+/// alone); a `PersistentMap`, and so an `RcuMap`, runs no user `Eq` while it changes its trie,
+/// and leaks and loses nothing.
+#[test]
+fn eq_panicking_on_colliding_keys_leaks_nothing() {
+    const KEYS: u64 = 300;
+    silence_injected_panics();
+    for nth in (1..=600).step_by(7) {
+        let map: RcuMap<Key, Value> = RcuMap::new();
+        let mut persistent: PersistentMap<Key, Value> = PersistentMap::new();
+        let mut expected = BTreeMap::new();
+        let mut persistent_expected = BTreeMap::new();
+        arm(UserCode::Eq, nth);
+        for id in 0..KEYS {
+            if catch_unwind(AssertUnwindSafe(|| {
+                map.insert(Key::new(id), Value::new(id))
+            }))
+            .is_ok()
+            {
+                expected.insert(id, id);
+            }
+        }
+        arm(UserCode::Eq, nth);
+        for id in 0..KEYS {
+            let inserted = catch_unwind(AssertUnwindSafe(|| {
+                persistent.insert(Key::new(id), Value::new(id))
+            }));
+            if inserted.is_ok() {
+                persistent_expected.insert(id, id);
+            }
+        }
+        disarm();
+        assert_eq!(
+            Subject::entries(&map),
+            expected,
+            "Eq panicking on call {nth}"
+        );
+        let persistent_entries: BTreeMap<u64, u64> = persistent
+            .iter()
+            .map(|(key, value)| (key.id, value.n))
+            .collect();
+        assert_eq!(
+            persistent_entries, persistent_expected,
+            "Eq panicking on call {nth}"
+        );
+        drop(map);
+        drop(persistent);
+        assert_eq!(live_objects(), 0, "Eq panicking on call {nth}: leaked");
+        assert_eq!(
+            double_drops(),
+            0,
+            "Eq panicking on call {nth}: dropped twice"
+        );
+    }
 }
