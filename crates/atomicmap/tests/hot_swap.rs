@@ -11,7 +11,7 @@ use std::thread;
 
 use atomicmap::{HotSwap, PersistentMap, RcuMap};
 use common::panics::{
-    arm, disarm, double_drops, live_objects, silence_injected_panics, sweep, toggle,
+    arm, disarm, double_drops, inject_panic, live_objects, silence_injected_panics, sweep, toggle,
     user_code_runs, Key, Subject, UserCode, Value,
 };
 
@@ -364,4 +364,47 @@ fn eq_panicking_on_colliding_keys_leaks_nothing() {
             "Eq panicking on call {nth}: dropped twice"
         );
     }
+}
+
+/// Threads whose `upsert` closures panic now and then while the others publish: a panicking
+/// write publishes nothing, and the map counts every upsert that returned.
+#[test]
+fn concurrent_panicking_closures_publish_nothing() {
+    const THREADS: u32 = 4;
+    const ROUNDS: u32 = 300;
+    const KEYS: u32 = 16;
+    silence_injected_panics();
+    let map: RcuMap<u32, u32> = RcuMap::new();
+    let returned: u32 = thread::scope(|scope| {
+        let workers: Vec<_> = (0..THREADS)
+            .map(|_| {
+                scope.spawn(|| {
+                    (0..ROUNDS)
+                        .filter(|round| {
+                            catch_unwind(AssertUnwindSafe(|| {
+                                map.upsert(
+                                    round % KEYS,
+                                    || 1,
+                                    |count| {
+                                        if round % 7 == 3 {
+                                            inject_panic();
+                                        }
+                                        count + 1
+                                    },
+                                )
+                            }))
+                            .is_ok()
+                        })
+                        .count() as u32
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|worker| worker.join().unwrap())
+            .sum()
+    });
+    assert!(returned < THREADS * ROUNDS, "no closure panicked");
+    assert_eq!(map.load().values().sum::<u32>(), returned);
+    assert_eq!(map.version(), u64::from(returned));
 }

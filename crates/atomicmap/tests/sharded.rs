@@ -10,7 +10,7 @@ use std::thread;
 use atomicmap::sharded::{default_shard_count, MAX_SHARDS};
 use atomicmap::{CapacityError, ShardedMap, ShardedMapError};
 use common::panics::{
-    arm, disarm, double_drops, live_objects, silence_injected_panics, sweep, toggle,
+    arm, disarm, double_drops, inject_panic, live_objects, silence_injected_panics, sweep, toggle,
     user_code_runs, Key, Subject, UserCode, Value,
 };
 
@@ -366,4 +366,49 @@ fn hash_panicking_while_a_table_rehashes_loses_nothing() {
         assert_eq!(live_objects(), 0, "keys or values leaked");
         assert_eq!(double_drops(), 0, "a key or value was dropped twice");
     }
+}
+
+/// Threads whose `upsert` closures panic now and then, on shards the other threads use: each
+/// panic poisons a shard lock, and the map keeps working and counts every upsert that returned.
+#[test]
+fn concurrent_panicking_closures_leave_the_map_usable() {
+    const THREADS: u32 = 4;
+    const ROUNDS: u32 = 2_000;
+    const KEYS: u32 = 16;
+    silence_injected_panics();
+    let map: ShardedMap<u32, u32> = ShardedMap::with_shards(4).unwrap();
+    let returned: u32 = thread::scope(|scope| {
+        let workers: Vec<_> = (0..THREADS)
+            .map(|_| {
+                scope.spawn(|| {
+                    (0..ROUNDS)
+                        .filter(|round| {
+                            catch_unwind(AssertUnwindSafe(|| {
+                                map.upsert(
+                                    round % KEYS,
+                                    || 1,
+                                    |count| {
+                                        if round % 7 == 3 {
+                                            inject_panic();
+                                        }
+                                        count + 1
+                                    },
+                                )
+                            }))
+                            .is_ok()
+                        })
+                        .count() as u32
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|worker| worker.join().unwrap())
+            .sum()
+    });
+    assert!(returned < THREADS * ROUNDS, "no closure panicked");
+    let mut counted = 0;
+    map.for_each(|_, count| counted += count);
+    assert_eq!(counted, returned);
+    assert_eq!(map.len(), KEYS as usize);
 }

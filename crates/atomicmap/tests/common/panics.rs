@@ -42,7 +42,7 @@ pub fn user_code_runs(code: UserCode) {
             if kind == code {
                 if left == 0 {
                     armed.set(None);
-                    panic::panic_any(Injected);
+                    inject_panic();
                 }
                 armed.set(Some((kind, left - 1)));
             }
@@ -53,6 +53,11 @@ pub fn user_code_runs(code: UserCode) {
 /// Drops so far of a key or value already dropped.
 pub fn double_drops() -> usize {
     DOUBLE_DROPS.with(Cell::get)
+}
+
+/// Panics with the payload of an injected panic, which [`silence_injected_panics`] keeps quiet.
+pub fn inject_panic() -> ! {
+    panic::panic_any(Injected)
 }
 
 /// Makes `code` panic on its `nth` call from now (1 for the next call).
