@@ -418,7 +418,7 @@ where
         self.load().get(key).cloned()
     }
 
-    /// Runs `read` on the value for `key` without cloning it.
+    /// Runs `read` on the value for `key` without cloning it; `read` runs at most once.
     pub fn get_with<Q, R>(&self, key: &Q, read: impl FnOnce(&V) -> R) -> Option<R>
     where
         K: Borrow<Q>,
@@ -448,6 +448,8 @@ where
 
     /// Publishes `change(current)` as one new version (a batch of edits, or a whole new
     /// configuration), retrying if another writer published first; returns the version.
+    /// `change` may run more than once (once per attempt, on a fresh copy of the newer map);
+    /// if it panics, nothing is published.
     pub fn update_map(&self, mut change: impl FnMut(&mut PersistentMap<K, V, S>)) -> u64 {
         self.cell.rcu(|current| {
             let mut next = current.clone();
@@ -630,7 +632,9 @@ where
         result.unwrap_or(fresh)
     }
 
-    /// Keeps only the keys for which `keep` returns `true`, as one publication.
+    /// Keeps only the keys for which `keep` returns `true`, as one publication. `keep` runs
+    /// once per entry per attempt, so it may run more than once on an entry when another
+    /// writer publishes first; if it panics, nothing is published.
     pub fn retain(&self, mut keep: impl FnMut(&K, &V) -> bool) {
         self.update_map(|map| map.retain(|key, value| keep(key, value)));
     }

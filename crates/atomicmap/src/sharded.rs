@@ -305,7 +305,8 @@ impl<K, V, S> ShardedMap<K, V, S> {
     }
 
     /// Keeps only the entries for which `keep` returns `true`, shard by shard, each shard
-    /// under its write lock. `keep` must not use this map (module docs).
+    /// under its write lock. `keep` runs once per entry and must not use this map (module
+    /// docs); if it panics, the entries it rejected so far are gone and the others stay.
     pub fn retain(&self, mut keep: impl FnMut(&K, &mut V) -> bool) {
         for index in 0..self.shards.len() {
             self.write_shard(index)
@@ -315,7 +316,8 @@ impl<K, V, S> ShardedMap<K, V, S> {
     }
 
     /// Calls `visit` on every entry, shard by shard, each shard under its read lock (weakly
-    /// consistent, no cloning). `visit` must not use this map (module docs).
+    /// consistent, no cloning). `visit` runs once per entry and must not use this map (module
+    /// docs).
     pub fn for_each(&self, mut visit: impl FnMut(&K, &V)) {
         for index in 0..self.shards.len() {
             for (stored, value) in self.read_shard(index).table().iter() {
@@ -403,7 +405,7 @@ where
     }
 
     /// Runs `read` on the value for `key` under the shard's read lock, without cloning.
-    /// `read` must not use this map (module docs).
+    /// `read` runs at most once and must not use this map (module docs).
     pub fn get_with<Q, R>(&self, key: &Q, read: impl FnOnce(&V) -> R) -> Option<R>
     where
         K: Borrow<Q>,
