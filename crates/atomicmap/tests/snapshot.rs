@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use atomicmap::{AtomicMap, MapSnapshot, RcuMap, ReadMostlyMap, ShardedMap};
 
-/// Keys per round, as the acceptance test prescribes.
+/// Keys the writer rewrites per round.
 const KEYS: u64 = 10_000;
 
 /// How long readers take snapshots; `ATOMICMAP_SNAPSHOT_SECS` overrides it.
@@ -179,7 +179,7 @@ fn assert_snapshots_are_consistent<M: RoundsMap>(round: Round, map: &M) {
 
 /// The demonstration: the same check on weakly consistent iteration finds a state the map
 /// never had, within the reading time.
-fn assert_iteration_is_caught_mixing_states<M: RoundsMap>(map: &Iterated<M>)
+fn assert_iteration_is_caught_mixing_states<M>(map: &Iterated<M>)
 where
     Iterated<M>: RoundsMap,
 {
