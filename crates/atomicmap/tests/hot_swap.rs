@@ -408,3 +408,50 @@ fn concurrent_panicking_closures_publish_nothing() {
     assert_eq!(map.load().values().sum::<u32>(), returned);
     assert_eq!(map.version(), u64::from(returned));
 }
+
+/// `Clone` panicking while a large trie (keys with distinct hashes, so its nodes split and
+/// upgrade) is written: each write copies the path it changes, cloning keys and values, and a
+/// panic there publishes nothing, loses nothing and leaks nothing.
+#[test]
+fn clone_panicking_while_a_large_trie_changes_leaks_nothing() {
+    const KEYS: u64 = 600;
+    silence_injected_panics();
+    let mut panicked = 0;
+    for nth in (1..=400).step_by(13) {
+        let map: RcuMap<Key, Value> = RcuMap::new();
+        let mut expected = BTreeMap::new();
+        arm(UserCode::Clone, nth);
+        for id in 0..KEYS {
+            let write = catch_unwind(AssertUnwindSafe(|| {
+                if id % 5 == 4 {
+                    map.remove(&Key::distinct(id - 1))
+                } else {
+                    map.insert(Key::distinct(id), Value::new(id))
+                }
+            }));
+            match write {
+                Ok(_) if id % 5 == 4 => {
+                    expected.remove(&(id - 1));
+                }
+                Ok(_) => {
+                    expected.insert(id, id);
+                }
+                Err(_) => panicked += 1,
+            }
+        }
+        disarm();
+        assert_eq!(
+            Subject::entries(&map),
+            expected,
+            "Clone panicking on call {nth}"
+        );
+        drop(map);
+        assert_eq!(live_objects(), 0, "Clone panicking on call {nth}: leaked");
+        assert_eq!(
+            double_drops(),
+            0,
+            "Clone panicking on call {nth}: dropped twice"
+        );
+    }
+    assert!(panicked > 0, "no Clone panicked");
+}

@@ -91,27 +91,43 @@ pub fn live_objects() -> usize {
     LIVE.with(|live| live.borrow().len())
 }
 
-/// Keys that share a hash: every key's hash is its id modulo this, so `Eq` runs on most
-/// lookups and the tables build collision chains.
+/// Keys made by [`Key::new`] share a hash: their hash is their id modulo this, so `Eq` runs
+/// on most lookups and the tables build collision chains.
 const HASH_GROUPS: u64 = 8;
 
 /// A key that counts itself and runs injectable `Hash`, `Eq` and `Clone`.
 #[derive(Debug)]
 pub struct Key {
     pub id: u64,
+    /// What its `Hash` feeds the hasher.
+    hashed: u64,
     serial: u64,
 }
 
 impl Key {
+    /// A key that shares its hash with every key whose id is congruent modulo 8.
     pub fn new(id: u64) -> Self {
-        Key { id, serial: born() }
+        Key {
+            id,
+            hashed: id % HASH_GROUPS,
+            serial: born(),
+        }
+    }
+
+    /// A key whose hash is its own.
+    pub fn distinct(id: u64) -> Self {
+        Key {
+            id,
+            hashed: id,
+            serial: born(),
+        }
     }
 }
 
 impl Hash for Key {
     fn hash<H: Hasher>(&self, state: &mut H) {
         user_code_runs(UserCode::Hash);
-        (self.id % HASH_GROUPS).hash(state);
+        self.hashed.hash(state);
     }
 }
 
@@ -127,7 +143,11 @@ impl Eq for Key {}
 impl Clone for Key {
     fn clone(&self) -> Self {
         user_code_runs(UserCode::Clone);
-        Key::new(self.id)
+        Key {
+            id: self.id,
+            hashed: self.hashed,
+            serial: born(),
+        }
     }
 }
 
