@@ -266,6 +266,21 @@ impl<K: fmt::Debug, V: fmt::Debug, S> fmt::Debug for PersistentMap<K, V, S> {
     }
 }
 
+impl<K, V, S> PartialEq for PersistentMap<K, V, S>
+where
+    K: Hash + Eq,
+    V: PartialEq,
+    S: BuildHasher,
+{
+    /// Same keys with equal values (whatever the hashers and the order of insertion).
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len()
+            && self
+                .iter()
+                .all(|(key, value)| other.get(key) == Some(value))
+    }
+}
+
 impl<K, V, S, Q> Index<&Q> for PersistentMap<K, V, S>
 where
     K: Hash + Eq + Borrow<Q>,

@@ -185,7 +185,8 @@ fn rcu_map_batches_loads_and_conversions() {
     assert_eq!(map.len(), 11);
     let mut replacement = PersistentMap::with_hasher(Default::default());
     replacement.insert(1, 1);
-    map.replace(replacement);
+    map.replace(replacement.clone());
+    assert!(*map.load() == replacement);
     assert_eq!(map.len(), 1);
     assert!(format!("{map:?}").contains("RcuMap"));
 }
