@@ -1,10 +1,12 @@
 //! Fixtures shared by the test files, which all load them the same way (`mod common;`): a
-//! hasher that fixes the table layout, iteration scaling for the stress tests, and the loom
-//! model runner.
+//! hasher that fixes the table layout, panic injection, iteration scaling for the stress
+//! tests, and the loom model runner.
 #![allow(
     dead_code,
     reason = "each test file uses the fixtures it needs, not all of them"
 )]
+
+pub mod panics;
 
 use std::hash::Hasher;
 
