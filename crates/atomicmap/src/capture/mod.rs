@@ -72,6 +72,7 @@
 mod backend;
 mod event;
 mod snapshot;
+mod state;
 mod stripe;
 mod subscriber;
 mod version;
@@ -83,13 +84,14 @@ use std::hash::{BuildHasher, Hash};
 pub use backend::CaptureBackend;
 pub use event::{ChangeEvent, Versioned};
 pub use snapshot::VersionedSnapshot;
-pub use subscriber::{Backpressure, RecvError, SubscribeOptions, Subscription, TryRecvError};
+pub use state::{Backpressure, SubscribeOptions};
+pub use subscriber::{RecvError, Subscription, TryRecvError};
 pub use version::{HybridClock, Version};
 
 use crate::sync::{Arc, MutexGuard};
 use crate::{AtomicMap, RcuMap, ShardedMap};
+use state::SubscriberState;
 use stripe::{lock, new_stripes, stripe_index, Stripe, StripeQueue, Stripes, STRIPE_SEED};
-use subscriber::SubscriberState;
 
 /// A [`CapturedMap`] over a [`ShardedMap`].
 pub type CapturedShardedMap<K, V> = CapturedMap<K, V, ShardedMap<K, Versioned<V>>>;

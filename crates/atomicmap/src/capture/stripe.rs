@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::sync::PoisonError;
 
 use super::event::ChangeEvent;
-use super::subscriber::{Backpressure, SubscriberState};
+use super::state::{Backpressure, SubscriberState};
 use crate::sync::{Arc, CachePadded, Mutex, MutexGuard};
 
 /// Seed of the hash that picks a key's stripe. Fixed so that loom's replays pick the same
