@@ -36,13 +36,12 @@
 //! # How the crate is built
 //!
 //! ```text
-//!   lib ──▶ capture ──▶ atomic_map, sharded, hot_swap        (change capture wraps a map)
-//!    │
-//!    ├──▶ atomic_map ──▶ pinned (MapRef: each operation, once)
-//!    │         └──────▶ raw/ (all of AtomicMap's unsafe: slots, migration, snapshots)
-//!    ├──▶ read_mostly, sharded, hot_swap
-//!    │
-//!    └──▶ every map ──▶ snapshot (MapSnapshot), hash, error, reclaim, sync
+//!   serde_impls ──▶ lib (re-exports)
+//!   capture ──▶ atomic_map, sharded, hot_swap              (change capture wraps a map)
+//!   atomic_map ──▶ pinned (MapRef: each operation, once) ──▶ raw/ (all of AtomicMap's unsafe)
+//!   read_mostly/ (mod ──▶ dirty ──▶ entry), sharded, hot_swap
+//!   every map ──▶ snapshot (MapSnapshot) ──▶ persistent (RcuMap's PersistentMap)
+//!   every map ──▶ reclaim, hash, error, sync
 //! ```
 //! Imports flow one way, down this picture: the snapshot view knows no concrete map, and the
 //! reclamation layer (`reclaim`) and the loom switch (`sync`) know no map at all. Each lock-free

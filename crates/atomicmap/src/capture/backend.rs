@@ -9,8 +9,10 @@ use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
 
 use super::event::Versioned;
+use crate::atomic_map::AtomicMap;
+use crate::hot_swap::RcuMap;
+use crate::sharded::ShardedMap;
 use crate::snapshot::MapSnapshot;
-use crate::{AtomicMap, RcuMap, ShardedMap};
 
 mod sealed {
     pub trait Sealed {}

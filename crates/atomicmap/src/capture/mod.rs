@@ -88,8 +88,10 @@ pub use state::{Backpressure, SubscribeOptions};
 pub use subscriber::{RecvError, Subscription, TryRecvError};
 pub use version::{HybridClock, Version};
 
+use crate::atomic_map::AtomicMap;
+use crate::hot_swap::RcuMap;
+use crate::sharded::ShardedMap;
 use crate::sync::{Arc, MutexGuard};
-use crate::{AtomicMap, RcuMap, ShardedMap};
 use state::SubscriberState;
 use stripe::{lock, new_stripes, stripe_index, Stripe, StripeQueue, Stripes, STRIPE_SEED};
 
