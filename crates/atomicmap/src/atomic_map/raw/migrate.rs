@@ -278,10 +278,17 @@ where
             debug_assert!(false, "only the root table is ever resized");
             return;
         };
-        // SAFETY: the root no longer points to the table; readers still holding it are pinned,
-        // and the reclaimer waits for them. Its slots are now all SEALED, MOVED or DROPPED:
-        // `free_table` frees exactly the DROPPED keys it still owns.
-        unsafe { guard.retire_large(retired.cast(), table.birth, free_table::<K, V>) };
+        // SAFETY: the root no longer points to the table; readers still holding it, or holding a
+        // key it owns that they loaded from an older table, are pinned with reservations that
+        // meet [reclamation_birth, now], and the reclaimer waits for them. Its slots are now
+        // all SEALED, MOVED or DROPPED: `free_table` frees exactly the DROPPED keys it owns.
+        unsafe {
+            guard.retire_large(
+                retired.cast(),
+                table.reclamation_birth(),
+                free_table::<K, V>,
+            )
+        };
     }
 
     /// Moves one slot of a resizing table into `successor` (see the module docs), recording the
@@ -352,7 +359,12 @@ where
         successor: &'g Table,
         key: Shared<'_, K>,
     ) -> &'g Slot {
-        for slot in Probe::new(successor, key.hash_with(self.hasher)) {
+        let hash = key.hash_with(self.hasher);
+        if let Some(birth) = key.box_birth() {
+            // The successor may come to own this key (module docs of `table`).
+            successor.lower_key_birth_floor(birth);
+        }
+        for slot in Probe::new(successor, hash) {
             loop {
                 let here = shared::load::<K>(guard, &slot.key).raw();
                 if here == key.word() {

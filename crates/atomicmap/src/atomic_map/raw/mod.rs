@@ -446,6 +446,11 @@ where
                         // key, which will live in the successor, do not stop at it.
                         continue;
                     }
+                    if let Query::Owned(pending) = query {
+                        if let Some(birth) = pending.box_birth() {
+                            table.lower_key_birth_floor(birth);
+                        }
+                    }
                     if table.claims_paused() {
                         // A fit successor is being sized by counting claimed slots.
                         self.migrator().wait_for_successor(table);

@@ -69,6 +69,13 @@ impl<'c, K: Hash + Eq + 'static> PendingKey<'c, K> {
         word
     }
 
+    /// The birth epoch of the key's box, once it is boxed.
+    pub(super) fn box_birth(&self) -> Option<u64> {
+        // SAFETY: our own box, as in `matches`.
+        let key: Shared<'_, K> = unsafe { Shared::from_word(self.word?) };
+        key.box_birth()
+    }
+
     /// A claim CAS stored this key's word in a slot.
     pub(super) fn published(&mut self, claimed: u64) {
         debug_assert_eq!(Some(claimed), self.word);

@@ -172,6 +172,11 @@ impl<K: Hash + Eq + 'static> Shared<'_, K> {
         }
     }
 
+    /// The birth epoch of a boxed key; `None` for an inline one.
+    pub(super) fn box_birth(self) -> Option<u64> {
+        (!word::is_inline(self.word)).then(|| self.boxed().birth)
+    }
+
     /// Whether two stored keys are equal: the same word, or equal boxed keys (an inline key has
     /// one encoding, so distinct inline words are distinct keys).
     pub(super) fn same_key(self, other: Self) -> bool {

@@ -69,6 +69,9 @@ pub(super) struct Table {
     pub(super) mask: usize,
     /// Epoch at which the table was allocated, for reclamation.
     pub(super) birth: u64,
+    /// The oldest birth of a boxed key this table may own (at most `birth`): the start of the
+    /// table's lifetime for reclamation (see [`Table::reclamation_birth`]).
+    key_birth_floor: AtomicU64,
     /// How many tables the map had before this one (the version of its snapshots).
     pub(super) generation: u64,
     pub(super) slots: Box<[Slot]>,
@@ -114,6 +117,7 @@ impl Table {
         Ok(Box::new(Table {
             mask: capacity - 1,
             birth,
+            key_birth_floor: AtomicU64::new(birth),
             generation,
             image: AtomicPtr::new(image.map_or(std::ptr::null_mut(), Box::into_raw)),
             slots: allocate_slots(capacity)?,
@@ -170,6 +174,25 @@ impl Table {
     pub(super) fn take_claim_budget(&self) -> bool {
         let before = self.migration.claim_budget.fetch_sub(1, Ordering::Relaxed);
         before != 0 && before <= self.capacity()
+    }
+
+    /// Records that a boxed key born at `birth` is being claimed in this table. Called before
+    /// the claim CAS, whose release publishes it to whoever migrates the slot and so to the
+    /// thread that retires the table.
+    #[inline]
+    pub(super) fn lower_key_birth_floor(&self, birth: u64) {
+        if birth < self.key_birth_floor.load(Ordering::Relaxed) {
+            self.key_birth_floor.fetch_min(birth, Ordering::Relaxed);
+        }
+    }
+
+    /// The birth to retire this table with. Freeing a table frees the boxed keys it owns (those
+    /// a resize dropped rather than moved), and a key can reach a table long after its own
+    /// birth: carried from an older table, where a reader may have loaded it under a pin that
+    /// ended its reservation before this table was born. Reclamation must treat the table as
+    /// alive since its oldest key, or it would free that key under the reader's feet.
+    pub(super) fn reclamation_birth(&self) -> u64 {
+        self.key_birth_floor.load(Ordering::Acquire).min(self.birth)
     }
 
     /// Whether a successor sized to this table's contents is being allocated, so that no new
