@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
 
+use crate::hasher::HasherKind;
 use crate::maps::MapId;
 use crate::workload::{self, Workload};
 
@@ -135,25 +136,6 @@ impl WorkloadArg {
             .into_iter()
             .flat_map(WorkloadArg::workloads)
             .collect(),
-        }
-    }
-}
-
-/// A `--hasher` value.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum HasherKind {
-    /// foldhash::fast with a fixed seed.
-    Foldhash,
-    /// std's SipHash-1-3 (RandomState).
-    Std,
-}
-
-impl HasherKind {
-    /// The name in the output.
-    pub fn name(self) -> &'static str {
-        match self {
-            HasherKind::Foldhash => "foldhash",
-            HasherKind::Std => "std",
         }
     }
 }

@@ -5,8 +5,11 @@ mod adapter;
 mod capture;
 mod check;
 mod cli;
+mod hasher;
+mod keys;
+mod latency;
 mod maps;
-mod metrics;
+mod memory;
 mod output;
 mod plot;
 mod runner;
@@ -18,7 +21,7 @@ use clap::Parser;
 
 /// Counts allocations for allocs/op, B/op and B/entry.
 #[global_allocator]
-static ALLOCATOR: metrics::CountingAlloc = metrics::CountingAlloc;
+static ALLOCATOR: memory::CountingAlloc = memory::CountingAlloc;
 
 fn main() -> std::process::ExitCode {
     suite::main(cli::Cli::parse())

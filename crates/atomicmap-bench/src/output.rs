@@ -269,6 +269,7 @@ pub fn table(records: &[Record]) -> String {
     let mut out = String::new();
     let rows: Vec<Vec<String>> = records
         .iter()
+        .filter(|r| r.map != HARNESS)
         .map(|r| {
             if !r.is_ok() {
                 return vec![r.map.clone(), r.status.clone()];
@@ -323,7 +324,40 @@ pub fn table(records: &[Record]) -> String {
             &rows,
         );
     }
+    out += &harness_footer(records);
     out
+}
+
+/// The name of the harness row's record.
+const HARNESS: &str = "harness";
+
+/// Time one thread spends on one operation of `record`, in ns.
+fn ns_per_op(record: &Record) -> Option<f64> {
+    record
+        .mops
+        .filter(|&mops| mops > 0.0)
+        .map(|mops| record.threads as f64 * 1e3 / mops)
+}
+
+/// The line under a throughput table that says what the benchmark itself costs per operation,
+/// and what share of `LIMIT`'s time per operation that is; empty without a harness record.
+fn harness_footer(records: &[Record]) -> String {
+    let per_op = |name: &str| {
+        records
+            .iter()
+            .find(|r| r.map == name && r.is_ok())
+            .and_then(ns_per_op)
+    };
+    let Some(harness) = per_op(HARNESS) else {
+        return String::new();
+    };
+    let share = per_op("LIMIT").map_or(String::new(), |limit| {
+        format!(" = {:.1}% of LIMIT's {limit:.2}ns", 100.0 * harness / limit)
+    });
+    format!(
+        "harness (the same loop on a map whose operations only black_box their key): \
+         {harness:.2}ns per op per thread{share}\n"
+    )
 }
 
 /// Write all records as a JSON array.

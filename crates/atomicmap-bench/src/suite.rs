@@ -8,23 +8,24 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::adapter::{BenchHasher, BenchKey};
 use crate::capture::{CanCapture, CaptureMeasurement, CaptureRunVisitor};
 use crate::check::CheckVisitor;
 use crate::cli::Cli;
+use crate::hasher::{BenchHasher, HasherVisitor};
+use crate::keys::BenchKey;
+use crate::latency::{median, TimerOverhead};
 use crate::maps::MapId;
-use crate::metrics::{median, TimerOverhead};
 use crate::output::{self, CaptureFigures, Record, SnapshotFigures};
 use crate::runner::{Measurement, Plan, RunVisitor, RUN_LIMIT, SAMPLE_EVERY};
 use crate::snapshots::{self, CanSnapshot, SnapshotMeasurement, SnapshotVisitor};
 use crate::workload::{self, KeyType, Measure, Workload};
 
 /// Settings shared by every workload of a run.
-struct Settings<'a> {
+struct Settings<'a, S> {
     cli: &'a Cli,
     threads: usize,
     maps: Vec<MapId>,
-    hasher: BenchHasher,
+    hasher: S,
     progress: ProgressBar,
     /// Pre-check results per map and key type: each map is checked once.
     checked: HashMap<(MapId, KeyType), Result<(), String>>,
@@ -52,7 +53,7 @@ pub fn main(cli: Cli) -> std::process::ExitCode {
     };
     let progress = if std::io::stderr().is_terminal() {
         ProgressBar::with_draw_target(
-            Some((workloads.len() * maps.len() * cli.repeat) as u64),
+            Some((workloads.len() * (maps.len() + 1) * cli.repeat) as u64),
             ProgressDrawTarget::stderr(),
         )
     } else {
@@ -72,31 +73,13 @@ pub fn main(cli: Cli) -> std::process::ExitCode {
         cli.seed,
         cli.repeat
     );
-    let mut settings = Settings {
+    let records = cli.hasher.visit(RunWorkloads {
         cli: &cli,
         threads,
         maps,
-        hasher: BenchHasher::from_kind(cli.hasher),
         progress,
-        checked: HashMap::new(),
-    };
-
-    let mut records = Vec::new();
-    for w in &workloads {
-        let results = match w.key_type {
-            KeyType::U64 => run_workload::<u64>(&mut settings, w),
-            KeyType::Text => run_workload::<String>(&mut settings, w),
-        };
-        settings.progress.suspend(|| {
-            println!("\n{} ({} keys):", w.name, key_type_name(w.key_type));
-            print!("{}", output::table(&results.records));
-            for note in &results.notes {
-                println!("{note}");
-            }
-        });
-        records.extend(results.records);
-    }
-    settings.progress.finish_and_clear();
+        workloads: &workloads,
+    });
 
     print_timer_overhead(&timer, &records);
     println!(
@@ -131,6 +114,48 @@ pub fn main(cli: Cli) -> std::process::ExitCode {
     status
 }
 
+/// Every workload of the run, with the hasher the command line chose.
+struct RunWorkloads<'a> {
+    cli: &'a Cli,
+    threads: usize,
+    maps: Vec<MapId>,
+    progress: ProgressBar,
+    workloads: &'a [Workload],
+}
+
+impl HasherVisitor for RunWorkloads<'_> {
+    type Output = Vec<Record>;
+
+    /// Runs and prints each workload; returns all records.
+    fn visit<S: BenchHasher>(self, hasher: S) -> Vec<Record> {
+        let mut settings = Settings {
+            cli: self.cli,
+            threads: self.threads,
+            maps: self.maps,
+            hasher,
+            progress: self.progress,
+            checked: HashMap::new(),
+        };
+        let mut records = Vec::new();
+        for w in self.workloads {
+            let results = match w.key_type {
+                KeyType::U64 => run_workload::<u64, S>(&mut settings, w),
+                KeyType::Text => run_workload::<String, S>(&mut settings, w),
+            };
+            settings.progress.suspend(|| {
+                println!("\n{} ({} keys):", w.name, key_type_name(w.key_type));
+                print!("{}", output::table(&results.records));
+                for note in &results.notes {
+                    println!("{note}");
+                }
+            });
+            records.extend(results.records);
+        }
+        settings.progress.finish_and_clear();
+        records
+    }
+}
+
 fn key_type_name(key_type: KeyType) -> &'static str {
     match key_type {
         KeyType::U64 => "u64",
@@ -144,6 +169,7 @@ fn print_timer_overhead(timer: &TimerOverhead, records: &[Record]) {
     // Time one thread spends on one operation, for the fastest map (worst case for overhead).
     let fastest_op_ns = records
         .iter()
+        .filter(|r| r.map != MapId::Harness.name())
         .filter_map(|r| r.mops.map(|m| r.threads as f64 * 1e3 / m))
         .fold(f64::INFINITY, f64::min);
     print!(
@@ -161,7 +187,10 @@ fn print_timer_overhead(timer: &TimerOverhead, records: &[Record]) {
     }
 }
 
-fn run_workload<K: BenchKey>(s: &mut Settings<'_>, w: &Workload) -> WorkloadResults {
+fn run_workload<K: BenchKey, S: BenchHasher>(
+    s: &mut Settings<'_, S>,
+    w: &Workload,
+) -> WorkloadResults {
     let cli = s.cli;
     s.progress
         .set_message(format!("{}: generating operations", w.name));
@@ -179,13 +208,14 @@ fn run_workload<K: BenchKey>(s: &mut Settings<'_>, w: &Workload) -> WorkloadResu
     let mut cannot_capture = Vec::new();
     // Each map's record, and whether it is timed (it passed its check and can run here).
     let mut entries: Vec<(MapId, Record, bool)> = Vec::new();
-    for &map in &s.maps {
-        if snapshots && !map.visit::<K, _>(CanSnapshot) {
+    let harness = (w.measure == Measure::Throughput).then_some(MapId::Harness);
+    for map in s.maps.iter().copied().chain(harness) {
+        if snapshots && !map.visit::<K, S, _>(CanSnapshot) {
             cannot_snapshot.push(map.name());
             s.progress.inc(cli.repeat as u64);
             continue;
         }
-        if capture && map.visit_captured::<K, _>(CanCapture).is_none() {
+        if capture && map.visit_captured::<K, S, _>(CanCapture).is_none() {
             cannot_capture.push(map.name());
             s.progress.inc(cli.repeat as u64);
             continue;
@@ -195,7 +225,10 @@ fn run_workload<K: BenchKey>(s: &mut Settings<'_>, w: &Workload) -> WorkloadResu
         let check = s
             .checked
             .entry((map, w.key_type))
-            .or_insert_with(|| map.visit::<K, _>(CheckVisitor(&s.hasher)))
+            .or_insert_with(|| match map {
+                MapId::Harness => Ok(()),
+                _ => map.visit::<K, S, _>(CheckVisitor(&s.hasher)),
+            })
             .clone();
         let mut record = Record {
             map: map.name().to_string(),
@@ -238,11 +271,11 @@ fn run_workload<K: BenchKey>(s: &mut Settings<'_>, w: &Workload) -> WorkloadResu
                 cli.repeat
             ));
             if snapshots {
-                snapshot_runs[index].push(map.visit::<K, _>(SnapshotVisitor(&plan)));
+                snapshot_runs[index].push(map.visit::<K, S, _>(SnapshotVisitor(&plan)));
             } else if capture {
-                capture_runs[index].extend(map.visit_captured::<K, _>(CaptureRunVisitor(&plan)));
+                capture_runs[index].extend(map.visit_captured::<K, S, _>(CaptureRunVisitor(&plan)));
             } else {
-                throughput_runs[index].push(map.visit::<K, _>(RunVisitor(&plan)));
+                throughput_runs[index].push(map.visit::<K, S, _>(RunVisitor(&plan)));
             }
             s.progress.inc(1);
         }

@@ -1,7 +1,7 @@
 //! Workloads as data: an operation mix, a key distribution and a prefill policy. Every map
 //! runs the same pre-generated operation streams; nothing here knows which map it feeds.
 
-use crate::adapter::mix64;
+use crate::keys::mix64;
 
 /// One kind of operation in a stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
