@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
+use std::process::ExitCode;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -11,19 +12,24 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::capture::{CanCapture, CaptureMeasurement, CaptureRunVisitor};
 use crate::check::CheckVisitor;
 use crate::cli::Cli;
+use crate::files;
 use crate::hasher::{BenchHasher, HasherVisitor};
 use crate::keys::BenchKey;
 use crate::latency::{median, TimerOverhead};
 use crate::maps::MapId;
-use crate::output::{self, CaptureFigures, Record, SnapshotFigures};
+use crate::record::{CaptureFigures, Record, SnapshotFigures};
+use crate::regimes;
 use crate::runner::{Measurement, Plan, RunVisitor, RUN_LIMIT, SAMPLE_EVERY};
 use crate::snapshots::{self, CanSnapshot, SnapshotMeasurement, SnapshotVisitor};
+use crate::table;
 use crate::workload::{self, KeyType, Measure, Workload};
 
 /// Settings shared by every workload of a run.
 struct Settings<'a, S> {
     cli: &'a Cli,
     threads: usize,
+    keys: usize,
+    ops: usize,
     maps: Vec<MapId>,
     hasher: S,
     progress: ProgressBar,
@@ -39,21 +45,94 @@ struct WorkloadResults {
 
 /// Run everything the command line asks for; print tables; write files. Returns the exit
 /// status.
-pub fn main(cli: Cli) -> std::process::ExitCode {
+pub fn main(cli: Cli) -> ExitCode {
+    let outputs = [("JSON", &cli.json), ("CSV", &cli.csv), ("plot", &cli.plot)];
+    for (what, path) in outputs {
+        if let Some(path) = path {
+            if let Err(e) = files::check_writable(path) {
+                eprintln!(
+                    "error: cannot write the {what} file {}: {e}",
+                    path.display()
+                );
+                return ExitCode::from(2);
+            }
+        }
+    }
     let started = Instant::now();
-    let threads = cli.threads.map_or_else(
-        || std::thread::available_parallelism().map_or(1, |n| n.get()),
-        usize::from,
+    let timer = TimerOverhead::measure();
+    let records = if cli.regimes {
+        regimes::run(&cli)
+    } else {
+        let threads = cli.threads.map_or_else(available_cores, usize::from);
+        run_pass(
+            &cli,
+            Pass {
+                threads,
+                keys: cli.keys,
+                ops: cli.ops,
+                maps: cli.maps.clone(),
+                workloads: cli.workload.iter().flat_map(|w| w.workloads()).collect(),
+            },
+        )
+    };
+
+    print_timer_overhead(&timer, &records);
+    println!(
+        "B/entry: live heap / len after prefill (at the end for workloads that start empty); \
+         peak RSS: the whole process (VmHWM, including key table and op streams), reset before \
+         each map"
     );
-    let workloads: Vec<Workload> = cli.workload.iter().flat_map(|w| w.workloads()).collect();
-    let maps = if cli.maps.is_empty() {
+    println!("elapsed: {:.1}s", started.elapsed().as_secs_f64());
+
+    let mut status = ExitCode::SUCCESS;
+    let mut report = |what: &str, result: Result<(), String>| {
+        if let Err(e) = result {
+            eprintln!("error: cannot write {what}: {e}");
+            status = ExitCode::FAILURE;
+        }
+    };
+    if let Some(path) = &cli.json {
+        report("JSON", files::write_json(path, &records));
+    }
+    if let Some(path) = &cli.csv {
+        report("CSV", files::write_csv(path, &records));
+    }
+    if let Some(path) = &cli.plot {
+        report("plot", crate::plot::draw(path, &records));
+    }
+    status
+}
+
+/// The cores this process may run on.
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// One pass over a list of workloads with one thread count and key space: the command line's,
+/// or one regime's.
+pub struct Pass {
+    /// Benchmark threads.
+    pub threads: usize,
+    /// Size of the key space.
+    pub keys: usize,
+    /// Timed operations per map.
+    pub ops: usize,
+    /// The maps to run; empty for all of them.
+    pub maps: Vec<MapId>,
+    /// The workloads, in order.
+    pub workloads: Vec<Workload>,
+}
+
+/// Runs `pass`, printing a header and each workload's table; returns all records.
+pub fn run_pass(cli: &Cli, pass: Pass) -> Vec<Record> {
+    let maps = if pass.maps.is_empty() {
         MapId::ALL.to_vec()
     } else {
-        cli.maps.clone()
+        pass.maps.clone()
     };
     let progress = if std::io::stderr().is_terminal() {
         ProgressBar::with_draw_target(
-            Some((workloads.len() * (maps.len() + 1) * cli.repeat) as u64),
+            Some((pass.workloads.len() * (maps.len() + 1) * cli.repeat) as u64),
             ProgressDrawTarget::stderr(),
         )
     } else {
@@ -64,63 +143,29 @@ pub fn main(cli: Cli) -> std::process::ExitCode {
             .expect("valid template")
             .progress_chars("=> "),
     );
-    let timer = TimerOverhead::measure();
     println!(
-        "atomicmap-bench: {threads} threads, {} keys, {} ops per map, hasher {}, seed {}, median of {}",
-        cli.keys,
-        cli.ops,
+        "atomicmap-bench: {} threads, {} keys, {} ops per map, hasher {}, seed {}, median of {}",
+        pass.threads,
+        pass.keys,
+        pass.ops,
         cli.hasher.name(),
         cli.seed,
         cli.repeat
     );
-    let records = cli.hasher.visit(RunWorkloads {
-        cli: &cli,
-        threads,
+    cli.hasher.visit(RunWorkloads {
+        cli,
+        pass: &pass,
         maps,
         progress,
-        workloads: &workloads,
-    });
-
-    print_timer_overhead(&timer, &records);
-    println!(
-        "B/entry: live heap / len after prefill (at the end for workloads that start empty); \
-         peak RSS: the whole process (VmHWM, including key table and op streams), reset before \
-         each map"
-    );
-    println!("elapsed: {:.1}s", started.elapsed().as_secs_f64());
-
-    let mut status = std::process::ExitCode::SUCCESS;
-    let mut report = |what: &str, result: Result<(), String>| {
-        if let Err(e) = result {
-            eprintln!("error: cannot write {what}: {e}");
-            status = std::process::ExitCode::FAILURE;
-        }
-    };
-    if let Some(path) = &cli.json {
-        report(
-            "JSON",
-            output::write_json(path, &records).map_err(|e| e.to_string()),
-        );
-    }
-    if let Some(path) = &cli.csv {
-        report(
-            "CSV",
-            output::write_csv(path, &records).map_err(|e| e.to_string()),
-        );
-    }
-    if let Some(path) = &cli.plot {
-        report("plot", crate::plot::draw(path, &records));
-    }
-    status
+    })
 }
 
-/// Every workload of the run, with the hasher the command line chose.
+/// Every workload of a pass, with the hasher the command line chose.
 struct RunWorkloads<'a> {
     cli: &'a Cli,
-    threads: usize,
+    pass: &'a Pass,
     maps: Vec<MapId>,
     progress: ProgressBar,
-    workloads: &'a [Workload],
 }
 
 impl HasherVisitor for RunWorkloads<'_> {
@@ -130,21 +175,23 @@ impl HasherVisitor for RunWorkloads<'_> {
     fn visit<S: BenchHasher>(self, hasher: S) -> Vec<Record> {
         let mut settings = Settings {
             cli: self.cli,
-            threads: self.threads,
+            threads: self.pass.threads,
+            keys: self.pass.keys,
+            ops: self.pass.ops,
             maps: self.maps,
             hasher,
             progress: self.progress,
             checked: HashMap::new(),
         };
         let mut records = Vec::new();
-        for w in self.workloads {
+        for w in &self.pass.workloads {
             let results = match w.key_type {
                 KeyType::U64 => run_workload::<u64, S>(&mut settings, w),
                 KeyType::Text => run_workload::<String, S>(&mut settings, w),
             };
             settings.progress.suspend(|| {
                 println!("\n{} ({} keys):", w.name, key_type_name(w.key_type));
-                print!("{}", output::table(&results.records));
+                print!("{}", table::table(&results.records));
                 for note in &results.notes {
                     println!("{note}");
                 }
@@ -194,8 +241,8 @@ fn run_workload<K: BenchKey, S: BenchHasher>(
     let cli = s.cli;
     s.progress
         .set_message(format!("{}: generating operations", w.name));
-    let keys: Vec<K> = (0..cli.keys as u64).map(K::nth).collect();
-    let streams = workload::generate(w, s.threads, cli.keys, cli.ops, cli.seed);
+    let keys: Vec<K> = (0..s.keys as u64).map(K::nth).collect();
+    let streams = workload::generate(w, s.threads, s.keys, s.ops, cli.seed);
     let plan = Plan {
         workload: w,
         keys: &keys,
@@ -236,7 +283,7 @@ fn run_workload<K: BenchKey, S: BenchHasher>(
             key_type: key_type_name(w.key_type).to_string(),
             hasher: cli.hasher.name().to_string(),
             threads: s.threads,
-            keys: cli.keys,
+            keys: s.keys,
             ops: streams.timed.iter().map(|t| t.len() as u64).sum(),
             repeat: cli.repeat,
             status: "ok".to_string(),
@@ -270,14 +317,29 @@ fn run_workload<K: BenchKey, S: BenchHasher>(
                 map.name(),
                 cli.repeat
             ));
+            let run_started = Instant::now();
+            let mut mops = None;
             if snapshots {
                 snapshot_runs[index].push(map.visit::<K, S, _>(SnapshotVisitor(&plan)));
             } else if capture {
                 capture_runs[index].extend(map.visit_captured::<K, S, _>(CaptureRunVisitor(&plan)));
             } else {
-                throughput_runs[index].push(map.visit::<K, S, _>(RunVisitor(&plan)));
+                let run = map.visit::<K, S, _>(RunVisitor(&plan));
+                mops = Some(run.mops());
+                throughput_runs[index].push(run);
             }
             s.progress.inc(1);
+            if s.progress.is_hidden() {
+                // No bar to watch: a line per run, so a piped run is not silent for minutes.
+                let rate = mops.map_or(String::new(), |m| format!(", {m:.2} Mops/s"));
+                eprintln!(
+                    "{}: {} run {round}/{} done in {:.1}s{rate}",
+                    w.name,
+                    map.name(),
+                    cli.repeat,
+                    run_started.elapsed().as_secs_f64()
+                );
+            }
         }
     }
     let mut records = Vec::new();
@@ -397,7 +459,7 @@ fn record_capture(record: &mut Record, runs: Vec<CaptureMeasurement>) {
 
 /// What the capture table's columns mean, and which maps it leaves out.
 fn capture_notes(workers: usize, cannot_capture: &[&str]) -> Vec<String> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cores = available_cores();
     let mut notes = vec![format!(
         "Mops/s off: the map alone; versioned: the same map holding every value with a version \
          (what a CapturedMap stores), no capture; on: the same map type as a CapturedMap, while \
@@ -419,7 +481,7 @@ fn capture_notes(workers: usize, cannot_capture: &[&str]) -> Vec<String> {
 
 /// What the snapshot table's columns mean, and which maps it leaves out.
 fn snapshot_notes(workers: usize, cannot_snapshot: &[&str]) -> Vec<String> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cores = available_cores();
     let competes = if workers + 1 > cores {
         ": the snapshot thread competes with the workers for CPU"
     } else {

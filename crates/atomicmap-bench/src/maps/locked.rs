@@ -1,5 +1,5 @@
-//! The lock-based baselines: one `RwLock<HashMap>`, and 64 of them chosen by hash (the seed's
-//! "sharded map (64)").
+//! The lock-based baselines: one `RwLock<HashMap>`, and 64 of them chosen by hash (the plain
+//! sharded map anyone can write over std).
 
 use std::collections::HashMap;
 use std::sync::RwLock;
