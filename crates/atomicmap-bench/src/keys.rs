@@ -1,6 +1,7 @@
 //! The key types a workload can use (`u64` and `String`): how key number `i` is made, and how
 //! an operation gets its key.
 
+use std::borrow::Borrow;
 use std::fmt::Debug;
 use std::hash::Hash;
 
@@ -9,16 +10,23 @@ pub trait BenchKey: Clone + Hash + Eq + Ord + Debug + Send + Sync + 'static {
     /// Key number `i` of the key space. Distinct `i` give distinct keys.
     fn nth(i: u64) -> Self;
 
-    /// Runs `operation` on key number `index`, whose key table is `keys` (`keys[i] == nth(i)`).
+    /// What an operation holds of its key: the key itself where it is computed, a reference
+    /// into the key table where it is loaded.
+    type Key<'a>: Borrow<Self>
+    where
+        Self: 'a;
+
+    /// Key number `index`, whose key table is `keys` (`keys[i] == nth(i)`).
     ///
     /// Loading a key from a table of a million keys is a cache miss of the harness's own in
     /// every operation, and the map's own lookup depends on it, so it would add the same
     /// memory latency to every map and hide how they differ. A key that is cheaper to compute
     /// than to load is therefore computed.
-    fn with_key<R>(keys: &[Self], index: u32, operation: impl FnOnce(&Self) -> R) -> R;
+    fn key(keys: &[Self], index: u32) -> Self::Key<'_>;
 }
 
 /// The SplitMix64 finalizer: a bijection on `u64`, so keys look random but stay distinct.
+#[inline]
 pub fn mix64(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -30,14 +38,17 @@ impl BenchKey for u64 {
     /// Pseudo-random 63-bit ids. `AtomicMap` keeps 64-bit keys below 2^63 inside the slot and
     /// boxes the others; ids, counters and timestamps fit, so the benchmark uses that range
     /// (every other map is indifferent to it).
+    #[inline]
     fn nth(i: u64) -> Self {
         mix64(i) >> 1
     }
 
+    type Key<'a> = u64;
+
     /// Computed: a few multiplications, no memory access.
     #[inline(always)]
-    fn with_key<R>(_keys: &[Self], index: u32, operation: impl FnOnce(&Self) -> R) -> R {
-        operation(&Self::nth(u64::from(index)))
+    fn key(_keys: &[Self], index: u32) -> u64 {
+        Self::nth(u64::from(index))
     }
 }
 
@@ -54,10 +65,12 @@ impl BenchKey for String {
         key
     }
 
+    type Key<'a> = &'a String;
+
     /// From the table: building a `String` would allocate.
     #[inline(always)]
-    fn with_key<R>(keys: &[Self], index: u32, operation: impl FnOnce(&Self) -> R) -> R {
-        operation(&keys[index as usize])
+    fn key(keys: &[Self], index: u32) -> &String {
+        &keys[index as usize]
     }
 }
 
@@ -77,7 +90,7 @@ mod tests {
     fn assert_operations_use_the_table_keys<K: BenchKey>() {
         let keys: Vec<K> = (0..1_000).map(K::nth).collect();
         for (index, key) in keys.iter().enumerate() {
-            let used = K::with_key(&keys, index as u32, K::clone);
+            let used = K::key(&keys, index as u32).borrow().clone();
             assert_eq!(&used, key, "key {index}");
         }
     }

@@ -11,6 +11,7 @@
 //! and recorded into a per-thread HDR histogram; the others run back to back. Epoch-based
 //! maps re-take their guard every [`BATCH`] operations.
 
+use std::borrow::Borrow;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Barrier;
@@ -97,7 +98,9 @@ impl<K: BenchKey, S: BenchHasher> MapVisitor<K, S> for RunVisitor<'_, '_, K, S> 
 
 #[inline(always)]
 fn apply<K: BenchKey, W: Worker<K>>(w: &mut W, keys: &[K], op: Op) {
-    K::with_key(keys, op.key, |key| match op.kind {
+    let key = K::key(keys, op.key);
+    let key = key.borrow();
+    match op.kind {
         OpKind::Read => {
             black_box(w.get(key));
         }
@@ -108,7 +111,7 @@ fn apply<K: BenchKey, W: Worker<K>>(w: &mut W, keys: &[K], op: Op) {
         OpKind::Update => {
             black_box(w.update(key));
         }
-    })
+    }
 }
 
 /// Runs `ops`, timing the first of every [`SAMPLE_EVERY`] into `latency` and re-pinning every
