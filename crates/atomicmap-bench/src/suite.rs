@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
-use std::process::ExitCode;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -12,13 +11,11 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::capture::{CanCapture, CaptureMeasurement, CaptureRunVisitor};
 use crate::check::CheckVisitor;
 use crate::cli::Cli;
-use crate::files;
 use crate::hasher::{BenchHasher, HasherVisitor};
 use crate::keys::BenchKey;
 use crate::latency::{median, TimerOverhead};
 use crate::maps::MapId;
 use crate::record::{CaptureFigures, Record, SnapshotFigures};
-use crate::regimes;
 use crate::runner::{Measurement, Plan, RunVisitor, RUN_LIMIT, SAMPLE_EVERY};
 use crate::snapshots::{self, CanSnapshot, SnapshotMeasurement, SnapshotVisitor};
 use crate::table;
@@ -41,66 +38,6 @@ struct Settings<'a, S> {
 struct WorkloadResults {
     records: Vec<Record>,
     notes: Vec<String>,
-}
-
-/// Run everything the command line asks for; print tables; write files. Returns the exit
-/// status.
-pub fn main(cli: Cli) -> ExitCode {
-    let outputs = [("JSON", &cli.json), ("CSV", &cli.csv), ("plot", &cli.plot)];
-    for (what, path) in outputs {
-        if let Some(path) = path {
-            if let Err(e) = files::check_writable(path) {
-                eprintln!(
-                    "error: cannot write the {what} file {}: {e}",
-                    path.display()
-                );
-                return ExitCode::from(2);
-            }
-        }
-    }
-    let started = Instant::now();
-    let timer = TimerOverhead::measure();
-    let records = if cli.regimes {
-        regimes::run(&cli)
-    } else {
-        let threads = cli.threads.map_or_else(available_cores, usize::from);
-        run_pass(
-            &cli,
-            Pass {
-                threads,
-                keys: cli.keys,
-                ops: cli.ops,
-                maps: cli.maps.clone(),
-                workloads: cli.workload.iter().flat_map(|w| w.workloads()).collect(),
-            },
-        )
-    };
-
-    print_timer_overhead(&timer, &records);
-    println!(
-        "B/entry: live heap / len after prefill (at the end for workloads that start empty); \
-         peak RSS: the whole process (VmHWM, including key table and op streams), reset before \
-         each map"
-    );
-    println!("elapsed: {:.1}s", started.elapsed().as_secs_f64());
-
-    let mut status = ExitCode::SUCCESS;
-    let mut report = |what: &str, result: Result<(), String>| {
-        if let Err(e) = result {
-            eprintln!("error: cannot write {what}: {e}");
-            status = ExitCode::FAILURE;
-        }
-    };
-    if let Some(path) = &cli.json {
-        report("JSON", files::write_json(path, &records));
-    }
-    if let Some(path) = &cli.csv {
-        report("CSV", files::write_csv(path, &records));
-    }
-    if let Some(path) = &cli.plot {
-        report("plot", crate::plot::draw(path, &records));
-    }
-    status
 }
 
 /// The cores this process may run on.
@@ -211,7 +148,7 @@ fn key_type_name(key_type: KeyType) -> &'static str {
 }
 
 /// The timer's cost, and what sampling adds to an operation of the fastest map timed.
-fn print_timer_overhead(timer: &TimerOverhead, records: &[Record]) {
+pub fn print_timer_overhead(timer: &TimerOverhead, records: &[Record]) {
     let added = timer.per_op_ns(SAMPLE_EVERY);
     // Time one thread spends on one operation, for the fastest map (worst case for overhead).
     let fastest_op_ns = records
