@@ -17,9 +17,12 @@ use std::time::{Duration, Instant};
 
 use atomicmap::{ChangeEvent, Subscription};
 
-use crate::adapter::{BenchKey, CapturingAdapter, MapAdapter, Replica};
+use crate::adapter::{CapturingAdapter, MapAdapter, Replica};
+use crate::hasher::BenchHasher;
+use crate::keys::BenchKey;
+use crate::latency::new_histogram;
 use crate::maps::CaptureVisitor;
-use crate::runner::{self, new_histogram, prefill, run_limited, run_ops, Measurement, Plan};
+use crate::runner::{self, prefill, run_ops, Measurement, Plan};
 use crate::snapshots::TimedRun;
 
 /// What the capture workload measured on one map.
@@ -41,24 +44,24 @@ pub struct CaptureMeasurement {
 /// Whether the visited map has change capture (the visit itself does nothing).
 pub struct CanCapture;
 
-impl<K: BenchKey> CaptureVisitor<K> for CanCapture {
+impl<K: BenchKey, S: BenchHasher> CaptureVisitor<K, S> for CanCapture {
     type Output = ();
 
-    fn visit<Off: MapAdapter<K>, Stored: MapAdapter<K>, On: CapturingAdapter<K>>(self) {}
+    fn visit<Off: MapAdapter<K, S>, Stored: MapAdapter<K, S>, On: CapturingAdapter<K, S>>(self) {}
 }
 
 /// Runs the plan with capture off and on.
-pub struct CaptureRunVisitor<'a, 'p, K>(pub &'a Plan<'p, K>);
+pub struct CaptureRunVisitor<'a, 'p, K, S>(pub &'a Plan<'p, K, S>);
 
-impl<K: BenchKey> CaptureVisitor<K> for CaptureRunVisitor<'_, '_, K> {
+impl<K: BenchKey, S: BenchHasher> CaptureVisitor<K, S> for CaptureRunVisitor<'_, '_, K, S> {
     type Output = CaptureMeasurement;
 
-    fn visit<Off: MapAdapter<K>, Stored: MapAdapter<K>, On: CapturingAdapter<K>>(
+    fn visit<Off: MapAdapter<K, S>, Stored: MapAdapter<K, S>, On: CapturingAdapter<K, S>>(
         self,
     ) -> CaptureMeasurement {
-        let off = runner::run::<K, Off>(self.0);
-        let stored = runner::run::<K, Stored>(self.0);
-        let (on, events, drain_tail, converged) = run_captured::<K, On>(self.0);
+        let off = runner::run::<K, S, Off>(self.0);
+        let stored = runner::run::<K, S, Stored>(self.0);
+        let (on, events, drain_tail, converged) = run_captured::<K, S, On>(self.0);
         CaptureMeasurement {
             off,
             stored,
@@ -104,8 +107,8 @@ fn drain<K: BenchKey>(
 }
 
 /// The capture-on run of the plan on a fresh map of type `A`.
-fn run_captured<K: BenchKey, A: CapturingAdapter<K>>(
-    plan: &Plan<'_, K>,
+fn run_captured<K: BenchKey, S: BenchHasher, A: CapturingAdapter<K, S>>(
+    plan: &Plan<'_, K, S>,
 ) -> (TimedRun, u64, Duration, bool) {
     let threads = plan.streams.timed.len();
     let keys = plan.keys;
@@ -124,12 +127,13 @@ fn run_captured<K: BenchKey, A: CapturingAdapter<K>>(
                 let warmup = &plan.streams.warmup[t];
                 s.spawn(move || {
                     let mut w = map.worker();
-                    prefill::<K, A>(&mut w, keys, t, threads);
+                    prefill::<K, S, A>(&mut w, keys, t, threads);
                     barrier.wait(); // prefill done
                     barrier.wait(); // subscribed
-                    run_ops(&mut w, keys, warmup, &mut new_histogram());
+                    run_ops(&mut w, keys, warmup, None, &mut new_histogram());
                     let mut latency = new_histogram();
-                    let ran = run_limited(&mut w, keys, timed, runner::RUN_LIMIT, &mut latency);
+                    let limit = Some(runner::RUN_LIMIT);
+                    let ran = run_ops(&mut w, keys, timed, limit, &mut latency);
                     running.fetch_sub(1, Ordering::Release);
                     (ran, latency, Instant::now())
                 })
@@ -163,7 +167,6 @@ fn run_captured<K: BenchKey, A: CapturingAdapter<K>>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::adapter::BenchHasher;
     use crate::maps::MapId;
     use crate::workload::{self, generate};
 
@@ -172,7 +175,7 @@ mod tests {
         const KEYS: usize = 2000;
         let keys: Vec<u64> = (0..KEYS as u64).map(u64::nth).collect();
         let streams = generate(&workload::CAPTURE, 2, KEYS, 20_000, 1);
-        let hasher = BenchHasher::Foldhash(foldhash::fast::FixedState::default());
+        let hasher = foldhash::fast::FixedState::default();
         let plan = Plan {
             workload: &workload::CAPTURE,
             keys: &keys,
@@ -188,7 +191,7 @@ mod tests {
             .count() as u64;
         for id in [MapId::AtomicMap, MapId::ShardedMap, MapId::RcuMap] {
             let m = id
-                .visit_captured::<u64, _>(CaptureRunVisitor(&plan))
+                .visit_captured::<u64, foldhash::fast::FixedState, _>(CaptureRunVisitor(&plan))
                 .expect("the map captures");
             assert!(m.converged, "{}", id.name());
             assert_eq!(m.on.ops, 20_000, "{}", id.name());
@@ -196,7 +199,7 @@ mod tests {
             assert_eq!(m.events, writes, "{}", id.name());
         }
         assert!(MapId::DashMap
-            .visit_captured::<u64, _>(CaptureRunVisitor(&plan))
+            .visit_captured::<u64, foldhash::fast::FixedState, _>(CaptureRunVisitor(&plan))
             .is_none());
     }
 }

@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use crate::adapter::{BenchHasher, BenchKey, MapAdapter, Worker};
+use crate::adapter::{MapAdapter, Worker};
+use crate::hasher::BenchHasher;
+use crate::keys::BenchKey;
 use crate::maps::MapVisitor;
 use crate::workload::SplitMix64;
 
@@ -16,31 +18,33 @@ const CHECK_OPS: usize = 5000;
 const KEYS_PER_THREAD: u64 = 1000;
 
 /// Runs [`check`] for the visited adapter.
-pub struct CheckVisitor<'a>(pub &'a BenchHasher);
+pub struct CheckVisitor<'a, S>(pub &'a S);
 
-impl<K: BenchKey> MapVisitor<K> for CheckVisitor<'_> {
+impl<K: BenchKey, S: BenchHasher> MapVisitor<K, S> for CheckVisitor<'_, S> {
     type Output = Result<(), String>;
 
-    fn visit<A: MapAdapter<K>>(self) -> Result<(), String> {
-        check::<K, A>(self.0)
+    fn visit<A: MapAdapter<K, S>>(self) -> Result<(), String> {
+        check::<K, S, A>(self.0)
     }
 }
 
 /// Check adapter `A` against a std `HashMap` model: random single-threaded operations with
 /// every answer compared, then (for shared maps) two threads inserting disjoint keys, all of
 /// which must be there afterwards. A panic counts as a failure.
-pub fn check<K: BenchKey, A: MapAdapter<K>>(hasher: &BenchHasher) -> Result<(), String> {
+pub fn check<K: BenchKey, S: BenchHasher, A: MapAdapter<K, S>>(hasher: &S) -> Result<(), String> {
     catch_unwind(AssertUnwindSafe(|| {
-        against_model::<K, A>(hasher)?;
+        against_model::<K, S, A>(hasher)?;
         if !A::PRIVATE {
-            disjoint_inserts::<K, A>(hasher)?;
+            disjoint_inserts::<K, S, A>(hasher)?;
         }
         Ok(())
     }))
     .unwrap_or_else(|_| Err("panicked".to_string()))
 }
 
-fn against_model<K: BenchKey, A: MapAdapter<K>>(hasher: &BenchHasher) -> Result<(), String> {
+fn against_model<K: BenchKey, S: BenchHasher, A: MapAdapter<K, S>>(
+    hasher: &S,
+) -> Result<(), String> {
     let map = A::build(None, hasher.clone());
     let mut w = map.worker();
     let mut model: HashMap<K, u64> = HashMap::new();
@@ -91,7 +95,9 @@ fn against_model<K: BenchKey, A: MapAdapter<K>>(hasher: &BenchHasher) -> Result<
     Ok(())
 }
 
-fn disjoint_inserts<K: BenchKey, A: MapAdapter<K>>(hasher: &BenchHasher) -> Result<(), String> {
+fn disjoint_inserts<K: BenchKey, S: BenchHasher, A: MapAdapter<K, S>>(
+    hasher: &S,
+) -> Result<(), String> {
     let map = A::build(None, hasher.clone());
     std::thread::scope(|s| {
         for t in 0..2u64 {
@@ -126,16 +132,18 @@ mod tests {
     use crate::maps::MapId;
     use std::sync::Mutex;
 
-    fn hasher() -> BenchHasher {
-        BenchHasher::Foldhash(foldhash::fast::FixedState::default())
+    type Hasher = foldhash::fast::FixedState;
+
+    fn hasher() -> Hasher {
+        Hasher::default()
     }
 
     /// A map that forgets every 100th insert: the check must catch it.
     struct ForgetfulMap(Mutex<HashMap<u64, u64>>, Mutex<u64>);
 
-    impl MapAdapter<u64> for ForgetfulMap {
+    impl MapAdapter<u64, Hasher> for ForgetfulMap {
         type Worker<'a> = &'a Self;
-        fn build(_: Option<usize>, _: BenchHasher) -> Self {
+        fn build(_: Option<usize>, _: Hasher) -> Self {
             ForgetfulMap(Mutex::default(), Mutex::default())
         }
         fn worker(&self) -> &Self {
@@ -172,16 +180,16 @@ mod tests {
 
     #[test]
     fn a_broken_adapter_is_caught() {
-        let err = check::<u64, ForgetfulMap>(&hasher()).unwrap_err();
+        let err = check::<u64, Hasher, ForgetfulMap>(&hasher()).unwrap_err();
         assert!(!err.is_empty());
     }
 
     #[test]
     fn every_registered_map_passes() {
         for &id in MapId::ALL {
-            id.visit::<u64, _>(CheckVisitor(&hasher()))
+            id.visit::<u64, Hasher, _>(CheckVisitor(&hasher()))
                 .unwrap_or_else(|e| panic!("{}: {e}", id.name()));
-            id.visit::<String, _>(CheckVisitor(&hasher()))
+            id.visit::<String, Hasher, _>(CheckVisitor(&hasher()))
                 .unwrap_or_else(|e| panic!("{} (String keys): {e}", id.name()));
         }
     }

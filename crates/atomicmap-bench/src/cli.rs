@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
 
+use crate::hasher::HasherKind;
 use crate::maps::MapId;
 use crate::workload::{self, Workload};
 
@@ -13,7 +14,7 @@ use crate::workload::{self, Workload};
     name = "atomicmap-bench",
     version,
     after_help = "\
-With no arguments: the default table (1,000,000 u64 keys prefilled, 50% reads / 50% \
+With no arguments: the mixed workload (1,000,000 u64 keys prefilled, 50% reads / 50% \
 insert-or-overwrite, threads = available cores) for every map, then LIMIT: each thread \
 running the same operations on its own private std HashMap, the ceiling no shared map can pass.
 
@@ -23,7 +24,9 @@ timed), is prefilled, warmed up, then timed. Throughput is all operations divide
 slowest thread's time. Latency: every 128th operation is timed with a pair of Instant::now() \
 into an HDR histogram; the timer's own cost is measured and printed (it is included in the \
 percentiles, and amortised over 128 operations it adds under 5% even to a 15 ns operation). \
-allocs/op and B/op come from a counting global allocator; B/entry is live heap after prefill \
+Under each throughput table, the harness row: the same loop on a map whose operations \
+only black_box their key, i.e. what the benchmark itself costs per operation, in ns and as a \
+share of LIMIT's time per operation. allocs/op and B/op come from a counting global allocator; B/entry is live heap after prefill \
 divided by len; peak RSS is the process-wide VmHWM, reset before each map."
 )]
 pub struct Cli {
@@ -46,7 +49,7 @@ pub struct Cli {
     pub ops: usize,
 
     /// Maps to run, comma-separated names as in the table (case-insensitive) [default: all].
-    #[arg(long, value_delimiter = ',', value_parser = parse_map)]
+    #[arg(long, value_delimiter = ',', value_parser = parse_map, help = maps_help())]
     pub maps: Vec<MapId>,
 
     /// Seed of the operation streams.
@@ -69,6 +72,14 @@ pub struct Cli {
     /// Also write the results as CSV to this file.
     #[arg(long, value_name = "FILE")]
     pub csv: Option<PathBuf>,
+
+    /// Run the regime matrix instead: 1M keys, 10K keys, 1 thread and oversubscribed (8
+    /// threads per core) x mixed, read-heavy, exchange and rapid-grow, on AtomicMap, the peers
+    /// and LIMIT, then a summary of each cell against its target. Sets its own keys, threads,
+    /// ops, workloads and maps (--keys, --threads, --ops, --workload and --maps are ignored);
+    /// takes under 10 minutes on 2 cores.
+    #[arg(long)]
+    pub regimes: bool,
 
     /// Draw throughput per map (or memory against keys for `growth`) to FILE.svg or FILE.png.
     /// Text needs a TrueType font: DejaVu Sans or Liberation Sans where distributions put them,
@@ -139,23 +150,13 @@ impl WorkloadArg {
     }
 }
 
-/// A `--hasher` value.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum HasherKind {
-    /// foldhash::fast with a fixed seed.
-    Foldhash,
-    /// std's SipHash-1-3 (RandomState).
-    Std,
-}
-
-impl HasherKind {
-    /// The name in the output.
-    pub fn name(self) -> &'static str {
-        match self {
-            HasherKind::Foldhash => "foldhash",
-            HasherKind::Std => "std",
-        }
-    }
+/// The help of `--maps`: what it takes, and every map's name.
+fn maps_help() -> String {
+    let names: Vec<&str> = MapId::ALL.iter().map(|m| m.name()).collect();
+    format!(
+        "Maps to run, comma-separated, case-insensitive [default: all]: {}",
+        names.join(", ")
+    )
 }
 
 fn parse_positive(s: &str) -> Result<usize, String> {
@@ -194,7 +195,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn defaults_are_the_seed_table() {
+    fn defaults_are_the_mixed_workload() {
         let cli = Cli::try_parse_from(["atomicmap-bench"]).unwrap();
         assert_eq!(cli.workload, vec![WorkloadArg::Mixed]);
         assert_eq!(cli.keys, 1_000_000);
@@ -211,6 +212,20 @@ mod tests {
             &["x", "--workload", "sideways"],
         ] {
             assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn help_lists_every_map() {
+        let help = <Cli as clap::CommandFactory>::command()
+            .render_help()
+            .to_string();
+        for map in MapId::ALL {
+            assert!(
+                help.contains(map.name()),
+                "{} missing from\n{help}",
+                map.name()
+            );
         }
     }
 

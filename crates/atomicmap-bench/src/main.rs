@@ -5,21 +5,89 @@ mod adapter;
 mod capture;
 mod check;
 mod cli;
+mod files;
+mod hasher;
+mod keys;
+mod latency;
 mod maps;
-mod metrics;
-mod output;
+mod memory;
 mod plot;
+mod record;
+mod regimes;
 mod runner;
 mod snapshots;
 mod suite;
+mod table;
 mod workload;
+
+use std::process::ExitCode;
+use std::time::Instant;
 
 use clap::Parser;
 
+use crate::cli::Cli;
+use crate::latency::TimerOverhead;
+
 /// Counts allocations for allocs/op, B/op and B/entry.
 #[global_allocator]
-static ALLOCATOR: metrics::CountingAlloc = metrics::CountingAlloc;
+static ALLOCATOR: memory::CountingAlloc = memory::CountingAlloc;
 
-fn main() -> std::process::ExitCode {
-    suite::main(cli::Cli::parse())
+/// Runs everything the command line asks for; prints tables; writes files.
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outputs = [("JSON", &cli.json), ("CSV", &cli.csv), ("plot", &cli.plot)];
+    for (what, path) in outputs {
+        if let Some(path) = path {
+            if let Err(e) = files::check_writable(path) {
+                eprintln!(
+                    "error: cannot write the {what} file {}: {e}",
+                    path.display()
+                );
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let started = Instant::now();
+    let timer = TimerOverhead::measure();
+    let records = if cli.regimes {
+        regimes::run(&cli)
+    } else {
+        let threads = cli.threads.map_or_else(suite::available_cores, usize::from);
+        suite::run_pass(
+            &cli,
+            suite::Pass {
+                threads,
+                keys: cli.keys,
+                ops: cli.ops,
+                maps: cli.maps.clone(),
+                workloads: cli.workload.iter().flat_map(|w| w.workloads()).collect(),
+            },
+        )
+    };
+
+    suite::print_timer_overhead(&timer, &records);
+    println!(
+        "B/entry: live heap / len after prefill (at the end for workloads that start empty); \
+         peak RSS: the whole process (VmHWM, including key table and op streams), reset before \
+         each map"
+    );
+    println!("elapsed: {:.1}s", started.elapsed().as_secs_f64());
+
+    let mut status = ExitCode::SUCCESS;
+    let mut report = |what: &str, result: Result<(), String>| {
+        if let Err(e) = result {
+            eprintln!("error: cannot write {what}: {e}");
+            status = ExitCode::FAILURE;
+        }
+    };
+    if let Some(path) = &cli.json {
+        report("JSON", files::write_json(path, &records));
+    }
+    if let Some(path) = &cli.csv {
+        report("CSV", files::write_csv(path, &records));
+    }
+    if let Some(path) = &cli.plot {
+        report("plot", crate::plot::draw(path, &records));
+    }
+    status
 }

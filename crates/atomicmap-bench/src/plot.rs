@@ -7,7 +7,7 @@ use std::path::Path;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::output::Record;
+use crate::record::Record;
 
 /// Places to look for a TrueType font; plotters needs one to lay out (and, for PNG, draw)
 /// text. `ATOMICMAP_BENCH_FONT` overrides them.

@@ -11,6 +11,7 @@
 //! and recorded into a per-thread HDR histogram; the others run back to back. Epoch-based
 //! maps re-take their guard every [`BATCH`] operations.
 
+use std::borrow::Borrow;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Barrier;
@@ -18,9 +19,12 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use crate::adapter::{BenchHasher, BenchKey, MapAdapter, Worker};
+use crate::adapter::{MapAdapter, Worker};
+use crate::hasher::BenchHasher;
+use crate::keys::BenchKey;
+use crate::latency::new_histogram;
 use crate::maps::MapVisitor;
-use crate::metrics::{peak_rss_bytes, reset_peak_rss, AllocCounts};
+use crate::memory::{peak_rss_bytes, reset_peak_rss, AllocCounts};
 use crate::workload::{Measure, Op, OpKind, Prefill, Streams, Workload};
 
 /// Operations between two guard re-pins.
@@ -34,14 +38,9 @@ pub const SAMPLE_EVERY: usize = 128;
 /// operations actually run are what the throughput is computed from.
 pub const RUN_LIMIT: Duration = Duration::from_secs(3);
 
-/// A histogram of nanoseconds from 1 ns to 100 s with 3 significant digits.
-pub fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 100_000_000_000, 3).expect("valid histogram bounds")
-}
-
 /// Everything a run needs besides the map: generated before any map is built and shared by
 /// all maps, so each map sees exactly the same operations.
-pub struct Plan<'p, K> {
+pub struct Plan<'p, K, S> {
     /// The workload.
     pub workload: &'p Workload,
     /// The key table; operations refer to keys by index into it.
@@ -49,7 +48,7 @@ pub struct Plan<'p, K> {
     /// The operation streams, one per thread.
     pub streams: &'p Streams,
     /// The hasher every map uses.
-    pub hasher: &'p BenchHasher,
+    pub hasher: &'p S,
 }
 
 /// Live heap at one point of the growth workload.
@@ -87,19 +86,21 @@ impl Measurement {
 }
 
 /// Runs the plan on the visited adapter.
-pub struct RunVisitor<'a, 'p, K>(pub &'a Plan<'p, K>);
+pub struct RunVisitor<'a, 'p, K, S>(pub &'a Plan<'p, K, S>);
 
-impl<K: BenchKey> MapVisitor<K> for RunVisitor<'_, '_, K> {
+impl<K: BenchKey, S: BenchHasher> MapVisitor<K, S> for RunVisitor<'_, '_, K, S> {
     type Output = Measurement;
 
-    fn visit<A: MapAdapter<K>>(self) -> Measurement {
-        run::<K, A>(self.0)
+    fn visit<A: MapAdapter<K, S>>(self) -> Measurement {
+        run::<K, S, A>(self.0)
     }
 }
 
 #[inline(always)]
 fn apply<K: BenchKey, W: Worker<K>>(w: &mut W, keys: &[K], op: Op) {
-    K::with_key(keys, op.key, |key| match op.kind {
+    let key = K::key(keys, op.key);
+    let key = key.borrow();
+    match op.kind {
         OpKind::Read => {
             black_box(w.get(key));
         }
@@ -110,18 +111,28 @@ fn apply<K: BenchKey, W: Worker<K>>(w: &mut W, keys: &[K], op: Op) {
         OpKind::Update => {
             black_box(w.update(key));
         }
-    })
+    }
 }
 
-/// Run `ops`, timing the first of every [`SAMPLE_EVERY`] into `latency`. Returns the wall
-/// time of the whole loop.
+/// Runs `ops`, timing the first of every [`SAMPLE_EVERY`] into `latency` and re-pinning every
+/// [`BATCH`], until all have run or, at a batch boundary, `limit` has passed since the start.
+/// Returns how many ran and how long they took.
+///
+/// Between two samples the operations run back to back with nothing else in the loop: the
+/// clock is read only by the sample and at batch boundaries.
 pub fn run_ops<K: BenchKey, W: Worker<K>>(
     w: &mut W,
     keys: &[K],
     ops: &[Op],
+    limit: Option<Duration>,
     latency: &mut Histogram<u64>,
-) -> Duration {
+) -> (u64, Duration) {
+    const _: () = assert!(
+        BATCH % SAMPLE_EVERY == 0,
+        "a batch holds whole sample groups"
+    );
     let start = Instant::now();
+    let mut ran = 0;
     for batch in ops.chunks(BATCH) {
         for group in batch.chunks(SAMPLE_EVERY) {
             let (&first, rest) = group.split_first().expect("chunks are never empty");
@@ -133,25 +144,8 @@ pub fn run_ops<K: BenchKey, W: Worker<K>>(
             }
         }
         w.repin();
-    }
-    start.elapsed()
-}
-
-/// Run `ops` a batch at a time until all have run or `limit` has passed. Returns how many ran
-/// and how long they took.
-pub fn run_limited<K: BenchKey, W: Worker<K>>(
-    w: &mut W,
-    keys: &[K],
-    ops: &[Op],
-    limit: Duration,
-    latency: &mut Histogram<u64>,
-) -> (u64, Duration) {
-    let start = Instant::now();
-    let mut ran = 0;
-    for batch in ops.chunks(BATCH) {
-        run_ops(w, keys, batch, latency);
         ran += batch.len() as u64;
-        if start.elapsed() >= limit {
+        if limit.is_some_and(|limit| start.elapsed() >= limit) {
             break;
         }
     }
@@ -160,7 +154,7 @@ pub fn run_limited<K: BenchKey, W: Worker<K>>(
 
 /// Thread `t` of `threads` inserts its share of `keys`, each with its index as the value: a
 /// slice of them into a shared map, all of them into a private one.
-pub fn prefill<K: BenchKey, A: MapAdapter<K>>(
+pub fn prefill<K: BenchKey, S: BenchHasher, A: MapAdapter<K, S>>(
     w: &mut A::Worker<'_>,
     keys: &[K],
     t: usize,
@@ -174,7 +168,7 @@ pub fn prefill<K: BenchKey, A: MapAdapter<K>>(
 }
 
 /// Run the plan on a fresh map of type `A`.
-pub fn run<K: BenchKey, A: MapAdapter<K>>(plan: &Plan<'_, K>) -> Measurement {
+pub fn run<K: BenchKey, S: BenchHasher, A: MapAdapter<K, S>>(plan: &Plan<'_, K, S>) -> Measurement {
     let workload = plan.workload;
     let threads = plan.streams.timed.len();
     let keys = plan.keys;
@@ -209,7 +203,7 @@ pub fn run<K: BenchKey, A: MapAdapter<K>>(plan: &Plan<'_, K>) -> Measurement {
                 s.spawn(move || {
                     let mut w = map.worker();
                     if workload.prefill == Prefill::Full {
-                        prefill::<K, A>(&mut w, keys, t, threads);
+                        prefill::<K, S, A>(&mut w, keys, t, threads);
                     }
                     if A::PRIVATE {
                         lens[t].store(w.len(), Ordering::Relaxed);
@@ -217,7 +211,7 @@ pub fn run<K: BenchKey, A: MapAdapter<K>>(plan: &Plan<'_, K>) -> Measurement {
                     barrier.wait(); // prefill done
                     barrier.wait(); // main has measured the heap
                     let mut latency = new_histogram();
-                    run_ops(&mut w, keys, warmup, &mut latency);
+                    run_ops(&mut w, keys, warmup, None, &mut latency);
                     latency.reset();
                     barrier.wait(); // warm-up done
                     barrier.wait(); // main has read the counters: go
@@ -228,15 +222,13 @@ pub fn run<K: BenchKey, A: MapAdapter<K>>(plan: &Plan<'_, K>) -> Measurement {
                         let from = (step * per_step).min(timed.len());
                         let to = ((step + 1) * per_step).min(timed.len());
                         let ops = &timed[from..to];
-                        if matches!(workload.measure, Measure::Throughput | Measure::Capture) {
-                            let (step_ran, step_elapsed) =
-                                run_limited(&mut w, keys, ops, RUN_LIMIT, &mut latency);
-                            ran += step_ran;
-                            elapsed += step_elapsed;
-                        } else {
-                            elapsed += run_ops(&mut w, keys, ops, &mut latency);
-                            ran += ops.len() as u64;
-                        }
+                        let limit =
+                            matches!(workload.measure, Measure::Throughput | Measure::Capture)
+                                .then_some(RUN_LIMIT);
+                        let (step_ran, step_elapsed) =
+                            run_ops(&mut w, keys, ops, limit, &mut latency);
+                        ran += step_ran;
+                        elapsed += step_elapsed;
                         if A::PRIVATE {
                             lens[t].store(w.len(), Ordering::Relaxed);
                         }

@@ -25,9 +25,12 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use crate::adapter::{BenchKey, BenchSnapshot, MapAdapter, Worker};
+use crate::adapter::{MapAdapter, TakeSnapshot, Worker};
+use crate::hasher::BenchHasher;
+use crate::keys::BenchKey;
+use crate::latency::new_histogram;
 use crate::maps::MapVisitor;
-use crate::runner::{new_histogram, prefill, run_limited, run_ops, Plan, RUN_LIMIT};
+use crate::runner::{prefill, run_ops, Plan, RUN_LIMIT};
 use crate::workload::{Prefill, Workload};
 
 /// One timed run of the workers.
@@ -88,30 +91,30 @@ pub fn expected_entries(workload: &Workload, keys: usize) -> RangeInclusive<usiz
 /// Whether the visited adapter can take snapshots.
 pub struct CanSnapshot;
 
-impl<K: BenchKey> MapVisitor<K> for CanSnapshot {
+impl<K: BenchKey, S: BenchHasher> MapVisitor<K, S> for CanSnapshot {
     type Output = bool;
 
-    fn visit<A: MapAdapter<K>>(self) -> bool {
+    fn visit<A: MapAdapter<K, S>>(self) -> bool {
         A::SNAPSHOT.is_some()
     }
 }
 
 /// Runs the plan with snapshots on the visited adapter; `None` if it cannot take them.
-pub struct SnapshotVisitor<'a, 'p, K>(pub &'a Plan<'p, K>);
+pub struct SnapshotVisitor<'a, 'p, K, S>(pub &'a Plan<'p, K, S>);
 
-impl<K: BenchKey> MapVisitor<K> for SnapshotVisitor<'_, '_, K> {
+impl<K: BenchKey, S: BenchHasher> MapVisitor<K, S> for SnapshotVisitor<'_, '_, K, S> {
     type Output = Option<SnapshotMeasurement>;
 
-    fn visit<A: MapAdapter<K>>(self) -> Option<SnapshotMeasurement> {
-        A::SNAPSHOT.map(|take| run::<K, A>(self.0, take, RUN_LIMIT))
+    fn visit<A: MapAdapter<K, S>>(self) -> Option<SnapshotMeasurement> {
+        A::SNAPSHOT.map(|take| run::<K, S, A>(self.0, take, RUN_LIMIT))
     }
 }
 
 /// Take snapshots of `map` back to back until no worker is `running` (at least one).
 /// Returns their latencies and the range of their sizes.
-fn take_snapshots<K: BenchKey, A: MapAdapter<K>>(
+fn take_snapshots<K: BenchKey, S: BenchHasher, A: MapAdapter<K, S>>(
     map: &A,
-    take: fn(&A) -> BenchSnapshot<K>,
+    take: TakeSnapshot<A, K, S>,
     running: &AtomicUsize,
 ) -> (Histogram<u64>, RangeInclusive<usize>) {
     let mut latency = new_histogram();
@@ -132,9 +135,9 @@ fn take_snapshots<K: BenchKey, A: MapAdapter<K>>(
 
 /// Run the plan on a fresh shared map of type `A` (maps with snapshots are never private),
 /// alone and then with snapshots taken by `take`; each timed run stops after `limit`.
-pub fn run<K: BenchKey, A: MapAdapter<K>>(
-    plan: &Plan<'_, K>,
-    take: fn(&A) -> BenchSnapshot<K>,
+pub fn run<K: BenchKey, S: BenchHasher, A: MapAdapter<K, S>>(
+    plan: &Plan<'_, K, S>,
+    take: TakeSnapshot<A, K, S>,
     limit: Duration,
 ) -> SnapshotMeasurement {
     let threads = plan.streams.timed.len();
@@ -155,17 +158,17 @@ pub fn run<K: BenchKey, A: MapAdapter<K>>(
                 s.spawn(move || {
                     let mut w = map.worker();
                     if plan.workload.prefill == Prefill::Full {
-                        prefill::<K, A>(&mut w, keys, t, threads);
+                        prefill::<K, S, A>(&mut w, keys, t, threads);
                     }
                     barrier.wait(); // prefill done
                     barrier.wait(); // len read
-                    run_ops(&mut w, keys, warmup, &mut new_histogram());
+                    run_ops(&mut w, keys, warmup, None, &mut new_histogram());
                     barrier.wait(); // warm-up done: run alone
                     let mut alone_latency = new_histogram();
-                    let alone = run_limited(&mut w, keys, timed, limit, &mut alone_latency);
+                    let alone = run_ops(&mut w, keys, timed, Some(limit), &mut alone_latency);
                     barrier.wait(); // alone done: run with snapshots
                     let mut with_latency = new_histogram();
-                    let with = run_limited(&mut w, keys, timed, limit, &mut with_latency);
+                    let with = run_ops(&mut w, keys, timed, Some(limit), &mut with_latency);
                     running.fetch_sub(1, Ordering::Relaxed);
                     ((alone, alone_latency), (with, with_latency))
                 })
@@ -201,7 +204,6 @@ pub fn run<K: BenchKey, A: MapAdapter<K>>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::adapter::BenchHasher;
     use crate::maps::atomicmap::{AtomicMapAdapter, ShardedAdapter};
     use crate::maps::MapId;
     use crate::runner::BATCH;
@@ -209,22 +211,24 @@ mod tests {
 
     const KEYS: usize = 2000;
 
-    fn measure<A: MapAdapter<u64>>(limit: Duration) -> SnapshotMeasurement {
+    type Hasher = foldhash::fast::FixedState;
+
+    fn measure<A: MapAdapter<u64, Hasher>>(limit: Duration) -> SnapshotMeasurement {
         let keys: Vec<u64> = (0..KEYS as u64).map(u64::nth).collect();
         let streams = generate(&workload::SNAPSHOT, 2, KEYS, 20_000, 1);
-        let hasher = BenchHasher::Foldhash(foldhash::fast::FixedState::default());
+        let hasher = Hasher::default();
         let plan = Plan {
             workload: &workload::SNAPSHOT,
             keys: &keys,
             streams: &streams,
             hasher: &hasher,
         };
-        run::<u64, A>(&plan, A::SNAPSHOT.expect("the map snapshots"), limit)
+        run::<u64, Hasher, A>(&plan, A::SNAPSHOT.expect("the map snapshots"), limit)
     }
 
     #[test]
     fn both_runs_complete_and_every_snapshot_holds_the_key_space() {
-        let m = measure::<AtomicMapAdapter<u64>>(Duration::from_secs(60));
+        let m = measure::<AtomicMapAdapter<u64, Hasher>>(Duration::from_secs(60));
         assert_eq!(m.alone.ops, 20_000);
         assert_eq!(m.with_snapshots.ops, 20_000);
         assert!(!m.snapshot_latency.is_empty());
@@ -233,7 +237,7 @@ mod tests {
 
     #[test]
     fn a_run_past_its_limit_stops_after_one_batch() {
-        let m = measure::<ShardedAdapter<u64>>(Duration::ZERO);
+        let m = measure::<ShardedAdapter<u64, Hasher>>(Duration::ZERO);
         // Two threads, each stopping after its first batch.
         assert_eq!(m.alone.ops, 2 * BATCH as u64);
         assert_eq!(m.with_snapshots.ops, 2 * BATCH as u64);
@@ -254,7 +258,12 @@ mod tests {
                 id,
                 MapId::AtomicMap | MapId::ReadMostlyMap | MapId::ShardedMap | MapId::RcuMap
             );
-            assert_eq!(id.visit::<u64, _>(CanSnapshot), ours, "{}", id.name());
+            assert_eq!(
+                id.visit::<u64, Hasher, _>(CanSnapshot),
+                ours,
+                "{}",
+                id.name()
+            );
         }
     }
 }

@@ -8,23 +8,27 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::adapter::{BenchHasher, BenchKey};
 use crate::capture::{CanCapture, CaptureMeasurement, CaptureRunVisitor};
 use crate::check::CheckVisitor;
 use crate::cli::Cli;
+use crate::hasher::{BenchHasher, HasherVisitor};
+use crate::keys::BenchKey;
+use crate::latency::{median, TimerOverhead};
 use crate::maps::MapId;
-use crate::metrics::{median, TimerOverhead};
-use crate::output::{self, CaptureFigures, Record, SnapshotFigures};
+use crate::record::{CaptureFigures, Record, SnapshotFigures};
 use crate::runner::{Measurement, Plan, RunVisitor, RUN_LIMIT, SAMPLE_EVERY};
 use crate::snapshots::{self, CanSnapshot, SnapshotMeasurement, SnapshotVisitor};
+use crate::table;
 use crate::workload::{self, KeyType, Measure, Workload};
 
 /// Settings shared by every workload of a run.
-struct Settings<'a> {
+struct Settings<'a, S> {
     cli: &'a Cli,
     threads: usize,
+    keys: usize,
+    ops: usize,
     maps: Vec<MapId>,
-    hasher: BenchHasher,
+    hasher: S,
     progress: ProgressBar,
     /// Pre-check results per map and key type: each map is checked once.
     checked: HashMap<(MapId, KeyType), Result<(), String>>,
@@ -36,23 +40,36 @@ struct WorkloadResults {
     notes: Vec<String>,
 }
 
-/// Run everything the command line asks for; print tables; write files. Returns the exit
-/// status.
-pub fn main(cli: Cli) -> std::process::ExitCode {
-    let started = Instant::now();
-    let threads = cli.threads.map_or_else(
-        || std::thread::available_parallelism().map_or(1, |n| n.get()),
-        usize::from,
-    );
-    let workloads: Vec<Workload> = cli.workload.iter().flat_map(|w| w.workloads()).collect();
-    let maps = if cli.maps.is_empty() {
+/// The cores this process may run on.
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// One pass over a list of workloads with one thread count and key space: the command line's,
+/// or one regime's.
+pub struct Pass {
+    /// Benchmark threads.
+    pub threads: usize,
+    /// Size of the key space.
+    pub keys: usize,
+    /// Timed operations per map.
+    pub ops: usize,
+    /// The maps to run; empty for all of them.
+    pub maps: Vec<MapId>,
+    /// The workloads, in order.
+    pub workloads: Vec<Workload>,
+}
+
+/// Runs `pass`, printing a header and each workload's table; returns all records.
+pub fn run_pass(cli: &Cli, pass: Pass) -> Vec<Record> {
+    let maps = if pass.maps.is_empty() {
         MapId::ALL.to_vec()
     } else {
-        cli.maps.clone()
+        pass.maps.clone()
     };
     let progress = if std::io::stderr().is_terminal() {
         ProgressBar::with_draw_target(
-            Some((workloads.len() * maps.len() * cli.repeat) as u64),
+            Some((pass.workloads.len() * (maps.len() + 1) * cli.repeat) as u64),
             ProgressDrawTarget::stderr(),
         )
     } else {
@@ -63,72 +80,64 @@ pub fn main(cli: Cli) -> std::process::ExitCode {
             .expect("valid template")
             .progress_chars("=> "),
     );
-    let timer = TimerOverhead::measure();
     println!(
-        "atomicmap-bench: {threads} threads, {} keys, {} ops per map, hasher {}, seed {}, median of {}",
-        cli.keys,
-        cli.ops,
+        "atomicmap-bench: {} threads, {} keys, {} ops per map, hasher {}, seed {}, median of {}",
+        pass.threads,
+        pass.keys,
+        pass.ops,
         cli.hasher.name(),
         cli.seed,
         cli.repeat
     );
-    let mut settings = Settings {
-        cli: &cli,
-        threads,
+    cli.hasher.visit(RunWorkloads {
+        cli,
+        pass: &pass,
         maps,
-        hasher: BenchHasher::from_kind(cli.hasher),
         progress,
-        checked: HashMap::new(),
-    };
+    })
+}
 
-    let mut records = Vec::new();
-    for w in &workloads {
-        let results = match w.key_type {
-            KeyType::U64 => run_workload::<u64>(&mut settings, w),
-            KeyType::Text => run_workload::<String>(&mut settings, w),
+/// Every workload of a pass, with the hasher the command line chose.
+struct RunWorkloads<'a> {
+    cli: &'a Cli,
+    pass: &'a Pass,
+    maps: Vec<MapId>,
+    progress: ProgressBar,
+}
+
+impl HasherVisitor for RunWorkloads<'_> {
+    type Output = Vec<Record>;
+
+    /// Runs and prints each workload; returns all records.
+    fn visit<S: BenchHasher>(self, hasher: S) -> Vec<Record> {
+        let mut settings = Settings {
+            cli: self.cli,
+            threads: self.pass.threads,
+            keys: self.pass.keys,
+            ops: self.pass.ops,
+            maps: self.maps,
+            hasher,
+            progress: self.progress,
+            checked: HashMap::new(),
         };
-        settings.progress.suspend(|| {
-            println!("\n{} ({} keys):", w.name, key_type_name(w.key_type));
-            print!("{}", output::table(&results.records));
-            for note in &results.notes {
-                println!("{note}");
-            }
-        });
-        records.extend(results.records);
-    }
-    settings.progress.finish_and_clear();
-
-    print_timer_overhead(&timer, &records);
-    println!(
-        "B/entry: live heap / len after prefill (at the end for workloads that start empty); \
-         peak RSS: the whole process (VmHWM, including key table and op streams), reset before \
-         each map"
-    );
-    println!("elapsed: {:.1}s", started.elapsed().as_secs_f64());
-
-    let mut status = std::process::ExitCode::SUCCESS;
-    let mut report = |what: &str, result: Result<(), String>| {
-        if let Err(e) = result {
-            eprintln!("error: cannot write {what}: {e}");
-            status = std::process::ExitCode::FAILURE;
+        let mut records = Vec::new();
+        for w in &self.pass.workloads {
+            let results = match w.key_type {
+                KeyType::U64 => run_workload::<u64, S>(&mut settings, w),
+                KeyType::Text => run_workload::<String, S>(&mut settings, w),
+            };
+            settings.progress.suspend(|| {
+                println!("\n{} ({} keys):", w.name, key_type_name(w.key_type));
+                print!("{}", table::table(&results.records));
+                for note in &results.notes {
+                    println!("{note}");
+                }
+            });
+            records.extend(results.records);
         }
-    };
-    if let Some(path) = &cli.json {
-        report(
-            "JSON",
-            output::write_json(path, &records).map_err(|e| e.to_string()),
-        );
+        settings.progress.finish_and_clear();
+        records
     }
-    if let Some(path) = &cli.csv {
-        report(
-            "CSV",
-            output::write_csv(path, &records).map_err(|e| e.to_string()),
-        );
-    }
-    if let Some(path) = &cli.plot {
-        report("plot", crate::plot::draw(path, &records));
-    }
-    status
 }
 
 fn key_type_name(key_type: KeyType) -> &'static str {
@@ -139,11 +148,12 @@ fn key_type_name(key_type: KeyType) -> &'static str {
 }
 
 /// The timer's cost, and what sampling adds to an operation of the fastest map timed.
-fn print_timer_overhead(timer: &TimerOverhead, records: &[Record]) {
+pub fn print_timer_overhead(timer: &TimerOverhead, records: &[Record]) {
     let added = timer.per_op_ns(SAMPLE_EVERY);
     // Time one thread spends on one operation, for the fastest map (worst case for overhead).
     let fastest_op_ns = records
         .iter()
+        .filter(|r| r.map != MapId::Harness.name())
         .filter_map(|r| r.mops.map(|m| r.threads as f64 * 1e3 / m))
         .fold(f64::INFINITY, f64::min);
     print!(
@@ -161,12 +171,15 @@ fn print_timer_overhead(timer: &TimerOverhead, records: &[Record]) {
     }
 }
 
-fn run_workload<K: BenchKey>(s: &mut Settings<'_>, w: &Workload) -> WorkloadResults {
+fn run_workload<K: BenchKey, S: BenchHasher>(
+    s: &mut Settings<'_, S>,
+    w: &Workload,
+) -> WorkloadResults {
     let cli = s.cli;
     s.progress
         .set_message(format!("{}: generating operations", w.name));
-    let keys: Vec<K> = (0..cli.keys as u64).map(K::nth).collect();
-    let streams = workload::generate(w, s.threads, cli.keys, cli.ops, cli.seed);
+    let keys: Vec<K> = (0..s.keys as u64).map(K::nth).collect();
+    let streams = workload::generate(w, s.threads, s.keys, s.ops, cli.seed);
     let plan = Plan {
         workload: w,
         keys: &keys,
@@ -179,13 +192,14 @@ fn run_workload<K: BenchKey>(s: &mut Settings<'_>, w: &Workload) -> WorkloadResu
     let mut cannot_capture = Vec::new();
     // Each map's record, and whether it is timed (it passed its check and can run here).
     let mut entries: Vec<(MapId, Record, bool)> = Vec::new();
-    for &map in &s.maps {
-        if snapshots && !map.visit::<K, _>(CanSnapshot) {
+    let harness = (w.measure == Measure::Throughput).then_some(MapId::Harness);
+    for map in s.maps.iter().copied().chain(harness) {
+        if snapshots && !map.visit::<K, S, _>(CanSnapshot) {
             cannot_snapshot.push(map.name());
             s.progress.inc(cli.repeat as u64);
             continue;
         }
-        if capture && map.visit_captured::<K, _>(CanCapture).is_none() {
+        if capture && map.visit_captured::<K, S, _>(CanCapture).is_none() {
             cannot_capture.push(map.name());
             s.progress.inc(cli.repeat as u64);
             continue;
@@ -195,7 +209,10 @@ fn run_workload<K: BenchKey>(s: &mut Settings<'_>, w: &Workload) -> WorkloadResu
         let check = s
             .checked
             .entry((map, w.key_type))
-            .or_insert_with(|| map.visit::<K, _>(CheckVisitor(&s.hasher)))
+            .or_insert_with(|| match map {
+                MapId::Harness => Ok(()),
+                _ => map.visit::<K, S, _>(CheckVisitor(&s.hasher)),
+            })
             .clone();
         let mut record = Record {
             map: map.name().to_string(),
@@ -203,7 +220,7 @@ fn run_workload<K: BenchKey>(s: &mut Settings<'_>, w: &Workload) -> WorkloadResu
             key_type: key_type_name(w.key_type).to_string(),
             hasher: cli.hasher.name().to_string(),
             threads: s.threads,
-            keys: cli.keys,
+            keys: s.keys,
             ops: streams.timed.iter().map(|t| t.len() as u64).sum(),
             repeat: cli.repeat,
             status: "ok".to_string(),
@@ -237,14 +254,29 @@ fn run_workload<K: BenchKey>(s: &mut Settings<'_>, w: &Workload) -> WorkloadResu
                 map.name(),
                 cli.repeat
             ));
+            let run_started = Instant::now();
+            let mut mops = None;
             if snapshots {
-                snapshot_runs[index].push(map.visit::<K, _>(SnapshotVisitor(&plan)));
+                snapshot_runs[index].push(map.visit::<K, S, _>(SnapshotVisitor(&plan)));
             } else if capture {
-                capture_runs[index].extend(map.visit_captured::<K, _>(CaptureRunVisitor(&plan)));
+                capture_runs[index].extend(map.visit_captured::<K, S, _>(CaptureRunVisitor(&plan)));
             } else {
-                throughput_runs[index].push(map.visit::<K, _>(RunVisitor(&plan)));
+                let run = map.visit::<K, S, _>(RunVisitor(&plan));
+                mops = Some(run.mops());
+                throughput_runs[index].push(run);
             }
             s.progress.inc(1);
+            if s.progress.is_hidden() {
+                // No bar to watch: a line per run, so a piped run is not silent for minutes.
+                let rate = mops.map_or(String::new(), |m| format!(", {m:.2} Mops/s"));
+                eprintln!(
+                    "{}: {} run {round}/{} done in {:.1}s{rate}",
+                    w.name,
+                    map.name(),
+                    cli.repeat,
+                    run_started.elapsed().as_secs_f64()
+                );
+            }
         }
     }
     let mut records = Vec::new();
@@ -364,7 +396,7 @@ fn record_capture(record: &mut Record, runs: Vec<CaptureMeasurement>) {
 
 /// What the capture table's columns mean, and which maps it leaves out.
 fn capture_notes(workers: usize, cannot_capture: &[&str]) -> Vec<String> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cores = available_cores();
     let mut notes = vec![format!(
         "Mops/s off: the map alone; versioned: the same map holding every value with a version \
          (what a CapturedMap stores), no capture; on: the same map type as a CapturedMap, while \
@@ -386,7 +418,7 @@ fn capture_notes(workers: usize, cannot_capture: &[&str]) -> Vec<String> {
 
 /// What the snapshot table's columns mean, and which maps it leaves out.
 fn snapshot_notes(workers: usize, cannot_snapshot: &[&str]) -> Vec<String> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cores = available_cores();
     let competes = if workers + 1 > cores {
         ": the snapshot thread competes with the workers for CPU"
     } else {

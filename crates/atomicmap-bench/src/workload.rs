@@ -1,7 +1,7 @@
 //! Workloads as data: an operation mix, a key distribution and a prefill policy. Every map
 //! runs the same pre-generated operation streams; nothing here knows which map it feeds.
 
-use crate::adapter::mix64;
+use crate::keys::mix64;
 
 /// One kind of operation in a stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -149,7 +149,7 @@ const THROUGHPUT: Workload = Workload {
     measure: Measure::Throughput,
 };
 
-/// 50% reads, 50% insert-or-overwrite over a prefilled key space (the default table).
+/// 50% reads, 50% insert-or-overwrite over a prefilled key space (the default workload).
 pub const MIXED: Workload = THROUGHPUT;
 /// 98% reads, 1% inserts, 1% removes.
 pub const READ_HEAVY: Workload = Workload {

@@ -2,17 +2,19 @@
 
 use ::atomicmap::{AtomicMap, MapRef, RcuMap, ReadMostlyMap, ShardedMap};
 
-use crate::adapter::{BenchHasher, BenchKey, BenchSnapshot, MapAdapter, Worker};
+use crate::adapter::{MapAdapter, TakeSnapshot, Worker};
+use crate::hasher::BenchHasher;
+use crate::keys::BenchKey;
 
 /// `ReadMostlyMap`: Go `sync.Map` semantics. Presized runs presize its dirty maps.
-pub struct ReadMostlyAdapter<K>(ReadMostlyMap<K, u64, BenchHasher>);
+pub struct ReadMostlyAdapter<K, S>(ReadMostlyMap<K, u64, S>);
 
-impl<K: BenchKey> MapAdapter<K> for ReadMostlyAdapter<K> {
-    const SNAPSHOT: Option<fn(&Self) -> BenchSnapshot<K>> = Some(|map| map.0.snapshot());
+impl<K: BenchKey, S: BenchHasher> MapAdapter<K, S> for ReadMostlyAdapter<K, S> {
+    const SNAPSHOT: Option<TakeSnapshot<Self, K, S>> = Some(|map| map.0.snapshot());
 
     type Worker<'a> = &'a Self;
 
-    fn build(capacity: Option<usize>, hasher: BenchHasher) -> Self {
+    fn build(capacity: Option<usize>, hasher: S) -> Self {
         ReadMostlyAdapter(ReadMostlyMap::with_capacity_and_hasher(
             capacity.unwrap_or(0),
             hasher,
@@ -24,7 +26,7 @@ impl<K: BenchKey> MapAdapter<K> for ReadMostlyAdapter<K> {
     }
 }
 
-impl<K: BenchKey> Worker<K> for &ReadMostlyAdapter<K> {
+impl<K: BenchKey, S: BenchHasher> Worker<K> for &ReadMostlyAdapter<K, S> {
     #[inline]
     fn get(&mut self, key: &K) -> Option<u64> {
         self.0.load(key)
@@ -64,14 +66,14 @@ impl<K: BenchKey> Worker<K> for &ReadMostlyAdapter<K> {
 }
 
 /// `ShardedMap` with its default shard count (scaled to the cores).
-pub struct ShardedAdapter<K>(ShardedMap<K, u64, BenchHasher>);
+pub struct ShardedAdapter<K, S>(ShardedMap<K, u64, S>);
 
-impl<K: BenchKey> MapAdapter<K> for ShardedAdapter<K> {
-    const SNAPSHOT: Option<fn(&Self) -> BenchSnapshot<K>> = Some(|map| map.0.snapshot());
+impl<K: BenchKey, S: BenchHasher> MapAdapter<K, S> for ShardedAdapter<K, S> {
+    const SNAPSHOT: Option<TakeSnapshot<Self, K, S>> = Some(|map| map.0.snapshot());
 
     type Worker<'a> = &'a Self;
 
-    fn build(capacity: Option<usize>, hasher: BenchHasher) -> Self {
+    fn build(capacity: Option<usize>, hasher: S) -> Self {
         ShardedAdapter(match capacity {
             None => ShardedMap::with_hasher(hasher),
             Some(capacity) => ShardedMap::with_capacity_and_hasher(capacity, hasher),
@@ -83,7 +85,7 @@ impl<K: BenchKey> MapAdapter<K> for ShardedAdapter<K> {
     }
 }
 
-impl<K: BenchKey> Worker<K> for &ShardedAdapter<K> {
+impl<K: BenchKey, S: BenchHasher> Worker<K> for &ShardedAdapter<K, S> {
     #[inline]
     fn get(&mut self, key: &K) -> Option<u64> {
         self.0.get(key)
@@ -112,14 +114,14 @@ impl<K: BenchKey> Worker<K> for &ShardedAdapter<K> {
 /// `RcuMap`, the map published whole through a `HotSwap` cell: every write publishes a new
 /// persistent map. Built for
 /// read-mostly configuration, so write-heavy workloads show its cost; no capacity hint.
-pub struct RcuMapAdapter<K>(RcuMap<K, u64, BenchHasher>);
+pub struct RcuMapAdapter<K, S>(RcuMap<K, u64, S>);
 
-impl<K: BenchKey> MapAdapter<K> for RcuMapAdapter<K> {
-    const SNAPSHOT: Option<fn(&Self) -> BenchSnapshot<K>> = Some(|map| map.0.snapshot());
+impl<K: BenchKey, S: BenchHasher> MapAdapter<K, S> for RcuMapAdapter<K, S> {
+    const SNAPSHOT: Option<TakeSnapshot<Self, K, S>> = Some(|map| map.0.snapshot());
 
     type Worker<'a> = &'a Self;
 
-    fn build(_capacity: Option<usize>, hasher: BenchHasher) -> Self {
+    fn build(_capacity: Option<usize>, hasher: S) -> Self {
         RcuMapAdapter(RcuMap::with_hasher(hasher))
     }
 
@@ -128,7 +130,7 @@ impl<K: BenchKey> MapAdapter<K> for RcuMapAdapter<K> {
     }
 }
 
-impl<K: BenchKey> Worker<K> for &RcuMapAdapter<K> {
+impl<K: BenchKey, S: BenchHasher> Worker<K> for &RcuMapAdapter<K, S> {
     #[inline]
     fn get(&mut self, key: &K) -> Option<u64> {
         self.0.get(key)
@@ -157,27 +159,27 @@ impl<K: BenchKey> Worker<K> for &RcuMapAdapter<K> {
 /// `AtomicMap`. Like papaya's and flurry's, its worker keeps one pin ([`AtomicMap::pin`]) for a
 /// batch of operations and re-pins between batches, so the per-operation pin is amortised the
 /// same way for all three.
-pub struct AtomicMapAdapter<K: BenchKey>(AtomicMap<K, u64, BenchHasher>);
+pub struct AtomicMapAdapter<K: BenchKey, S: BenchHasher>(AtomicMap<K, u64, S>);
 
 /// A thread's pinned handle on the shared `AtomicMap`.
-pub struct AtomicMapWorker<'a, K: BenchKey> {
-    map: &'a AtomicMap<K, u64, BenchHasher>,
-    pinned: MapRef<'a, K, u64, BenchHasher>,
+pub struct AtomicMapWorker<'a, K: BenchKey, S: BenchHasher> {
+    map: &'a AtomicMap<K, u64, S>,
+    pinned: MapRef<'a, K, u64, S>,
 }
 
-impl<K: BenchKey> MapAdapter<K> for AtomicMapAdapter<K> {
-    const SNAPSHOT: Option<fn(&Self) -> BenchSnapshot<K>> = Some(|map| map.0.snapshot());
+impl<K: BenchKey, S: BenchHasher> MapAdapter<K, S> for AtomicMapAdapter<K, S> {
+    const SNAPSHOT: Option<TakeSnapshot<Self, K, S>> = Some(|map| map.0.snapshot());
 
-    type Worker<'a> = AtomicMapWorker<'a, K>;
+    type Worker<'a> = AtomicMapWorker<'a, K, S>;
 
-    fn build(capacity: Option<usize>, hasher: BenchHasher) -> Self {
+    fn build(capacity: Option<usize>, hasher: S) -> Self {
         AtomicMapAdapter(match capacity {
             None => AtomicMap::with_hasher(hasher),
             Some(capacity) => AtomicMap::with_capacity_and_hasher(capacity, hasher),
         })
     }
 
-    fn worker(&self) -> AtomicMapWorker<'_, K> {
+    fn worker(&self) -> AtomicMapWorker<'_, K, S> {
         AtomicMapWorker {
             map: &self.0,
             pinned: self.0.pin(),
@@ -185,7 +187,7 @@ impl<K: BenchKey> MapAdapter<K> for AtomicMapAdapter<K> {
     }
 }
 
-impl<K: BenchKey> Worker<K> for AtomicMapWorker<'_, K> {
+impl<K: BenchKey, S: BenchHasher> Worker<K> for AtomicMapWorker<'_, K, S> {
     #[inline]
     fn get(&mut self, key: &K) -> Option<u64> {
         self.pinned.get(key).map(|value| *value)

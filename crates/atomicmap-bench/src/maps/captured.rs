@@ -8,32 +8,32 @@ use ::atomicmap::capture::{
 };
 use ::atomicmap::{AtomicMap, RcuMap, ShardedMap};
 
-use crate::adapter::{BenchHasher, BenchKey, CapturingAdapter, MapAdapter, Replica, Worker};
+use crate::adapter::{CapturingAdapter, MapAdapter, Replica, Worker};
+use crate::hasher::BenchHasher;
+use crate::keys::BenchKey;
 
 /// Backend `M` used directly, every value stored with [`Version::ZERO`].
 pub struct VersionedStorageAdapter<M>(M);
 
 /// `AtomicMap` holding `Versioned` values.
-pub type VersionedAtomicMapAdapter<K> =
-    VersionedStorageAdapter<AtomicMap<K, Versioned<u64>, BenchHasher>>;
+pub type VersionedAtomicMapAdapter<K, S> = VersionedStorageAdapter<AtomicMap<K, Versioned<u64>, S>>;
 /// `ShardedMap` holding `Versioned` values.
-pub type VersionedShardedAdapter<K> =
-    VersionedStorageAdapter<ShardedMap<K, Versioned<u64>, BenchHasher>>;
+pub type VersionedShardedAdapter<K, S> = VersionedStorageAdapter<ShardedMap<K, Versioned<u64>, S>>;
 /// `RcuMap` holding `Versioned` values.
-pub type VersionedRcuMapAdapter<K> =
-    VersionedStorageAdapter<RcuMap<K, Versioned<u64>, BenchHasher>>;
+pub type VersionedRcuMapAdapter<K, S> = VersionedStorageAdapter<RcuMap<K, Versioned<u64>, S>>;
 
-impl<K, M> MapAdapter<K> for VersionedStorageAdapter<M>
+impl<K, S, M> MapAdapter<K, S> for VersionedStorageAdapter<M>
 where
     K: BenchKey,
-    M: CaptureBackend<K, u64> + BuildBackend,
+    S: BenchHasher,
+    M: CaptureBackend<K, u64> + BuildBackend<S>,
 {
     type Worker<'a>
         = &'a Self
     where
         Self: 'a;
 
-    fn build(capacity: Option<usize>, hasher: BenchHasher) -> Self {
+    fn build(capacity: Option<usize>, hasher: S) -> Self {
         VersionedStorageAdapter(M::build(capacity, hasher))
     }
 
@@ -89,48 +89,48 @@ where
 pub struct CapturedAdapter<K, M>(CapturedMap<K, u64, M>);
 
 /// `AtomicMap` with capture on.
-pub type CapturedAtomicMapAdapter<K> =
-    CapturedAdapter<K, AtomicMap<K, Versioned<u64>, BenchHasher>>;
+pub type CapturedAtomicMapAdapter<K, S> = CapturedAdapter<K, AtomicMap<K, Versioned<u64>, S>>;
 /// `ShardedMap` with capture on.
-pub type CapturedShardedAdapter<K> = CapturedAdapter<K, ShardedMap<K, Versioned<u64>, BenchHasher>>;
+pub type CapturedShardedAdapter<K, S> = CapturedAdapter<K, ShardedMap<K, Versioned<u64>, S>>;
 /// `RcuMap` with capture on.
-pub type CapturedRcuMapAdapter<K> = CapturedAdapter<K, RcuMap<K, Versioned<u64>, BenchHasher>>;
+pub type CapturedRcuMapAdapter<K, S> = CapturedAdapter<K, RcuMap<K, Versioned<u64>, S>>;
 
 /// How each backend is built, as its plain adapter builds it.
-pub trait BuildBackend: Sized {
+pub trait BuildBackend<S>: Sized {
     /// An empty backend, presized for `capacity` entries when given.
-    fn build(capacity: Option<usize>, hasher: BenchHasher) -> Self;
+    fn build(capacity: Option<usize>, hasher: S) -> Self;
 }
 
-impl<K: BenchKey> BuildBackend for AtomicMap<K, Versioned<u64>, BenchHasher> {
-    fn build(capacity: Option<usize>, hasher: BenchHasher) -> Self {
+impl<K: BenchKey, S: BenchHasher> BuildBackend<S> for AtomicMap<K, Versioned<u64>, S> {
+    fn build(capacity: Option<usize>, hasher: S) -> Self {
         AtomicMap::with_capacity_and_hasher(capacity.unwrap_or(0), hasher)
     }
 }
 
-impl<K: BenchKey> BuildBackend for ShardedMap<K, Versioned<u64>, BenchHasher> {
-    fn build(capacity: Option<usize>, hasher: BenchHasher) -> Self {
+impl<K: BenchKey, S: BenchHasher> BuildBackend<S> for ShardedMap<K, Versioned<u64>, S> {
+    fn build(capacity: Option<usize>, hasher: S) -> Self {
         ShardedMap::with_capacity_and_hasher(capacity.unwrap_or(0), hasher)
     }
 }
 
-impl<K: BenchKey> BuildBackend for RcuMap<K, Versioned<u64>, BenchHasher> {
-    fn build(_capacity: Option<usize>, hasher: BenchHasher) -> Self {
+impl<K: BenchKey, S: BenchHasher> BuildBackend<S> for RcuMap<K, Versioned<u64>, S> {
+    fn build(_capacity: Option<usize>, hasher: S) -> Self {
         RcuMap::with_hasher(hasher)
     }
 }
 
-impl<K, M> MapAdapter<K> for CapturedAdapter<K, M>
+impl<K, S, M> MapAdapter<K, S> for CapturedAdapter<K, M>
 where
     K: BenchKey,
-    M: CaptureBackend<K, u64> + BuildBackend,
+    S: BenchHasher,
+    M: CaptureBackend<K, u64> + BuildBackend<S>,
 {
     type Worker<'a>
         = &'a Self
     where
         Self: 'a;
 
-    fn build(capacity: Option<usize>, hasher: BenchHasher) -> Self {
+    fn build(capacity: Option<usize>, hasher: S) -> Self {
         CapturedAdapter(CapturedMap::with_backend(M::build(capacity, hasher), 0))
     }
 
@@ -139,10 +139,11 @@ where
     }
 }
 
-impl<K, M> CapturingAdapter<K> for CapturedAdapter<K, M>
+impl<K, S, M> CapturingAdapter<K, S> for CapturedAdapter<K, M>
 where
     K: BenchKey,
-    M: CaptureBackend<K, u64> + BuildBackend,
+    S: BenchHasher,
+    M: CaptureBackend<K, u64> + BuildBackend<S>,
 {
     fn snapshot_and_subscribe(&self) -> (Replica<K>, Subscription<K, u64>) {
         let (snapshot, subscription) = self.0.snapshot_and_subscribe(SubscribeOptions::default());

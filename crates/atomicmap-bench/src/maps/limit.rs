@@ -4,26 +4,28 @@
 
 use std::collections::HashMap;
 
-use crate::adapter::{BenchHasher, BenchKey, MapAdapter, Worker};
+use crate::adapter::{MapAdapter, Worker};
+use crate::hasher::BenchHasher;
+use crate::keys::BenchKey;
 
 /// Builds one private map per worker; holds nothing shared.
-pub struct LimitAdapter {
+pub struct LimitAdapter<S> {
     capacity: Option<usize>,
-    hasher: BenchHasher,
+    hasher: S,
 }
 
 /// A thread's private map.
-pub struct PrivateMap<K>(HashMap<K, u64, BenchHasher>);
+pub struct PrivateMap<K, S>(HashMap<K, u64, S>);
 
-impl<K: BenchKey> MapAdapter<K> for LimitAdapter {
+impl<K: BenchKey, S: BenchHasher> MapAdapter<K, S> for LimitAdapter<S> {
     const PRIVATE: bool = true;
-    type Worker<'a> = PrivateMap<K>;
+    type Worker<'a> = PrivateMap<K, S>;
 
-    fn build(capacity: Option<usize>, hasher: BenchHasher) -> Self {
+    fn build(capacity: Option<usize>, hasher: S) -> Self {
         LimitAdapter { capacity, hasher }
     }
 
-    fn worker(&self) -> PrivateMap<K> {
+    fn worker(&self) -> PrivateMap<K, S> {
         PrivateMap(HashMap::with_capacity_and_hasher(
             self.capacity.unwrap_or(0),
             self.hasher.clone(),
@@ -31,7 +33,7 @@ impl<K: BenchKey> MapAdapter<K> for LimitAdapter {
     }
 }
 
-impl<K: BenchKey> Worker<K> for PrivateMap<K> {
+impl<K: BenchKey, S: BenchHasher> Worker<K> for PrivateMap<K, S> {
     #[inline]
     fn get(&mut self, key: &K) -> Option<u64> {
         self.0.get(key).copied()

@@ -4,11 +4,14 @@
 
 pub mod atomicmap;
 pub mod captured;
+pub mod harness;
 pub mod limit;
 pub mod locked;
 pub mod peers;
 
-use crate::adapter::{BenchKey, CapturingAdapter, MapAdapter};
+use crate::adapter::{CapturingAdapter, MapAdapter};
+use crate::hasher::BenchHasher;
+use crate::keys::BenchKey;
 
 /// Every map the benchmark knows, in table order: ours, then the peers, then `LIMIT`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -35,6 +38,10 @@ pub enum MapId {
     RwLockX64,
     /// private unsynchronised `HashMap` per thread
     Limit,
+    /// not a map: operations that only `black_box` their key, timing the benchmark's own cost
+    /// per operation. Run with every throughput workload, shown in the table's footer, never
+    /// in [`MapId::ALL`] nor selectable with `--maps`.
+    Harness,
 }
 
 impl MapId {
@@ -67,6 +74,7 @@ impl MapId {
             MapId::RwLock => "RwLock<HashMap>",
             MapId::RwLockX64 => "RwLock<HashMap>x64",
             MapId::Limit => "LIMIT",
+            MapId::Harness => "harness",
         }
     }
 
@@ -78,20 +86,21 @@ impl MapId {
             .find(|m| m.name().eq_ignore_ascii_case(name.trim()))
     }
 
-    /// Call `visitor` with this map's adapter type for keys `K`.
-    pub fn visit<K: BenchKey, V: MapVisitor<K>>(self, visitor: V) -> V::Output {
+    /// Call `visitor` with this map's adapter type for keys `K` and hasher `S`.
+    pub fn visit<K: BenchKey, S: BenchHasher, V: MapVisitor<K, S>>(self, visitor: V) -> V::Output {
         match self {
-            MapId::AtomicMap => visitor.visit::<self::atomicmap::AtomicMapAdapter<K>>(),
-            MapId::ReadMostlyMap => visitor.visit::<self::atomicmap::ReadMostlyAdapter<K>>(),
-            MapId::ShardedMap => visitor.visit::<self::atomicmap::ShardedAdapter<K>>(),
-            MapId::RcuMap => visitor.visit::<self::atomicmap::RcuMapAdapter<K>>(),
-            MapId::DashMap => visitor.visit::<peers::DashMapAdapter<K>>(),
-            MapId::Papaya => visitor.visit::<peers::PapayaAdapter<K>>(),
-            MapId::Scc => visitor.visit::<peers::SccAdapter<K>>(),
-            MapId::Flurry => visitor.visit::<peers::FlurryAdapter<K>>(),
-            MapId::RwLock => visitor.visit::<locked::RwLockAdapter<K>>(),
-            MapId::RwLockX64 => visitor.visit::<locked::ShardedRwLockAdapter<K>>(),
-            MapId::Limit => visitor.visit::<limit::LimitAdapter>(),
+            MapId::AtomicMap => visitor.visit::<self::atomicmap::AtomicMapAdapter<K, S>>(),
+            MapId::ReadMostlyMap => visitor.visit::<self::atomicmap::ReadMostlyAdapter<K, S>>(),
+            MapId::ShardedMap => visitor.visit::<self::atomicmap::ShardedAdapter<K, S>>(),
+            MapId::RcuMap => visitor.visit::<self::atomicmap::RcuMapAdapter<K, S>>(),
+            MapId::DashMap => visitor.visit::<peers::DashMapAdapter<K, S>>(),
+            MapId::Papaya => visitor.visit::<peers::PapayaAdapter<K, S>>(),
+            MapId::Scc => visitor.visit::<peers::SccAdapter<K, S>>(),
+            MapId::Flurry => visitor.visit::<peers::FlurryAdapter<K, S>>(),
+            MapId::RwLock => visitor.visit::<locked::RwLockAdapter<K, S>>(),
+            MapId::RwLockX64 => visitor.visit::<locked::ShardedRwLockAdapter<K, S>>(),
+            MapId::Limit => visitor.visit::<limit::LimitAdapter<S>>(),
+            MapId::Harness => visitor.visit::<harness::HarnessAdapter>(),
         }
     }
 }
@@ -99,25 +108,25 @@ impl MapId {
 impl MapId {
     /// Call `visitor` with this map's adapter type and the adapter of the same map with change
     /// capture on; `None` for the maps without capture.
-    pub fn visit_captured<K: BenchKey, V: CaptureVisitor<K>>(
+    pub fn visit_captured<K: BenchKey, S: BenchHasher, V: CaptureVisitor<K, S>>(
         self,
         visitor: V,
     ) -> Option<V::Output> {
         match self {
             MapId::AtomicMap => Some(visitor.visit::<
-                self::atomicmap::AtomicMapAdapter<K>,
-                captured::VersionedAtomicMapAdapter<K>,
-                captured::CapturedAtomicMapAdapter<K>,
+                self::atomicmap::AtomicMapAdapter<K, S>,
+                captured::VersionedAtomicMapAdapter<K, S>,
+                captured::CapturedAtomicMapAdapter<K, S>,
             >()),
             MapId::ShardedMap => Some(visitor.visit::<
-                self::atomicmap::ShardedAdapter<K>,
-                captured::VersionedShardedAdapter<K>,
-                captured::CapturedShardedAdapter<K>,
+                self::atomicmap::ShardedAdapter<K, S>,
+                captured::VersionedShardedAdapter<K, S>,
+                captured::CapturedShardedAdapter<K, S>,
             >()),
             MapId::RcuMap => Some(visitor.visit::<
-                self::atomicmap::RcuMapAdapter<K>,
-                captured::VersionedRcuMapAdapter<K>,
-                captured::CapturedRcuMapAdapter<K>,
+                self::atomicmap::RcuMapAdapter<K, S>,
+                captured::VersionedRcuMapAdapter<K, S>,
+                captured::CapturedRcuMapAdapter<K, S>,
             >()),
             _ => None,
         }
@@ -125,21 +134,21 @@ impl MapId {
 }
 
 /// Something to do with a map's adapter type with capture off and on.
-pub trait CaptureVisitor<K: BenchKey> {
+pub trait CaptureVisitor<K: BenchKey, S: BenchHasher> {
     /// What the visit produces.
     type Output;
     /// Do it with adapter `Off` (the plain map), `Stored` (the same map holding versioned
     /// values, without capture) and `On` (the same map capturing changes).
-    fn visit<Off: MapAdapter<K>, Stored: MapAdapter<K>, On: CapturingAdapter<K>>(
+    fn visit<Off: MapAdapter<K, S>, Stored: MapAdapter<K, S>, On: CapturingAdapter<K, S>>(
         self,
     ) -> Self::Output;
 }
 
 /// Something to do with a map's adapter type (check it, run it), chosen at run time by
 /// [`MapId::visit`] and monomorphised per adapter.
-pub trait MapVisitor<K: BenchKey> {
+pub trait MapVisitor<K: BenchKey, S: BenchHasher> {
     /// What the visit produces.
     type Output;
     /// Do it with adapter `A`.
-    fn visit<A: MapAdapter<K>>(self) -> Self::Output;
+    fn visit<A: MapAdapter<K, S>>(self) -> Self::Output;
 }

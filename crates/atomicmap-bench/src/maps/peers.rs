@@ -1,14 +1,16 @@
 //! The other crates' concurrent maps, each used the way its documentation recommends.
 
-use crate::adapter::{BenchHasher, BenchKey, MapAdapter, Worker};
+use crate::adapter::{MapAdapter, Worker};
+use crate::hasher::BenchHasher;
+use crate::keys::BenchKey;
 
 /// `dashmap::DashMap` (sharded `RwLock`s over hashbrown tables).
-pub struct DashMapAdapter<K>(dashmap::DashMap<K, u64, BenchHasher>);
+pub struct DashMapAdapter<K, S>(dashmap::DashMap<K, u64, S>);
 
-impl<K: BenchKey> MapAdapter<K> for DashMapAdapter<K> {
+impl<K: BenchKey, S: BenchHasher> MapAdapter<K, S> for DashMapAdapter<K, S> {
     type Worker<'a> = &'a Self;
 
-    fn build(capacity: Option<usize>, hasher: BenchHasher) -> Self {
+    fn build(capacity: Option<usize>, hasher: S) -> Self {
         DashMapAdapter(dashmap::DashMap::with_capacity_and_hasher(
             capacity.unwrap_or(0),
             hasher,
@@ -20,7 +22,7 @@ impl<K: BenchKey> MapAdapter<K> for DashMapAdapter<K> {
     }
 }
 
-impl<K: BenchKey> Worker<K> for &DashMapAdapter<K> {
+impl<K: BenchKey, S: BenchHasher> Worker<K> for &DashMapAdapter<K, S> {
     #[inline]
     fn get(&mut self, key: &K) -> Option<u64> {
         self.0.get(key).map(|v| *v)
@@ -53,26 +55,26 @@ impl<K: BenchKey> Worker<K> for &DashMapAdapter<K> {
 }
 
 /// `papaya::HashMap` (lock-free, epoch-based reclamation via seize).
-pub struct PapayaAdapter<K>(papaya::HashMap<K, u64, BenchHasher>);
+pub struct PapayaAdapter<K, S>(papaya::HashMap<K, u64, S>);
 
 /// A papaya worker: the map plus a guard that is re-taken every batch, as papaya's docs
 /// suggest for long-running loops (one guard per operation would pay an enter/leave each).
-pub struct PapayaWorker<'a, K> {
-    map: &'a papaya::HashMap<K, u64, BenchHasher>,
+pub struct PapayaWorker<'a, K, S> {
+    map: &'a papaya::HashMap<K, u64, S>,
     guard: papaya::LocalGuard<'a>,
 }
 
-impl<K: BenchKey> MapAdapter<K> for PapayaAdapter<K> {
-    type Worker<'a> = PapayaWorker<'a, K>;
+impl<K: BenchKey, S: BenchHasher> MapAdapter<K, S> for PapayaAdapter<K, S> {
+    type Worker<'a> = PapayaWorker<'a, K, S>;
 
-    fn build(capacity: Option<usize>, hasher: BenchHasher) -> Self {
+    fn build(capacity: Option<usize>, hasher: S) -> Self {
         PapayaAdapter(papaya::HashMap::with_capacity_and_hasher(
             capacity.unwrap_or(0),
             hasher,
         ))
     }
 
-    fn worker(&self) -> PapayaWorker<'_, K> {
+    fn worker(&self) -> PapayaWorker<'_, K, S> {
         PapayaWorker {
             map: &self.0,
             guard: self.0.guard(),
@@ -80,7 +82,7 @@ impl<K: BenchKey> MapAdapter<K> for PapayaAdapter<K> {
     }
 }
 
-impl<K: BenchKey> Worker<K> for PapayaWorker<'_, K> {
+impl<K: BenchKey, S: BenchHasher> Worker<K> for PapayaWorker<'_, K, S> {
     #[inline]
     fn get(&mut self, key: &K) -> Option<u64> {
         self.map.get(key, &self.guard).copied()
@@ -114,12 +116,12 @@ impl<K: BenchKey> Worker<K> for PapayaWorker<'_, K> {
 }
 
 /// `scc::HashMap` (bucket locks, epoch-based reclamation via sdd), synchronous API.
-pub struct SccAdapter<K>(scc::HashMap<K, u64, BenchHasher>);
+pub struct SccAdapter<K, S: BenchHasher>(scc::HashMap<K, u64, S>);
 
-impl<K: BenchKey> MapAdapter<K> for SccAdapter<K> {
+impl<K: BenchKey, S: BenchHasher> MapAdapter<K, S> for SccAdapter<K, S> {
     type Worker<'a> = &'a Self;
 
-    fn build(capacity: Option<usize>, hasher: BenchHasher) -> Self {
+    fn build(capacity: Option<usize>, hasher: S) -> Self {
         SccAdapter(scc::HashMap::with_capacity_and_hasher(
             capacity.unwrap_or(0),
             hasher,
@@ -131,7 +133,7 @@ impl<K: BenchKey> MapAdapter<K> for SccAdapter<K> {
     }
 }
 
-impl<K: BenchKey> Worker<K> for &SccAdapter<K> {
+impl<K: BenchKey, S: BenchHasher> Worker<K> for &SccAdapter<K, S> {
     #[inline]
     fn get(&mut self, key: &K) -> Option<u64> {
         self.0.read_sync(key, |_, v| *v)
@@ -158,25 +160,25 @@ impl<K: BenchKey> Worker<K> for &SccAdapter<K> {
 }
 
 /// `flurry::HashMap` (a port of Java's ConcurrentHashMap, reclamation via seize).
-pub struct FlurryAdapter<K>(flurry::HashMap<K, u64, BenchHasher>);
+pub struct FlurryAdapter<K, S>(flurry::HashMap<K, u64, S>);
 
 /// A flurry worker: the map plus a guard re-taken every batch.
-pub struct FlurryWorker<'a, K> {
-    map: &'a flurry::HashMap<K, u64, BenchHasher>,
+pub struct FlurryWorker<'a, K, S> {
+    map: &'a flurry::HashMap<K, u64, S>,
     guard: flurry::Guard<'a>,
 }
 
-impl<K: BenchKey> MapAdapter<K> for FlurryAdapter<K> {
-    type Worker<'a> = FlurryWorker<'a, K>;
+impl<K: BenchKey, S: BenchHasher> MapAdapter<K, S> for FlurryAdapter<K, S> {
+    type Worker<'a> = FlurryWorker<'a, K, S>;
 
-    fn build(capacity: Option<usize>, hasher: BenchHasher) -> Self {
+    fn build(capacity: Option<usize>, hasher: S) -> Self {
         FlurryAdapter(flurry::HashMap::with_capacity_and_hasher(
             capacity.unwrap_or(0),
             hasher,
         ))
     }
 
-    fn worker(&self) -> FlurryWorker<'_, K> {
+    fn worker(&self) -> FlurryWorker<'_, K, S> {
         FlurryWorker {
             map: &self.0,
             guard: self.0.guard(),
@@ -184,7 +186,7 @@ impl<K: BenchKey> MapAdapter<K> for FlurryAdapter<K> {
     }
 }
 
-impl<K: BenchKey> Worker<K> for FlurryWorker<'_, K> {
+impl<K: BenchKey, S: BenchHasher> Worker<K> for FlurryWorker<'_, K, S> {
     #[inline]
     fn get(&mut self, key: &K) -> Option<u64> {
         self.map.get(key, &self.guard).copied()

@@ -1,5 +1,5 @@
-//! Measurements: a counting global allocator, peak resident memory, and the cost of the
-//! latency timer itself.
+//! Memory measurements: a counting global allocator (allocs/op, B/op, live heap) and the
+//! process's peak resident memory.
 //!
 //! The allocator counts into per-thread stripes (each on its own cache line) so that
 //! counting does not make allocating threads contend with each other; a reading sums the
@@ -9,7 +9,6 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Instant;
 
 /// Number of counter stripes; threads beyond this share stripes (still correct, just slower).
 const STRIPES: usize = 64;
@@ -162,58 +161,6 @@ pub fn peak_rss_bytes() -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// The cost of taking one latency sample, measured on this machine.
-#[derive(Clone, Copy, Debug)]
-pub struct TimerOverhead {
-    /// Median cost of an `Instant::now()` / `elapsed()` pair around nothing, in ns. This is
-    /// included in every sampled latency.
-    pub pair_ns: f64,
-    /// Median cost of recording one value into the HDR histogram, in ns.
-    pub record_ns: f64,
-}
-
-impl TimerOverhead {
-    /// Measure both costs with a few thousand repetitions.
-    pub fn measure() -> Self {
-        const ROUNDS: usize = 101;
-        const REPS: u32 = 1000;
-        let mut hist = crate::runner::new_histogram();
-        let mut pair = Vec::with_capacity(ROUNDS);
-        let mut record = Vec::with_capacity(ROUNDS);
-        for _ in 0..ROUNDS {
-            let start = Instant::now();
-            for _ in 0..REPS {
-                let t0 = Instant::now();
-                std::hint::black_box(t0.elapsed());
-            }
-            pair.push(start.elapsed().as_nanos() as f64 / f64::from(REPS));
-            let start = Instant::now();
-            for i in 0..REPS {
-                hist.saturating_record(std::hint::black_box(u64::from(i) + 50));
-            }
-            record.push(start.elapsed().as_nanos() as f64 / f64::from(REPS));
-        }
-        TimerOverhead {
-            pair_ns: median(&mut pair),
-            record_ns: median(&mut record),
-        }
-    }
-
-    /// Extra time per operation when every `every`-th operation is sampled.
-    pub fn per_op_ns(&self, every: usize) -> f64 {
-        (self.pair_ns + self.record_ns) / every as f64
-    }
-}
-
-/// The median of `values` (sorted in place); 0 for an empty slice.
-pub fn median(values: &mut [f64]) -> f64 {
-    if values.is_empty() {
-        return 0.0;
-    }
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,11 +174,5 @@ mod tests {
         let d = after.since(&before);
         assert!(d.allocs >= 1);
         assert!(d.allocated >= 1000);
-    }
-
-    #[test]
-    fn timer_overhead_is_plausible() {
-        let t = TimerOverhead::measure();
-        assert!(t.pair_ns > 0.0 && t.pair_ns < 10_000.0);
     }
 }

@@ -1,0 +1,411 @@
+//! `--regimes`: the matrix the speed targets are stated in (four regimes x four workloads), run
+//! in one invocation, then one summary row per cell: `AtomicMap` against the best peer and
+//! against `LIMIT`, and in the oversubscribed regime its p999 against every lock-based peer's,
+//! each next to its target.
+
+use std::time::Instant;
+
+use crate::cli::Cli;
+use crate::maps::MapId;
+use crate::record::Record;
+use crate::suite::{available_cores, run_pass, Pass};
+use crate::table::{ns, ns_per_op, render, HARNESS};
+use crate::workload::{Workload, EXCHANGE, MIXED, RAPID_GROW, READ_HEAVY};
+
+/// How many benchmark threads a regime runs.
+#[derive(Clone, Copy, Debug)]
+enum Threads {
+    /// As many as there are cores.
+    Cores,
+    /// One.
+    One,
+    /// This many per core.
+    PerCore(usize),
+}
+
+/// One regime: a key space and a thread count.
+struct Regime {
+    name: &'static str,
+    keys: usize,
+    threads: Threads,
+}
+
+impl Regime {
+    fn threads(&self) -> usize {
+        match self.threads {
+            Threads::Cores => available_cores(),
+            Threads::One => 1,
+            Threads::PerCore(n) => n * available_cores(),
+        }
+    }
+}
+
+const ONE_MILLION_KEYS: &str = "1M keys";
+const IN_CACHE: &str = "10K keys";
+const ONE_THREAD: &str = "1 thread";
+const OVERSUBSCRIBED: &str = "oversubscribed";
+
+/// The regimes, in the order they run.
+const REGIMES: [Regime; 4] = [
+    Regime {
+        name: ONE_MILLION_KEYS,
+        keys: 1_000_000,
+        threads: Threads::Cores,
+    },
+    Regime {
+        name: IN_CACHE,
+        keys: 10_000,
+        threads: Threads::Cores,
+    },
+    Regime {
+        name: ONE_THREAD,
+        keys: 1_000_000,
+        threads: Threads::One,
+    },
+    Regime {
+        name: OVERSUBSCRIBED,
+        keys: 1_000_000,
+        threads: Threads::PerCore(8),
+    },
+];
+
+/// The workloads of every regime.
+const WORKLOADS: [Workload; 4] = [MIXED, READ_HEAVY, EXCHANGE, RAPID_GROW];
+
+/// The peers: other crates' concurrent maps.
+const PEERS: [MapId; 4] = [MapId::DashMap, MapId::Papaya, MapId::Scc, MapId::Flurry];
+
+/// The peers whose operations may wait for a lock (dashmap's shard locks, scc's bucket locks,
+/// flurry's bin locks on writes): a preempted lock holder stalls them.
+const LOCK_BASED_PEERS: [MapId; 3] = [MapId::DashMap, MapId::Scc, MapId::Flurry];
+
+/// Timed operations per map in each cell. Fewer than a plain run's default, so that the 16
+/// cells of 6 maps and 3 repeats stay under 10 minutes on 2 cores.
+const OPS_PER_CELL: usize = 2_000_000;
+
+/// What a target asks of `AtomicMap` in a cell.
+#[derive(Clone, Copy, Debug)]
+enum Goal {
+    /// Throughput at least this fraction of `LIMIT`'s.
+    VsLimit(f64),
+    /// Throughput at least this multiple of the best peer's.
+    VsBestPeer(f64),
+    /// p999 latency at most this fraction of every lock-based peer's.
+    P999VsLockBased(f64),
+}
+
+/// One target: a goal for a regime's workload, or for every workload of the regime (`None`).
+struct Target {
+    regime: &'static str,
+    workload: Option<&'static str>,
+    goal: Goal,
+}
+
+/// The speed targets, each a ratio measured in one invocation with the same hasher for all.
+const TARGETS: &[Target] = &[
+    Target {
+        regime: ONE_MILLION_KEYS,
+        workload: Some("read-heavy"),
+        goal: Goal::VsLimit(0.9),
+    },
+    Target {
+        regime: ONE_MILLION_KEYS,
+        workload: Some("mixed"),
+        goal: Goal::VsLimit(0.7),
+    },
+    Target {
+        regime: ONE_MILLION_KEYS,
+        workload: Some("exchange"),
+        goal: Goal::VsLimit(0.6),
+    },
+    Target {
+        regime: ONE_MILLION_KEYS,
+        workload: Some("rapid-grow"),
+        goal: Goal::VsLimit(0.6),
+    },
+    Target {
+        regime: ONE_MILLION_KEYS,
+        workload: None,
+        goal: Goal::VsBestPeer(1.5),
+    },
+    Target {
+        regime: IN_CACHE,
+        workload: Some("read-heavy"),
+        goal: Goal::VsLimit(0.75),
+    },
+    Target {
+        regime: IN_CACHE,
+        workload: None,
+        goal: Goal::VsBestPeer(1.3),
+    },
+    Target {
+        regime: ONE_THREAD,
+        workload: None,
+        goal: Goal::VsBestPeer(1.1),
+    },
+    Target {
+        regime: ONE_THREAD,
+        workload: Some("read-heavy"),
+        goal: Goal::VsLimit(0.9),
+    },
+    Target {
+        regime: OVERSUBSCRIBED,
+        workload: None,
+        goal: Goal::P999VsLockBased(0.1),
+    },
+    Target {
+        regime: OVERSUBSCRIBED,
+        workload: None,
+        goal: Goal::VsBestPeer(1.5),
+    },
+];
+
+/// The target of `regime`'s `workload` that `pick` selects, if there is one.
+fn target(regime: &str, workload: &str, pick: fn(Goal) -> Option<f64>) -> Option<f64> {
+    TARGETS
+        .iter()
+        .filter(|t| t.regime == regime && t.workload.is_none_or(|w| w == workload))
+        .find_map(|t| pick(t.goal))
+}
+
+/// Runs the matrix, printing each regime's tables and then the summary; returns all records,
+/// each tagged with its regime.
+pub fn run(cli: &Cli) -> Vec<Record> {
+    let started = Instant::now();
+    println!(
+        "--regimes: {} regimes x {} workloads, {OPS_PER_CELL} timed operations per map and cell \
+         (fewer than a plain run's default, to keep the matrix under 10 minutes on 2 cores), \
+         median of {}",
+        REGIMES.len(),
+        WORKLOADS.len(),
+        cli.repeat
+    );
+    let maps: Vec<MapId> = [MapId::AtomicMap]
+        .into_iter()
+        .chain(PEERS)
+        .chain([MapId::Limit])
+        .collect();
+    let mut records = Vec::new();
+    for regime in &REGIMES {
+        println!("\n=== regime: {} ===", regime.name);
+        let pass = Pass {
+            threads: regime.threads(),
+            keys: regime.keys,
+            ops: OPS_PER_CELL,
+            maps: maps.clone(),
+            workloads: WORKLOADS.to_vec(),
+        };
+        records.extend(run_pass(cli, pass).into_iter().map(|mut r| {
+            r.regime = Some(regime.name.to_string());
+            r
+        }));
+    }
+    println!(
+        "\nsummary (the matrix took {:.0}s):\n{}",
+        started.elapsed().as_secs_f64(),
+        summary(&records)
+    );
+    records
+}
+
+/// `value` against a lower bound (`at_least`) or an upper one.
+fn versus(value: Option<f64>, target: Option<f64>, at_least: bool) -> (String, String) {
+    let shown = value.map_or("-".to_string(), |v| format!("{v:.2}"));
+    let goal = match (value, target) {
+        (_, None) => String::new(),
+        (None, Some(t)) => format!("{} {t}", if at_least { ">=" } else { "<=" }),
+        (Some(v), Some(t)) => {
+            let met = if at_least { v >= t } else { v <= t };
+            format!(
+                "{} {t}: {}",
+                if at_least { ">=" } else { "<=" },
+                if met { "met" } else { "NOT met" }
+            )
+        }
+    };
+    (shown, goal)
+}
+
+/// The summary table: one row per cell of the matrix, in the order the cells ran.
+fn summary(records: &[Record]) -> String {
+    let mut rows = Vec::new();
+    let mut p999_notes = Vec::new();
+    for regime in &REGIMES {
+        for workload in &WORKLOADS {
+            let cell: Vec<&Record> = records
+                .iter()
+                .filter(|r| r.regime.as_deref() == Some(regime.name) && r.workload == workload.name)
+                .collect();
+            let find = |id: MapId| {
+                cell.iter()
+                    .copied()
+                    .find(|r| r.map == id.name() && r.is_ok())
+            };
+            let mops = |id: MapId| find(id).and_then(|r| r.mops);
+            let ours = mops(MapId::AtomicMap);
+            let best_peer = PEERS
+                .iter()
+                .filter_map(|&p| mops(p).map(|m| (p, m)))
+                .max_by(|a, b| a.1.total_cmp(&b.1));
+            let limit = mops(MapId::Limit);
+            let ratio = |theirs: Option<f64>| ours.zip(theirs).map(|(o, t)| o / t);
+            let (vs_peer, peer_goal) = versus(
+                ratio(best_peer.map(|p| p.1)),
+                target(regime.name, workload.name, |g| match g {
+                    Goal::VsBestPeer(t) => Some(t),
+                    _ => None,
+                }),
+                true,
+            );
+            let (vs_limit, limit_goal) = versus(
+                ratio(limit),
+                target(regime.name, workload.name, |g| match g {
+                    Goal::VsLimit(t) => Some(t),
+                    _ => None,
+                }),
+                true,
+            );
+            let p999_target = target(regime.name, workload.name, |g| match g {
+                Goal::P999VsLockBased(t) => Some(t),
+                _ => None,
+            });
+            let (p999_ratio, p999_goal) = match p999_target {
+                None => (String::new(), String::new()),
+                Some(_) => {
+                    let our_p999 = find(MapId::AtomicMap).and_then(|r| r.p999_ns);
+                    let theirs: Vec<(MapId, u64)> = LOCK_BASED_PEERS
+                        .iter()
+                        .filter_map(|&p| find(p).and_then(|r| r.p999_ns).map(|v| (p, v)))
+                        .collect();
+                    p999_notes.push(format!(
+                        "{} {}: p999 AtomicMap {}; {}",
+                        regime.name,
+                        workload.name,
+                        ns(our_p999),
+                        theirs
+                            .iter()
+                            .map(|(p, v)| format!("{} {}", p.name(), ns(Some(*v))))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                    // The binding ratio is against the peer with the lowest p999.
+                    let worst = our_p999
+                        .zip(theirs.iter().map(|t| t.1).min())
+                        .map(|(ours, best_theirs)| ours as f64 / best_theirs.max(1) as f64);
+                    versus(worst, p999_target, false)
+                }
+            };
+            let harness = cell
+                .iter()
+                .find(|r| r.map == HARNESS && r.is_ok())
+                .and_then(|r| ns_per_op(r));
+            let limit_ns = find(MapId::Limit).and_then(ns_per_op);
+            rows.push(vec![
+                regime.name.to_string(),
+                workload.name.to_string(),
+                ours.map_or("-".into(), |m| format!("{m:.2}")),
+                best_peer.map_or("-".into(), |(p, m)| format!("{} {m:.2}", p.name())),
+                vs_peer,
+                peer_goal,
+                limit.map_or("-".into(), |m| format!("{m:.2}")),
+                vs_limit,
+                limit_goal,
+                p999_ratio,
+                p999_goal,
+                harness.map_or("-".into(), |h| match limit_ns {
+                    Some(l) => format!("{h:.2}ns ({:.0}%)", 100.0 * h / l),
+                    None => format!("{h:.2}ns"),
+                }),
+            ]);
+        }
+    }
+    let mut out = render(
+        &[
+            "regime",
+            "workload",
+            "AtomicMap Mops/s",
+            "best peer",
+            "/ best peer",
+            "target",
+            "LIMIT",
+            "/ LIMIT",
+            "target",
+            "p999 / lock-based",
+            "target",
+            "harness (% of LIMIT)",
+        ],
+        &rows,
+    );
+    out += "p999 / lock-based: AtomicMap's p999 over the lowest p999 of dashmap, scc and flurry; \
+            harness: the benchmark's own time per operation per thread\n";
+    for note in p999_notes {
+        out += &note;
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(regime: &str, map: MapId, mops: f64, p999_ns: u64) -> Record {
+        Record {
+            map: map.name().into(),
+            workload: "mixed".into(),
+            regime: Some(regime.into()),
+            threads: 2,
+            status: "ok".into(),
+            mops: Some(mops),
+            p999_ns: Some(p999_ns),
+            ..Record::default()
+        }
+    }
+
+    #[test]
+    fn every_regime_and_target_refers_to_the_matrix() {
+        for t in TARGETS {
+            assert!(REGIMES.iter().any(|r| r.name == t.regime), "{}", t.regime);
+            if let Some(w) = t.workload {
+                assert!(WORKLOADS.iter().any(|wl| wl.name == w), "{w}");
+            }
+        }
+        assert_eq!(
+            target(ONE_MILLION_KEYS, "mixed", |g| match g {
+                Goal::VsLimit(t) => Some(t),
+                _ => None,
+            }),
+            Some(0.7)
+        );
+    }
+
+    #[test]
+    fn the_summary_compares_with_the_best_peer_limit_and_lock_based_p999() {
+        let records = [
+            record(OVERSUBSCRIBED, MapId::AtomicMap, 30.0, 1_000),
+            record(OVERSUBSCRIBED, MapId::DashMap, 10.0, 100_000),
+            record(OVERSUBSCRIBED, MapId::Scc, 20.0, 5_000),
+            record(OVERSUBSCRIBED, MapId::Limit, 60.0, 900),
+        ];
+        let text = summary(&records);
+        let row = text
+            .lines()
+            .find(|l| l.starts_with(OVERSUBSCRIBED) && l.contains("mixed"))
+            .unwrap();
+        // 30 / 20 against scc, 30 / 60 against LIMIT, 1000 / 5000 against scc's p999.
+        for cell in [
+            "scc 20.00",
+            "1.50",
+            ">= 1.5: met",
+            "0.50",
+            "0.20",
+            "<= 0.1: NOT met",
+        ] {
+            assert!(row.contains(cell), "{cell} missing from {row}");
+        }
+        assert!(
+            text.contains("p999 AtomicMap 1000ns; dashmap 100.0µs, scc 5000ns"),
+            "{text}"
+        );
+    }
+}
