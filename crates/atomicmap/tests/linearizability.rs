@@ -186,7 +186,7 @@ fn plan_history(rng: &mut Rng, workload: &Workload, on_map: u64) -> Vec<ThreadPl
 }
 
 /// Runs `plan` as thread `thread` of a history, after every thread has arrived at the gate.
-fn run_thread<M: TestMap<u64, Value, S>, S>(
+fn run_thread<M: TestMap<u64, Value, Hasher = S>, S>(
     map: &M,
     clock: &Clock,
     gate: &AtomicUsize,
@@ -226,7 +226,7 @@ fn run_thread<M: TestMap<u64, Value, S>, S>(
 }
 
 /// Checks this test's share of histories of map `M` under `workload`, and prints the count.
-fn check_histories<M: TestMap<u64, Value, S>, S: Clone>(hasher: S, workload: Workload) {
+fn check_histories<M: TestMap<u64, Value, Hasher = S>, S: Clone>(hasher: S, workload: Workload) {
     let seed = env_number("ATOMICMAP_LINEARIZABILITY_SEED").unwrap_or(DEFAULT_SEED);
     let salt = M::NAME
         .bytes()

