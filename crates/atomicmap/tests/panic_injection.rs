@@ -26,25 +26,24 @@ mod child;
 mod faults;
 #[path = "common/maps.rs"]
 mod maps;
+#[path = "common/panic_driver.rs"]
+mod panic_driver;
 
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
 use std::io::Write;
-use std::marker::PhantomData;
 use std::thread;
 
 use atomicmap::{AtomicMap, DefaultHashBuilder, RcuMap, ReadMostlyMap, ShardedMap};
-use faults::{attempt, trip, Key, Site, TestKey, Value};
+use faults::{trip, Key, Site, TestKey, Value};
 use maps::TestMap;
+use panic_driver::{Driver, Step};
 
 /// Keys a thread's workload starts by inserting: enough to resize the smallest table a few
 /// times.
 const GROWTH_KEYS: u64 = 40;
 /// Mixed operations after the growth phase.
 const MIXED_STEPS: u64 = 60;
-/// Keys of thread `t` are `t * KEY_SPACE ..`; the last one is the probe of "keeps working".
-const KEY_SPACE: u64 = 1_000;
-const PROBE_KEY: u64 = KEY_SPACE - 1;
 /// Most runs a sweep makes: N goes over every call at the site, in strides if there are more.
 const MOST_RUNS: usize = 120;
 
@@ -105,18 +104,6 @@ impl BuildHasher for TrippingHasher {
     }
 }
 
-#[derive(Clone, Copy, Debug)]
-enum Step {
-    Insert(u64),
-    Remove(u64),
-    GetOrInsert(u64),
-    Update(u64),
-    Get(u64),
-    /// Removes one key with `retain`.
-    RetainAllBut(u64),
-    Snapshot,
-}
-
 /// A thread's workload, on key numbers local to the thread.
 fn workload() -> Vec<Step> {
     let growth = (0..GROWTH_KEYS).map(Step::Insert);
@@ -134,196 +121,6 @@ fn workload() -> Vec<Step> {
         }
     });
     growth.chain(mixed).collect()
-}
-
-/// One thread's view: its keys, the model of what they hold (key id to value id), and the
-/// map.
-struct Driver<'m, M, K> {
-    map: &'m M,
-    key_type: PhantomData<fn() -> K>,
-    thread: u64,
-    model: BTreeMap<u64, u64>,
-    next_value: u64,
-}
-
-impl<'m, K: TestKey, M: TestMap<K, Value>> Driver<'m, M, K> {
-    fn new(map: &'m M, thread: u64) -> Self {
-        Driver {
-            map,
-            key_type: PhantomData,
-            thread,
-            model: BTreeMap::new(),
-            next_value: thread * KEY_SPACE * 1_000,
-        }
-    }
-
-    fn key_id(&self, local: u64) -> u64 {
-        self.thread * KEY_SPACE + local
-    }
-
-    fn owns(&self, id: u64) -> bool {
-        id / KEY_SPACE == self.thread
-    }
-
-    fn fresh_value(&mut self) -> u64 {
-        self.next_value += 1;
-        self.next_value
-    }
-
-    fn run(&mut self, steps: &[Step]) {
-        for &step in steps {
-            self.step(step);
-        }
-    }
-
-    /// Runs `step`; if it panicked, checks the map as the module docs say.
-    fn step(&mut self, step: Step) {
-        let map = self.map;
-        let value_id = self.fresh_value();
-        let (key, outcome) = match step {
-            Step::Insert(local) => {
-                let id = self.key_id(local);
-                let result = attempt(|| map.insert(K::from_id(id), Value::new(value_id)));
-                (id, result.map(|old| old.map(|v| v.id)))
-            }
-            Step::Remove(local) => {
-                let id = self.key_id(local);
-                let result = attempt(|| map.remove(&K::from_id(id)));
-                (id, result.map(|old| old.map(|v| v.id)))
-            }
-            Step::GetOrInsert(local) => {
-                let id = self.key_id(local);
-                let result = attempt(|| {
-                    map.get_or_insert_with(K::from_id(id), || {
-                        trip(Site::Closure);
-                        Value::new(value_id)
-                    })
-                });
-                (id, result.map(|got| Some(got.id)))
-            }
-            Step::Update(local) => {
-                let id = self.key_id(local);
-                let result = attempt(|| {
-                    map.update(&K::from_id(id), |_| {
-                        trip(Site::Closure);
-                        Value::new(value_id)
-                    })
-                });
-                (id, result.map(|got| got.map(|v| v.id)))
-            }
-            Step::Get(local) => {
-                let id = self.key_id(local);
-                let result = attempt(|| map.get(&K::from_id(id)));
-                (id, result.map(|got| got.map(|v| v.id)))
-            }
-            Step::RetainAllBut(local) => {
-                let id = self.key_id(local);
-                let result = attempt(|| {
-                    map.retain(|key, _| {
-                        trip(Site::Closure);
-                        key.id() != id
-                    })
-                });
-                (id, result.map(|()| None))
-            }
-            Step::Snapshot => {
-                let result = attempt(|| map.snapshot_entries());
-                match result {
-                    Ok(entries) => self.assert_entries_match(entries, "a snapshot"),
-                    Err(()) => self.after_panic(step, None, &[]),
-                }
-                return;
-            }
-        };
-        let id = key;
-        let held = self.model.get(&id).copied();
-        let stored = self.would_store(step, id, value_id);
-        match outcome {
-            Ok(returned) => {
-                let expected = match step {
-                    Step::Insert(_) | Step::Remove(_) | Step::Get(_) => held,
-                    Step::GetOrInsert(_) | Step::Update(_) => stored,
-                    Step::RetainAllBut(_) | Step::Snapshot => None,
-                };
-                assert_eq!(
-                    returned,
-                    expected,
-                    "{}: {step:?} on key {id} returned {returned:?}, the model held {held:?}",
-                    M::NAME
-                );
-                self.commit(id, stored);
-            }
-            Err(()) => self.after_panic(step, Some(id), &[held, stored]),
-        }
-    }
-
-    fn commit(&mut self, id: u64, stored: Option<u64>) {
-        match stored {
-            Some(value) => self.model.insert(id, value),
-            None => self.model.remove(&id),
-        };
-    }
-
-    /// What `step` on `id` holds afterwards if it completes.
-    fn would_store(&self, step: Step, id: u64, value_id: u64) -> Option<u64> {
-        let held = self.model.get(&id).copied();
-        match step {
-            Step::Insert(_) => Some(value_id),
-            Step::Remove(_) | Step::RetainAllBut(_) => None,
-            Step::GetOrInsert(_) => held.or(Some(value_id)),
-            Step::Update(_) => held.map(|_| value_id),
-            Step::Get(_) | Step::Snapshot => held,
-        }
-    }
-
-    /// The checks after a caught panic (module docs): `key` may hold any of `allowed`.
-    fn after_panic(&mut self, step: Step, key: Option<u64>, allowed: &[Option<u64>]) {
-        let map = self.map;
-        if let Some(id) = key {
-            let actual = map.get(&K::from_id(id)).map(|value| value.id);
-            assert!(
-                allowed.contains(&actual),
-                "{}: after a panic in {step:?}, key {id} holds {actual:?}; allowed: {allowed:?}",
-                M::NAME
-            );
-            self.commit(id, actual);
-        }
-        for (&id, &value) in &self.model {
-            let actual = map.get(&K::from_id(id)).map(|value| value.id);
-            assert_eq!(
-                actual,
-                Some(value),
-                "{}: after a panic in {step:?}, key {id} is wrong",
-                M::NAME
-            );
-        }
-        self.assert_entries_match(map.snapshot_entries(), "the snapshot after a panic");
-        let probe = self.key_id(PROBE_KEY);
-        let value_id = self.fresh_value();
-        assert!(map
-            .insert(K::from_id(probe), Value::new(value_id))
-            .is_none());
-        let read = map.get(&K::from_id(probe)).map(|value| value.id);
-        assert_eq!(read, Some(value_id), "{}: a new key after a panic", M::NAME);
-        let removed = map.remove(&K::from_id(probe)).map(|value| value.id);
-        assert_eq!(removed, Some(value_id), "{}: removing it", M::NAME);
-    }
-
-    /// `entries` restricted to this thread's keys must be exactly the model.
-    fn assert_entries_match(&self, entries: Vec<(K, Value)>, what: &str) {
-        let mine: BTreeMap<u64, u64> = entries
-            .iter()
-            .filter(|(key, _)| self.owns(key.id()))
-            .map(|(key, value)| (key.id(), value.id))
-            .collect();
-        assert_eq!(
-            mine,
-            self.model,
-            "{}: {what} of thread {}",
-            M::NAME,
-            self.thread
-        );
-    }
 }
 
 /// One run: a fresh map, the tripwire armed at call `nth` of `site` (or not at all), `threads`
