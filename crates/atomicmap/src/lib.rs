@@ -1,4 +1,53 @@
-//! atomicmap: concurrent maps for Rust services.
+//! Concurrent maps for Rust services, each with its guarantees stated exactly.
+//!
+//! ```toml
+//! [dependencies]
+//! atomicmap = "0.1"   # features: "serde"
+//! ```
+//!
+//! # Which map for which job
+//!
+//! | job | map | why |
+//! |---|---|---|
+//! | a hot table read and written by many threads (routing, sessions, counters, caches) | [`AtomicMap`] | lock-free: a read is loads only, a write one CAS; no thread ever waits for a descheduled lock holder |
+//! | Go's `sync.Map` semantics: keys written once, read many times, or disjoint per thread | [`ReadMostlyMap`] | a faithful port (read map, dirty map, `misses`, promotion); reads of promoted keys take no lock |
+//! | in-place mutation of large values under a lock, `&mut V` access | [`ShardedMap`] | per-shard `RwLock`s behind a closure API that cannot deadlock |
+//! | configuration read constantly and replaced now and then | [`HotSwap`] (one value), [`RcuMap`] (a map) | readers never block and never write shared memory; every publish has a version |
+//! | the whole map at one instant (audit, export, checkpoint) | `snapshot()` on every map | a [`MapSnapshot`], linearizable: never a mix of states that did not coexist |
+//! | every change as an ordered stream (replication, cache invalidation, audit log) | [`CapturedMap`] | versioned change events per key, lossless or bounded-lag subscribers |
+//!
+//! # Guarantees and costs
+//!
+//! | map | read | write | `len` | iteration | `snapshot()` |
+//! |---|---|---|---|---|---|
+//! | [`AtomicMap`] | no lock, no read-modify-write, no fence on Linux (a pin is two plain stores) | lock-free, one CAS on the key's slot; resizes are cooperative, at most one 1024-slot chunk per operation | sum of per-thread counters: exact when no write is in flight | weakly consistent | a *freezing migration*: lock-free, O(n); writers help move at most a chunk each |
+//! | [`ReadMostlyMap`] | lock-free for keys in the read map; a miss takes the mutex | a store to a key of the read map is a CAS; a new key takes the mutex | see its docs | `range`, promoting first as Go does | entries frozen under the mutex, O(n) |
+//! | [`ShardedMap`] | a shard's read lock | a shard's write lock | locks every shard in turn | shard by shard | every shard read-locked for O(shards), then copy-on-write |
+//! | [`HotSwap`] / [`RcuMap`] | no lock, no read-modify-write | a CAS of the pointer; `RcuMap` copies O(log n) of a persistent map per change; every publish runs a reclamation pass (one `membarrier` system call on Linux) | O(1) | a whole immutable version | O(1): the current version |
+//!
+//! Every single-key operation of every map is linearizable. Where maps share an operation, it
+//! means the same thing (as in std's `HashMap`): `get` clones, `get_with` borrows through a
+//! closure, `insert` and `remove` return the previous value, `update` changes an existing
+//! value, `upsert` inserts or updates, `compute` inserts, updates or removes in one step,
+//! `get_or_insert_with` runs its closure at most once, and `with_capacity` panics where
+//! `try_with_capacity` returns a [`CapacityError`]. Each method's docs say whether its closure
+//! may run more than once (on the lock-free maps, a lost race runs it again).
+//!
+//! # How the crate is built
+//!
+//! ```text
+//!   lib ──▶ capture ──▶ atomic_map, sharded, hot_swap        (change capture wraps a map)
+//!    │
+//!    ├──▶ atomic_map ──▶ pinned (MapRef: each operation, once)
+//!    │         └──────▶ raw/ (all of AtomicMap's unsafe: slots, migration, snapshots)
+//!    ├──▶ read_mostly, sharded, hot_swap
+//!    │
+//!    └──▶ every map ──▶ snapshot (MapSnapshot), hash, error, reclaim, sync
+//! ```
+//! Imports flow one way, down this picture: the snapshot view knows no concrete map, and the
+//! reclamation layer (`reclaim`) and the loom switch (`sync`) know no map at all. Each lock-free
+//! module opens with its protocol: states, transitions, who may write what, and why each
+//! memory ordering is enough.
 #![warn(missing_docs)]
 
 mod atomic_map;

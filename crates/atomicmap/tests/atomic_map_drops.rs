@@ -9,8 +9,7 @@
 //! `ATOMICMAP_STRESS_SCALE` (percent, default 100) scales the iteration counts, e.g. down for
 //! ThreadSanitizer; under Miri they are cut to 1%.
 
-#[path = "common/scale.rs"]
-mod scale;
+mod common;
 
 use std::borrow::Borrow;
 use std::hash::{Hash, Hasher};
@@ -18,7 +17,7 @@ use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::thread;
 
 use atomicmap::AtomicMap;
-use scale::scaled;
+use common::scale::scaled;
 
 /// Constructions and per-instance drop counts of one test's keys and values.
 ///

@@ -5,15 +5,14 @@
 //! `ATOMICMAP_STRESS_SCALE` (percent, default 100) scales the iteration counts, e.g. down for
 //! ThreadSanitizer; under Miri they are cut to 1%.
 
-#[path = "common/scale.rs"]
-mod scale;
+mod common;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
 use atomicmap::AtomicMap;
-use scale::scaled;
+use common::scale::scaled;
 
 /// Inserts and then removes a block of filler keys, `rounds` times, so the table grows past
 /// and shrinks back around whatever the other threads are doing.
@@ -196,4 +195,37 @@ fn inserts_on_one_key_form_a_single_history() {
         !next.contains_key(&Some(last)),
         "the final value was never replaced"
     );
+}
+
+/// `clear` sizes a compaction while six threads insert new keys: the compacted table must
+/// have room for every key it has to carry, whatever the inserters add meanwhile (it once
+/// stalled for good here). Afterwards the map is consistent: every key holds its own value
+/// and `len` agrees with an iteration.
+#[test]
+fn clear_racing_inserts_of_new_keys_finishes() {
+    let map: AtomicMap<u64, u64> = AtomicMap::new();
+    let inserts = scaled(1 << 17);
+    thread::scope(|s| {
+        for thread in 0..6u64 {
+            let map = &map;
+            s.spawn(move || {
+                let mut state = 0x9E37_79B9_7F4A_7C15 ^ thread;
+                for _ in 0..inserts {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    let key = state >> 1;
+                    map.insert(key, key);
+                }
+            });
+        }
+        s.spawn(|| {
+            for _ in 0..scaled(400) {
+                map.clear();
+            }
+        });
+    });
+    let entries: Vec<(u64, u64)> = map.iter().collect();
+    assert!(entries.iter().all(|(key, value)| key == value));
+    assert_eq!(entries.len(), map.len());
 }

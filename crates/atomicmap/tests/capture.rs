@@ -2,8 +2,7 @@
 //! moments, per-key order, both backpressure policies, and the map's survival of panicking
 //! user code. Each test runs over every backend `CapturedMap` supports.
 
-#[path = "common/scale.rs"]
-mod scale;
+mod common;
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -16,7 +15,7 @@ use atomicmap::capture::{
     CaptureBackend, CapturedMap, CapturedRcuMap, CapturedShardedMap, ChangeEvent, RecvError,
     SubscribeOptions, Subscription, TryRecvError, Version,
 };
-use scale::scaled;
+use common::scale::scaled;
 
 /// A small deterministic generator (xorshift64*), one per thread.
 struct Rng(u64);

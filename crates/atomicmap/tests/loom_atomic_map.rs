@@ -14,16 +14,14 @@
 #![cfg(loom)]
 
 mod common;
-#[path = "common/serial.rs"]
-mod serial;
 
 use std::hash::BuildHasherDefault;
 
 use atomicmap::AtomicMap;
+use common::serial::check_model;
 use common::IdentityHasher;
 use loom::sync::Arc;
 use loom::thread;
-use serial::check_model;
 
 type Map = AtomicMap<u8, u8, BuildHasherDefault<IdentityHasher>>;
 
@@ -293,7 +291,7 @@ fn snapshot_freeze_hand_off_keeps_write_order() {
     });
 }
 
-/// A remove and reinsert of one key (seed 004's ABA case) races a snapshot: the key is
+/// A remove and reinsert of one key (the ABA case of a value word) races a snapshot: the key is
 /// missing from the snapshot only if the snapshot fell between the two, and never appears
 /// with a value it did not have.
 #[test]
@@ -314,5 +312,35 @@ fn snapshot_racing_remove_and_reinsert() {
         assert!(matches!(seen, None | Some(10) | Some(11)), "{seen:?}");
         assert_eq!(snapshot.len(), usize::from(seen.is_some()));
         assert_eq!(map.get(&1), Some(11));
+    });
+}
+
+/// `clear` compacts a table of tombstones while another thread inserts new keys: the
+/// compaction's successor is sized by counting claimed slots with new claims paused, so every
+/// key it must carry finds a slot, the resize ends, and nothing torn or foreign survives (each
+/// racing insert may or may not survive: `clear` is not atomic).
+#[test]
+fn clear_racing_inserts_of_new_keys() {
+    check_model(|| {
+        let map = new_map();
+        for key in 0..3 {
+            map.insert(key, 10 + key);
+            map.remove(&key);
+        }
+        let writer = {
+            let map = Arc::clone(&map);
+            thread::spawn(move || {
+                map.insert(5, 15);
+                map.insert(6, 16);
+            })
+        };
+        map.clear();
+        writer.join().unwrap();
+        for key in 0..3 {
+            assert_eq!(map.get(&key), None);
+        }
+        let survivors: Vec<(u8, u8)> = map.iter().collect();
+        assert!(survivors.iter().all(|&(key, value)| value == key + 10));
+        assert_eq!(survivors.len(), map.len());
     });
 }

@@ -7,18 +7,16 @@
 #![cfg(loom)]
 
 mod common;
-#[path = "common/serial.rs"]
-mod serial;
 
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 
 use atomicmap::capture::{CapturedMap, SubscribeOptions, TryRecvError, Version, Versioned};
 use atomicmap::AtomicMap;
+use common::serial::check_model;
 use common::IdentityHasher;
 use loom::sync::Arc;
 use loom::thread;
-use serial::check_model;
 
 type Backend = AtomicMap<u8, Versioned<u8>, BuildHasherDefault<IdentityHasher>>;
 type Map = CapturedMap<u8, u8, Backend>;

@@ -15,17 +15,15 @@
 #![cfg(loom)]
 
 mod common;
-#[path = "common/serial.rs"]
-mod serial;
 
 use std::hash::BuildHasherDefault;
 
 use atomicmap::AtomicMap;
+use common::serial::check_model;
 use common::IdentityHasher;
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::Arc;
 use loom::thread;
-use serial::check_model;
 
 /// A boxed value (not a primitive) that counts its drops. Only the instances a test creates
 /// and stores are under test; clones, which the map returns from `insert` and `remove`, count

@@ -192,7 +192,7 @@ impl<K: BenchKey> MapAdapter<K> for AtomicMapAdapter<K> {
 impl<K: BenchKey> Worker<K> for AtomicMapWorker<'_, K> {
     #[inline]
     fn get(&mut self, key: &K) -> Option<u64> {
-        self.pinned.get_cloned(key)
+        self.pinned.get(key).map(|value| *value)
     }
 
     #[inline]

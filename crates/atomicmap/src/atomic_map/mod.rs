@@ -1,30 +1,24 @@
 //! [`AtomicMap`]: the lock-free open-addressing hash map.
 //!
-//! The protocol is described in `raw.rs` (slots, the one commit CAS, linearization points),
-//! `resize.rs` (cooperative migration) and `freeze.rs` (snapshots: a migration that records
-//! what it moves); slot words in `word.rs`; reclamation in `reclaim`.
+//! This module is the safe face: constructors, whole-map operations and trait impls.
+//! Single-key operations are implemented once, on the pinned handle ([`MapRef`], `pinned.rs`);
+//! `AtomicMap`'s own methods pin and delegate. Everything unsafe, and the protocol write-ups,
+//! live in `raw` (slots, the commit CAS, resizing, snapshots) and `crate::reclaim`.
 
-mod freeze;
-mod pending;
+mod pinned;
 mod raw;
-mod resize;
-mod table;
-mod word;
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
-use std::ops::Deref;
 
 use crate::error::CapacityError;
 use crate::hash::DefaultHashBuilder;
-use crate::reclaim::Guard;
 use crate::snapshot::MapSnapshot;
-use crate::sync::Ordering;
-use pending::{PendingKey, PendingValue};
-use raw::{Query, RawMap};
-use word::{Codec, ABSENT};
+pub use pinned::MapRef;
+pub use raw::ValueRef;
+use raw::{RawMap, Staged};
 
 /// A lock-free concurrent hash map with open addressing.
 ///
@@ -73,9 +67,15 @@ where
     ///
     /// # Panics
     /// If `capacity` overflows or cannot be allocated; see
-    /// [`try_with_capacity_and_hasher`](Self::try_with_capacity_and_hasher).
+    /// [`try_with_capacity`](Self::try_with_capacity).
     pub fn with_capacity(capacity: usize) -> Self {
         Self::with_capacity_and_hasher(capacity, DefaultHashBuilder::default())
+    }
+
+    /// Like [`with_capacity`](Self::with_capacity), but reports an impossible capacity instead
+    /// of panicking.
+    pub fn try_with_capacity(capacity: usize) -> Result<Self, CapacityError> {
+        Self::try_with_capacity_and_hasher(capacity, DefaultHashBuilder::default())
     }
 }
 
@@ -104,25 +104,20 @@ where
     /// Like [`with_capacity_and_hasher`](Self::with_capacity_and_hasher), but reports an
     /// impossible capacity instead of panicking.
     pub fn try_with_capacity_and_hasher(capacity: usize, hasher: S) -> Result<Self, CapacityError> {
-        let slots = resize::capacity_for(capacity).ok_or(CapacityError::Overflow)?;
-        RawMap::new(slots, hasher)
-            .map(|raw| AtomicMap { raw })
-            .map_err(|_| CapacityError::AllocationFailed)
+        RawMap::with_capacity(capacity, hasher).map(|raw| AtomicMap { raw })
     }
 
     /// The map's hasher.
     pub fn hasher(&self) -> &S {
-        &self.raw.hasher
+        self.raw.hasher()
     }
 
     /// Pins the calling thread so that several operations share one pin, and so that values can
     /// be borrowed instead of cloned. Memory retired while a `MapRef` lives is held back, so keep
     /// it short-lived.
+    #[inline]
     pub fn pin(&self) -> MapRef<'_, K, V, S> {
-        MapRef {
-            map: self,
-            guard: self.raw.collector.enter(),
-        }
+        MapRef::new(self)
     }
 
     /// A clone of the value of `key`.
@@ -133,7 +128,7 @@ where
         Q: Hash + Eq + ?Sized,
         V: Clone,
     {
-        self.get_with(key, V::clone)
+        self.pin().get(key).map(ValueRef::into_owned)
     }
 
     /// Runs `read` on the value of `key`, without cloning it.
@@ -143,191 +138,87 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.get_with_in(&self.raw.collector.enter(), key, read)
-    }
-
-    #[inline]
-    fn get_with_in<Q, R>(&self, guard: &Guard<'_>, key: &Q, read: impl FnOnce(&V) -> R) -> Option<R>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let hash = self.raw.hash(key);
-        let value = self.raw.find(guard, hash, key)?;
-        Some(with_value::<V, R>(value, read))
+        self.pin().get_with(key, read)
     }
 
     /// Whether `key` has a value.
+    #[inline]
     pub fn contains_key<Q>(&self, key: &Q) -> bool
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.get_with(key, |_| ()).is_some()
+        self.pin().contains_key(key)
     }
 
-    /// Sets the value of `key`, returning the value it replaced.
+    /// Sets the value of `key`, returning the value it replaced. [`MapRef::insert`] lends the
+    /// replaced value instead, for values that are not `Clone`.
+    #[inline]
     pub fn insert(&self, key: K, value: V) -> Option<V>
     where
         V: Clone,
     {
-        self.insert_in(&self.raw.collector.enter(), key, value)
-    }
-
-    #[inline]
-    fn insert_in(&self, guard: &Guard<'_>, key: K, value: V) -> Option<V>
-    where
-        V: Clone,
-    {
-        let previous = self.store_in(guard, key, value);
-        self.cloned_previous(previous)
+        self.pin().insert(key, value).map(ValueRef::into_owned)
     }
 
     /// Sets the value of `key`; true if it replaced one. Unlike [`insert`](Self::insert) it
     /// never reads the replaced value, which for a boxed value saves a dependent cache miss.
     pub(crate) fn insert_replacing(&self, key: K, value: V) -> bool {
-        self.store_in(&self.raw.collector.enter(), key, value) != ABSENT
-    }
-
-    /// Commits `value` for `key`; returns the replaced value word (`ABSENT` if none), which
-    /// `guard` protects.
-    #[inline]
-    fn store_in(&self, guard: &Guard<'_>, key: K, value: V) -> u64 {
-        let hash = self.raw.hash(&key);
-        let mut pending_key = None;
-        let query = self.owned_query(key, hash, &mut pending_key);
-        let mut pending_value = PendingValue::new(value);
-        let written = self.raw.write::<K>(guard, hash, query, |_| {
-            Some(pending_value.word(&self.raw.collector, guard))
-        });
-        pending_value.published();
-        written.previous
+        self.pin().insert(key, value).is_some()
     }
 
     /// Removes `key`, returning its value.
+    #[inline]
     pub fn remove<Q>(&self, key: &Q) -> Option<V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
         V: Clone,
     {
-        self.remove_in(&self.raw.collector.enter(), key)
-    }
-
-    #[inline]
-    fn remove_in<Q>(&self, guard: &Guard<'_>, key: &Q) -> Option<V>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-        V: Clone,
-    {
-        let hash = self.raw.hash(key);
-        let written = self
-            .raw
-            .write(guard, hash, Query::Borrowed(key), |current| {
-                (current != ABSENT).then_some(ABSENT)
-            });
-        if written.committed {
-            self.raw.after_remove(guard);
-        }
-        self.cloned_previous(written.previous)
+        self.pin().remove(key).map(ValueRef::into_owned)
     }
 
     /// Replaces the value of `key` (if it has one) by `change(&value)` and returns the new value.
     /// `change` may run more than once when writers race; only its last result is stored.
+    #[inline]
     pub fn update<Q>(&self, key: &Q, change: impl FnMut(&V) -> V) -> Option<V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
         V: Clone,
     {
-        self.update_in(&self.raw.collector.enter(), key, change)
-    }
-
-    #[inline]
-    fn update_in<Q>(&self, guard: &Guard<'_>, key: &Q, mut change: impl FnMut(&V) -> V) -> Option<V>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-        V: Clone,
-    {
-        let hash = self.raw.hash(key);
-        let mut attempt: Option<PendingValue<V>> = None;
-        let mut result: Option<V> = None;
-        let written = self
-            .raw
-            .write(guard, hash, Query::Borrowed(key), |current| {
-                if current == ABSENT {
-                    return None;
-                }
-                let new = with_value::<V, V>(current, &mut change);
-                result = Some(new.clone());
-                let pending = attempt.insert(PendingValue::new(new));
-                Some(pending.word(&self.raw.collector, guard))
-            });
-        if written.committed {
-            attempt.as_mut().map(PendingValue::published);
-            result
-        } else {
-            None
-        }
+        self.pin().update(key, change).map(ValueRef::into_owned)
     }
 
     /// Sets `key` to `insert()` if it has no value, or to `update(&value)` if it has; returns the
-    /// value stored. The closures may run more than once when writers race.
+    /// value stored. `insert` runs at most once; `update` may run more than once when writers
+    /// race.
     pub fn upsert(&self, key: K, insert: impl FnOnce() -> V, update: impl FnMut(&V) -> V) -> V
     where
         V: Clone,
     {
-        self.compute(key, insert, update)
+        self.pin().upsert(key, insert, update).into_owned()
     }
 
-    /// Alias of [`upsert`](Self::upsert), named after `ConcurrentHashMap.compute`.
-    pub fn compute(&self, key: K, insert: impl FnOnce() -> V, update: impl FnMut(&V) -> V) -> V
+    /// Inserts, updates or removes `key` in one linearizable step: `compute` sees the current
+    /// value (`None`: absent) and returns the new one (`None`: remove, or stay absent). Returns
+    /// the value the key holds afterwards. `compute` may run more than once when writers race.
+    ///
+    /// ```
+    /// use atomicmap::AtomicMap;
+    ///
+    /// let stock: AtomicMap<&str, u32> = AtomicMap::new();
+    /// stock.insert("apples", 1);
+    /// // Take one apple; the last one taken removes the key.
+    /// let left = stock.compute("apples", |count| count.and_then(|&n| n.checked_sub(1)).filter(|&n| n > 0));
+    /// assert_eq!(left, None);
+    /// assert!(!stock.contains_key("apples"));
+    /// ```
+    pub fn compute(&self, key: K, compute: impl FnMut(Option<&V>) -> Option<V>) -> Option<V>
     where
         V: Clone,
     {
-        self.compute_in(&self.raw.collector.enter(), key, insert, update)
-    }
-
-    fn compute_in(
-        &self,
-        guard: &Guard<'_>,
-        key: K,
-        insert: impl FnOnce() -> V,
-        mut update: impl FnMut(&V) -> V,
-    ) -> V
-    where
-        V: Clone,
-    {
-        let hash = self.raw.hash(&key);
-        let mut pending_key = None;
-        let query = self.owned_query(key, hash, &mut pending_key);
-        let mut insert = Some(insert);
-        let mut fresh: Option<PendingValue<V>> = None;
-        let mut attempt: Option<PendingValue<V>> = None;
-        let mut result: Option<V> = None;
-        let written = self.raw.write::<K>(guard, hash, query, |current| {
-            let pending = if current == ABSENT {
-                if fresh.is_none() {
-                    let make = insert.take().expect("the insert closure runs once");
-                    fresh = Some(PendingValue::new(make()));
-                }
-                fresh.as_mut().expect("just set")
-            } else {
-                attempt.insert(PendingValue::new(with_value::<V, V>(current, &mut update)))
-            };
-            let word = pending.word(&self.raw.collector, guard);
-            result = Some(with_value::<V, V>(word, V::clone));
-            Some(word)
-        });
-        debug_assert!(written.committed);
-        if written.previous == ABSENT {
-            fresh.as_mut().map(PendingValue::published);
-        } else {
-            attempt.as_mut().map(PendingValue::published);
-        }
-        result.expect("a committed write decided a value")
+        self.pin().compute(key, compute).map(ValueRef::into_owned)
     }
 
     /// The value of `key`, inserting `make()` first if it has none. `make` runs at most once,
@@ -336,34 +227,7 @@ where
     where
         V: Clone,
     {
-        self.get_or_insert_with_in(&self.raw.collector.enter(), key, make)
-    }
-
-    fn get_or_insert_with_in(&self, guard: &Guard<'_>, key: K, make: impl FnOnce() -> V) -> V
-    where
-        V: Clone,
-    {
-        let hash = self.raw.hash(&key);
-        let mut pending_key = None;
-        let query = self.owned_query(key, hash, &mut pending_key);
-        let mut make = Some(make);
-        let mut fresh: Option<PendingValue<V>> = None;
-        let written = self.raw.write::<K>(guard, hash, query, |current| {
-            if current != ABSENT {
-                return None;
-            }
-            let pending = fresh
-                .get_or_insert_with(|| PendingValue::new(make.take().expect("make runs once")()));
-            Some(pending.word(&self.raw.collector, guard))
-        });
-        if written.committed {
-            let pending = fresh.as_mut().expect("a committed insert made a value");
-            pending.published();
-            let word = pending.word(&self.raw.collector, guard);
-            with_value::<V, V>(word, V::clone)
-        } else {
-            with_value::<V, V>(written.previous, V::clone)
-        }
+        self.pin().get_or_insert_with(key, make).into_owned()
     }
 
     /// Number of keys with a value: exact when no write is in flight.
@@ -377,28 +241,21 @@ where
     }
 
     /// Removes every entry that `keep` rejects. Each entry is judged and removed atomically on
-    /// its own; the whole is not atomic.
+    /// its own (an entry whose value changed after it was judged is kept); the whole is not
+    /// atomic.
     pub fn retain(&self, mut keep: impl FnMut(&K, &V) -> bool) {
-        let guard = self.raw.collector.enter();
+        let guard = self.raw.pin();
         let mut doomed = Vec::new();
         self.raw.for_each_entry(&guard, |key, value| {
-            let keep_it =
-                with_key::<K, bool>(key, |key| with_value::<V, bool>(value, |v| keep(key, v)));
-            if !keep_it {
+            if !key.with(|key| value.with(|value| keep(key, value))) {
                 doomed.push((key, value));
             }
         });
-        for (key, value) in doomed {
-            with_key::<K, ()>(key, |key| {
-                let hash = self.raw.hash(key);
-                let written = self
-                    .raw
-                    .write(&guard, hash, Query::Borrowed(key), |current| {
-                        (current == value).then_some(ABSENT)
-                    });
-                if written.committed {
-                    self.raw.after_remove(&guard);
-                }
+        for (key, judged) in doomed {
+            key.with(|key| {
+                self.raw.write_borrowed(&guard, key, |current| {
+                    (current == Some(judged)).then_some(Staged::REMOVE)
+                })
             });
         }
     }
@@ -407,9 +264,7 @@ where
     /// instant, and entries inserted during the call may survive it.
     pub fn clear(&self) {
         self.retain(|_, _| false);
-        let guard = self.raw.collector.enter();
-        let capacity = resize::capacity_for(self.len()).unwrap_or(usize::MAX);
-        self.raw.resize_now(&guard, capacity);
+        self.raw.compact(&self.raw.pin());
     }
 
     /// Makes room for `additional` more entries without further resizing.
@@ -428,32 +283,20 @@ where
             .len()
             .checked_add(additional)
             .ok_or(CapacityError::Overflow)?;
-        let capacity = resize::capacity_for(wanted).ok_or(CapacityError::Overflow)?;
-        let guard = self.raw.collector.enter();
-        if self.raw.root(&guard).capacity() >= capacity {
-            return Ok(());
-        }
-        if self.raw.resize_now(&guard, capacity) {
-            Ok(())
-        } else {
-            Err(CapacityError::AllocationFailed)
-        }
+        self.raw.reserve(&self.raw.pin(), wanted)
     }
 
-    /// A weakly consistent iterator over clones of the entries (see the type docs). It keeps the
-    /// thread pinned while it lives.
+    /// A weakly consistent iterator over clones of the entries (see the type docs). The entries
+    /// are cloned up front, under one pin that ends before this returns.
     pub fn iter(&self) -> Iter<K, V>
     where
         K: Clone,
         V: Clone,
     {
-        let guard = self.raw.collector.enter();
+        let guard = self.raw.pin();
         let mut entries = Vec::new();
         self.raw.for_each_entry(&guard, |key, value| {
-            entries.push((
-                with_key::<K, K>(key, K::clone),
-                with_value::<V, V>(value, V::clone),
-            ));
+            entries.push((key.with(K::clone), value.with(V::clone)));
         });
         Iter {
             entries: entries.into_iter(),
@@ -492,68 +335,12 @@ where
         V: Clone,
         S: Clone,
     {
-        let guard = self.raw.collector.enter();
-        guard.hold_retired();
-        let (image, version) = self.raw.freeze(&guard);
-        let mut entries = HashMap::with_capacity_and_hasher(self.len(), self.raw.hasher.clone());
-        for slot in image.slots.iter() {
-            // The migration published the image (module `freeze`): relaxed loads suffice.
-            let key = slot.key.load(Ordering::Relaxed);
-            let value = slot.value.load(Ordering::Relaxed);
-            if word::is_key(key) && word::is_value(value) {
-                // Boxes in the image stay allocated: `guard` holds back everything retired
-                // since the freeze began, and each was reachable then.
-                entries.insert(
-                    with_key::<K, K>(key, K::clone),
-                    with_value::<V, V>(value, V::clone),
-                );
-            }
-        }
+        let guard = self.raw.pin();
+        let mut entries = HashMap::with_capacity_and_hasher(self.len(), self.raw.hasher().clone());
+        let version = self.raw.snapshot(&guard, |key, value| {
+            entries.insert(key.with(K::clone), value.with(V::clone));
+        });
         MapSnapshot::from_table(entries, version)
-    }
-
-    /// The query for an owned key: its word if it is stored inline, else a pending key that
-    /// `pending` holds (boxed on first claim) for the write to claim a slot with.
-    #[inline]
-    fn owned_query<'q, 'c>(
-        &'c self,
-        key: K,
-        hash: u64,
-        pending: &'q mut Option<PendingKey<'c, K>>,
-    ) -> Query<'q, 'c, K, K> {
-        match Codec::<K>::inline_word(&key) {
-            Some(word) => Query::Inline(word),
-            None => Query::Owned(pending.insert(PendingKey::new(key, hash, &self.raw.collector))),
-        }
-    }
-
-    fn cloned_previous(&self, previous: u64) -> Option<V>
-    where
-        V: Clone,
-    {
-        (previous != ABSENT).then(|| with_value::<V, V>(previous, V::clone))
-    }
-}
-
-/// Runs `read` on the value behind a value word that the caller's guard protects.
-#[inline]
-fn with_value<V: 'static, R>(word: u64, read: impl FnOnce(&V) -> R) -> R {
-    if word::is_inline(word) {
-        read(&Codec::<V>::from_inline(word))
-    } else {
-        // SAFETY: a value word that is not inline is a box, protected by the caller's guard.
-        read(&unsafe { word::boxed::<V>(word) }.item)
-    }
-}
-
-/// Runs `read` on the key behind a key word that the caller's guard protects.
-#[inline]
-fn with_key<K: 'static, R>(word: u64, read: impl FnOnce(&K) -> R) -> R {
-    if word::is_inline(word) {
-        read(&Codec::<K>::from_inline(word))
-    } else {
-        // SAFETY: a key word that is not inline is a box, protected by the caller's guard.
-        read(&unsafe { word::boxed::<K>(word) }.item)
     }
 }
 
@@ -574,131 +361,6 @@ impl<K, V> Iterator for Iter<K, V> {
     }
 }
 
-/// A pinned handle on an [`AtomicMap`] from [`AtomicMap::pin`]: its lookups share one pin and
-/// lend values for as long as the handle lives.
-pub struct MapRef<'m, K: 'static, V: 'static, S> {
-    map: &'m AtomicMap<K, V, S>,
-    guard: Guard<'m>,
-}
-
-/// A value borrowed from a [`MapRef`]: a reference into the map, or the decoded value for types
-/// stored inline.
-pub enum ValueRef<'g, V> {
-    /// A value stored in a box the pin keeps alive.
-    Borrowed(&'g V),
-    /// A value stored inline in its slot, decoded.
-    Inline(V),
-}
-
-impl<V> Deref for ValueRef<'_, V> {
-    type Target = V;
-
-    fn deref(&self) -> &V {
-        match self {
-            ValueRef::Borrowed(value) => value,
-            ValueRef::Inline(value) => value,
-        }
-    }
-}
-
-impl<K, V, S> MapRef<'_, K, V, S>
-where
-    K: Hash + Eq + Send + Sync + 'static,
-    V: Send + Sync + 'static,
-    S: BuildHasher,
-{
-    /// The value of `key`, borrowed for as long as this handle lives.
-    #[inline]
-    pub fn get<Q>(&self, key: &Q) -> Option<ValueRef<'_, V>>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let hash = self.map.raw.hash(key);
-        let value = self.map.raw.find(&self.guard, hash, key)?;
-        Some(if word::is_inline(value) {
-            ValueRef::Inline(Codec::<V>::from_inline(value))
-        } else {
-            // SAFETY: a boxed value protected by `self.guard`, which outlives the borrow.
-            ValueRef::Borrowed(&unsafe { word::boxed::<V>(value) }.item)
-        })
-    }
-
-    /// Whether `key` has a value.
-    pub fn contains_key<Q>(&self, key: &Q) -> bool
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        self.get(key).is_some()
-    }
-
-    /// Ends this handle's pin and starts a new one, so that a handle kept across many operations
-    /// does not hold back memory retired meanwhile. Values borrowed from the handle must be
-    /// gone first, which `&mut self` enforces.
-    pub fn refresh(&mut self) {
-        self.guard.refresh();
-    }
-
-    /// A clone of the value of `key`; [`AtomicMap::get`] under this handle's pin.
-    #[inline]
-    pub fn get_cloned<Q>(&self, key: &Q) -> Option<V>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-        V: Clone,
-    {
-        self.map.get_with_in(&self.guard, key, V::clone)
-    }
-
-    /// [`AtomicMap::insert`] under this handle's pin.
-    #[inline]
-    pub fn insert(&self, key: K, value: V) -> Option<V>
-    where
-        V: Clone,
-    {
-        self.map.insert_in(&self.guard, key, value)
-    }
-
-    /// [`AtomicMap::remove`] under this handle's pin.
-    #[inline]
-    pub fn remove<Q>(&self, key: &Q) -> Option<V>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-        V: Clone,
-    {
-        self.map.remove_in(&self.guard, key)
-    }
-
-    /// [`AtomicMap::update`] under this handle's pin.
-    #[inline]
-    pub fn update<Q>(&self, key: &Q, change: impl FnMut(&V) -> V) -> Option<V>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-        V: Clone,
-    {
-        self.map.update_in(&self.guard, key, change)
-    }
-
-    /// [`AtomicMap::upsert`] under this handle's pin.
-    pub fn upsert(&self, key: K, insert: impl FnOnce() -> V, update: impl FnMut(&V) -> V) -> V
-    where
-        V: Clone,
-    {
-        self.map.compute_in(&self.guard, key, insert, update)
-    }
-
-    /// [`AtomicMap::get_or_insert_with`] under this handle's pin.
-    pub fn get_or_insert_with(&self, key: K, make: impl FnOnce() -> V) -> V
-    where
-        V: Clone,
-    {
-        self.map.get_or_insert_with_in(&self.guard, key, make)
-    }
-}
-
 impl<K, V> Default for AtomicMap<K, V, DefaultHashBuilder>
 where
     K: Hash + Eq + Send + Sync + 'static,
@@ -716,14 +378,10 @@ where
     S: BuildHasher,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let guard = self.raw.collector.enter();
+        let guard = self.raw.pin();
         let mut map = f.debug_map();
         self.raw.for_each_entry(&guard, |key, value| {
-            with_key::<K, ()>(key, |key| {
-                with_value::<V, ()>(value, |value| {
-                    map.entry(key, value);
-                })
-            })
+            key.with(|key| value.with(|value| map.entry(key, value)));
         });
         map.finish()
     }
@@ -761,18 +419,12 @@ where
     S: BuildHasher,
 {
     fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, entries: I) {
+        let pinned = self.pin();
         for (key, value) in entries {
-            self.insert(key, value);
+            pinned.insert(key, value);
         }
     }
 }
-
-// SAFETY: the map owns `K`s and `V`s and hands out clones or shared references to them from any
-// thread, so it is `Send`/`Sync` exactly when they are both; the raw pointers inside are owned by
-// the map and reclaimed through its collector.
-unsafe impl<K: Send + Sync, V: Send + Sync, S: Send> Send for AtomicMap<K, V, S> {}
-// SAFETY: as above; `S` is only read (`&S`) by concurrent operations.
-unsafe impl<K: Send + Sync, V: Send + Sync, S: Sync> Sync for AtomicMap<K, V, S> {}
 
 /// Small, Miri-sized checks of the unsafe layer: boxed and inline words, resizes, retirement.
 #[cfg(test)]

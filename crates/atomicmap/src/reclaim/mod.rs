@@ -123,7 +123,8 @@ pub(crate) struct Retired {
 }
 
 // SAFETY: a retired object is no longer reachable from the structure, so freeing it on another
-// thread is sound as long as the object's type is `Send`, which `Guard::retire` requires.
+// thread is sound as long as `free(object)` may run on any thread, which `Guard::retire`'s
+// contract requires.
 unsafe impl Send for Retired {}
 
 /// Reclamation domain of one data structure.
@@ -193,6 +194,13 @@ impl Collector {
         };
         guard.cover(birth);
         birth
+    }
+
+    /// At least the number of threads that can be inside an operation on this collector's
+    /// structure now or that will start one without observing (through a `SeqCst` load) a
+    /// `SeqCst` store the caller made before this call.
+    pub(crate) fn thread_bound(&self) -> usize {
+        self.participants.bound()
     }
 
     /// The sum of every thread's [`Guard::count_entries`]: exact when no count is in flight.
@@ -381,7 +389,9 @@ impl Guard<'_> {
     /// # Safety
     /// `object` is no longer reachable from the structure (every pointer to it was overwritten
     /// before this call), was born at `birth` (from [`Collector::birth_epoch`]), is retired at
-    /// most once, and `free(object)` is sound once no thread holds it.
+    /// most once, and `free(object)` is sound once no thread holds it, on whichever thread
+    /// runs the pass that frees it (the object's type is `Send`, or owned data of a structure
+    /// that is).
     pub(crate) unsafe fn retire(&self, object: *mut (), birth: u64, free: unsafe fn(*mut ())) {
         // SAFETY: this thread holds the record's index, so the bag is ours (see `Participant`).
         let bag = unsafe { &mut *self.me.bag.get() };
@@ -394,10 +404,19 @@ impl Guard<'_> {
         if bag.len() >= self.me.next_pass_at.get() {
             self.collector.reclaim(bag);
             // Counted from what the pass kept: objects still held by a pin that began before
-            // the pass are checked again only after SCAN_THRESHOLD more retirements, not at
-            // every retirement (a pass each time, each with a `membarrier`, collapsed two
-            // threads overwriting boxed values to a quarter of one thread's throughput).
-            self.me.next_pass_at.set(bag.len() + SCAN_THRESHOLD);
+            // the pass (a stalled reader) are scanned again only after as many more
+            // retirements as were kept, and at least SCAN_THRESHOLD. A pass costs O(bag), so
+            // this keeps a retirement amortised O(1) however much a reader holds back, and the
+            // bag at most twice what is held plus SCAN_THRESHOLD. (A pass at every retirement
+            // once the held objects passed a fixed threshold made a writer that keeps its own
+            // pin quadratic.)
+            let kept = bag.len();
+            self.me.next_pass_at.set(kept + kept.max(SCAN_THRESHOLD));
+            // A burst held back by a reader that has since moved on leaves a large, mostly
+            // empty bag: give the memory back.
+            if bag.capacity() > 4 * (kept + kept.max(SCAN_THRESHOLD)) {
+                bag.shrink_to(2 * (kept + kept.max(SCAN_THRESHOLD)));
+            }
         }
     }
 
@@ -505,4 +524,37 @@ impl Guard<'_> {
 pub(crate) unsafe fn free_box<T>(object: *mut ()) {
     // SAFETY: guaranteed by the caller.
     drop(unsafe { Box::from_raw(object as *mut T) });
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// A thread that retires while a pin holds everything back (here its own, as a writer that
+    /// keeps a `MapRef` does) scans its bag at doubling sizes: a handful of passes for 10^5
+    /// retirements, where a pass at every retirement past a fixed threshold made it quadratic.
+    /// The epoch ticks once per pass and once per `BIRTHS_PER_TICK` births, so it counts them.
+    #[test]
+    fn a_bag_held_back_by_a_pin_is_scanned_at_doubling_sizes() {
+        let retirements: u64 = if cfg!(miri) { 4_000 } else { 100_000 };
+        let collector = Collector::new();
+        let guard = collector.enter();
+        let epoch_before = collector.epoch.load(Ordering::Relaxed);
+        for value in 0..retirements {
+            let birth = collector.birth_epoch(&guard);
+            let object = Box::into_raw(Box::new(value));
+            // SAFETY: a box never published, retired once, freed by `free_box` of its type.
+            unsafe { guard.retire(object.cast(), birth, free_box::<u64>) };
+        }
+        let ticks = collector.epoch.load(Ordering::Relaxed) - epoch_before;
+        let passes = ticks - retirements / u64::from(BIRTHS_PER_TICK);
+        let doublings = u64::from((retirements / SCAN_THRESHOLD as u64).ilog2()) + 1;
+        assert!(
+            passes <= doublings + 1,
+            "{passes} passes for {retirements} held retirements (doublings: {doublings})"
+        );
+        // SAFETY: this thread's own bag, read while no retire is running.
+        let held = unsafe { &*guard.me.bag.get() }.len() as u64;
+        assert_eq!(held, retirements, "the pin holds every object back");
+    }
 }

@@ -130,10 +130,13 @@ impl Participants {
     fn install(&self, bucket: usize) -> *mut Participant {
         let fresh: Box<[Participant]> = (0..1usize << bucket).map(|_| Participant::new()).collect();
         let fresh = Box::into_raw(fresh) as *mut Participant;
+        // SeqCst, with the loads in `bound`: a thread whose record a `bound` missed registered
+        // after it in the single total order, so its later SeqCst loads see what the caller
+        // of `bound` stored before calling it.
         match self.buckets[bucket].compare_exchange(
             ptr::null_mut(),
             fresh,
-            Ordering::AcqRel,
+            Ordering::SeqCst,
             Ordering::Acquire,
         ) {
             Ok(_) => fresh,
@@ -144,6 +147,17 @@ impl Participants {
                 winner
             }
         }
+    }
+
+    /// How many records are installed: a bound on the threads that are using the collector
+    /// (each has its own record; records are reused, never removed).
+    pub(super) fn bound(&self) -> usize {
+        self.buckets
+            .iter()
+            .enumerate()
+            .filter(|(_, records)| !records.load(Ordering::SeqCst).is_null())
+            .map(|(bucket, _)| 1usize << bucket)
+            .sum()
     }
 
     /// Every record installed so far.

@@ -1,4 +1,14 @@
-//! Fixtures shared by the test files that need one.
+//! Fixtures shared by the test files, which all load them the same way (`mod common;`): a
+//! hasher that fixes the table layout, iteration scaling for the stress tests, and the loom
+//! model runner.
+#![allow(
+    dead_code,
+    reason = "each test file uses the fixtures it needs, not all of them"
+)]
+
+pub mod scale;
+#[cfg(loom)]
+pub mod serial;
 
 use std::hash::Hasher;
 

@@ -4,9 +4,9 @@
 //! the box is reused across retries. Until a CAS publishes it the box belongs to the pending
 //! item, which frees it when dropped; after, it belongs to the table.
 
-use std::hash::{BuildHasher, Hash};
+use std::hash::Hash;
 
-use super::raw::RawMap;
+use super::shared::Shared;
 use super::table::Slot;
 use super::word::{self, Codec, DROPPED, MOVED};
 use crate::reclaim::{free_box, Collector, Guard};
@@ -38,15 +38,13 @@ impl<'c, K: Hash + Eq + 'static> PendingKey<'c, K> {
         }
     }
 
-    /// Whether key word `key` (an item, protected by the caller) is this key.
-    pub(super) fn matches<V: 'static, S: BuildHasher>(
-        &self,
-        map: &RawMap<K, V, S>,
-        key: u64,
-    ) -> bool {
+    /// Whether the stored key `key` is this key.
+    pub(super) fn matches(&self, key: Shared<'_, K>) -> bool {
         match (&self.key, self.word) {
-            (Some(owned), _) => map.key_matches(key, self.hash, owned),
-            (None, Some(boxed)) => map.same_key(key, boxed),
+            (Some(owned), _) => key.matches(self.hash, owned),
+            // SAFETY: our own box: we own it or a table does, and either way it is freed only
+            // after this pending key is gone (a table frees it after retiring it past our pin).
+            (None, Some(boxed)) => key.same_key(unsafe { Shared::from_word(boxed) }),
             (None, None) => unreachable!("a pending key is boxed only together with its word"),
         }
     }
@@ -121,26 +119,41 @@ impl<K: 'static> Drop for PendingKey<'_, K> {
     }
 }
 
+/// What a write stores in a key's value word: a staged value, or nothing (a remove).
+#[derive(Clone, Copy)]
+pub(in crate::atomic_map) struct Staged(u64);
+
+impl Staged {
+    /// Removes the key's value.
+    pub(in crate::atomic_map) const REMOVE: Staged = Staged(word::ABSENT);
+
+    pub(super) fn word(self) -> u64 {
+        self.0
+    }
+}
+
 /// An owned value that a write will commit.
-pub(super) struct PendingValue<V: 'static> {
+pub(in crate::atomic_map) struct PendingValue<'c, V: 'static> {
     value: Option<V>,
     word: Option<u64>,
     published: bool,
+    collector: &'c Collector,
 }
 
-impl<V: 'static> PendingValue<V> {
-    pub(super) fn new(value: V) -> Self {
+impl<'c, V: 'static> PendingValue<'c, V> {
+    pub(super) fn new(value: V, collector: &'c Collector) -> Self {
         PendingValue {
             value: Some(value),
             word: None,
             published: false,
+            collector,
         }
     }
 
-    /// The word to commit.
-    pub(super) fn word(&mut self, collector: &Collector, guard: &Guard<'_>) -> u64 {
+    /// The value as a write's decision to store it; boxed on the first call, reused after.
+    pub(in crate::atomic_map) fn stage(&mut self, guard: &Guard<'_>) -> Staged {
         if let Some(word) = self.word {
-            return word;
+            return Staged(word);
         }
         let value = self
             .value
@@ -150,20 +163,26 @@ impl<V: 'static> PendingValue<V> {
             Some(inline) => inline,
             None => {
                 let value = self.value.take().expect("checked above");
-                word::box_word(value, collector.birth_epoch(guard), 0)
+                word::box_word(value, self.collector.birth_epoch(guard), 0)
             }
         };
         self.word = Some(word);
-        word
+        Staged(word)
     }
 
-    /// The commit CAS stored this value's word.
-    pub(super) fn published(&mut self) {
+    /// The write committed this value; it now belongs to the table. Returns it as stored,
+    /// readable while `guard` (the guard it was staged under) lives.
+    pub(in crate::atomic_map) fn published<'g>(&mut self, guard: &'g Guard<'_>) -> Shared<'g, V> {
+        let word = self.stage(guard).word();
         self.published = true;
+        // SAFETY: an item word we staged under `guard`: its box (if any) was born within the
+        // guard's reservation (`birth_epoch`), so it is not freed while the guard lives even if
+        // a writer replaces and retires it at once.
+        unsafe { Shared::from_word(word) }
     }
 }
 
-impl<V: 'static> Drop for PendingValue<V> {
+impl<V: 'static> Drop for PendingValue<'_, V> {
     fn drop(&mut self) {
         match self.word {
             Some(word) if !self.published && !word::is_inline(word) => {

@@ -6,9 +6,10 @@
 //! not slow down readers of the same table.
 //!
 //! Tables are not generic: slots hold words (see `word`), and what a word means is decided by
-//! the map that owns the table.
+//! the map that owns the table. Every walk over a table's slots goes through `probe::Probe`
+//! or a whole-table pass.
 
-use crate::sync::{AtomicPtr, AtomicU64, AtomicUsize, CachePadded, Ordering};
+use crate::sync::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, CachePadded, Ordering};
 
 use super::word::{self, MOVED};
 
@@ -17,6 +18,13 @@ use super::word::{self, MOVED};
 pub(super) const CHUNK: usize = 1024;
 #[cfg(loom)]
 pub(super) const CHUNK: usize = 2;
+
+/// Values of [`Migration::allocating`].
+pub(super) const NOT_ALLOCATING: usize = 0;
+/// A successor larger than the table is being allocated.
+pub(super) const ALLOCATING_GROW: usize = 1;
+/// A successor sized to what the table holds (a compaction or a shrink) is being allocated.
+pub(super) const ALLOCATING_FIT: usize = 2;
 
 /// Smallest table the map allocates.
 #[cfg(not(loom))]
@@ -36,16 +44,21 @@ pub(super) struct Slot {
 pub(super) struct Migration {
     /// The table this one is being migrated into; null until a resize starts, then fixed.
     pub(super) next: AtomicPtr<Table>,
-    /// Set (0 → 1, never cleared except after a failed allocation) by the one writer that
-    /// allocates a grow, compaction or shrink successor, so that writers meeting a crowded
-    /// table at the same moment do not each allocate (and then free) a whole table.
+    /// `NOT_ALLOCATING` → `ALLOCATING_GROW` or `ALLOCATING_FIT` (never cleared except after a
+    /// failed allocation), set by the one writer that allocates a successor, so that writers
+    /// meeting a crowded table at the same moment do not each allocate (and then free) a whole
+    /// table. While it is `ALLOCATING_FIT`, no writer claims a new key in the table (see
+    /// `migrate`, "Room to carry").
     pub(super) allocating: AtomicUsize,
     /// Next chunk index a helper may claim (may overshoot the chunk count).
     pub(super) claimed_chunks: AtomicUsize,
     /// Chunks fully migrated; the helper that makes it equal the chunk count finishes the resize.
     pub(super) finished_chunks: AtomicUsize,
+    /// Chunks whose owner unwound before finishing them and that no helper has taken over yet
+    /// (see `migrate`, "Panics"); which ones is in [`Table::abandoned_chunks`].
+    pub(super) abandoned: AtomicUsize,
     /// While this table is a successor that is not yet the root: how many more new keys writers
-    /// may claim in it (see `resize`, "Room to carry"). Wraps below zero; read through
+    /// may claim in it (see `migrate`, "Room to carry"). Wraps below zero; read through
     /// [`Table::take_claim_budget`].
     pub(super) claim_budget: AtomicUsize,
 }
@@ -60,6 +73,8 @@ pub(super) struct Table {
     pub(super) generation: u64,
     pub(super) slots: Box<[Slot]>,
     pub(super) migration: CachePadded<Migration>,
+    /// One flag per chunk, set while the chunk waits for a new owner.
+    pub(super) abandoned_chunks: Box<[AtomicBool]>,
     /// Set only in the successor of a *freezing* migration (a snapshot, see `snapshot`): the
     /// frozen image of the table being migrated into this one. Owned by this table until the
     /// snapshot that started the migration takes it, which happens after the migration ends.
@@ -95,6 +110,7 @@ impl Table {
         image: Option<Box<Image>>,
     ) -> Result<Box<Table>, AllocFailed> {
         debug_assert!(capacity.is_power_of_two());
+        let chunks = capacity.div_ceil(CHUNK);
         Ok(Box::new(Table {
             mask: capacity - 1,
             birth,
@@ -103,11 +119,13 @@ impl Table {
             slots: allocate_slots(capacity)?,
             migration: CachePadded(Migration {
                 next: AtomicPtr::new(std::ptr::null_mut()),
-                allocating: AtomicUsize::new(0),
+                allocating: AtomicUsize::new(NOT_ALLOCATING),
                 claimed_chunks: AtomicUsize::new(0),
                 finished_chunks: AtomicUsize::new(0),
+                abandoned: AtomicUsize::new(0),
                 claim_budget: AtomicUsize::new(claim_budget),
             }),
+            abandoned_chunks: (0..chunks).map(|_| AtomicBool::new(false)).collect(),
         }))
     }
 
@@ -137,6 +155,22 @@ impl Table {
     pub(super) fn take_claim_budget(&self) -> bool {
         let before = self.migration.claim_budget.fetch_sub(1, Ordering::Relaxed);
         before != 0 && before <= self.capacity()
+    }
+
+    /// Whether a successor sized to this table's contents is being allocated, so that no new
+    /// key may be claimed here until it is installed. `SeqCst`: see `migrate`, "Room to carry".
+    #[inline]
+    pub(super) fn claims_paused(&self) -> bool {
+        self.migration.allocating.load(Ordering::SeqCst) == ALLOCATING_FIT
+    }
+
+    /// How many slots hold a key (live or a tombstone). `SeqCst` loads: see `migrate`, "Room
+    /// to carry".
+    pub(super) fn claimed_slots(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|slot| word::is_key(slot.key.load(Ordering::SeqCst)))
+            .count()
     }
 
     /// Whether this table is the successor of a freezing migration that has not ended (or whose

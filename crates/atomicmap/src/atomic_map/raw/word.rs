@@ -35,7 +35,7 @@ pub(super) const ABSENT: u64 = 0;
 /// Value word of a key whose value (and key) now live in the next table.
 pub(super) const MOVED: u64 = 2;
 /// Value word of a removed key that a resize did not carry over; the key stays owned by the old
-/// table until a writer re-homes it (see `resize`).
+/// table until a writer re-homes it (see `migrate`).
 pub(super) const DROPPED: u64 = 4;
 
 /// Tag bit of an inline word.
@@ -47,7 +47,8 @@ const INLINE_TAG: u64 = 1;
 #[repr(align(8))]
 pub(super) struct Boxed<T> {
     pub(super) birth: u64,
-    /// Hash of a boxed key, kept so that a resize never calls the user's hasher.
+    /// Hash of a boxed key, kept so that carrying it to a new table calls no user code (an
+    /// inline key has no room for it, so carrying one calls the hasher).
     pub(super) hash: u64,
     pub(super) item: T,
 }

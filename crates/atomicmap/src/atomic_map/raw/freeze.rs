@@ -1,5 +1,5 @@
-//! Point-in-time snapshots of an [`AtomicMap`](super::AtomicMap) by a *freezing migration*: the
-//! cooperative resize of `resize`, run so that the migrated table ends up describing the map at
+//! Point-in-time snapshots of an [`AtomicMap`](crate::AtomicMap) by a *freezing migration*: the
+//! cooperative resize of `migrate`, run so that the migrated table ends up describing the map at
 //! one instant.
 //!
 //! # Why the resize machinery
@@ -11,9 +11,9 @@
 //!    words that its final migration CAS replaced (`target` in `migrate_slot`). Only the chunk
 //!    owner writes those image slots, so plain stores suffice; its `finished_chunks` increment
 //!    (`AcqRel`) publishes them, and the snapshot's `Acquire` load of the final count (in
-//!    `complete_resize`) sees every chunk's stores, since increments form one release sequence.
+//!    `Migrator::complete`) sees every chunk's stores, since increments form one release sequence.
 //! 2. **Writers wait at the border.** A writer diverted from the migrated table into a freezing
-//!    successor (`before_diverting`) first drives the migration to its end (`complete_resize`:
+//!    successor (`before_diverting`) first drives the migration to its end (`Migrator::complete`:
 //!    it copies unclaimed chunks itself, then waits for chunks that other threads are copying).
 //!    In an ordinary resize it would commit in the successor at once.
 //!
@@ -42,57 +42,67 @@
 //! reachable after that pin began, so it stays allocated until the clone is done. Memory retired
 //! by writers during the clone waits for it (bounded by the clone's duration).
 
+use std::hash::{BuildHasher, Hash};
 use std::ptr;
 
-use super::raw::RawMap;
-use super::resize::out_of_memory;
+use super::migrate::Migrator;
+use super::policy::out_of_memory;
 use super::table::{Image, Table};
 use crate::reclaim::Guard;
-use std::hash::{BuildHasher, Hash};
 
-impl<K, V, S> RawMap<K, V, S>
+/// Runs a freezing migration of the root and returns its image (the map at the migration's
+/// instant) with the generation of the frozen table. `guard` must hold retired memory back
+/// (`Guard::hold_retired`) for as long as the image's words are read.
+pub(super) fn freeze<K, V, S>(
+    migrator: &Migrator<'_, K, V, S>,
+    guard: &Guard<'_>,
+) -> (Box<Image>, u64)
 where
     K: Hash + Eq + 'static,
     V: 'static,
     S: BuildHasher,
 {
-    /// Runs a freezing migration of the root and returns its image (the map at the migration's
-    /// instant) with the generation of the frozen table. `guard` must hold retired memory back
-    /// (`Guard::hold_retired`) for as long as the image's words are read.
-    pub(super) fn freeze(&self, guard: &Guard<'_>) -> (Box<Image>, u64) {
-        loop {
-            let table = self.root(guard);
-            if !table.next().is_null() {
-                // An ordinary resize is running: finish it, then freeze its result.
-                self.complete_resize(guard, table);
-                continue;
-            }
-            let capacity = table.capacity();
-            let Ok(image) = Image::allocate(capacity) else {
-                out_of_memory(capacity)
-            };
-            let installed = match self.install_successor(guard, table, capacity, Some(image)) {
-                Ok(installed) => installed,
-                Err(_) => out_of_memory(capacity),
-            };
-            let Some(successor) = installed else {
-                // Another resize got in first.
-                continue;
-            };
-            self.complete_resize(guard, table);
-            let image = successor
-                .take_image()
-                .expect("only the snapshot that started a freezing migration takes its image");
-            return (image, table.generation);
+    loop {
+        let table = migrator.chain.root(guard);
+        if !table.next().is_null() {
+            // An ordinary resize is running: finish it, then freeze its result.
+            migrator.complete(guard, table);
+            continue;
         }
+        let capacity = table.capacity();
+        let Ok(image) = Image::allocate(capacity) else {
+            out_of_memory(capacity)
+        };
+        let installed = match migrator.install_successor(guard, table, capacity, Some(image)) {
+            Ok(installed) => installed,
+            Err(_) => out_of_memory(capacity),
+        };
+        let Some(successor) = installed else {
+            // Another resize got in first.
+            continue;
+        };
+        migrator.complete(guard, table);
+        let image = successor
+            .take_image()
+            .expect("only the snapshot that started a freezing migration takes its image");
+        return (image, table.generation);
     }
+}
 
-    /// Called by a writer about to continue from `table` in `next`: if `next` is the successor
-    /// of a freezing migration of `table`, that migration must end first (module docs).
-    #[inline]
-    pub(super) fn before_diverting(&self, guard: &Guard<'_>, table: &Table, next: &Table) {
-        if next.is_freezing_successor() && ptr::eq(table.next(), next) {
-            self.complete_resize(guard, table);
-        }
+/// Called by a writer about to continue from `table` in `next`: if `next` is the successor of a
+/// freezing migration of `table`, that migration must end first (module docs).
+#[inline]
+pub(super) fn before_diverting<K, V, S>(
+    migrator: &Migrator<'_, K, V, S>,
+    guard: &Guard<'_>,
+    table: &Table,
+    next: &Table,
+) where
+    K: Hash + Eq + 'static,
+    V: 'static,
+    S: BuildHasher,
+{
+    if next.is_freezing_successor() && ptr::eq(table.next(), next) {
+        migrator.complete(guard, table);
     }
 }

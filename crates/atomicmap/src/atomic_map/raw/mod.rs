@@ -1,0 +1,679 @@
+//! The lock-free protocol of [`AtomicMap`](crate::AtomicMap): slots, probing, and the one CAS
+//! that commits every update. This layer holds all of `AtomicMap`'s `unsafe`; what leaves it is
+//! typed: keys and values as [`Shared`] handles whose lifetime is the caller's guard, values to
+//! store as [`Staged`] decisions, never a raw word.
+//!
+//! # Modules
+//! ```text
+//!   raw (this file: find, write, iterate; the writer's side of resizing)
+//!    ├── freeze ──▶ migrate ──▶ policy        snapshot = a migration that records what it moves
+//!    ├── migrate (Migrator: start / help / complete a resize)
+//!    ├── policy  (when to resize, to what size)
+//!    ├── pending (keys and values on their way into a slot)
+//!    ├── shared  (guard-lifetimed handles on slot contents)
+//!    ├── chain   (root table and successor links)
+//!    ├── probe   (the one probe sequence)
+//!    └── table, word (slot arrays; the encoding of keys and values in words)
+//! ```
+//! Arrows point one way: nothing below `raw` calls back into it.
+//!
+//! # Layout
+//! The map points (`root`, see `chain`) to a [`Table`]: a power-of-two array of slots, each a
+//! key word and a value word (see `word` for what a word can hold). Keys are found by linear
+//! probing from `hash & mask` (`probe`).
+//!
+//! # Slot states and who moves them
+//! ```text
+//!  key word:    EMPTY ──claim (writer inserting a new key)──▶ key      (fixed for the table's life)
+//!               EMPTY ──seal (resize helper, or a writer diverted by a resize)──▶ SEALED
+//!  value word:  ABSENT ◀──commit──▶ value ◀──commit──▶ value          (writers: insert/update/remove)
+//!               ABSENT / value ──resize helper──▶ MOVED or DROPPED     (final)
+//!               DROPPED ──the writer whose key box it is──▶ MOVED      (re-homing, see `migrate`)
+//! ```
+//! * A key word changes at most once, from `EMPTY`. So a slot, once it holds key `k`, holds `k`
+//!   until the table is discarded, and a probe for `k` that meets `EMPTY` has proved `k` is not
+//!   in this table (keys are claimed at the first `EMPTY` of their probe sequence, and nothing
+//!   ever empties a slot).
+//! * **Every insert, update and remove is committed by one CAS on a value word.** Inserting a new
+//!   key first claims a slot (a CAS on the key word), but the key is absent until the value CAS:
+//!   a claimed key with value `ABSENT` reads as missing. A remove CASes the value to `ABSENT`
+//!   and leaves the key: a *tombstone*. Re-inserting the same key reuses its slot; tombstones of
+//!   other keys are dropped by the next resize, which copies only live entries (so a table
+//!   emptied by removes compacts itself, see `migrate`).
+//! * `MOVED`, `DROPPED` and `SEALED` mean "look in the next table" and are final for this table.
+//!
+//! # Linearization points
+//! * `get`: the load of the value word (a value, or `ABSENT`), or the load of `EMPTY` that ends
+//!   the probe: at that instant the key had no value in the map.
+//! * insert/update/remove: the successful value CAS; a remove or update of a missing key: the
+//!   load that proved it missing, as for `get`.
+//!
+//! # Orderings
+//! * Claims and commits are `AcqRel` CASes: release publishes a boxed key or value (and its
+//!   birth epoch) before its word, acquire lets a failing writer read the winner's box.
+//! * Loads of key and value words are `Acquire`, pairing with those releases. No reader ever
+//!   writes shared memory except its own reclamation record, so reads do no read-modify-write
+//!   and take no lock; their only other cost is the pin (see `reclaim`).
+//! * A word is compared by value, so ABA on a value word cannot corrupt the map: a CAS that
+//!   succeeds against an old word does so because the slot holds that exact word, and a boxed
+//!   word cannot be freed and its address reused while any thread that read it is pinned
+//!   (every load of a pointer word goes through `shared::load`, which protects it).
+//!
+//! # Progress
+//! Readers never wait: a lookup probes at most every slot of each table it visits, and the
+//! chain of tables is finite. Writers are lock-free: a failed CAS means another writer
+//! succeeded. Resizes are cooperative and bounded per operation (see `migrate`).
+
+mod chain;
+mod freeze;
+mod migrate;
+mod pending;
+mod policy;
+mod probe;
+mod shared;
+mod table;
+mod word;
+
+use std::borrow::Borrow;
+use std::hash::{BuildHasher, Hash};
+use std::ptr;
+
+use crate::error::CapacityError;
+use crate::reclaim::{free_box, Collector, Guard};
+use crate::sync::{yield_now, Ordering};
+use chain::Chain;
+use migrate::{Migrator, Start};
+use pending::PendingKey;
+use policy::out_of_memory;
+use probe::Probe;
+use table::{Slot, Table};
+use word::{Codec, ABSENT, DROPPED, EMPTY, MOVED, SEALED};
+
+pub(in crate::atomic_map) use pending::{PendingValue, Staged};
+pub(in crate::atomic_map) use shared::Shared;
+pub use shared::ValueRef;
+
+/// The map's shared state; every method takes a guard from [`RawMap::pin`].
+pub(in crate::atomic_map) struct RawMap<K: 'static, V: 'static, S> {
+    chain: Chain<K, V>,
+    hasher: S,
+    collector: Collector,
+}
+
+/// Where a write for a key should happen.
+enum Located<'g> {
+    /// The slot holding the key (claimed by this call, or earlier).
+    Here(&'g Slot),
+    /// The key is not in this table; continue in this (next) table.
+    Next(&'g Table),
+    /// The key is absent and the caller has no key to insert.
+    Absent,
+}
+
+/// The key a write is for, as the probe loop sees it.
+enum Query<'q, 'c, K: 'static, Q: ?Sized> {
+    /// A borrowed key: the write cannot insert it.
+    Borrowed(&'q Q),
+    /// An owned key stored inline: its word is the claim, and equal words are equal keys.
+    Inline(u64),
+    /// An owned key that is boxed on its first claim.
+    Owned(PendingKey<'c, K>),
+}
+
+/// The outcome of a write.
+pub(in crate::atomic_map) struct Written<'g, V> {
+    /// The value the write replaced, or found if it decided not to write (`None`: absent).
+    pub(in crate::atomic_map) previous: Option<Shared<'g, V>>,
+    /// Whether the write committed.
+    pub(in crate::atomic_map) committed: bool,
+}
+
+/// Where [`RawMap::find_carried`] found a key.
+enum Search<'g, V> {
+    Found(Shared<'g, V>),
+    Missing,
+    Next,
+}
+
+impl<K, V, S> RawMap<K, V, S>
+where
+    K: Hash + Eq + 'static,
+    V: 'static,
+    S: BuildHasher,
+{
+    /// An empty map whose table holds `entries` keys before it grows.
+    pub(in crate::atomic_map) fn with_capacity(
+        entries: usize,
+        hasher: S,
+    ) -> Result<Self, CapacityError> {
+        let capacity = policy::capacity_for(entries).ok_or(CapacityError::Overflow)?;
+        let collector = Collector::new();
+        let table = {
+            let guard = collector.enter();
+            Table::allocate(capacity, collector.birth_epoch(&guard), 0, 0, None)
+                .map_err(|_| CapacityError::AllocationFailed)?
+        };
+        Ok(RawMap {
+            chain: Chain::new(table),
+            hasher,
+            collector,
+        })
+    }
+
+    pub(in crate::atomic_map) fn hasher(&self) -> &S {
+        &self.hasher
+    }
+
+    /// Pins the calling thread; every handle a method returns lives as long as this guard.
+    #[inline]
+    pub(in crate::atomic_map) fn pin(&self) -> Guard<'_> {
+        self.collector.enter()
+    }
+
+    #[inline]
+    pub(in crate::atomic_map) fn hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    /// A value to stage for a write under a guard of this map.
+    pub(in crate::atomic_map) fn pending_value(&self, value: V) -> PendingValue<'_, V> {
+        PendingValue::new(value, &self.collector)
+    }
+
+    fn migrator(&self) -> Migrator<'_, K, V, S> {
+        Migrator {
+            chain: &self.chain,
+            collector: &self.collector,
+            hasher: &self.hasher,
+        }
+    }
+
+    /// The value of `query`, or `None` if it has none. Never writes.
+    #[inline]
+    pub(in crate::atomic_map) fn find<'g, Q>(
+        &self,
+        guard: &'g Guard<'_>,
+        hash: u64,
+        query: &Q,
+    ) -> Option<Shared<'g, V>>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        let mut table = self.chain.root(guard);
+        'tables: loop {
+            for slot in Probe::new(table, hash) {
+                let key = shared::load::<K>(guard, &slot.key);
+                match key.raw() {
+                    EMPTY => return None,
+                    SEALED => {
+                        table = self.chain.next_table(guard, table);
+                        continue 'tables;
+                    }
+                    _ => {}
+                }
+                if key.key().is_some_and(|key| key.matches(hash, query)) {
+                    let value = shared::load::<V>(guard, &slot.value);
+                    if matches!(value.raw(), MOVED | DROPPED) {
+                        table = self.chain.next_table(guard, table);
+                        continue 'tables;
+                    }
+                    return value.value();
+                }
+            }
+            // Every slot holds another key: `query` can only be in a successor.
+            if table.next().is_null() {
+                return None;
+            }
+            table = self.chain.next_table(guard, table);
+        }
+    }
+
+    /// [`write`](Self::write) for a key the caller owns: a missing key is claimed first, so
+    /// `decide` always runs.
+    #[inline]
+    pub(in crate::atomic_map) fn write_owned<'g>(
+        &self,
+        guard: &'g Guard<'_>,
+        key: K,
+        decide: impl FnMut(Option<Shared<'g, V>>) -> Option<Staged>,
+    ) -> Written<'g, V> {
+        let hash = self.hash(&key);
+        let query = match Codec::<K>::inline_word(&key) {
+            Some(word) => Query::Inline(word),
+            None => Query::Owned(PendingKey::new(key, hash, &self.collector)),
+        };
+        self.write(guard, hash, query, decide)
+    }
+
+    /// [`write`](Self::write) for a borrowed key: a missing key is reported as absent without
+    /// calling `decide`.
+    #[inline]
+    pub(in crate::atomic_map) fn write_borrowed<'g, Q>(
+        &self,
+        guard: &'g Guard<'_>,
+        key: &Q,
+        decide: impl FnMut(Option<Shared<'g, V>>) -> Option<Staged>,
+    ) -> Written<'g, V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.write(guard, self.hash(key), Query::Borrowed(key), decide)
+    }
+
+    /// Commits `decide(current)` for the key `query` with one value CAS, retrying on races.
+    ///
+    /// `decide` sees the current value (`None` if the key has none) and returns what to store,
+    /// or `None` to leave it. It runs once per attempt.
+    #[inline]
+    fn write<'g, Q>(
+        &self,
+        guard: &'g Guard<'_>,
+        hash: u64,
+        mut query: Query<'_, '_, K, Q>,
+        mut decide: impl FnMut(Option<Shared<'g, V>>) -> Option<Staged>,
+    ) -> Written<'g, V>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        let migrator = self.migrator();
+        let mut table = self.chain.root(guard);
+        if !table.next().is_null() {
+            migrator.help(guard, table);
+        }
+        'tables: loop {
+            let slot = match self.locate(guard, table, hash, &mut query) {
+                Located::Here(slot) => slot,
+                Located::Next(next) => {
+                    freeze::before_diverting(&migrator, guard, table, next);
+                    table = next;
+                    continue 'tables;
+                }
+                Located::Absent => {
+                    return Written {
+                        previous: None,
+                        committed: false,
+                    }
+                }
+            };
+            let mut current = shared::load::<V>(guard, &slot.value);
+            loop {
+                if matches!(current.raw(), MOVED | DROPPED) {
+                    if let (DROPPED, Query::Owned(pending)) = (current.raw(), &mut query) {
+                        pending.rehome_from(slot);
+                    }
+                    migrator.help(guard, table);
+                    let next = self.chain.next_table(guard, table);
+                    freeze::before_diverting(&migrator, guard, table, next);
+                    table = next;
+                    continue 'tables;
+                }
+                let Some(new) = decide(current.value()) else {
+                    return Written {
+                        previous: current.value(),
+                        committed: false,
+                    };
+                };
+                match slot.value.compare_exchange(
+                    current.raw(),
+                    new.word(),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => {
+                        self.committed(guard, current.raw(), new.word());
+                        return Written {
+                            previous: current.value(),
+                            committed: true,
+                        };
+                    }
+                    Err(actual) => current = shared::after_failed_cas(guard, &slot.value, actual),
+                }
+            }
+        }
+    }
+
+    /// Book-keeping after a value CAS from `previous` to `new`: the length, the replaced box
+    /// (which no reader can newly reach but current readers may still hold), and after a
+    /// remove, an occasional check for a shrink.
+    fn committed(&self, guard: &Guard<'_>, previous: u64, new: u64) {
+        match (previous == ABSENT, new == ABSENT) {
+            (true, false) => guard.count_entries(1),
+            (false, true) => {
+                guard.count_entries(-1);
+                self.after_remove(guard);
+            }
+            _ => {}
+        }
+        if previous != ABSENT && !word::is_inline(previous) {
+            // SAFETY: `previous` is a boxed value this CAS unlinked, so it is retired exactly
+            // once (by us); its birth was written before it was published.
+            unsafe {
+                let birth = word::boxed::<V>(previous).birth;
+                guard.retire(
+                    word::box_ptr::<V>(previous),
+                    birth,
+                    free_box::<word::Boxed<V>>,
+                );
+            }
+        }
+    }
+
+    /// Finds the slot of `query` in `table` for a write, claiming one if the key is missing and
+    /// the caller owns a key.
+    fn locate<'g, Q>(
+        &self,
+        guard: &'g Guard<'_>,
+        table: &'g Table,
+        hash: u64,
+        query: &mut Query<'_, '_, K, Q>,
+    ) -> Located<'g>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        let mut probe = Probe::new(table, hash);
+        while let Some(slot) = probe.next() {
+            // Each pass looks at `slot`; a lost race looks at it again.
+            loop {
+                let loaded = shared::load::<K>(guard, &slot.key);
+                if loaded.raw() == SEALED {
+                    return Located::Next(self.chain.next_table(guard, table));
+                }
+                let Some(key) = loaded.key() else {
+                    let claim = match query {
+                        Query::Borrowed(_) => return Located::Absent,
+                        Query::Inline(word) => *word,
+                        Query::Owned(pending) => pending.word(guard),
+                    };
+                    if !table.next().is_null() {
+                        // A resize started: new keys go to the next table, but only once this
+                        // slot is sealed, so no one can still claim the key here (see
+                        // `migrate`).
+                        let _ = slot.key.compare_exchange(
+                            EMPTY,
+                            SEALED,
+                            Ordering::AcqRel,
+                            Ordering::Acquire,
+                        );
+                        continue;
+                    }
+                    let root = self.chain.root(guard);
+                    if !ptr::eq(root, table) && !table.take_claim_budget() {
+                        // `table` is the successor of a resize of `root` in flight, and the room
+                        // left in it is reserved for keys still to be carried (see `migrate`).
+                        self.migrator().complete(guard, root);
+                        continue;
+                    }
+                    if probe.distance() >= policy::probe_limit(table)
+                        && self.resize_crowded(guard, table)
+                    {
+                        // The resize started (or we helped it), so look at this slot again:
+                        // now that the table has a successor it gets sealed, so lookups of our
+                        // key, which will live in the successor, do not stop at it.
+                        continue;
+                    }
+                    if table.claims_paused() {
+                        // A fit successor is being sized by counting claimed slots.
+                        self.migrator().wait_for_successor(table);
+                        continue;
+                    }
+                    // SeqCst, with the check above: see `migrate`, "Room to carry".
+                    if slot
+                        .key
+                        .compare_exchange(EMPTY, claim, Ordering::SeqCst, Ordering::Acquire)
+                        .is_ok()
+                    {
+                        if let Query::Owned(pending) = query {
+                            pending.published(claim);
+                        }
+                        return Located::Here(slot);
+                    }
+                    continue;
+                };
+                let matches = match query {
+                    Query::Borrowed(query) => key.matches(hash, *query),
+                    Query::Inline(word) => loaded.raw() == *word,
+                    Query::Owned(pending) => pending.matches(key),
+                };
+                if matches {
+                    return Located::Here(slot);
+                }
+                break;
+            }
+        }
+        // Every slot holds another key.
+        match query {
+            Query::Owned(_) | Query::Inline(_) => self.overflow(guard, table),
+            Query::Borrowed(_) if table.next().is_null() => Located::Absent,
+            Query::Borrowed(_) => Located::Next(self.chain.next_table(guard, table)),
+        }
+    }
+
+    /// For a writer that probed far in `table`: starts (or helps) its resize and returns true,
+    /// or returns false when it should claim its slot in `table` anyway: the table is not
+    /// crowded enough, or crowded only by a weak hash (see `policy`), or another writer is
+    /// allocating the successor right now (crowded is not full).
+    fn resize_crowded(&self, guard: &Guard<'_>, table: &Table) -> bool {
+        if table.next().is_null() {
+            let Some(capacity) = policy::crowded_verdict(table, self.len()) else {
+                return false;
+            };
+            let migrator = self.migrator();
+            let root = self.chain.root(guard);
+            if !ptr::eq(root, table) {
+                // `table` is the successor of a resize in flight; only the root is resized.
+                migrator.complete(guard, root);
+            }
+            match migrator.start(guard, table, capacity) {
+                Start::Installed => {}
+                Start::Allocating => return false,
+                Start::Failed => out_of_memory(capacity),
+            }
+        }
+        self.overflow(guard, table);
+        true
+    }
+
+    /// A table too full for another key: make sure a resize is under way and continue in the
+    /// successor. On return `table` has a successor.
+    fn overflow<'g>(&self, guard: &'g Guard<'_>, table: &'g Table) -> Located<'g> {
+        let migrator = self.migrator();
+        loop {
+            if !table.next().is_null() {
+                migrator.help(guard, table);
+                return Located::Next(self.chain.next_table(guard, table));
+            }
+            let root = self.chain.root(guard);
+            if ptr::eq(root, table) {
+                let capacity = policy::full_table_capacity(table, self.len());
+                match migrator.start(guard, table, capacity) {
+                    Start::Installed => {}
+                    Start::Allocating => yield_now(),
+                    Start::Failed => out_of_memory(capacity),
+                }
+            } else {
+                // `table` is the successor of a resize still in progress.
+                migrator.complete(guard, root);
+            }
+        }
+    }
+
+    /// Called after a remove committed: occasionally shrinks a mostly empty table.
+    fn after_remove(&self, guard: &Guard<'_>) {
+        let table = self.chain.root(guard);
+        if let Some(capacity) = policy::shrink_due(table, || self.len()) {
+            let migrator = self.migrator();
+            migrator.start(guard, table, capacity);
+            migrator.help(guard, table);
+        }
+    }
+
+    /// Number of keys with a value (each thread counts its `ABSENT` ↔ value commits in its
+    /// reclamation record); exact when no write is in flight.
+    pub(in crate::atomic_map) fn len(&self) -> usize {
+        self.collector.entries().max(0) as usize
+    }
+
+    /// How many slots the current table has.
+    pub(in crate::atomic_map) fn capacity(&self, guard: &Guard<'_>) -> usize {
+        self.chain.root(guard).capacity()
+    }
+
+    /// Makes the table big enough for `entries` keys, waiting for the resize to finish.
+    pub(in crate::atomic_map) fn reserve(
+        &self,
+        guard: &Guard<'_>,
+        entries: usize,
+    ) -> Result<(), CapacityError> {
+        let capacity = policy::capacity_for(entries).ok_or(CapacityError::Overflow)?;
+        if self.capacity(guard) >= capacity || self.resize_now(guard, capacity) {
+            Ok(())
+        } else {
+            Err(CapacityError::AllocationFailed)
+        }
+    }
+
+    /// Resizes the table to fit the live keys, dropping tombstones (for `clear`). A compaction
+    /// keeps room for every claimed slot, tombstones included (see `migrate`, "Room to
+    /// carry"), so a second pass over the compacted table shrinks it to the live keys. If a
+    /// smaller table cannot be allocated the map keeps its table: nothing is lost.
+    pub(in crate::atomic_map) fn compact(&self, guard: &Guard<'_>) {
+        for _ in 0..2 {
+            let Some(capacity) = policy::capacity_for(self.len()) else {
+                return;
+            };
+            if !self.resize_now(guard, capacity) || self.capacity(guard) <= capacity {
+                return;
+            }
+        }
+    }
+
+    /// Resizes the root to `capacity` slots and waits until the resize is done. Returns false
+    /// if the table could not be allocated.
+    fn resize_now(&self, guard: &Guard<'_>, capacity: usize) -> bool {
+        let migrator = self.migrator();
+        loop {
+            let table = self.chain.root(guard);
+            if table.next().is_null() {
+                if table.capacity() == capacity
+                    && policy::crowded_verdict(table, self.len()).is_none()
+                {
+                    return true;
+                }
+                match migrator.start(guard, table, capacity) {
+                    Start::Installed => {
+                        migrator.complete(guard, table);
+                        return true;
+                    }
+                    Start::Allocating => yield_now(),
+                    Start::Failed => return false,
+                }
+                continue;
+            }
+            // Someone else's resize is running: finish it, then start ours.
+            migrator.complete(guard, table);
+        }
+    }
+
+    /// Visits every live entry reachable from the root at the time of each slot's load: the
+    /// weakly consistent iteration of [`AtomicMap::iter`](crate::AtomicMap::iter).
+    ///
+    /// A resize in flight when the walk starts is completed first (the walk costs a pass over
+    /// the table anyway): keys inserted since it began live only in its successor, which a walk
+    /// of the old table would not see. A resize that starts during the walk is followed through
+    /// `MOVED` slots; keys inserted during the walk may or may not be visited.
+    pub(in crate::atomic_map) fn for_each_entry<'g>(
+        &self,
+        guard: &'g Guard<'_>,
+        mut visit: impl FnMut(Shared<'g, K>, Shared<'g, V>),
+    ) {
+        let mut table = self.chain.root(guard);
+        while !table.next().is_null() {
+            self.migrator().complete(guard, table);
+            table = self.chain.root(guard);
+        }
+        for slot in table.slots.iter() {
+            let Some(key) = shared::load::<K>(guard, &slot.key).key() else {
+                continue;
+            };
+            let value = shared::load::<V>(guard, &slot.value);
+            if matches!(value.raw(), MOVED | DROPPED) {
+                // The entry lives on in the next table; find its current value there.
+                let hash = key.hash_with(&self.hasher);
+                let mut next = self.chain.next_table(guard, table);
+                loop {
+                    match self.find_carried(guard, next, hash, key) {
+                        Search::Found(value) => {
+                            visit(key, value);
+                            break;
+                        }
+                        Search::Missing => break,
+                        Search::Next => next = self.chain.next_table(guard, next),
+                    }
+                }
+            } else if let Some(value) = value.value() {
+                visit(key, value);
+            }
+        }
+    }
+
+    /// Looks a stored key up in one table (the table it was carried to).
+    fn find_carried<'g>(
+        &self,
+        guard: &'g Guard<'_>,
+        table: &Table,
+        hash: u64,
+        key: Shared<'g, K>,
+    ) -> Search<'g, V> {
+        for slot in Probe::new(table, hash) {
+            let here = shared::load::<K>(guard, &slot.key);
+            match here.raw() {
+                EMPTY => return Search::Missing,
+                SEALED => return Search::Next,
+                _ => {}
+            }
+            if here.key().is_some_and(|here| here.same_key(key)) {
+                let value = shared::load::<V>(guard, &slot.value);
+                return match value.raw() {
+                    MOVED | DROPPED => Search::Next,
+                    _ => value.value().map_or(Search::Missing, Search::Found),
+                };
+            }
+        }
+        Search::Missing
+    }
+
+    /// The map at one instant (a freezing migration, see `freeze`): visits its entries and
+    /// returns the snapshot's version, the generation of the frozen table.
+    pub(in crate::atomic_map) fn snapshot<'g>(
+        &self,
+        guard: &'g Guard<'_>,
+        mut visit: impl FnMut(Shared<'g, K>, Shared<'g, V>),
+    ) -> u64 {
+        guard.hold_retired();
+        let (image, version) = freeze::freeze(&self.migrator(), guard);
+        for slot in image.slots.iter() {
+            // The migration published the image (module `freeze`): relaxed loads suffice.
+            let key = slot.key.load(Ordering::Relaxed);
+            let value = slot.value.load(Ordering::Relaxed);
+            if word::is_key(key) && word::is_value(value) {
+                // SAFETY: item words of this map's keys and values, each reachable when the
+                // freeze began; `guard` holds back everything retired since, so their boxes
+                // stay allocated for `'g`.
+                let (key, value) = unsafe { (Shared::from_word(key), Shared::from_word(value)) };
+                visit(key, value);
+            }
+        }
+        version
+    }
+}
+
+// SAFETY: the map owns `K`s and `V`s and hands out clones or shared references to them from any
+// thread, so it is `Send`/`Sync` exactly when they are both; the raw pointers inside (tables,
+// boxes, the collector's records) are owned by the map and reclaimed through its collector.
+unsafe impl<K: Send + Sync, V: Send + Sync, S: Send> Send for RawMap<K, V, S> {}
+// SAFETY: as above; `S` is only read (`&S`) by concurrent operations.
+unsafe impl<K: Send + Sync, V: Send + Sync, S: Sync> Sync for RawMap<K, V, S> {}

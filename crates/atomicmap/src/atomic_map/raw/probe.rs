@@ -1,0 +1,45 @@
+//! The one probe sequence every loop over a table follows.
+
+use super::table::{Slot, Table};
+
+/// Linear probing from a hash's home slot (`hash & mask`), visiting every slot of the table
+/// once. Lookups, claims, carries during a resize and the iteration's re-lookups all walk this
+/// sequence, so they agree on where a key can be: a key is claimed at the first `EMPTY` slot of
+/// its sequence, and a walk that meets `EMPTY` has proved the key is not in the table.
+pub(super) struct Probe<'t> {
+    table: &'t Table,
+    index: usize,
+    steps: usize,
+}
+
+impl<'t> Probe<'t> {
+    #[inline]
+    pub(super) fn new(table: &'t Table, hash: u64) -> Self {
+        Probe {
+            table,
+            index: hash as usize,
+            steps: 0,
+        }
+    }
+
+    /// How far the last slot returned lies from the home slot.
+    #[inline]
+    pub(super) fn distance(&self) -> usize {
+        self.steps - 1
+    }
+}
+
+impl<'t> Iterator for Probe<'t> {
+    type Item = &'t Slot;
+
+    #[inline]
+    fn next(&mut self) -> Option<&'t Slot> {
+        if self.steps == self.table.capacity() {
+            return None;
+        }
+        let slot = self.table.slot(self.index);
+        self.index = self.index.wrapping_add(1);
+        self.steps += 1;
+        Some(slot)
+    }
+}
