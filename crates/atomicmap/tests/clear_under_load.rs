@@ -5,13 +5,7 @@
 //!
 //! `ATOMICMAP_STRESS_SCALE` (percent, default 100) scales the insert counts.
 
-#[macro_use]
-#[path = "common/child.rs"]
-mod child;
-#[path = "common/maps.rs"]
-mod maps;
-#[path = "common/scale.rs"]
-mod scale;
+mod common;
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,8 +13,9 @@ use std::thread;
 use std::time::Instant;
 
 use atomicmap::{AtomicMap, DefaultHashBuilder, RcuMap, ReadMostlyMap, ShardedMap};
-use maps::TestMap;
-use scale::scaled;
+use common::child::child_test;
+use common::maps::TestMap;
+use common::scale::scaled;
 
 const INSERTERS: u64 = 3;
 const INSERTS_PER_THREAD: usize = 1 << 16;
@@ -112,14 +107,12 @@ fn retain_nothing<M: TestMap<u64, u64>>(map: &M) {
 }
 
 child_test! {
-    #[ignore = "issue 16 finding 8: fixed on another branch"]
     fn atomic_map_clear_racing_inserts() {
         inserts_racing::<AtomicMap<u64, u64>>(ATOMIC_MAP_ROUNDS, clear);
     }
 }
 
 child_test! {
-    #[ignore = "issue 16 finding 8: fixed on another branch"]
     fn atomic_map_retain_nothing_racing_inserts() {
         inserts_racing::<AtomicMap<u64, u64>>(ATOMIC_MAP_ROUNDS, retain_nothing);
     }

@@ -17,10 +17,7 @@
 //! (default 100,000, shared evenly by the maps and workloads); each test prints its count.
 //! `ATOMICMAP_LINEARIZABILITY_SEED` replays a failing run: a failure prints its seed.
 
-#[path = "common/linearizability.rs"]
-mod linearizability;
-#[path = "common/maps.rs"]
-mod maps;
+mod common;
 
 use std::hash::{BuildHasher, Hasher};
 use std::io::Write;
@@ -29,8 +26,8 @@ use std::thread;
 use std::time::Instant;
 
 use atomicmap::{AtomicMap, DefaultHashBuilder, RcuMap, ReadMostlyMap, ShardedMap};
-use linearizability::{check, Call, Clock, Event, Value};
-use maps::TestMap;
+use common::linearizability::{check, Call, Clock, Event, Value};
+use common::maps::TestMap;
 
 const THREADS: usize = 4;
 /// Test functions sharing the history budget: four maps times three workloads.

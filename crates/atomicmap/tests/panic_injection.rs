@@ -19,15 +19,7 @@
 //! Each scenario runs in a child process under a watchdog (`common/child.rs`): a map that hangs
 //! after a panic fails its test. Each prints how many panics it injected.
 
-#[macro_use]
-#[path = "common/child.rs"]
-mod child;
-#[path = "common/faults.rs"]
-mod faults;
-#[path = "common/maps.rs"]
-mod maps;
-#[path = "common/panic_driver.rs"]
-mod panic_driver;
+mod common;
 
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
@@ -35,9 +27,10 @@ use std::io::Write;
 use std::thread;
 
 use atomicmap::{AtomicMap, DefaultHashBuilder, RcuMap, ReadMostlyMap, ShardedMap};
-use faults::{trip, Key, Site, TestKey, Value};
-use maps::TestMap;
-use panic_driver::{Driver, Step};
+use common::child::child_test;
+use common::faults::{self, trip, Key, Site, TestKey, Value};
+use common::maps::TestMap;
+use common::panic_driver::{Driver, Step};
 
 /// Keys a thread's workload starts by inserting: enough to resize the smallest table a few
 /// times.
@@ -238,18 +231,10 @@ type RcuColliding = RcuMap<Key, Value, TwoHashValues>;
 
 sweep_test!(fn atomic_map_key_hash_one_thread: Atomic, KeyHash, 1);
 sweep_test!(fn atomic_map_key_hash_three_threads: Atomic, KeyHash, 3);
-sweep_test!(
-    #[ignore = "issue 16 finding 1: fixed on another branch"]
-    fn atomic_map_hasher_inline_keys_one_thread: AtomicInline, KeyHash, 1);
-sweep_test!(
-    #[ignore = "issue 16 finding 1: fixed on another branch"]
-    fn atomic_map_hasher_inline_keys_three_threads: AtomicInline, KeyHash, 3);
-sweep_test!(
-    #[ignore = "issue 16 finding 1: fixed on another branch"]
-    fn atomic_map_key_eq_one_thread: AtomicColliding, KeyEq, 1);
-sweep_test!(
-    #[ignore = "issue 16 finding 1: fixed on another branch"]
-    fn atomic_map_key_eq_three_threads: AtomicColliding, KeyEq, 3);
+sweep_test!(fn atomic_map_hasher_inline_keys_one_thread: AtomicInline, KeyHash, 1);
+sweep_test!(fn atomic_map_hasher_inline_keys_three_threads: AtomicInline, KeyHash, 3);
+sweep_test!(fn atomic_map_key_eq_one_thread: AtomicColliding, KeyEq, 1);
+sweep_test!(fn atomic_map_key_eq_three_threads: AtomicColliding, KeyEq, 3);
 sweep_test!(fn atomic_map_key_clone_one_thread: Atomic, KeyClone, 1);
 sweep_test!(fn atomic_map_key_clone_three_threads: Atomic, KeyClone, 3);
 sweep_test!(fn atomic_map_value_clone_one_thread: Atomic, ValueClone, 1);

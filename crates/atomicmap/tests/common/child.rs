@@ -106,15 +106,18 @@ pub fn test_path(module: &str, function: &str) -> String {
 
 /// `child_test!(#[attributes] fn name() { body })`: a `#[test] fn name` whose body runs in a
 /// child process under the watchdog (see the module docs).
+#[allow(unused_macros, reason = "only the test files with child tests use it")]
 macro_rules! child_test {
     ($(#[$attribute:meta])* fn $name:ident() $body:block) => {
         $(#[$attribute])*
         #[test]
         fn $name() {
-            $crate::child::run_in_child(
-                &$crate::child::test_path(module_path!(), stringify!($name)),
+            $crate::common::child::run_in_child(
+                &$crate::common::child::test_path(module_path!(), stringify!($name)),
                 || $body,
             );
         }
     };
 }
+#[allow(unused_imports, reason = "only the test files with child tests use it")]
+pub(crate) use child_test;

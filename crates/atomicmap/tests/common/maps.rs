@@ -4,7 +4,7 @@
 
 #![allow(
     dead_code,
-    reason = "each test binary that includes this module drives the maps through part of it"
+    reason = "the test files and fuzz targets that include this module each use part of it"
 )]
 
 use std::hash::{BuildHasher, Hash};

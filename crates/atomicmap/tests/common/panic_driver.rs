@@ -3,13 +3,13 @@
 //! what each completed step committed, and after each injected panic checks that nothing was
 //! lost, `snapshot()` returns and agrees, and the map keeps working.
 //!
-//! Needs the `faults` and `maps` modules (`faults.rs`, `maps.rs`) at the crate's root.
+//! Needs its sibling modules `faults` and `maps`.
 
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
 
-use crate::faults::{attempt, trip, Site, TestKey, Value};
-use crate::maps::TestMap;
+use super::faults::{attempt, trip, Site, TestKey, Value};
+use super::maps::TestMap;
 
 /// Keys of thread `t` are `t * KEY_SPACE ..`; the last one is the probe of "keeps working".
 pub const KEY_SPACE: u64 = 1_000;
