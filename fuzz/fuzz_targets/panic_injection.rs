@@ -29,23 +29,6 @@ const MOST_STEPS: usize = 256;
 /// Distinct keys the steps use (below the driver's probe key).
 const KEYS: u64 = 64;
 
-/// Map and site pairs that fail today on an open finding of issue 16, whose fix is under way:
-/// inputs that pick them are skipped, so that the fuzzer looks for new failures. Remove a pair
-/// when its fix lands (the panic injection tests ignored for the same finding go with it).
-const AWAITING_FIX: &[(&str, Site)] = &[
-    // Finding 2: `compute` (the adapter's `update`) removes the entry before user code runs.
-    ("ShardedMap", Site::KeyHash),
-    ("ShardedMap", Site::KeyEq),
-    ("ShardedMap", Site::ValueClone),
-    ("ShardedMap", Site::Closure),
-    // Finding 3: a value boxed before the lookups leaks when they panic.
-    ("ReadMostlyMap", Site::KeyHash),
-    ("ReadMostlyMap", Site::KeyEq),
-    ("ReadMostlyMap", Site::KeyClone),
-    // Finding 4: imbl leaks values when `Eq` panics on colliding keys.
-    ("RcuMap", Site::KeyEq),
-];
-
 #[derive(Arbitrary, Debug, Clone, Copy)]
 enum MapKind {
     Atomic,
@@ -124,9 +107,6 @@ fn step_of(choice: StepChoice) -> Step {
 }
 
 fn run<M: TestMap<Key, Value, Hasher = S>, S>(hasher: S, site: Site, nth: usize, steps: &[Step]) {
-    if AWAITING_FIX.contains(&(M::NAME, site)) {
-        return;
-    }
     let map = M::with_hasher(hasher);
     faults::arm(site, nth);
     let mut driver = Driver::<M, Key>::new(&map, 0);

@@ -186,7 +186,7 @@ mod tests {
             .flatten()
             .filter(|op| op.kind != workload::OpKind::Read)
             .count() as u64;
-        for id in [MapId::AtomicMap, MapId::ShardedMap, MapId::HotSwap] {
+        for id in [MapId::AtomicMap, MapId::ShardedMap, MapId::RcuMap] {
             let m = id
                 .visit_captured::<u64, _>(CaptureRunVisitor(&plan))
                 .expect("the map captures");

@@ -13,7 +13,7 @@ use crate::workload::{self, Workload};
     name = "atomicmap-bench",
     version,
     after_help = "\
-With no arguments: the seed 000 table (1,000,000 u64 keys prefilled, 50% reads / 50% \
+With no arguments: the default table (1,000,000 u64 keys prefilled, 50% reads / 50% \
 insert-or-overwrite, threads = available cores) for every map, then LIMIT: each thread \
 running the same operations on its own private std HashMap, the ceiling no shared map can pass.
 

@@ -29,7 +29,7 @@ pub const BATCH: usize = 1024;
 pub const SAMPLE_EVERY: usize = 128;
 
 /// How long one timed run may take before it stops at the next batch boundary. Without a
-/// limit one map would decide the length of the whole benchmark: `HotSwap` copies a path of
+/// limit one map would decide the length of the whole benchmark: `RcuMap` copies a path of
 /// its persistent map on every write and runs a hundred times slower than the others. The
 /// operations actually run are what the throughput is computed from.
 pub const RUN_LIMIT: Duration = Duration::from_secs(3);

@@ -252,7 +252,7 @@ mod tests {
         for &id in MapId::ALL {
             let ours = matches!(
                 id,
-                MapId::AtomicMap | MapId::ReadMostlyMap | MapId::ShardedMap | MapId::HotSwap
+                MapId::AtomicMap | MapId::ReadMostlyMap | MapId::ShardedMap | MapId::RcuMap
             );
             assert_eq!(id.visit::<u64, _>(CanSnapshot), ours, "{}", id.name());
         }

@@ -149,7 +149,7 @@ const THROUGHPUT: Workload = Workload {
     measure: Measure::Throughput,
 };
 
-/// 50% reads, 50% insert-or-overwrite over a prefilled key space (the seed 000 table).
+/// 50% reads, 50% insert-or-overwrite over a prefilled key space (the default table).
 pub const MIXED: Workload = THROUGHPUT;
 /// 98% reads, 1% inserts, 1% removes.
 pub const READ_HEAVY: Workload = Workload {

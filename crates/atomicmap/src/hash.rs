@@ -1,4 +1,9 @@
-//! Hashing shared by every map: the default hasher and how a hash picks a shard.
+//! Hashing shared by every map: the default hasher, how a hash picks a shard, and tables whose
+//! keys carry their hash.
+
+use std::borrow::Borrow;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 /// The hasher every map uses unless told otherwise: foldhash's randomly seeded hasher, in its
 /// quality variant (one more multiply than the fast one). `AtomicMap` finds a key's home slot
@@ -19,4 +24,110 @@ pub(crate) fn shard_index(hash: u64, shard_shift: u32) -> usize {
     (hash << TABLE_TAG_BITS)
         .checked_shr(shard_shift)
         .unwrap_or(0) as usize
+}
+
+/// A key stored with its hash, in a table that hashes with [`StoredHash`] (see
+/// [`HashedTable`]).
+#[derive(Clone)]
+pub(crate) struct Hashed<K> {
+    pub(crate) hash: u64,
+    pub(crate) key: K,
+}
+
+/// A std `HashMap` whose keys carry their hash. It never runs a key's `Hash` again once the key
+/// is stored: when it grows or re-hashes in place it reads the stored hash. That matters for
+/// panics: when a `Hash` panics while std's `HashMap` re-hashes in place, it drops every key not
+/// re-hashed yet, so a panicking user `Hash` would lose entries. The map computes the hash with
+/// its own hasher before it touches the table (and uses the same hash to pick a shard).
+pub(crate) type HashedTable<K, V> = HashMap<Hashed<K>, V, StoredHash>;
+
+impl<K> Hash for Hashed<K> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+impl<K: Eq> PartialEq for Hashed<K> {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.key == other.key
+    }
+}
+
+impl<K: Eq> Eq for Hashed<K> {}
+
+/// What a [`HashedTable`] is searched by: a hash and a borrowed key. The table borrows each of
+/// its `Hashed<K>` keys as a `dyn Lookup<Q>` (std's `Borrow` cannot borrow a key as a pair of
+/// hash and borrowed key), and [`Probe`] is the one a search makes.
+pub(crate) trait Lookup<Q: ?Sized> {
+    fn hash(&self) -> u64;
+    fn key(&self) -> &Q;
+}
+
+impl<K: Borrow<Q>, Q: ?Sized> Lookup<Q> for Hashed<K> {
+    fn hash(&self) -> u64 {
+        self.hash
+    }
+
+    fn key(&self) -> &Q {
+        self.key.borrow()
+    }
+}
+
+impl<'a, K: Borrow<Q> + 'a, Q: ?Sized + 'a> Borrow<dyn Lookup<Q> + 'a> for Hashed<K> {
+    fn borrow(&self) -> &(dyn Lookup<Q> + 'a) {
+        self
+    }
+}
+
+impl<Q: ?Sized> Hash for dyn Lookup<Q> + '_ {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(Lookup::hash(self));
+    }
+}
+
+impl<Q: Eq + ?Sized> PartialEq for dyn Lookup<Q> + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        Lookup::hash(self) == Lookup::hash(other) && self.key() == other.key()
+    }
+}
+
+impl<Q: Eq + ?Sized> Eq for dyn Lookup<Q> + '_ {}
+
+/// A search of a [`HashedTable`] for `key`, whose hash (by the map's hasher) is `hash`.
+pub(crate) struct Probe<'q, Q: ?Sized> {
+    pub(crate) hash: u64,
+    pub(crate) key: &'q Q,
+}
+
+impl<Q: ?Sized> Lookup<Q> for Probe<'_, Q> {
+    fn hash(&self) -> u64 {
+        self.hash
+    }
+
+    fn key(&self) -> &Q {
+        self.key
+    }
+}
+
+/// The hasher of a [`HashedTable`]: the hash of a key is the hash stored with it.
+pub(crate) type StoredHash = BuildHasherDefault<StoredHashHasher>;
+
+/// Hasher of [`StoredHash`]: hands back the one `u64` a [`Hashed`] key or a [`Lookup`] writes.
+#[derive(Default)]
+pub(crate) struct StoredHashHasher(u64);
+
+impl Hasher for StoredHashHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write_u64(&mut self, hash: u64) {
+        self.0 = hash;
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
+        }
+    }
 }

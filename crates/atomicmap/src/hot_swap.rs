@@ -1,9 +1,9 @@
-//! [`HotSwap`]: a cell holding an immutable snapshot that readers load without any
+//! [`HotSwap`]: a cell holding an immutable value that readers load without any
 //! read-modify-write, and [`RcuMap`]: a whole map published through it, for configuration
 //! that is read constantly and replaced now and then.
 //!
 //! # Protocol
-//! The cell is one atomic pointer to a *publication*: a box holding the snapshot (an
+//! The cell is one atomic pointer to a *publication*: a box holding the value (an
 //! `Arc<T>`) and its version. Nothing in a publication ever changes after it is published.
 //!
 //! * **Readers** pin the cell's collector and load the pointer through the guard
@@ -11,7 +11,7 @@
 //!   (see `reclaim`): no lock, no read-modify-write, no waiting. The publication cannot be
 //!   freed while the guard is held, so the reader dereferences it freely.
 //!   [`HotSwap::load_full`] additionally clones the `Arc<T>` (one read-modify-write on the
-//!   snapshot's reference count) for a snapshot that outlives the guard or crosses threads.
+//!   value's reference count) for a value that outlives the guard or crosses threads.
 //! * **Writers** (`store`, `swap`, `rcu`, `compare_and_swap`) all run the same loop: load
 //!   the current publication through the guard, build the next one with version
 //!   `current + 1`, and CAS the pointer from the current to the next. A failed CAS means
@@ -21,14 +21,14 @@
 //!   CAS succeeds only against the publication whose version it incremented.
 //! * **Reclamation**: the writer whose CAS replaced a publication retires it to the cell's
 //!   collector, which frees it once no pinned reader can hold it; freeing a publication
-//!   drops its `Arc<T>`, so the snapshot itself is freed when the last `Arc` (from
+//!   drops its `Arc<T>`, so the value itself is freed when the last `Arc` (from
 //!   `load_full`) is gone too. After each publication the writer runs a reclamation pass, so
 //!   garbage is bounded by the collector's epoch granularity, not by the publication rate.
 //!
 //! # Memory orderings
 //! The CAS that publishes is `AcqRel`: its release half makes the fully built publication
 //! visible to any reader whose `Acquire` load sees the pointer. The version lives inside the
-//! publication, so a reader always sees the version of exactly the snapshot it holds. A
+//! publication, so a reader always sees the version of exactly the value it holds. A
 //! protected pointer is never reused while pinned, so a writer's CAS cannot succeed against
 //! a recycled address (no ABA).
 
@@ -40,27 +40,24 @@ use std::ops::Deref;
 use std::ptr::{self, NonNull};
 use std::sync::Arc;
 
-use crate::reclaim::{self, Collector, Guard};
+use crate::reclaim::{self, Collector};
 use crate::snapshot::MapSnapshot;
 use crate::sync::{AtomicPtr, Ordering};
 
 pub use crate::hash::DefaultHashBuilder;
 
-/// The immutable map an [`RcuMap`] publishes: a hash array mapped trie whose updates share
-/// structure with the previous version, so changing one key costs O(log n), not a copy.
-pub type RcuSnapshot<K, V, S = DefaultHashBuilder> =
-    imbl::GenericHashMap<K, V, S, imbl::shared_ptr::DefaultSharedPtr>;
+pub use crate::persistent::{Iter as PersistentIter, PersistentMap};
 
-/// One published snapshot; immutable once the CAS publishes it.
+/// One published value; immutable once the CAS publishes it.
 struct Publication<T> {
-    snapshot: Arc<T>,
-    /// 0 for the initial snapshot, then +1 per publication.
+    value: Arc<T>,
+    /// 0 for the initial value, then +1 per publication.
     version: u64,
     /// Epoch at which this box was allocated, for the collector.
     birth: u64,
 }
 
-/// A cell holding an `Arc<T>` snapshot that can be replaced atomically while readers keep
+/// A cell holding an `Arc<T>` value that can be replaced atomically while readers keep
 /// reading the old one. See the [module docs](self) for the protocol and costs.
 pub struct HotSwap<T> {
     /// The current [`Publication`]; never null.
@@ -69,50 +66,50 @@ pub struct HotSwap<T> {
     collector: Collector,
 }
 
-// SAFETY: the cell shares `Arc<T>` snapshots between threads (readers deref them, any thread
+// SAFETY: the cell shares `Arc<T>` values between threads (readers deref them, any thread
 // may drop the last `Arc`), exactly what `Arc<T>: Send + Sync` requires of `T`.
 unsafe impl<T: Send + Sync> Send for HotSwap<T> {}
 // SAFETY: as above.
 unsafe impl<T: Send + Sync> Sync for HotSwap<T> {}
 
-/// A reader's view of one snapshot: derefs to `T`. Holding it pins the cell (it is not
-/// `Send`); drop it promptly, since a pinned reader delays the freeing of snapshots replaced
-/// meanwhile (never anything published after it stalls).
-pub struct Snapshot<'a, T> {
+/// A reader's pinned view of one published value (arc-swap's `Guard`): derefs to `T`. Holding
+/// it pins the cell (it is not `Send`); drop it promptly, since a pinned reader delays the
+/// freeing of values replaced meanwhile (never anything published after it stalls).
+pub struct Guard<'a, T> {
     /// Keeps `publication` allocated.
-    _guard: Guard<'a>,
+    _pin: reclaim::Guard<'a>,
     publication: NonNull<Publication<T>>,
-    _snapshot: PhantomData<&'a T>,
+    _value: PhantomData<&'a T>,
 }
 
-impl<T> Snapshot<'_, T> {
+impl<T> Guard<'_, T> {
     fn publication(&self) -> &Publication<T> {
-        // SAFETY: loaded through `_guard`, which keeps it allocated while `self` lives.
+        // SAFETY: loaded through `_pin`, which keeps it allocated while `self` lives.
         unsafe { self.publication.as_ref() }
     }
 
-    /// The version of this snapshot.
+    /// The version of this value.
     pub fn version(&self) -> u64 {
         self.publication().version
     }
 
-    /// An owned handle on this snapshot (one reference-count increment).
+    /// An owned handle on this value (one reference-count increment).
     pub fn to_arc(&self) -> Arc<T> {
-        Arc::clone(&self.publication().snapshot)
+        Arc::clone(&self.publication().value)
     }
 }
 
-impl<T> Deref for Snapshot<'_, T> {
+impl<T> Deref for Guard<'_, T> {
     type Target = T;
 
     fn deref(&self) -> &T {
-        &self.publication().snapshot
+        &self.publication().value
     }
 }
 
-impl<T: fmt::Debug> fmt::Debug for Snapshot<'_, T> {
+impl<T: fmt::Debug> fmt::Debug for Guard<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Snapshot")
+        f.debug_struct("Guard")
             .field("version", &self.version())
             .field("value", &**self)
             .finish()
@@ -124,7 +121,7 @@ impl<T: fmt::Debug> fmt::Debug for Snapshot<'_, T> {
 pub struct VersionMismatch<T> {
     /// The version that was current when the comparison failed.
     pub current_version: u64,
-    /// The snapshot that was not published, handed back.
+    /// The value that was not published, handed back.
     pub rejected: Arc<T>,
 }
 
@@ -132,7 +129,7 @@ impl<T> fmt::Display for VersionMismatch<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "snapshot not published: the current version is {}",
+            "value not published: the current version is {}",
             self.current_version
         )
     }
@@ -140,19 +137,19 @@ impl<T> fmt::Display for VersionMismatch<T> {
 
 impl<T: fmt::Debug> std::error::Error for VersionMismatch<T> {}
 
-/// What a writer's step decided given the current snapshot.
+/// What a writer's step decided given the current value.
 enum Step<T, E> {
     Publish(Arc<T>),
     GiveUp(E),
 }
 
 impl<T> HotSwap<T> {
-    /// A cell whose first snapshot (version 0) is `initial`.
+    /// A cell whose first value (version 0) is `initial`.
     pub fn new(initial: T) -> Self {
         Self::from_arc(Arc::new(initial))
     }
 
-    /// A cell whose first snapshot (version 0) is the shared `initial`.
+    /// A cell whose first value (version 0) is the shared `initial`.
     pub fn from_arc(initial: Arc<T>) -> Self {
         let collector = Collector::new();
         let birth = {
@@ -160,7 +157,7 @@ impl<T> HotSwap<T> {
             collector.birth_epoch(&guard)
         };
         let first = Box::new(Publication {
-            snapshot: initial,
+            value: initial,
             version: 0,
             birth,
         });
@@ -170,40 +167,40 @@ impl<T> HotSwap<T> {
         }
     }
 
-    fn current<'g>(&'g self, guard: &'g Guard<'_>) -> &'g Publication<T> {
+    fn current<'g>(&'g self, guard: &'g reclaim::Guard<'_>) -> &'g Publication<T> {
         let current = guard.protect(|| self.current.load(Ordering::Acquire));
         // SAFETY: never null (set in `new`, replaced only by boxes), and a protected pointer
         // stays allocated until `guard` drops.
         unsafe { &*current }
     }
 
-    /// The current snapshot, without any read-modify-write and without blocking.
-    pub fn load(&self) -> Snapshot<'_, T> {
-        let guard = self.collector.enter();
-        let publication = NonNull::from(self.current(&guard));
-        Snapshot {
-            _guard: guard,
+    /// The current value, pinned, without any read-modify-write and without blocking.
+    pub fn load(&self) -> Guard<'_, T> {
+        let pin = self.collector.enter();
+        let publication = NonNull::from(self.current(&pin));
+        Guard {
+            _pin: pin,
             publication,
-            _snapshot: PhantomData,
+            _value: PhantomData,
         }
     }
 
-    /// The current snapshot as an owned `Arc`: like [`HotSwap::load`] plus one atomic
-    /// increment of the snapshot's reference count (a read-modify-write on a line shared by
-    /// all readers of this snapshot, so prefer `load` on hot paths).
+    /// The current value as an owned `Arc`: like [`HotSwap::load`] plus one atomic
+    /// increment of the value's reference count (a read-modify-write on a line shared by
+    /// all readers of this value, so prefer `load` on hot paths).
     pub fn load_full(&self) -> Arc<T> {
         let guard = self.collector.enter();
-        Arc::clone(&self.current(&guard).snapshot)
+        Arc::clone(&self.current(&guard).value)
     }
 
-    /// The version of the current snapshot: 0 initially, +1 per publication.
+    /// The version of the current value: 0 initially, +1 per publication.
     pub fn version(&self) -> u64 {
         let guard = self.collector.enter();
         self.current(&guard).version
     }
 
-    /// The writers' loop (see the module docs): `step` sees the current snapshot and its
-    /// version and decides; on success returns the new version and the replaced snapshot.
+    /// The writers' loop (see the module docs): `step` sees the current value and its
+    /// version and decides; on success returns the new version and the replaced value.
     fn publish<E>(
         &self,
         mut step: impl FnMut(&Arc<T>, u64) -> Step<T, E>,
@@ -212,14 +209,14 @@ impl<T> HotSwap<T> {
             let guard = self.collector.enter();
             loop {
                 let current = self.current(&guard);
-                let next = match step(&current.snapshot, current.version) {
+                let next = match step(&current.value, current.version) {
                     Step::Publish(next) => next,
                     Step::GiveUp(reason) => return Err(reason),
                 };
                 let version = current.version + 1;
                 let birth = self.collector.birth_epoch(&guard);
                 let next = Box::into_raw(Box::new(Publication {
-                    snapshot: next,
+                    value: next,
                     version,
                     birth,
                 }));
@@ -231,7 +228,7 @@ impl<T> HotSwap<T> {
                     Ordering::Acquire,
                 ) {
                     Ok(unlinked) => {
-                        let replaced = Arc::clone(&current.snapshot);
+                        let replaced = Arc::clone(&current.value);
                         // SAFETY: `current` was loaded through `guard` and our CAS unlinked
                         // it; only the winning CAS retires a publication; it is a box born at
                         // `current.birth`. `unlinked` is the pointer the cell held, with the
@@ -268,7 +265,7 @@ impl<T> HotSwap<T> {
         version
     }
 
-    /// Publishes `next`; returns the snapshot it replaced.
+    /// Publishes `next`; returns the value it replaced.
     pub fn swap(&self, next: impl Into<Arc<T>>) -> Arc<T> {
         let next = next.into();
         let Ok((_, replaced)) =
@@ -276,7 +273,7 @@ impl<T> HotSwap<T> {
         replaced
     }
 
-    /// Read-copy-update: publishes `update(current)`, retrying with the newer snapshot if
+    /// Read-copy-update: publishes `update(current)`, retrying with the newer value if
     /// another writer published meanwhile (so `update` may run more than once and should be
     /// a pure function of its argument). Returns the version it published.
     pub fn rcu(&self, mut update: impl FnMut(&T) -> T) -> u64 {
@@ -336,7 +333,7 @@ impl<T: fmt::Debug> fmt::Debug for HotSwap<T> {
     }
 }
 
-/// A map published whole through a [`HotSwap`]: readers see one immutable [`RcuSnapshot`]
+/// A map published whole through a [`HotSwap`]: readers see one immutable [`PersistentMap`]
 /// and never block; each write publishes a new map that shares all untouched structure with
 /// the old one (O(log n) per key).
 ///
@@ -344,8 +341,13 @@ impl<T: fmt::Debug> fmt::Debug for HotSwap<T> {
 /// version of the whole map, never a half-applied update. Writers serialize through the CAS
 /// of the cell: concurrent writes retry, so every single-key operation is linearizable, and
 /// [`RcuMap::update_map`] applies a batch of changes as one publication.
+///
+/// Panics in user code: a write builds its next map off to the side and publishes it with one
+/// CAS, so a `Hash`, `Eq`, `Clone` or closure that panics publishes nothing; the map keeps
+/// every entry and leaks nothing (a [`PersistentMap`] runs no user `Hash` or `Eq` while it
+/// changes, see there).
 pub struct RcuMap<K, V, S = DefaultHashBuilder> {
-    cell: HotSwap<RcuSnapshot<K, V, S>>,
+    cell: HotSwap<PersistentMap<K, V, S>>,
 }
 
 impl<K, V> RcuMap<K, V>
@@ -378,17 +380,17 @@ where
     /// An empty map that hashes with `hasher`.
     pub fn with_hasher(hasher: S) -> Self {
         RcuMap {
-            cell: HotSwap::new(RcuSnapshot::with_hasher(hasher)),
+            cell: HotSwap::new(PersistentMap::with_hasher(hasher)),
         }
     }
 
     /// The current map, pinned (no read-modify-write); see [`HotSwap::load`].
-    pub fn load(&self) -> Snapshot<'_, RcuSnapshot<K, V, S>> {
+    pub fn load(&self) -> Guard<'_, PersistentMap<K, V, S>> {
         self.cell.load()
     }
 
     /// The current map as an owned `Arc`, iterable at leisure; see [`HotSwap::load_full`].
-    pub fn load_full(&self) -> Arc<RcuSnapshot<K, V, S>> {
+    pub fn load_full(&self) -> Arc<PersistentMap<K, V, S>> {
         self.cell.load_full()
     }
 
@@ -399,7 +401,7 @@ where
     /// Reads and iteration of an `RcuMap` are consistent in the same way.
     pub fn snapshot(&self) -> MapSnapshot<K, V, S> {
         let current = self.load();
-        MapSnapshot::from_persistent(RcuSnapshot::clone(&current), current.version())
+        MapSnapshot::from_persistent(PersistentMap::clone(&current), current.version())
     }
 
     /// The version of the current map: +1 per publication.
@@ -416,7 +418,7 @@ where
         self.load().get(key).cloned()
     }
 
-    /// Runs `read` on the value for `key` without cloning it.
+    /// Runs `read` on the value for `key` without cloning it; `read` runs at most once.
     pub fn get_with<Q, R>(&self, key: &Q, read: impl FnOnce(&V) -> R) -> Option<R>
     where
         K: Borrow<Q>,
@@ -446,7 +448,9 @@ where
 
     /// Publishes `change(current)` as one new version (a batch of edits, or a whole new
     /// configuration), retrying if another writer published first; returns the version.
-    pub fn update_map(&self, mut change: impl FnMut(&mut RcuSnapshot<K, V, S>)) -> u64 {
+    /// `change` may run more than once (once per attempt, on a fresh copy of the newer map);
+    /// if it panics, nothing is published.
+    pub fn update_map(&self, mut change: impl FnMut(&mut PersistentMap<K, V, S>)) -> u64 {
         self.cell.rcu(|current| {
             let mut next = current.clone();
             change(&mut next);
@@ -455,7 +459,7 @@ where
     }
 
     /// Replaces the whole map; returns the version.
-    pub fn replace(&self, map: RcuSnapshot<K, V, S>) -> u64 {
+    pub fn replace(&self, map: PersistentMap<K, V, S>) -> u64 {
         self.cell.store(map)
     }
 
@@ -473,59 +477,142 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let mut removed = None;
-        let _ = self.cell.publish(|current, _| match current.extract(key) {
-            Some((value, next)) => {
-                removed = Some(value);
-                Step::Publish(Arc::new(next))
+        let _ = self.cell.publish(|current, _| {
+            removed = None;
+            if !current.contains_key(key) {
+                return Step::GiveUp(());
             }
-            None => {
-                removed = None;
-                Step::GiveUp(())
-            }
+            let mut next = PersistentMap::clone(current);
+            removed = next.remove(key);
+            Step::Publish(Arc::new(next))
         });
         removed
     }
 
-    /// Sets the value for `key` to `compute(current value)`, or removes it when `compute`
-    /// returns `None`; returns the new value. `compute` may run more than once (see
-    /// [`HotSwap::rcu`]).
+    /// Replaces the value for `key` with `change(&value)` and returns the new value; `None`
+    /// (and nothing published) if the key is absent.
+    ///
+    /// `change` may run more than once: when another writer publishes first, it runs again on
+    /// the newer value (see [`HotSwap::rcu`]), so it should be a pure function of its argument.
+    ///
+    /// ```
+    /// use atomicmap::RcuMap;
+    ///
+    /// let map: RcuMap<&str, u32> = RcuMap::new();
+    /// map.insert("hits", 1);
+    /// assert_eq!(map.update("hits", |hits| hits + 1), Some(2));
+    /// let version = map.version();
+    /// assert_eq!(map.update("misses", |misses| misses + 1), None);
+    /// assert_eq!(map.version(), version, "nothing published");
+    /// ```
+    pub fn update<Q>(&self, key: &Q, mut change: impl FnMut(&V) -> V) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let mut result = None;
+        let _ = self.cell.publish(|current, _| {
+            result = None;
+            let Some((existing_key, existing)) = current.get_key_value(key) else {
+                return Step::GiveUp(());
+            };
+            let new = change(existing);
+            result = Some(new.clone());
+            Step::Publish(with_entry(current, existing_key.clone(), new))
+        });
+        result
+    }
+
+    /// Sets `key` to `insert()` if it has no value, or to `update(&value)` if it has; returns
+    /// the value stored, in one publication.
+    ///
+    /// `insert` runs at most once (its value is kept for a retry); `update` may run more than
+    /// once: when another writer publishes first, it runs again on the newer value (see
+    /// [`HotSwap::rcu`]), so it should be a pure function of its argument.
+    ///
+    /// ```
+    /// use atomicmap::RcuMap;
+    ///
+    /// let map: RcuMap<&str, u32> = RcuMap::new();
+    /// assert_eq!(map.upsert("hits", || 1, |hits| hits + 1), 1);
+    /// assert_eq!(map.upsert("hits", || 1, |hits| hits + 1), 2);
+    /// ```
+    pub fn upsert(&self, key: K, insert: impl FnOnce() -> V, mut update: impl FnMut(&V) -> V) -> V {
+        let mut insert = Some(insert);
+        let mut fresh: Option<V> = None;
+        let mut result = None;
+        let _ = self.cell.publish::<std::convert::Infallible>(|current, _| {
+            let new = match current.get(&key) {
+                Some(existing) => update(existing),
+                None => match &fresh {
+                    Some(fresh) => fresh.clone(),
+                    None => {
+                        let make = insert.take().expect("insert runs at most once");
+                        fresh.insert(make()).clone()
+                    }
+                },
+            };
+            result = Some(new.clone());
+            Step::Publish(with_entry(current, key.clone(), new))
+        });
+        result.expect("a publication decided a value")
+    }
+
+    /// Inserts, replaces or removes the value for `key` in one linearizable step: `compute`
+    /// sees the current value (`None` if absent) and returns the value to store (`None`
+    /// removes the key, or leaves it absent, publishing nothing). Returns what the key holds
+    /// afterwards.
+    ///
+    /// `compute` may run more than once: when another writer publishes first, it runs again
+    /// on the newer value (see [`HotSwap::rcu`]), so it should be a pure function of its
+    /// argument.
+    ///
+    /// ```
+    /// use atomicmap::RcuMap;
+    ///
+    /// let map: RcuMap<&str, u32> = RcuMap::new();
+    /// let count_down = |value: Option<&u32>| match value {
+    ///     None => Some(2),
+    ///     Some(1) => None,
+    ///     Some(n) => Some(n - 1),
+    /// };
+    /// assert_eq!(map.compute("ttl", count_down), Some(2));
+    /// assert_eq!(map.compute("ttl", count_down), Some(1));
+    /// assert_eq!(map.compute("ttl", count_down), None);
+    /// assert!(!map.contains_key("ttl"));
+    /// ```
     pub fn compute(&self, key: K, mut compute: impl FnMut(Option<&V>) -> Option<V>) -> Option<V> {
         let mut result = None;
-        self.update_map(|map| {
-            result = compute(map.get(&key));
+        let _ = self.cell.publish(|current, _| {
+            let existing = current.get(&key);
+            let was_present = existing.is_some();
+            result = compute(existing);
             match &result {
-                Some(value) => {
-                    map.insert(key.clone(), value.clone());
+                Some(new) => Step::Publish(with_entry(current, key.clone(), new.clone())),
+                None if was_present => {
+                    let mut next = PersistentMap::clone(current);
+                    next.remove(&key);
+                    Step::Publish(Arc::new(next))
                 }
-                None => {
-                    map.remove(&key);
-                }
+                None => Step::GiveUp(()),
             }
         });
         result
     }
 
-    /// Changes the value for `key` with `modify`, or inserts `insert` if there is none;
-    /// returns the new value.
-    pub fn upsert(&self, key: K, insert: V, mut modify: impl FnMut(&mut V)) -> V {
-        let mut result = None;
-        self.update_map(|map| {
-            let value = match map.get(&key) {
-                Some(existing) => {
-                    let mut value = existing.clone();
-                    modify(&mut value);
-                    value
-                }
-                None => insert.clone(),
-            };
-            map.insert(key.clone(), value.clone());
-            result = Some(value);
-        });
-        result.unwrap_or(insert)
-    }
-
     /// The value for `key`, inserting `make()` first if there is none (publishing only
     /// then).
+    ///
+    /// `make` runs at most once, and only if the key is absent when the call starts; its
+    /// value is kept for a retry, and dropped unused if another writer inserts the key first.
+    ///
+    /// ```
+    /// use atomicmap::RcuMap;
+    ///
+    /// let map: RcuMap<&str, u32> = RcuMap::new();
+    /// assert_eq!(map.get_or_insert_with("answer", || 42), 42);
+    /// assert_eq!(map.get_or_insert_with("answer", || unreachable!()), 42);
+    /// ```
     pub fn get_or_insert_with(&self, key: K, make: impl FnOnce() -> V) -> V {
         if let Some(existing) = self.get(&key) {
             return existing;
@@ -539,13 +626,15 @@ where
             }
             None => {
                 result = Some(fresh.clone());
-                Step::Publish(Arc::new(current.update(key.clone(), fresh.clone())))
+                Step::Publish(with_entry(current, key.clone(), fresh.clone()))
             }
         });
         result.unwrap_or(fresh)
     }
 
-    /// Keeps only the keys for which `keep` returns `true`, as one publication.
+    /// Keeps only the keys for which `keep` returns `true`, as one publication. `keep` runs
+    /// once per entry per attempt, so it may run more than once on an entry when another
+    /// writer publishes first; if it panics, nothing is published.
     pub fn retain(&self, mut keep: impl FnMut(&K, &V) -> bool) {
         self.update_map(|map| map.retain(|key, value| keep(key, value)));
     }
@@ -556,6 +645,23 @@ where
     }
 }
 
+/// `map` with `key` set to `value`, as a new publication (`map` itself is shared, so the copy
+/// is O(1) and the insert copies one path of the trie).
+fn with_entry<K, V, S>(
+    map: &PersistentMap<K, V, S>,
+    key: K,
+    value: V,
+) -> Arc<PersistentMap<K, V, S>>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    S: BuildHasher + Clone,
+{
+    let mut next = map.clone();
+    next.insert(key, value);
+    Arc::new(next)
+}
+
 impl<K, V, S> fmt::Debug for RcuMap<K, V, S>
 where
     K: Hash + Eq + Clone + fmt::Debug,
@@ -563,10 +669,10 @@ where
     S: BuildHasher + Clone,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let snapshot = self.load();
+        let current = self.load();
         f.debug_struct("RcuMap")
-            .field("version", &snapshot.version())
-            .field("map", &*snapshot)
+            .field("version", &current.version())
+            .field("map", &*current)
             .finish()
     }
 }
@@ -578,7 +684,7 @@ where
     S: BuildHasher + Clone + Default,
 {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        let mut map = RcuSnapshot::with_hasher(S::default());
+        let mut map = PersistentMap::with_hasher(S::default());
         map.extend(iter);
         RcuMap {
             cell: HotSwap::new(map),

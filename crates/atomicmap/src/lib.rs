@@ -53,6 +53,7 @@
 mod atomic_map;
 mod error;
 mod hash;
+mod persistent;
 mod reclaim;
 #[cfg(feature = "serde")]
 mod serde_impls;
@@ -68,7 +69,7 @@ pub mod hot_swap;
 pub mod read_mostly;
 pub mod sharded;
 pub mod snapshot;
-pub use hot_swap::{HotSwap, RcuMap, RcuSnapshot, Snapshot, VersionMismatch};
+pub use hot_swap::{Guard, HotSwap, PersistentMap, RcuMap, VersionMismatch};
 pub use read_mostly::{ReadMostlyMap, ReadMostlyStats};
 pub use sharded::{ShardedMap, ShardedMapError};
 pub use snapshot::{MapSnapshot, SnapshotIter};

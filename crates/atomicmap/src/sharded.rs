@@ -2,7 +2,7 @@
 //!
 //! The simple, fast baseline. A key's hash picks its shard; the operation takes that shard's
 //! lock (shared for reads, exclusive for writes) and runs on a plain single-threaded
-//! `HashMap` that uses the map's hasher. Threads working on different shards never touch the
+//! `HashMap` that stores each key with that hash. Threads working on different shards never touch the
 //! same cache line, so contention falls roughly N-fold compared with one lock.
 //!
 //! # Shard selection
@@ -13,7 +13,8 @@
 //! # No deadlock by construction
 //! Every method returns owned values or runs a caller's closure *under* the shard lock and
 //! returns; no lock guard ever outlives a call. The one remaining hazard is a closure (given to
-//! [`ShardedMap::get_with`], [`ShardedMap::update`], [`ShardedMap::compute`],
+//! [`ShardedMap::get_with`], [`ShardedMap::get_mut`], [`ShardedMap::update`],
+//! [`ShardedMap::upsert`], [`ShardedMap::compute`],
 //! [`ShardedMap::retain`], [`ShardedMap::for_each`], ...) that uses the same map again: on the
 //! same shard that deadlocks at once (std's `RwLock` is not re-entrant, even for two reads
 //! when a writer is queued), and on another shard it can deadlock against a thread doing the
@@ -29,6 +30,19 @@
 //! different shards at different instants (weakly consistent). A key is never seen twice.
 //! [`ShardedMap::snapshot`] is the whole map at one instant.
 //!
+//! # Panics in user code
+//! A `Hash`, `Eq`, `Clone` or closure that panics leaves the map usable, with every entry it
+//! had and nothing leaked:
+//! * a panic under a shard lock poisons it; the map ignores the poison (every lock is taken
+//!   with `PoisonError::into_inner`), which is sound because of the next two points;
+//! * each key is stored with the hash the map computed for it, so a table that grows or
+//!   re-hashes in place never runs `Hash` (std's `HashMap` drops the keys it has not re-hashed
+//!   yet when `Hash` panics there); the hash is computed before any lock is taken;
+//! * a single-key write runs its closure and clones what it returns before it changes the
+//!   table, so a panic there leaves the entry as it was. [`ShardedMap::retain`] stops where its
+//!   closure panicked: the entries it visited are decided, the others kept, as with std's
+//!   `HashMap::retain`; [`ShardedMap::get_mut`] keeps what the closure did before panicking.
+//!
 //! # Copy-on-write shards
 //! A shard's table sits behind an `Arc`. A snapshot read-locks all shards at once and clones
 //! those `Arc`s (O(shards) under the locks); a writer that later finds its shard's table
@@ -36,12 +50,13 @@
 //! check costs the writer one uncontended atomic on a cache line it is about to write anyway.
 
 use std::borrow::Borrow;
-use std::collections::hash_map::{self, HashMap};
+use std::collections::hash_map;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::sync::{Arc, OnceLock};
 
-use crate::hash::shard_index;
+use crate::error::CapacityError;
+use crate::hash::{shard_index, Hashed, HashedTable, Lookup, Probe, StoredHash};
 use crate::snapshot::MapSnapshot;
 use crate::sync::{CachePadded, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -54,7 +69,8 @@ pub const MAX_SHARDS: usize = 1 << 16;
 /// the same shard at random.
 const SHARDS_PER_CORE: usize = 4;
 
-/// Why a [`ShardedMap`] could not be built as requested.
+/// Why a [`ShardedMap`] could not be built with the requested shard count. (A capacity that
+/// cannot be allocated is a [`CapacityError`].)
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ShardedMapError {
     /// A shard count of zero was requested.
@@ -62,11 +78,6 @@ pub enum ShardedMapError {
     /// More shards than [`MAX_SHARDS`] were requested.
     TooManyShards {
         /// The count asked for.
-        requested: usize,
-    },
-    /// The requested capacity cannot be allocated.
-    CapacityOverflow {
-        /// The capacity asked for.
         requested: usize,
     },
 }
@@ -79,9 +90,6 @@ impl fmt::Display for ShardedMapError {
                 f,
                 "{requested} shards requested, at most {MAX_SHARDS} are supported"
             ),
-            ShardedMapError::CapacityOverflow { requested } => {
-                write!(f, "a capacity of {requested} entries cannot be allocated")
-            }
         }
     }
 }
@@ -97,18 +105,18 @@ pub fn default_shard_count() -> usize {
         .min(MAX_SHARDS)
 }
 
-type Shard<K, V, S> = CachePadded<RwLock<ShardState<K, V, S>>>;
+type Shard<K, V> = CachePadded<RwLock<ShardState<K, V>>>;
 
 /// What a shard lock guards.
-struct ShardState<K, V, S> {
+struct ShardState<K, V> {
     /// Shared with snapshots taken since the last write (copy-on-write, module docs).
-    table: Arc<HashMap<K, V, S>>,
+    table: Arc<HashedTable<K, V>>,
     /// Write operations on this shard so far; snapshots sum these into their version.
     writes: u64,
 }
 
-impl<K, V, S> ShardState<K, V, S> {
-    fn new(table: HashMap<K, V, S>) -> Self {
+impl<K, V> ShardState<K, V> {
+    fn new(table: HashedTable<K, V>) -> Self {
         ShardState {
             table: Arc::new(table),
             writes: 0,
@@ -117,19 +125,19 @@ impl<K, V, S> ShardState<K, V, S> {
 }
 
 /// Copies a shard's table for a writer that finds it shared with a snapshot.
-type CloneTable<K, V, S> = fn(&HashMap<K, V, S>) -> HashMap<K, V, S>;
+type CloneTable<K, V> = fn(&HashedTable<K, V>) -> HashedTable<K, V>;
 
 /// A concurrent hash map made of cache-line-padded `RwLock<HashMap>` shards. See the
 /// [module docs](self) for shard selection, the deadlock rule and consistency.
 pub struct ShardedMap<K, V, S = DefaultHashBuilder> {
     /// A power-of-two number of shards.
-    shards: Box<[Shard<K, V, S>]>,
+    shards: Box<[Shard<K, V>]>,
     /// Right shift that turns a (tag-stripped) hash into a shard index; 64 for one shard.
     shard_shift: u32,
     hasher: S,
     /// Set by the first snapshot, the only thing that shares tables (and the only place
     /// with the `Clone` bounds a copy needs).
-    clone_table: OnceLock<CloneTable<K, V, S>>,
+    clone_table: OnceLock<CloneTable<K, V>>,
 }
 
 impl<K, V> ShardedMap<K, V> {
@@ -139,23 +147,29 @@ impl<K, V> ShardedMap<K, V> {
     }
 
     /// An empty map with `shards` shards (rounded up to a power of two).
-    pub fn with_shards(shards: usize) -> Result<Self, ShardedMapError>
-    where
-        K: Hash + Eq,
-    {
-        Self::with_options(0, shards, DefaultHashBuilder::default())
+    pub fn with_shards(shards: usize) -> Result<Self, ShardedMapError> {
+        Self::with_shards_and_hasher(shards, DefaultHashBuilder::default())
     }
 
     /// An empty map with room for `capacity` entries spread over the default shards.
-    pub fn with_capacity(capacity: usize) -> Result<Self, ShardedMapError>
+    ///
+    /// # Panics
+    /// If `capacity` overflows or cannot be allocated; see
+    /// [`try_with_capacity`](Self::try_with_capacity).
+    pub fn with_capacity(capacity: usize) -> Self
     where
         K: Hash + Eq,
     {
-        Self::with_options(
-            capacity,
-            default_shard_count(),
-            DefaultHashBuilder::default(),
-        )
+        Self::with_capacity_and_hasher(capacity, DefaultHashBuilder::default())
+    }
+
+    /// Like [`with_capacity`](Self::with_capacity), but reports an impossible capacity
+    /// instead of panicking.
+    pub fn try_with_capacity(capacity: usize) -> Result<Self, CapacityError>
+    where
+        K: Hash + Eq,
+    {
+        Self::try_with_capacity_and_hasher(capacity, DefaultHashBuilder::default())
     }
 }
 
@@ -165,57 +179,69 @@ impl<K, V> Default for ShardedMap<K, V> {
     }
 }
 
-impl<K, V, S: Clone> ShardedMap<K, V, S> {
+impl<K, V, S> ShardedMap<K, V, S> {
     /// An empty map with [`default_shard_count`] shards that hashes with `hasher`.
     pub fn with_hasher(hasher: S) -> Self {
-        let shards = default_shard_count();
-        let shard_shift = shard_shift(shards);
-        ShardedMap {
-            shards: (0..shards)
-                .map(|_| {
-                    CachePadded(RwLock::new(ShardState::new(HashMap::with_hasher(
-                        hasher.clone(),
-                    ))))
-                })
-                .collect(),
-            shard_shift,
-            hasher,
-            clone_table: OnceLock::new(),
-        }
+        Self::with_power_of_two_shards(default_shard_count(), hasher)
     }
 
-    /// An empty map with room for `capacity` entries in `shards` shards (rounded up to a
-    /// power of two), hashing with `hasher`.
-    pub fn with_options(capacity: usize, shards: usize, hasher: S) -> Result<Self, ShardedMapError>
-    where
-        K: Hash + Eq,
-        S: BuildHasher,
-    {
+    /// An empty map with `shards` shards (rounded up to a power of two) that hashes with
+    /// `hasher`.
+    pub fn with_shards_and_hasher(shards: usize, hasher: S) -> Result<Self, ShardedMapError> {
         if shards == 0 {
             return Err(ShardedMapError::ZeroShards);
         }
         if shards > MAX_SHARDS {
             return Err(ShardedMapError::TooManyShards { requested: shards });
         }
-        let shards = shards.next_power_of_two();
-        let per_shard = capacity.div_ceil(shards);
-        let built = (0..shards)
-            .map(|_| {
-                let mut table = HashMap::with_hasher(hasher.clone());
-                table
-                    .try_reserve(per_shard)
-                    .map_err(|_| ShardedMapError::CapacityOverflow {
-                        requested: capacity,
-                    })?;
-                Ok(CachePadded(RwLock::new(ShardState::new(table))))
-            })
-            .collect::<Result<Box<[_]>, _>>()?;
-        Ok(ShardedMap {
-            shards: built,
+        Ok(Self::with_power_of_two_shards(
+            shards.next_power_of_two(),
+            hasher,
+        ))
+    }
+
+    /// An empty map with room for `capacity` entries spread over the default shards, hashing
+    /// with `hasher`.
+    ///
+    /// # Panics
+    /// If `capacity` overflows or cannot be allocated; see
+    /// [`try_with_capacity_and_hasher`](Self::try_with_capacity_and_hasher).
+    pub fn with_capacity_and_hasher(capacity: usize, hasher: S) -> Self
+    where
+        K: Hash + Eq,
+        S: BuildHasher,
+    {
+        match Self::try_with_capacity_and_hasher(capacity, hasher) {
+            Ok(map) => map,
+            Err(error) => panic!("ShardedMap::with_capacity({capacity}): {error}"),
+        }
+    }
+
+    /// Like [`with_capacity_and_hasher`](Self::with_capacity_and_hasher), but reports an
+    /// impossible capacity instead of panicking.
+    pub fn try_with_capacity_and_hasher(capacity: usize, hasher: S) -> Result<Self, CapacityError>
+    where
+        K: Hash + Eq,
+        S: BuildHasher,
+    {
+        let map = Self::with_hasher(hasher);
+        map.try_reserve(capacity)?;
+        Ok(map)
+    }
+
+    fn with_power_of_two_shards(shards: usize, hasher: S) -> Self {
+        ShardedMap {
+            shards: (0..shards)
+                .map(|_| {
+                    CachePadded(RwLock::new(ShardState::new(HashedTable::with_hasher(
+                        StoredHash::default(),
+                    ))))
+                })
+                .collect(),
             shard_shift: shard_shift(shards),
             hasher,
             clone_table: OnceLock::new(),
-        })
+        }
     }
 }
 
@@ -236,19 +262,19 @@ impl<K, V, S> ShardedMap<K, V, S> {
         self.shards.as_ptr() as usize
     }
 
-    fn read_shard(&self, index: usize) -> ShardReadGuard<'_, K, V, S> {
+    fn read_shard(&self, index: usize) -> ShardReadGuard<'_, K, V> {
         ShardReadGuard {
             #[cfg(debug_assertions)]
             _held: reentrancy::HeldLock::acquire(self.identity(), index),
-            // A panic in a user closure poisons the lock but leaves the table consistent
-            // (std's HashMap is panic-safe), so the map stays usable.
+            // A panic in user code poisons the lock but leaves the table whole (module docs),
+            // so the lock is taken regardless.
             state: self.shards[index]
                 .read()
                 .unwrap_or_else(|poisoned| poisoned.into_inner()),
         }
     }
 
-    fn write_shard(&self, index: usize) -> ShardWriteGuard<'_, K, V, S> {
+    fn write_shard(&self, index: usize) -> ShardWriteGuard<'_, K, V> {
         ShardWriteGuard {
             #[cfg(debug_assertions)]
             _held: reentrancy::HeldLock::acquire(self.identity(), index),
@@ -279,21 +305,23 @@ impl<K, V, S> ShardedMap<K, V, S> {
     }
 
     /// Keeps only the entries for which `keep` returns `true`, shard by shard, each shard
-    /// under its write lock. `keep` must not use this map (module docs).
+    /// under its write lock. `keep` runs once per entry and must not use this map (module
+    /// docs); if it panics, the entries it rejected so far are gone and the others stay.
     pub fn retain(&self, mut keep: impl FnMut(&K, &mut V) -> bool) {
         for index in 0..self.shards.len() {
             self.write_shard(index)
                 .table_mut()
-                .retain(|key, value| keep(key, value));
+                .retain(|stored, value| keep(&stored.key, value));
         }
     }
 
     /// Calls `visit` on every entry, shard by shard, each shard under its read lock (weakly
-    /// consistent, no cloning). `visit` must not use this map (module docs).
+    /// consistent, no cloning). `visit` runs once per entry and must not use this map (module
+    /// docs).
     pub fn for_each(&self, mut visit: impl FnMut(&K, &V)) {
         for index in 0..self.shards.len() {
-            for (key, value) in self.read_shard(index).table().iter() {
-                visit(key, value);
+            for (stored, value) in self.read_shard(index).table().iter() {
+                visit(&stored.key, value);
             }
         }
     }
@@ -317,7 +345,7 @@ impl<K, V, S> ShardedMap<K, V, S> {
         V: Clone,
         S: Clone,
     {
-        self.clone_table.get_or_init(|| HashMap::clone);
+        self.clone_table.get_or_init(|| HashedTable::clone);
         #[cfg(debug_assertions)]
         let _held = reentrancy::HeldLock::acquire(self.identity(), 0);
         let locked: Vec<_> = self
@@ -335,7 +363,7 @@ impl<K, V, S> ShardedMap<K, V, S> {
             .map(|state| Arc::clone(&state.table))
             .collect();
         drop(locked);
-        MapSnapshot::from_shards(tables, self.shard_shift, version)
+        MapSnapshot::from_shards(tables, self.hasher.clone(), self.shard_shift, version)
     }
 
     /// Owned copies of all entries, cloned one shard at a time as the iterator reaches it:
@@ -360,8 +388,10 @@ where
     K: Hash + Eq,
     S: BuildHasher,
 {
-    fn shard_of<Q: Hash + ?Sized>(&self, key: &Q) -> usize {
-        shard_index(self.hasher.hash_one(key), self.shard_shift)
+    /// The hash of `key` (by the map's hasher, once per operation) and its shard.
+    fn locate<Q: Hash + ?Sized>(&self, key: &Q) -> (u64, usize) {
+        let hash = self.hasher.hash_one(key);
+        (hash, shard_index(hash, self.shard_shift))
     }
 
     /// The value for `key`, cloned.
@@ -375,15 +405,16 @@ where
     }
 
     /// Runs `read` on the value for `key` under the shard's read lock, without cloning.
-    /// `read` must not use this map (module docs).
+    /// `read` runs at most once and must not use this map (module docs).
     pub fn get_with<Q, R>(&self, key: &Q, read: impl FnOnce(&V) -> R) -> Option<R>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.read_shard(self.shard_of(key))
+        let (hash, shard) = self.locate(key);
+        self.read_shard(shard)
             .table()
-            .get(key)
+            .get(&Probe { hash, key } as &dyn Lookup<Q>)
             .map(read)
     }
 
@@ -393,16 +424,18 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.read_shard(self.shard_of(key))
+        let (hash, shard) = self.locate(key);
+        self.read_shard(shard)
             .table()
-            .contains_key(key)
+            .contains_key(&Probe { hash, key } as &dyn Lookup<Q>)
     }
 
     /// Sets the value for `key`; returns the previous one.
     pub fn insert(&self, key: K, value: V) -> Option<V> {
-        self.write_shard(self.shard_of(&key))
+        let (hash, shard) = self.locate(&key);
+        self.write_shard(shard)
             .table_mut()
-            .insert(key, value)
+            .insert(Hashed { hash, key }, value)
     }
 
     /// Removes `key`; returns its value.
@@ -411,99 +444,254 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.write_shard(self.shard_of(key)).table_mut().remove(key)
+        let (hash, shard) = self.locate(key);
+        self.write_shard(shard)
+            .table_mut()
+            .remove(&Probe { hash, key } as &dyn Lookup<Q>)
     }
 
-    /// Runs `modify` on the value for `key`, if any, under the shard's write lock; returns
-    /// its result. `modify` must not use this map (module docs).
-    pub fn update<Q, R>(&self, key: &Q, modify: impl FnOnce(&mut V) -> R) -> Option<R>
+    /// Runs `modify` on the value for `key` in place, under the shard's write lock; returns
+    /// its result, or `None` (without running it) if the key is absent.
+    ///
+    /// `modify` runs at most once. It cannot deadlock as long as it does not use this map
+    /// (module docs). If it panics, the lock is released and the map stays usable; the value
+    /// keeps whatever `modify` did to it before panicking.
+    ///
+    /// ```
+    /// use atomicmap::ShardedMap;
+    ///
+    /// let map: ShardedMap<&str, Vec<u32>> = ShardedMap::new();
+    /// map.insert("log", vec![1]);
+    /// assert_eq!(map.get_mut("log", |log| { log.push(2); log.len() }), Some(2));
+    /// assert_eq!(map.get_mut("missing", |log| log.len()), None);
+    /// assert_eq!(map.get("log"), Some(vec![1, 2]));
+    /// ```
+    pub fn get_mut<Q, R>(&self, key: &Q, modify: impl FnOnce(&mut V) -> R) -> Option<R>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.write_shard(self.shard_of(key))
+        let (hash, shard) = self.locate(key);
+        self.write_shard(shard)
             .table_mut()
-            .get_mut(key)
+            .get_mut(&Probe { hash, key } as &dyn Lookup<Q>)
             .map(modify)
     }
 
-    /// General single-key read-modify-write under the shard's write lock: `compute` sees the
-    /// key's slot (`None` if absent) and may set, replace or clear it (`None` removes the
-    /// key). Returns `compute`'s result. `compute` must not use this map (module docs).
-    pub fn compute<R>(&self, key: K, compute: impl FnOnce(&mut Option<V>) -> R) -> R {
-        let mut shard = self.write_shard(self.shard_of(&key));
-        let table = shard.table_mut();
-        match table.entry(key) {
-            hash_map::Entry::Occupied(occupied) => {
-                let (key, value) = occupied.remove_entry();
-                let mut slot = Some(value);
-                let result = compute(&mut slot);
-                if let Some(value) = slot {
-                    table.insert(key, value);
-                }
-                result
+    /// Replaces the value for `key` with `change(&value)` and returns the new value; `None`
+    /// (and nothing stored) if the key is absent.
+    ///
+    /// `change` runs at most once, under the shard's write lock, so it must not use this map
+    /// (module docs). If it panics, the old value stays.
+    ///
+    /// ```
+    /// use atomicmap::ShardedMap;
+    ///
+    /// let map: ShardedMap<&str, u32> = ShardedMap::new();
+    /// map.insert("hits", 1);
+    /// assert_eq!(map.update("hits", |hits| hits + 1), Some(2));
+    /// assert_eq!(map.update("misses", |misses| misses + 1), None);
+    /// assert!(!map.contains_key("misses"));
+    /// ```
+    pub fn update<Q>(&self, key: &Q, mut change: impl FnMut(&V) -> V) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        V: Clone,
+    {
+        self.get_mut(key, |value| {
+            let new = change(value);
+            *value = new.clone();
+            new
+        })
+    }
+
+    /// Sets `key` to `insert()` if it has no value, or to `update(&value)` if it has; returns
+    /// the value stored.
+    ///
+    /// Exactly one of the closures runs, once, under the shard's write lock, so neither may
+    /// use this map (module docs). If it panics, the map is as before the call.
+    ///
+    /// ```
+    /// use atomicmap::ShardedMap;
+    ///
+    /// let map: ShardedMap<&str, u32> = ShardedMap::new();
+    /// assert_eq!(map.upsert("hits", || 1, |hits| hits + 1), 1);
+    /// assert_eq!(map.upsert("hits", || 1, |hits| hits + 1), 2);
+    /// ```
+    pub fn upsert(&self, key: K, insert: impl FnOnce() -> V, mut update: impl FnMut(&V) -> V) -> V
+    where
+        V: Clone,
+    {
+        let (hash, shard) = self.locate(&key);
+        match self
+            .write_shard(shard)
+            .table_mut()
+            .entry(Hashed { hash, key })
+        {
+            hash_map::Entry::Occupied(mut occupied) => {
+                let new = update(occupied.get());
+                *occupied.get_mut() = new.clone();
+                new
             }
             hash_map::Entry::Vacant(vacant) => {
-                let mut slot = None;
-                let result = compute(&mut slot);
-                if let Some(value) = slot {
-                    vacant.insert(value);
-                }
-                result
+                let new = insert();
+                vacant.insert(new.clone());
+                new
             }
         }
     }
 
-    /// Runs `modify` on the value for `key`, or inserts `insert` if there is none.
-    /// `modify` must not use this map (module docs).
-    pub fn upsert(&self, key: K, insert: V, modify: impl FnOnce(&mut V)) {
-        match self.write_shard(self.shard_of(&key)).table_mut().entry(key) {
-            hash_map::Entry::Occupied(mut occupied) => modify(occupied.get_mut()),
+    /// Inserts, replaces or removes the value for `key` in one linearizable step: `compute`
+    /// sees the current value (`None` if absent) and returns the value to store (`None`
+    /// removes the key, or leaves it absent). Returns what the key holds afterwards.
+    ///
+    /// `compute` runs exactly once, under the shard's write lock, so it must not use this map
+    /// (module docs). If it panics, the map is as before the call.
+    ///
+    /// ```
+    /// use atomicmap::ShardedMap;
+    ///
+    /// let map: ShardedMap<&str, u32> = ShardedMap::new();
+    /// let count_down = |value: Option<&u32>| match value {
+    ///     None => Some(2),
+    ///     Some(1) => None,
+    ///     Some(n) => Some(n - 1),
+    /// };
+    /// assert_eq!(map.compute("ttl", count_down), Some(2));
+    /// assert_eq!(map.compute("ttl", count_down), Some(1));
+    /// assert_eq!(map.compute("ttl", count_down), None);
+    /// assert!(!map.contains_key("ttl"));
+    /// ```
+    pub fn compute(&self, key: K, mut compute: impl FnMut(Option<&V>) -> Option<V>) -> Option<V>
+    where
+        V: Clone,
+    {
+        // The closure only looks at the entry, and the returned value is cloned before the
+        // table changes: a panicking closure or `Clone` leaves the entry as it was.
+        let (hash, shard) = self.locate(&key);
+        match self
+            .write_shard(shard)
+            .table_mut()
+            .entry(Hashed { hash, key })
+        {
+            hash_map::Entry::Occupied(mut occupied) => match compute(Some(occupied.get())) {
+                Some(new) => {
+                    *occupied.get_mut() = new.clone();
+                    Some(new)
+                }
+                None => {
+                    occupied.remove();
+                    None
+                }
+            },
             hash_map::Entry::Vacant(vacant) => {
-                vacant.insert(insert);
+                let new = compute(None)?;
+                vacant.insert(new.clone());
+                Some(new)
             }
         }
     }
 
-    /// The value for `key`, inserting `make()` first if there is none. `make` runs under the
-    /// shard's write lock and must not use this map (module docs).
+    /// The value for `key`, inserting `make()` first if there is none.
+    ///
+    /// `make` runs at most once (only if the key is absent), under the shard's write lock, so
+    /// it must not use this map (module docs). If it panics, nothing is inserted.
+    ///
+    /// ```
+    /// use atomicmap::ShardedMap;
+    ///
+    /// let map: ShardedMap<&str, u32> = ShardedMap::new();
+    /// assert_eq!(map.get_or_insert_with("answer", || 42), 42);
+    /// assert_eq!(map.get_or_insert_with("answer", || unreachable!()), 42);
+    /// ```
     pub fn get_or_insert_with(&self, key: K, make: impl FnOnce() -> V) -> V
     where
         V: Clone,
     {
-        self.write_shard(self.shard_of(&key))
+        let (hash, shard) = self.locate(&key);
+        match self
+            .write_shard(shard)
             .table_mut()
-            .entry(key)
-            .or_insert_with(make)
-            .clone()
+            .entry(Hashed { hash, key })
+        {
+            hash_map::Entry::Occupied(occupied) => occupied.get().clone(),
+            hash_map::Entry::Vacant(vacant) => {
+                // Cloned before it is stored: a panicking `Clone` inserts nothing.
+                let new = make();
+                vacant.insert(new.clone());
+                new
+            }
+        }
+    }
+
+    /// Makes room for `additional` more entries, spread evenly over the shards.
+    ///
+    /// # Panics
+    /// If the room overflows or cannot be allocated; see [`try_reserve`](Self::try_reserve).
+    pub fn reserve(&self, additional: usize) {
+        if let Err(error) = self.try_reserve(additional) {
+            panic!("ShardedMap::reserve({additional}): {error}");
+        }
+    }
+
+    /// Makes room for `additional` more entries, spread evenly over the shards, shard by
+    /// shard; on failure, the shards reserved before the failing one keep their room.
+    pub fn try_reserve(&self, additional: usize) -> Result<(), CapacityError> {
+        let per_shard = additional.div_ceil(self.shards.len());
+        for index in 0..self.shards.len() {
+            let mut shard = self.write_shard(index);
+            let table = shard.table_mut();
+            if table.try_reserve(per_shard).is_err() {
+                return Err(
+                    if table_size_overflows::<Hashed<K>, V>(table.len(), per_shard) {
+                        CapacityError::Overflow
+                    } else {
+                        CapacityError::AllocationFailed
+                    },
+                );
+            }
+        }
+        Ok(())
     }
 }
 
-/// A shard's read lock, registered with the debug-build re-entrancy check.
-struct ShardReadGuard<'a, K, V, S> {
-    #[cfg(debug_assertions)]
-    _held: reentrancy::HeldLock,
-    state: RwLockReadGuard<'a, ShardState<K, V, S>>,
+/// Whether a `HashMap<K, V>` table for `len + additional` entries needs more bytes than an
+/// allocation can have: hashbrown keeps a power of two of buckets at most 7/8 full, each an
+/// entry plus one control byte.
+fn table_size_overflows<K, V>(len: usize, additional: usize) -> bool {
+    len.checked_add(additional)
+        .and_then(|entries| entries.checked_mul(8))
+        .and_then(|eighths| (eighths / 7).checked_next_power_of_two())
+        .and_then(|buckets| buckets.checked_mul(std::mem::size_of::<(K, V)>() + 1))
+        .is_none_or(|bytes| bytes > isize::MAX as usize)
 }
 
-impl<K, V, S> ShardReadGuard<'_, K, V, S> {
-    fn table(&self) -> &HashMap<K, V, S> {
+/// A shard's read lock, registered with the debug-build re-entrancy check.
+struct ShardReadGuard<'a, K, V> {
+    #[cfg(debug_assertions)]
+    _held: reentrancy::HeldLock,
+    state: RwLockReadGuard<'a, ShardState<K, V>>,
+}
+
+impl<K, V> ShardReadGuard<'_, K, V> {
+    fn table(&self) -> &HashedTable<K, V> {
         &self.state.table
     }
 }
 
 /// A shard's write lock, registered with the debug-build re-entrancy check.
-struct ShardWriteGuard<'a, K, V, S> {
+struct ShardWriteGuard<'a, K, V> {
     #[cfg(debug_assertions)]
     _held: reentrancy::HeldLock,
-    state: RwLockWriteGuard<'a, ShardState<K, V, S>>,
-    clone_table: &'a OnceLock<CloneTable<K, V, S>>,
+    state: RwLockWriteGuard<'a, ShardState<K, V>>,
+    clone_table: &'a OnceLock<CloneTable<K, V>>,
 }
 
-impl<K, V, S> ShardWriteGuard<'_, K, V, S> {
+impl<K, V> ShardWriteGuard<'_, K, V> {
     /// The shard's table for a write operation (counted in the shard's `writes`); copied
     /// first if a snapshot still shares it.
-    fn table_mut(&mut self) -> &mut HashMap<K, V, S> {
+    fn table_mut(&mut self) -> &mut HashedTable<K, V> {
         let state = &mut *self.state;
         state.writes += 1;
         if Arc::get_mut(&mut state.table).is_none() {
@@ -549,8 +737,8 @@ mod reentrancy {
             if let Some(held_shard) = already {
                 panic!(
                     "ShardedMap re-entered: this thread holds the lock of shard {held_shard} \
-                     (it is running a closure passed to get_with/update/compute/upsert/\
-                     get_or_insert_with/retain/for_each) and now asks for shard {shard} of the \
+                     (it is running a closure passed to get_with/get_mut/update/compute/\
+                     upsert/get_or_insert_with/retain/for_each) and now asks for shard {shard} of the \
                      same map. {} Finish the closure, then use the map.",
                     if held_shard == shard {
                         "This would deadlock now."
@@ -602,7 +790,7 @@ impl<K: Clone, V: Clone, S> Iterator for Iter<'_, K, V, S> {
             self.buffered = shard
                 .table()
                 .iter()
-                .map(|(key, value)| (key.clone(), value.clone()))
+                .map(|(stored, value)| (stored.key.clone(), value.clone()))
                 .collect::<Vec<_>>()
                 .into_iter();
         }
@@ -614,7 +802,12 @@ impl<K: fmt::Debug, V: fmt::Debug, S> fmt::Debug for ShardedMap<K, V, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut entries = f.debug_map();
         for index in 0..self.shards.len() {
-            entries.entries(self.read_shard(index).table().iter());
+            entries.entries(
+                self.read_shard(index)
+                    .table()
+                    .iter()
+                    .map(|(stored, value)| (&stored.key, value)),
+            );
         }
         entries.finish()
     }

@@ -23,13 +23,12 @@ use std::collections::hash_map::{self, HashMap};
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::iter::FusedIterator;
+use std::marker::PhantomData;
 use std::sync::Arc;
 
-use crate::hash::shard_index;
 pub use crate::hash::DefaultHashBuilder;
-
-/// The persistent (structure-sharing) map a published `RcuMap` version is made of.
-type PersistentMap<K, V, S> = imbl::GenericHashMap<K, V, S, imbl::shared_ptr::DefaultSharedPtr>;
+use crate::hash::{shard_index, Hashed, HashedTable, Lookup, Probe};
+use crate::persistent::{self, PersistentMap};
 
 /// An immutable view of a map's entries at one instant, with the version of the map at that
 /// instant. See the [module docs](self) for how it differs from iteration.
@@ -55,9 +54,13 @@ pub struct MapSnapshot<K, V, S = DefaultHashBuilder> {
 }
 
 enum Storage<K, V, S> {
-    /// One table, or one per shard of a `ShardedMap` (shared copy-on-write with the map).
-    Tables {
-        tables: Box<[Arc<HashMap<K, V, S>>]>,
+    /// One table.
+    Table(HashMap<K, V, S>),
+    /// The shards of a `ShardedMap` (shared copy-on-write with the map).
+    Shards {
+        tables: Box<[Arc<HashedTable<K, V>>]>,
+        /// The map's hasher, which computed the hashes stored with the keys.
+        hasher: S,
         /// Shard selection of the map the tables came from (see [`shard_index`]).
         shard_shift: u32,
         len: usize,
@@ -69,27 +72,24 @@ enum Storage<K, V, S> {
 impl<K, V, S> MapSnapshot<K, V, S> {
     /// A snapshot made of one table.
     pub(crate) fn from_table(table: HashMap<K, V, S>, version: u64) -> Self {
-        let len = table.len();
         MapSnapshot {
-            storage: Storage::Tables {
-                tables: Box::new([Arc::new(table)]),
-                shard_shift: u64::BITS,
-                len,
-            },
+            storage: Storage::Table(table),
             version,
         }
     }
 
     /// A snapshot made of the shards of a `ShardedMap`.
     pub(crate) fn from_shards(
-        tables: Box<[Arc<HashMap<K, V, S>>]>,
+        tables: Box<[Arc<HashedTable<K, V>>]>,
+        hasher: S,
         shard_shift: u32,
         version: u64,
     ) -> Self {
         let len = tables.iter().map(|table| table.len()).sum();
         MapSnapshot {
-            storage: Storage::Tables {
+            storage: Storage::Shards {
                 tables,
+                hasher,
                 shard_shift,
                 len,
             },
@@ -113,7 +113,8 @@ impl<K, V, S> MapSnapshot<K, V, S> {
     /// Number of entries.
     pub fn len(&self) -> usize {
         match &self.storage {
-            Storage::Tables { len, .. } => *len,
+            Storage::Table(table) => table.len(),
+            Storage::Shards { len, .. } => *len,
             Storage::Persistent(map) => map.len(),
         }
     }
@@ -126,20 +127,22 @@ impl<K, V, S> MapSnapshot<K, V, S> {
     /// Every entry once, in no particular order.
     pub fn iter(&self) -> SnapshotIter<'_, K, V, S> {
         let inner = match &self.storage {
-            Storage::Tables { tables, .. } => {
+            Storage::Table(table) => IterInner::Table(table.iter()),
+            Storage::Shards { tables, .. } => {
                 let mut tables = tables.iter();
                 let current = tables.next().map(|table| table.iter());
-                IterInner::Tables { tables, current }
+                IterInner::Shards { tables, current }
             }
             Storage::Persistent(map) => IterInner::Persistent(map.iter()),
         };
         SnapshotIter {
             inner,
             remaining: self.len(),
+            _hasher: PhantomData,
         }
     }
 
-    /// The keys in ascending order (seed 002's `SortedKeys`).
+    /// The keys in ascending order.
     pub fn sorted_keys(&self) -> Vec<&K>
     where
         K: Ord,
@@ -193,17 +196,15 @@ where
         Q: Hash + Eq + ?Sized,
     {
         match &self.storage {
-            Storage::Tables {
+            Storage::Table(table) => table.get(key),
+            Storage::Shards {
                 tables,
+                hasher,
                 shard_shift,
                 ..
             } => {
-                let table = if tables.len() == 1 {
-                    &tables[0]
-                } else {
-                    &tables[shard_index(tables[0].hasher().hash_one(key), *shard_shift)]
-                };
-                table.get(key)
+                let hash = hasher.hash_one(key);
+                tables[shard_index(hash, *shard_shift)].get(&Probe { hash, key } as &dyn Lookup<Q>)
             }
             Storage::Persistent(map) => map.get(key),
         }
@@ -247,16 +248,19 @@ impl<K: fmt::Debug, V: fmt::Debug, S> fmt::Debug for DebugEntries<'_, K, V, S> {
 
 /// Iterator of [`MapSnapshot::iter`]: every entry once, borrowed from the snapshot.
 pub struct SnapshotIter<'a, K, V, S> {
-    inner: IterInner<'a, K, V, S>,
+    inner: IterInner<'a, K, V>,
     remaining: usize,
+    /// The snapshot's hasher type, which iteration does not need.
+    _hasher: PhantomData<fn() -> S>,
 }
 
-enum IterInner<'a, K, V, S> {
-    Tables {
-        tables: std::slice::Iter<'a, Arc<HashMap<K, V, S>>>,
-        current: Option<hash_map::Iter<'a, K, V>>,
+enum IterInner<'a, K, V> {
+    Table(hash_map::Iter<'a, K, V>),
+    Shards {
+        tables: std::slice::Iter<'a, Arc<HashedTable<K, V>>>,
+        current: Option<hash_map::Iter<'a, Hashed<K>, V>>,
     },
-    Persistent(imbl::hashmap::Iter<'a, K, V, imbl::shared_ptr::DefaultSharedPtr>),
+    Persistent(persistent::Iter<'a, K, V>),
 }
 
 impl<'a, K, V, S> Iterator for SnapshotIter<'a, K, V, S> {
@@ -264,10 +268,11 @@ impl<'a, K, V, S> Iterator for SnapshotIter<'a, K, V, S> {
 
     fn next(&mut self) -> Option<Self::Item> {
         let next = match &mut self.inner {
-            IterInner::Tables { tables, current } => loop {
+            IterInner::Table(entries) => entries.next(),
+            IterInner::Shards { tables, current } => loop {
                 let entries = current.as_mut()?;
-                if let Some(entry) = entries.next() {
-                    break Some(entry);
+                if let Some((stored, value)) = entries.next() {
+                    break Some((&stored.key, value));
                 }
                 *current = tables.next().map(|table| table.iter());
             },

@@ -40,3 +40,38 @@ fn string_keys_and_values() {
     assert_eq!(map.remove("key-1"), Some("x".into()));
     assert_eq!(map.len(), 4_999);
 }
+
+/// Batched lookups return exactly what one `get` per key returns, in the order asked, for
+/// batches larger and smaller than a prefetch group, for present and missing keys, inline and
+/// boxed.
+#[test]
+fn batched_lookups_agree_with_single_lookups() {
+    let numbers: AtomicMap<u64, u64> = (0..1_000)
+        .filter(|key| key % 3 != 0)
+        .map(|key| (key, key * 7))
+        .collect();
+    let pinned = numbers.pin();
+    let keys: Vec<u64> = (0..100).map(|i| (i * 37) % 1_200).collect();
+    let asked: Vec<&u64> = keys.iter().collect();
+    let mut seen = Vec::new();
+    pinned.get_each(&asked, |index, value| seen.push((index, value.copied())));
+    let expected: Vec<(usize, Option<u64>)> = keys
+        .iter()
+        .enumerate()
+        .map(|(index, key)| (index, numbers.get(key)))
+        .collect();
+    assert_eq!(seen, expected);
+    assert_eq!(
+        numbers.get_many([&1, &3, &2_000, &998]),
+        [Some(7), None, None, Some(6_986)]
+    );
+
+    let names: AtomicMap<String, String> = (0..50)
+        .map(|i| (format!("k{i}"), format!("v{i}")))
+        .collect();
+    let [first, missing, last] = names.get_many(["k0", "nope", "k49"]);
+    assert_eq!(
+        (first.as_deref(), missing, last.as_deref()),
+        (Some("v0"), None, Some("v49"))
+    );
+}

@@ -1,11 +1,19 @@
 //! HotSwap and RcuMap: publication semantics, monotonic versions, whole-map visibility under
-//! concurrent publishes, and exactly-once drops of old snapshots.
+//! concurrent publishes, and exactly-once drops of replaced values.
 
+mod common;
+
+use std::collections::BTreeMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 
-use atomicmap::{HotSwap, RcuMap, RcuSnapshot};
+use atomicmap::{HotSwap, PersistentMap, RcuMap};
+use common::panics::{
+    arm, disarm, double_drops, inject_panic, live_objects, silence_injected_panics, sweep, toggle,
+    user_code_runs, Key, Subject, UserCode, Value,
+};
 
 #[test]
 fn load_store_swap_and_versions() {
@@ -17,7 +25,7 @@ fn load_store_swap_and_versions() {
     assert_eq!(cell.swap(String::from("v2")).as_str(), "v1");
     assert_eq!(
         *held, "v1",
-        "a held snapshot is unaffected by later publications"
+        "a held guard is unaffected by later publications"
     );
     assert_eq!(held.version(), 1);
     assert_eq!(cell.version(), 2);
@@ -77,13 +85,13 @@ impl Counted {
 impl Drop for Counted {
     fn drop(&mut self) {
         let before = self.live.fetch_sub(1, Ordering::Relaxed);
-        assert!(before > 0, "a snapshot was dropped twice");
+        assert!(before > 0, "a value was dropped twice");
         self.drops.fetch_add(1, Ordering::Relaxed);
     }
 }
 
 #[test]
-fn every_old_snapshot_is_dropped_exactly_once() {
+fn every_replaced_value_is_dropped_exactly_once() {
     const PUBLISHES: usize = 500;
     let live = Arc::new(AtomicUsize::new(0));
     let drops = Arc::new(AtomicUsize::new(0));
@@ -93,10 +101,10 @@ fn every_old_snapshot_is_dropped_exactly_once() {
         for _ in 0..2 {
             scope.spawn(|| {
                 while !done.load(Ordering::Relaxed) {
-                    let snapshot = cell.load();
-                    assert!(Arc::strong_count(&snapshot.drops) >= 1);
+                    let guard = cell.load();
+                    assert!(Arc::strong_count(&guard.drops) >= 1);
                     let owned = cell.load_full();
-                    drop(snapshot);
+                    drop(guard);
                     drop(owned);
                 }
             });
@@ -108,7 +116,7 @@ fn every_old_snapshot_is_dropped_exactly_once() {
     });
     assert!(
         live.load(Ordering::Relaxed) < PUBLISHES / 2,
-        "old snapshots are freed while the cell lives, not only at drop"
+        "replaced values are freed while the cell lives, not only at drop"
     );
     drop(cell);
     assert_eq!(live.load(Ordering::Relaxed), 0);
@@ -124,8 +132,17 @@ fn rcu_map_single_key_operations() {
     assert_eq!(map.get("a"), Some(2));
     assert_eq!(map.get_with("a", |value| value * 10), Some(20));
     assert!(map.contains_key("a"));
-    assert_eq!(map.upsert("a".into(), 0, |value| *value += 5), 7);
-    assert_eq!(map.upsert("b".into(), 0, |value| *value += 5), 0);
+    assert_eq!(map.upsert("a".into(), || 0, |value| value + 5), 7);
+    assert_eq!(map.upsert("b".into(), || 0, |value| value + 5), 0);
+    assert_eq!(map.update("b", |value| value + 1), Some(1));
+    assert_eq!(map.update("b", |value| value - 1), Some(0));
+    let version = map.version();
+    assert_eq!(map.update("zzz", |value| value + 1), None);
+    assert_eq!(
+        map.version(),
+        version,
+        "updating an absent key publishes nothing"
+    );
     assert_eq!(
         map.compute("b".into(), |value| value.map(|v| v + 1)),
         Some(1)
@@ -150,7 +167,7 @@ fn rcu_map_single_key_operations() {
 }
 
 #[test]
-fn rcu_map_batches_snapshots_and_conversions() {
+fn rcu_map_batches_loads_and_conversions() {
     let mut map: RcuMap<u32, u32> = (0..10).map(|key| (key, key)).collect();
     let before = map.load_full();
     let version = map.update_map(|m| {
@@ -161,14 +178,15 @@ fn rcu_map_batches_snapshots_and_conversions() {
     assert_eq!(map.version(), version);
     assert!(
         before.values().all(|value| *value < 100),
-        "an old snapshot is immutable"
+        "an old publication is immutable"
     );
     assert!(map.load_full().values().all(|value| *value >= 100));
     map.extend([(20, 20)]);
     assert_eq!(map.len(), 11);
-    let mut replacement = RcuSnapshot::with_hasher(Default::default());
+    let mut replacement = PersistentMap::with_hasher(Default::default());
     replacement.insert(1, 1);
-    map.replace(replacement);
+    map.replace(replacement.clone());
+    assert!(*map.load() == replacement);
     assert_eq!(map.len(), 1);
     assert!(format!("{map:?}").contains("RcuMap"));
 }
@@ -184,14 +202,14 @@ fn readers_never_observe_a_half_built_map() {
             scope.spawn(|| {
                 let mut last_version = 0;
                 while !done.load(Ordering::Relaxed) {
-                    let snapshot = map.load();
-                    assert!(snapshot.version() >= last_version, "versions are monotonic");
-                    last_version = snapshot.version();
-                    assert_eq!(snapshot.len(), KEYS as usize);
-                    let round = snapshot[&0];
+                    let current = map.load();
+                    assert!(current.version() >= last_version, "versions are monotonic");
+                    last_version = current.version();
+                    assert_eq!(current.len(), KEYS as usize);
+                    let round = current[&0];
                     assert!(
-                        snapshot.values().all(|value| *value == round),
-                        "a snapshot mixes two rounds"
+                        current.values().all(|value| *value == round),
+                        "a publication mixes two rounds"
                     );
                 }
             });
@@ -216,4 +234,225 @@ fn hot_swap_and_rcu_map_are_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<HotSwap<Vec<String>>>();
     assert_send_sync::<RcuMap<String, Vec<u8>>>();
+}
+
+impl Subject for RcuMap<Key, Value> {
+    fn insert(&self, key: u64, value: u64) -> Option<u64> {
+        RcuMap::insert(self, Key::new(key), Value::new(value)).map(|value| value.n)
+    }
+    fn remove(&self, key: u64) -> Option<u64> {
+        RcuMap::remove(self, &Key::new(key)).map(|value| value.n)
+    }
+    fn get(&self, key: u64) -> Option<u64> {
+        RcuMap::get(self, &Key::new(key)).map(|value| value.n)
+    }
+    fn increment(&self, key: u64) -> Option<u64> {
+        self.update(&Key::new(key), |value| {
+            user_code_runs(UserCode::Closure);
+            Value::new(value.n + 1)
+        })
+        .map(|value| value.n)
+    }
+    fn upsert(&self, key: u64, value: u64) -> u64 {
+        RcuMap::upsert(
+            self,
+            Key::new(key),
+            || {
+                user_code_runs(UserCode::Closure);
+                Value::new(value)
+            },
+            |stored| {
+                user_code_runs(UserCode::Closure);
+                Value::new(stored.n + 1)
+            },
+        )
+        .n
+    }
+    fn compute(&self, key: u64) -> Option<u64> {
+        RcuMap::compute(self, Key::new(key), |value| {
+            user_code_runs(UserCode::Closure);
+            toggle(value.map(|value| value.n)).map(Value::new)
+        })
+        .map(|value| value.n)
+    }
+    fn get_or_insert_with(&self, key: u64, value: u64) -> u64 {
+        RcuMap::get_or_insert_with(self, Key::new(key), || {
+            user_code_runs(UserCode::Closure);
+            Value::new(value)
+        })
+        .n
+    }
+    fn retain_keys_not_divisible_by_three(&self) {
+        self.retain(|key, _| {
+            user_code_runs(UserCode::Closure);
+            key.id % 3 != 0
+        });
+    }
+    fn insert_under_snapshot(&self, key: u64, value: u64) -> Option<u64> {
+        let snapshot = self.snapshot();
+        let replaced = Subject::insert(self, key, value);
+        drop(snapshot);
+        replaced
+    }
+    fn entries(&self) -> BTreeMap<u64, u64> {
+        self.load()
+            .iter()
+            .map(|(key, value)| (key.id, value.n))
+            .collect()
+    }
+}
+
+/// `Hash`, `Eq`, `Clone` and every closure panicking on their N-th call, swept over N: the
+/// map loses nothing, keeps working, and drops every key and value exactly once.
+#[test]
+fn panicking_user_code_loses_and_leaks_nothing() {
+    let injected = sweep(RcuMap::new, 120);
+    assert!(injected > 0);
+}
+
+/// `Eq` panicking while keys that share a hash are inserted. imbl 7's own map leaks the entries
+/// it was moving into a new node when that happens (up to 16 per panic, `GenericHashMap::insert`
+/// alone); a `PersistentMap`, and so an `RcuMap`, runs no user `Eq` while it changes its trie,
+/// and leaks and loses nothing.
+#[test]
+fn eq_panicking_on_colliding_keys_leaks_nothing() {
+    const KEYS: u64 = 300;
+    silence_injected_panics();
+    for nth in (1..=600).step_by(7) {
+        let map: RcuMap<Key, Value> = RcuMap::new();
+        let mut persistent: PersistentMap<Key, Value> = PersistentMap::new();
+        let mut expected = BTreeMap::new();
+        let mut persistent_expected = BTreeMap::new();
+        arm(UserCode::Eq, nth);
+        for id in 0..KEYS {
+            if catch_unwind(AssertUnwindSafe(|| {
+                map.insert(Key::new(id), Value::new(id))
+            }))
+            .is_ok()
+            {
+                expected.insert(id, id);
+            }
+        }
+        arm(UserCode::Eq, nth);
+        for id in 0..KEYS {
+            let inserted = catch_unwind(AssertUnwindSafe(|| {
+                persistent.insert(Key::new(id), Value::new(id))
+            }));
+            if inserted.is_ok() {
+                persistent_expected.insert(id, id);
+            }
+        }
+        disarm();
+        assert_eq!(
+            Subject::entries(&map),
+            expected,
+            "Eq panicking on call {nth}"
+        );
+        let persistent_entries: BTreeMap<u64, u64> = persistent
+            .iter()
+            .map(|(key, value)| (key.id, value.n))
+            .collect();
+        assert_eq!(
+            persistent_entries, persistent_expected,
+            "Eq panicking on call {nth}"
+        );
+        drop(map);
+        drop(persistent);
+        assert_eq!(live_objects(), 0, "Eq panicking on call {nth}: leaked");
+        assert_eq!(
+            double_drops(),
+            0,
+            "Eq panicking on call {nth}: dropped twice"
+        );
+    }
+}
+
+/// Threads whose `upsert` closures panic now and then while the others publish: a panicking
+/// write publishes nothing, and the map counts every upsert that returned.
+#[test]
+fn concurrent_panicking_closures_publish_nothing() {
+    const THREADS: u32 = 4;
+    const ROUNDS: u32 = 300;
+    const KEYS: u32 = 16;
+    silence_injected_panics();
+    let map: RcuMap<u32, u32> = RcuMap::new();
+    let returned: u32 = thread::scope(|scope| {
+        let workers: Vec<_> = (0..THREADS)
+            .map(|_| {
+                scope.spawn(|| {
+                    (0..ROUNDS)
+                        .filter(|round| {
+                            catch_unwind(AssertUnwindSafe(|| {
+                                map.upsert(
+                                    round % KEYS,
+                                    || 1,
+                                    |count| {
+                                        if round % 7 == 3 {
+                                            inject_panic();
+                                        }
+                                        count + 1
+                                    },
+                                )
+                            }))
+                            .is_ok()
+                        })
+                        .count() as u32
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|worker| worker.join().unwrap())
+            .sum()
+    });
+    assert!(returned < THREADS * ROUNDS, "no closure panicked");
+    assert_eq!(map.load().values().sum::<u32>(), returned);
+    assert_eq!(map.version(), u64::from(returned));
+}
+
+/// `Clone` panicking while a large trie (keys with distinct hashes, so its nodes split and
+/// upgrade) is written: each write copies the path it changes, cloning keys and values, and a
+/// panic there publishes nothing, loses nothing and leaks nothing.
+#[test]
+fn clone_panicking_while_a_large_trie_changes_leaks_nothing() {
+    const KEYS: u64 = 600;
+    silence_injected_panics();
+    let mut panicked = 0;
+    for nth in (1..=400).step_by(13) {
+        let map: RcuMap<Key, Value> = RcuMap::new();
+        let mut expected = BTreeMap::new();
+        arm(UserCode::Clone, nth);
+        for id in 0..KEYS {
+            let write = catch_unwind(AssertUnwindSafe(|| {
+                if id % 5 == 4 {
+                    map.remove(&Key::distinct(id - 1))
+                } else {
+                    map.insert(Key::distinct(id), Value::new(id))
+                }
+            }));
+            match write {
+                Ok(_) if id % 5 == 4 => {
+                    expected.remove(&(id - 1));
+                }
+                Ok(_) => {
+                    expected.insert(id, id);
+                }
+                Err(_) => panicked += 1,
+            }
+        }
+        disarm();
+        assert_eq!(
+            Subject::entries(&map),
+            expected,
+            "Clone panicking on call {nth}"
+        );
+        drop(map);
+        assert_eq!(live_objects(), 0, "Clone panicking on call {nth}: leaked");
+        assert_eq!(
+            double_drops(),
+            0,
+            "Clone panicking on call {nth}: dropped twice"
+        );
+    }
+    assert!(panicked > 0, "no Clone panicked");
 }

@@ -1,13 +1,16 @@
-//! loom models of HotSwap: publication racing loads, and reclamation of old snapshots.
+//! loom models of HotSwap: publication racing loads, and reclamation of replaced values.
 #![cfg(loom)]
+
+mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use atomicmap::HotSwap;
+use common::serial::check_model;
 use loom::thread;
 
-/// A snapshot that records its drop.
+/// A value that records its drop.
 struct Tracked {
     value: u32,
     drops: Arc<AtomicUsize>,
@@ -19,12 +22,12 @@ impl Drop for Tracked {
     }
 }
 
-/// A reader loading while a writer publishes twice sees a complete snapshot whose value
+/// A reader loading while a writer publishes twice sees a complete value whose field
 /// matches its version, versions it sees never go back, and after the cell is dropped every
-/// snapshot was dropped exactly once.
+/// value was dropped exactly once.
 #[test]
 fn publish_racing_load_and_reclamation() {
-    loom::model(|| {
+    check_model(|| {
         let drops = Arc::new(AtomicUsize::new(0));
         let tracked = |value| Tracked {
             value,

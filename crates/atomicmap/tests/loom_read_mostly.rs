@@ -2,28 +2,31 @@
 //! racing lock-free stores.
 #![cfg(loom)]
 
+mod common;
+
 use std::collections::hash_map::DefaultHasher;
 use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 
 use atomicmap::ReadMostlyMap;
+use common::serial::check_model;
 use loom::thread;
 
 /// A miss that promotes the dirty map races a store of a brand-new key: the new key ends up
 /// in the dirty map of the new generation (or in the promoted read map), never lost.
 #[test]
 fn promotion_racing_a_store_of_a_new_key() {
-    loom::model(|| {
+    check_model(|| {
         let map = Arc::new(ReadMostlyMap::<u32, u32>::new());
         map.store(0, 0);
         let promoter = {
             let map = Arc::clone(&map);
-            thread::spawn(move || assert_eq!(map.load(&0), Some(0)))
+            thread::spawn(move || assert_eq!(map.get(&0), Some(0)))
         };
         map.store(1, 1);
         promoter.join().unwrap();
-        assert_eq!(map.load(&0), Some(0));
-        assert_eq!(map.load(&1), Some(1));
+        assert_eq!(map.get(&0), Some(0));
+        assert_eq!(map.get(&1), Some(1));
         assert!(map.stats().promotions >= 1);
     });
 }
@@ -31,19 +34,19 @@ fn promotion_racing_a_store_of_a_new_key() {
 /// A promotion races a store to a key that is being promoted: the stored value survives.
 #[test]
 fn promotion_racing_a_store_to_the_promoted_key() {
-    loom::model(|| {
+    check_model(|| {
         let map = Arc::new(ReadMostlyMap::<u32, u32>::new());
         map.store(0, 0);
         let promoter = {
             let map = Arc::clone(&map);
             thread::spawn(move || {
-                let seen = map.load(&0);
+                let seen = map.get(&0);
                 assert!(seen == Some(0) || seen == Some(5));
             })
         };
         map.store(0, 5);
         promoter.join().unwrap();
-        assert_eq!(map.load(&0), Some(5));
+        assert_eq!(map.get(&0), Some(5));
     });
 }
 
@@ -52,7 +55,7 @@ fn promotion_racing_a_store_to_the_promoted_key() {
 /// promotion keeps it.
 #[test]
 fn dirty_rebuild_racing_a_store_to_a_deleted_key() {
-    loom::model(|| {
+    check_model(|| {
         let map = Arc::new(ReadMostlyMap::<u32, u32>::new());
         map.store(0, 0);
         map.range(|_, _| true);
@@ -64,8 +67,8 @@ fn dirty_rebuild_racing_a_store_to_a_deleted_key() {
         map.store(0, 2);
         rebuilder.join().unwrap();
         map.range(|_, _| true);
-        assert_eq!(map.load(&0), Some(2));
-        assert_eq!(map.load(&1), Some(1));
+        assert_eq!(map.get(&0), Some(2));
+        assert_eq!(map.get(&1), Some(1));
     });
 }
 
@@ -75,7 +78,7 @@ fn dirty_rebuild_racing_a_store_to_a_deleted_key() {
 /// snapshot that merely read the entries one by one fails this model.
 #[test]
 fn snapshot_freeze_racing_lock_free_stores() {
-    loom::model(|| {
+    check_model(|| {
         let hasher = BuildHasherDefault::<DefaultHasher>::default();
         let map = Arc::new(ReadMostlyMap::<u32, u32, _>::with_hasher(hasher));
         map.store(0, 10);
@@ -100,6 +103,6 @@ fn snapshot_freeze_racing_lock_free_stores() {
             .contains(&state),
             "snapshot (k0, k1) = {state:?}: not a state the map was in"
         );
-        assert_eq!((map.load(&0), map.load(&1)), (Some(1), Some(1)));
+        assert_eq!((map.get(&0), map.get(&1)), (Some(1), Some(1)));
     });
 }

@@ -242,51 +242,23 @@ sweep_test!(fn atomic_map_value_clone_three_threads: Atomic, ValueClone, 3);
 sweep_test!(fn atomic_map_closure_one_thread: Atomic, Closure, 1);
 sweep_test!(fn atomic_map_closure_three_threads: Atomic, Closure, 3);
 
-sweep_test!(
-    #[ignore = "issue 16 finding 2: fixed on another branch"]
-    fn sharded_map_key_hash_one_thread: Sharded, KeyHash, 1);
-sweep_test!(
-    #[ignore = "issue 16 finding 2: fixed on another branch"]
-    fn sharded_map_key_hash_three_threads: Sharded, KeyHash, 3);
-sweep_test!(
-    #[ignore = "issue 16 finding 2: fixed on another branch"]
-    fn sharded_map_key_eq_one_thread: ShardedColliding, KeyEq, 1);
-sweep_test!(
-    #[ignore = "issue 16 finding 2: fixed on another branch"]
-    fn sharded_map_key_eq_three_threads: ShardedColliding, KeyEq, 3);
+sweep_test!(fn sharded_map_key_hash_one_thread: Sharded, KeyHash, 1);
+sweep_test!(fn sharded_map_key_hash_three_threads: Sharded, KeyHash, 3);
+sweep_test!(fn sharded_map_key_eq_one_thread: ShardedColliding, KeyEq, 1);
+sweep_test!(fn sharded_map_key_eq_three_threads: ShardedColliding, KeyEq, 3);
 sweep_test!(fn sharded_map_key_clone_one_thread: Sharded, KeyClone, 1);
 sweep_test!(fn sharded_map_key_clone_three_threads: Sharded, KeyClone, 3);
-sweep_test!(
-    #[ignore = "issue 16 finding 2: fixed on another branch"]
-    fn sharded_map_value_clone_one_thread: Sharded, ValueClone, 1);
-sweep_test!(
-    #[ignore = "issue 16 finding 2: fixed on another branch"]
-    fn sharded_map_value_clone_three_threads: Sharded, ValueClone, 3);
-sweep_test!(
-    #[ignore = "issue 16 finding 2: fixed on another branch"]
-    fn sharded_map_closure_one_thread: Sharded, Closure, 1);
-sweep_test!(
-    #[ignore = "issue 16 finding 2: fixed on another branch"]
-    fn sharded_map_closure_three_threads: Sharded, Closure, 3);
+sweep_test!(fn sharded_map_value_clone_one_thread: Sharded, ValueClone, 1);
+sweep_test!(fn sharded_map_value_clone_three_threads: Sharded, ValueClone, 3);
+sweep_test!(fn sharded_map_closure_one_thread: Sharded, Closure, 1);
+sweep_test!(fn sharded_map_closure_three_threads: Sharded, Closure, 3);
 
-sweep_test!(
-    #[ignore = "issue 16 finding 3: fixed on another branch"]
-    fn read_mostly_map_key_hash_one_thread: ReadMostly, KeyHash, 1);
-sweep_test!(
-    #[ignore = "issue 16 finding 3: fixed on another branch"]
-    fn read_mostly_map_key_hash_three_threads: ReadMostly, KeyHash, 3);
-sweep_test!(
-    #[ignore = "issue 16 finding 3: fixed on another branch"]
-    fn read_mostly_map_key_eq_one_thread: ReadMostlyColliding, KeyEq, 1);
-sweep_test!(
-    #[ignore = "issue 16 finding 3: fixed on another branch"]
-    fn read_mostly_map_key_eq_three_threads: ReadMostlyColliding, KeyEq, 3);
-sweep_test!(
-    #[ignore = "issue 16 finding 3: fixed on another branch"]
-    fn read_mostly_map_key_clone_one_thread: ReadMostly, KeyClone, 1);
-sweep_test!(
-    #[ignore = "issue 16 finding 3: fixed on another branch"]
-    fn read_mostly_map_key_clone_three_threads: ReadMostly, KeyClone, 3);
+sweep_test!(fn read_mostly_map_key_hash_one_thread: ReadMostly, KeyHash, 1);
+sweep_test!(fn read_mostly_map_key_hash_three_threads: ReadMostly, KeyHash, 3);
+sweep_test!(fn read_mostly_map_key_eq_one_thread: ReadMostlyColliding, KeyEq, 1);
+sweep_test!(fn read_mostly_map_key_eq_three_threads: ReadMostlyColliding, KeyEq, 3);
+sweep_test!(fn read_mostly_map_key_clone_one_thread: ReadMostly, KeyClone, 1);
+sweep_test!(fn read_mostly_map_key_clone_three_threads: ReadMostly, KeyClone, 3);
 sweep_test!(fn read_mostly_map_value_clone_one_thread: ReadMostly, ValueClone, 1);
 sweep_test!(fn read_mostly_map_value_clone_three_threads: ReadMostly, ValueClone, 3);
 sweep_test!(fn read_mostly_map_closure_one_thread: ReadMostly, Closure, 1);
@@ -294,12 +266,8 @@ sweep_test!(fn read_mostly_map_closure_three_threads: ReadMostly, Closure, 3);
 
 sweep_test!(fn rcu_map_key_hash_one_thread: Rcu, KeyHash, 1);
 sweep_test!(fn rcu_map_key_hash_three_threads: Rcu, KeyHash, 3);
-sweep_test!(
-    #[ignore = "issue 16 finding 4: fixed on another branch"]
-    fn rcu_map_key_eq_one_thread: RcuColliding, KeyEq, 1);
-sweep_test!(
-    #[ignore = "issue 16 finding 4: fixed on another branch"]
-    fn rcu_map_key_eq_three_threads: RcuColliding, KeyEq, 3);
+sweep_test!(fn rcu_map_key_eq_one_thread: RcuColliding, KeyEq, 1);
+sweep_test!(fn rcu_map_key_eq_three_threads: RcuColliding, KeyEq, 3);
 sweep_test!(fn rcu_map_key_clone_one_thread: Rcu, KeyClone, 1);
 sweep_test!(fn rcu_map_key_clone_three_threads: Rcu, KeyClone, 3);
 sweep_test!(fn rcu_map_value_clone_one_thread: Rcu, ValueClone, 1);

@@ -1,12 +1,18 @@
-//! ShardedMap: the common API, configuration errors, the debug-build re-entrancy check and a
-//! short concurrent stress.
+//! ShardedMap: the common API, configuration errors, the debug-build re-entrancy check, panics
+//! in user code and a short concurrent stress.
 
-use std::collections::HashMap;
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::thread;
 
 use atomicmap::sharded::{default_shard_count, MAX_SHARDS};
-use atomicmap::{ShardedMap, ShardedMapError};
+use atomicmap::{CapacityError, ShardedMap, ShardedMapError};
+use common::panics::{
+    arm, disarm, double_drops, inject_panic, live_objects, silence_injected_panics, sweep, toggle,
+    user_code_runs, Key, Subject, UserCode, Value,
+};
 
 #[test]
 fn single_key_operations() {
@@ -18,13 +24,16 @@ fn single_key_operations() {
     assert_eq!(map.get_with("a", |value| value * 10), Some(20));
     assert!(map.contains_key("a"));
     assert_eq!(
-        map.update("a", |value| std::mem::replace(value, 5)),
+        map.get_mut("a", |value| std::mem::replace(value, 5)),
         Some(2)
     );
+    assert_eq!(map.get_mut("zzz", |value| *value), None);
+    assert_eq!(map.update("a", |value| value * 2), Some(10));
     assert_eq!(map.update("zzz", |value| *value), None);
-    map.upsert("a".into(), 0, |value| *value += 1);
-    map.upsert("b".into(), 7, |value| *value += 1);
-    assert_eq!(map.get("a"), Some(6));
+    assert!(!map.contains_key("zzz"), "update inserts nothing");
+    assert_eq!(map.upsert("a".into(), || 0, |value| value + 1), 11);
+    assert_eq!(map.upsert("b".into(), || 7, |value| value + 1), 7);
+    assert_eq!(map.get("a"), Some(11));
     assert_eq!(map.get("b"), Some(7));
     assert_eq!(map.get_or_insert_with("c".into(), || 3), 3);
     assert_eq!(map.get_or_insert_with("c".into(), || unreachable!()), 3);
@@ -37,21 +46,23 @@ fn single_key_operations() {
 fn compute_inserts_replaces_and_removes() {
     let map: ShardedMap<u32, u32> = ShardedMap::new();
     assert_eq!(
-        map.compute(1, |slot| {
-            assert!(slot.is_none());
-            *slot = Some(10);
-            "inserted"
+        map.compute(1, |value| {
+            assert!(value.is_none());
+            Some(10)
         }),
-        "inserted"
+        Some(10)
     );
-    map.compute(1, |slot| *slot = slot.map(|value| value + 1));
+    assert_eq!(
+        map.compute(1, |value| value.map(|value| value + 1)),
+        Some(11)
+    );
     assert_eq!(map.get(&1), Some(11));
-    map.compute(1, |slot| *slot = None);
+    assert_eq!(map.compute(1, |_| None), None);
     assert!(!map.contains_key(&1));
-    map.compute(2, |_| ());
+    assert_eq!(map.compute(2, |_| None), None);
     assert!(
         !map.contains_key(&2),
-        "leaving an empty slot empty inserts nothing"
+        "leaving an absent key absent inserts nothing"
     );
 }
 
@@ -89,15 +100,16 @@ fn shard_configuration_and_errors() {
             requested: MAX_SHARDS + 1
         }
     );
-    let overflow = ShardedMap::<u64, u64>::with_capacity(usize::MAX).unwrap_err();
     assert_eq!(
-        overflow,
-        ShardedMapError::CapacityOverflow {
-            requested: usize::MAX
-        }
+        ShardedMap::<u64, u64>::try_with_capacity(usize::MAX).unwrap_err(),
+        CapacityError::Overflow
     );
-    assert!(overflow.to_string().contains("cannot be allocated"));
-    let presized = ShardedMap::<u32, u32>::with_capacity(1000).unwrap();
+    let message = panic_message(catch_unwind(|| {
+        ShardedMap::<u64, u64>::with_capacity(usize::MAX);
+    }));
+    assert!(message.contains("ShardedMap::with_capacity"), "{message}");
+    assert!(message.contains("overflows"), "{message}");
+    let presized = ShardedMap::<u32, u32>::with_capacity(1000);
     presized.insert(1, 1);
     assert_eq!(presized.len(), 1);
 }
@@ -146,9 +158,8 @@ fn borrowed_lookups() {
     assert_eq!(map.remove("key"), Some(vec![1, 2]));
 }
 
-#[cfg(debug_assertions)]
 fn panic_message(result: std::thread::Result<()>) -> String {
-    let payload = result.expect_err("the re-entrancy check should have fired");
+    let payload = result.expect_err("the call should have panicked");
     payload
         .downcast_ref::<String>()
         .cloned()
@@ -167,7 +178,7 @@ fn reentrant_access_from_a_closure_panics_in_debug_builds() {
     assert!(message.contains("would deadlock now"), "{message}");
 
     let message = panic_message(catch_unwind(AssertUnwindSafe(|| {
-        map.update(&1, |value| {
+        map.get_mut(&1, |value| {
             map.insert(2, *value);
         });
     })));
@@ -199,7 +210,7 @@ fn concurrent_upserts_lose_no_update() {
         for _ in 0..THREADS {
             scope.spawn(|| {
                 for round in 0..ROUNDS {
-                    map.upsert(round % KEYS, 1, |value| *value += 1);
+                    map.upsert(round % KEYS, || 1, |value| value + 1);
                     map.get(&((round + 7) % KEYS));
                 }
             });
@@ -218,4 +229,186 @@ fn concurrent_upserts_lose_no_update() {
 fn sharded_map_is_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<ShardedMap<String, Vec<u8>>>();
+}
+
+/// A `compute` whose closure panics leaves the entry it was shown in place, and drops no
+/// value (the entry used to be taken out of the table before the closure ran).
+#[test]
+fn compute_keeps_the_entry_when_its_closure_panics() {
+    let map: ShardedMap<u64, Value> = ShardedMap::with_shards(4).unwrap();
+    for key in 0..32 {
+        map.insert(key, Value::new(key));
+    }
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        map.compute(5, |_| panic!("the closure of compute panics"));
+    }));
+    assert!(outcome.is_err());
+    assert_eq!(map.get_with(&5, |value| value.n), Some(5), "key 5 is lost");
+    assert_eq!(map.len(), 32);
+    assert_eq!(
+        map.compute(5, |value| value.map(|value| Value::new(value.n + 1)))
+            .map(|value| value.n),
+        Some(6)
+    );
+    drop(map);
+    assert_eq!(live_objects(), 0, "values leaked");
+    assert_eq!(double_drops(), 0, "a value was dropped twice");
+}
+
+impl Subject for ShardedMap<Key, Value> {
+    fn insert(&self, key: u64, value: u64) -> Option<u64> {
+        ShardedMap::insert(self, Key::new(key), Value::new(value)).map(|value| value.n)
+    }
+    fn remove(&self, key: u64) -> Option<u64> {
+        ShardedMap::remove(self, &Key::new(key)).map(|value| value.n)
+    }
+    fn get(&self, key: u64) -> Option<u64> {
+        ShardedMap::get(self, &Key::new(key)).map(|value| value.n)
+    }
+    fn increment(&self, key: u64) -> Option<u64> {
+        self.update(&Key::new(key), |value| {
+            user_code_runs(UserCode::Closure);
+            Value::new(value.n + 1)
+        })
+        .map(|value| value.n)
+    }
+    fn upsert(&self, key: u64, value: u64) -> u64 {
+        ShardedMap::upsert(
+            self,
+            Key::new(key),
+            || {
+                user_code_runs(UserCode::Closure);
+                Value::new(value)
+            },
+            |stored| {
+                user_code_runs(UserCode::Closure);
+                Value::new(stored.n + 1)
+            },
+        )
+        .n
+    }
+    fn compute(&self, key: u64) -> Option<u64> {
+        ShardedMap::compute(self, Key::new(key), |value| {
+            user_code_runs(UserCode::Closure);
+            toggle(value.map(|value| value.n)).map(Value::new)
+        })
+        .map(|value| value.n)
+    }
+    fn get_or_insert_with(&self, key: u64, value: u64) -> u64 {
+        ShardedMap::get_or_insert_with(self, Key::new(key), || {
+            user_code_runs(UserCode::Closure);
+            Value::new(value)
+        })
+        .n
+    }
+    fn retain_keys_not_divisible_by_three(&self) {
+        self.retain(|key, _| {
+            user_code_runs(UserCode::Closure);
+            key.id % 3 != 0
+        });
+    }
+    fn insert_under_snapshot(&self, key: u64, value: u64) -> Option<u64> {
+        let snapshot = self.snapshot();
+        let replaced = Subject::insert(self, key, value);
+        drop(snapshot);
+        replaced
+    }
+    fn entries(&self) -> BTreeMap<u64, u64> {
+        let mut entries = BTreeMap::new();
+        self.for_each(|key, value| {
+            entries.insert(key.id, value.n);
+        });
+        entries
+    }
+}
+
+/// `Hash`, `Eq`, `Clone` and every closure panicking on their N-th call, swept over N: the
+/// map loses nothing, keeps working (its shard locks recover from poisoning), and drops every
+/// key and value exactly once.
+#[test]
+fn panicking_user_code_loses_and_leaks_nothing() {
+    let injected = sweep(|| ShardedMap::with_shards(4).unwrap(), 120);
+    assert!(injected > 0);
+}
+
+/// A `Hash` that panics while a shard's table re-hashes its keys in place (std's `HashMap`
+/// does when deleted slots fill it, and drops the keys it has not re-hashed yet if the hasher
+/// panics): no entry is lost, because the map never asks a stored key for its hash again.
+#[test]
+fn hash_panicking_while_a_table_rehashes_loses_nothing() {
+    const FULL: u64 = 224;
+    const REMOVED: u64 = 150;
+    silence_injected_panics();
+    for nth in [1, 2, 3, 10, 40] {
+        let map: ShardedMap<Key, Value> = ShardedMap::with_shards(1).unwrap();
+        map.reserve(FULL as usize);
+        for key in 0..FULL {
+            map.insert(Key::new(key), Value::new(key));
+        }
+        for key in 0..REMOVED {
+            map.remove(&Key::new(key));
+        }
+        arm(UserCode::Hash, nth);
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            map.insert(Key::new(FULL), Value::new(FULL));
+        }));
+        disarm();
+        let mut expected: BTreeMap<u64, u64> = (REMOVED..FULL).map(|key| (key, key)).collect();
+        if outcome.is_ok() {
+            expected.insert(FULL, FULL);
+        }
+        assert_eq!(
+            Subject::entries(&map),
+            expected,
+            "Hash panicking on call {nth}"
+        );
+        drop(map);
+        assert_eq!(live_objects(), 0, "keys or values leaked");
+        assert_eq!(double_drops(), 0, "a key or value was dropped twice");
+    }
+}
+
+/// Threads whose `upsert` closures panic now and then, on shards the other threads use: each
+/// panic poisons a shard lock, and the map keeps working and counts every upsert that returned.
+#[test]
+fn concurrent_panicking_closures_leave_the_map_usable() {
+    const THREADS: u32 = 4;
+    const ROUNDS: u32 = 2_000;
+    const KEYS: u32 = 16;
+    silence_injected_panics();
+    let map: ShardedMap<u32, u32> = ShardedMap::with_shards(4).unwrap();
+    let returned: u32 = thread::scope(|scope| {
+        let workers: Vec<_> = (0..THREADS)
+            .map(|_| {
+                scope.spawn(|| {
+                    (0..ROUNDS)
+                        .filter(|round| {
+                            catch_unwind(AssertUnwindSafe(|| {
+                                map.upsert(
+                                    round % KEYS,
+                                    || 1,
+                                    |count| {
+                                        if round % 7 == 3 {
+                                            inject_panic();
+                                        }
+                                        count + 1
+                                    },
+                                )
+                            }))
+                            .is_ok()
+                        })
+                        .count() as u32
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|worker| worker.join().unwrap())
+            .sum()
+    });
+    assert!(returned < THREADS * ROUNDS, "no closure panicked");
+    let mut counted = 0;
+    map.for_each(|_, count| counted += count);
+    assert_eq!(counted, returned);
+    assert_eq!(map.len(), KEYS as usize);
 }

@@ -1,7 +1,7 @@
-//! Point-in-time snapshots of every map: the acceptance test of SPEC §2 (a writer rewrites keys
+//! Point-in-time snapshots of every map: the acceptance test (a writer rewrites keys
 //! `k_0..k_{n-1}` in order, round after round, while readers check that every snapshot has the
-//! shape the map had at some instant), its remove-and-reinsert variant (seed 004's ABA case),
-//! the demonstration that weakly consistent iteration fails the same check, and the view's API.
+//! shape the map had at some instant), its remove-and-reinsert variant (the ABA case), the
+//! demonstration that weakly consistent iteration fails the same check, and the view's API.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use atomicmap::{AtomicMap, MapSnapshot, RcuMap, ReadMostlyMap, ShardedMap};
 
-/// Keys per round, as the acceptance test prescribes.
+/// Keys the writer rewrites per round.
 const KEYS: u64 = 10_000;
 
 /// How long readers take snapshots; `ATOMICMAP_SNAPSHOT_SECS` overrides it.
@@ -99,17 +99,12 @@ fn check_shape(entries: &[(u64, u64)], round: Round) -> Result<(), String> {
     Ok(())
 }
 
-/// One concurrent check: a writer runs rounds while `readers` threads call `take` and check
-/// every result. Returns (results checked, results showing two rounds, first failure).
-fn run_rounds(
-    round: Round,
-    write: &(dyn Fn(u64, u64) + Sync),
-    remove: &(dyn Fn(u64) + Sync),
-    take: &(dyn Fn() -> (Vec<(u64, u64)>, u64) + Sync),
-    readers: usize,
-) -> (u64, u64, Option<String>) {
+/// One concurrent check: a writer runs rounds on `map` while `readers` threads look at all of
+/// its entries and check every result. Returns (results checked, results showing two rounds,
+/// first failure).
+fn run_rounds<M: RoundsMap>(round: Round, map: &M, readers: usize) -> (u64, u64, Option<String>) {
     for key in 0..KEYS {
-        write(key, 0);
+        map.write(key, 0);
     }
     let stop = AtomicBool::new(false);
     let checked = AtomicU64::new(0);
@@ -122,9 +117,9 @@ fn run_rounds(
             while !stop.load(Ordering::Relaxed) {
                 for key in 0..KEYS {
                     if round == Round::RemoveAndReinsert {
-                        remove(key);
+                        map.remove(key);
                     }
-                    write(key, i);
+                    map.write(key, i);
                 }
                 i += 1;
             }
@@ -134,7 +129,7 @@ fn run_rounds(
                 scope.spawn(|| {
                     let mut last_version = 0;
                     while keep_reading(deadline, &checked) {
-                        let (entries, version) = take();
+                        let (entries, version) = map.entries();
                         let verdict = check_shape(&entries, round).and_then(|()| {
                             if version < last_version {
                                 Err(format!(
@@ -170,13 +165,8 @@ fn run_rounds(
 
 /// The acceptance test proper: every snapshot has the shape, and the test did observe
 /// snapshots taken in the middle of a round (so it checked something).
-fn assert_snapshots_are_consistent(
-    round: Round,
-    write: &(dyn Fn(u64, u64) + Sync),
-    remove: &(dyn Fn(u64) + Sync),
-    take: &(dyn Fn() -> (Vec<(u64, u64)>, u64) + Sync),
-) {
-    let (checked, mixed, failure) = run_rounds(round, write, remove, take, 2);
+fn assert_snapshots_are_consistent<M: RoundsMap>(round: Round, map: &M) {
+    let (checked, mixed, failure) = run_rounds(round, map, 2);
     if let Some(failure) = failure {
         panic!("an inconsistent snapshot after {checked} checks: {failure}");
     }
@@ -189,11 +179,11 @@ fn assert_snapshots_are_consistent(
 
 /// The demonstration: the same check on weakly consistent iteration finds a state the map
 /// never had, within the reading time.
-fn assert_iteration_is_caught_mixing_states(
-    write: &(dyn Fn(u64, u64) + Sync),
-    take: &(dyn Fn() -> (Vec<(u64, u64)>, u64) + Sync),
-) {
-    let (checked, _, failure) = run_rounds(Round::Overwrite, write, &|_| {}, take, 1);
+fn assert_iteration_is_caught_mixing_states<M>(map: &Iterated<M>)
+where
+    Iterated<M>: RoundsMap,
+{
+    let (checked, _, failure) = run_rounds(Round::Overwrite, map, 1);
     assert!(
         failure.is_some(),
         "{checked} weakly consistent iterations all looked like snapshots"
@@ -206,71 +196,111 @@ fn entries_of<S>(snapshot: &MapSnapshot<u64, u64, S>) -> (Vec<(u64, u64)>, u64) 
     (entries, snapshot.version())
 }
 
-/// A map as the acceptance test drives it: `u64` keys and values, a write, a remove, and its
-/// snapshot as entries plus version.
-trait SnapshotMap: Default + Sync {
+/// The one adapter the checks drive a map through: `u64` keys and values, a write, a remove,
+/// and a look at all entries (with the version it carries, 0 when it has none). Each map looks
+/// through its `snapshot()`, unless wrapped in [`Iterated`].
+trait RoundsMap: Sync {
     fn write(&self, key: u64, value: u64);
     fn remove(&self, key: u64);
-    fn snapshot_entries(&self) -> (Vec<(u64, u64)>, u64);
+    fn entries(&self) -> (Vec<(u64, u64)>, u64);
 }
 
-impl SnapshotMap for AtomicMap<u64, u64> {
+impl RoundsMap for AtomicMap<u64, u64> {
     fn write(&self, key: u64, value: u64) {
         self.insert(key, value);
     }
     fn remove(&self, key: u64) {
         AtomicMap::remove(self, &key);
     }
-    fn snapshot_entries(&self) -> (Vec<(u64, u64)>, u64) {
+    fn entries(&self) -> (Vec<(u64, u64)>, u64) {
         entries_of(&self.snapshot())
     }
 }
 
-impl SnapshotMap for ShardedMap<u64, u64> {
+impl RoundsMap for ShardedMap<u64, u64> {
     fn write(&self, key: u64, value: u64) {
         self.insert(key, value);
     }
     fn remove(&self, key: u64) {
         ShardedMap::remove(self, &key);
     }
-    fn snapshot_entries(&self) -> (Vec<(u64, u64)>, u64) {
+    fn entries(&self) -> (Vec<(u64, u64)>, u64) {
         entries_of(&self.snapshot())
     }
 }
 
-impl SnapshotMap for ReadMostlyMap<u64, u64> {
+impl RoundsMap for ReadMostlyMap<u64, u64> {
     fn write(&self, key: u64, value: u64) {
         self.store(key, value);
     }
     fn remove(&self, key: u64) {
         self.delete(&key);
     }
-    fn snapshot_entries(&self) -> (Vec<(u64, u64)>, u64) {
+    fn entries(&self) -> (Vec<(u64, u64)>, u64) {
         entries_of(&self.snapshot())
     }
 }
 
-impl SnapshotMap for RcuMap<u64, u64> {
+impl RoundsMap for RcuMap<u64, u64> {
     fn write(&self, key: u64, value: u64) {
         self.insert(key, value);
     }
     fn remove(&self, key: u64) {
         RcuMap::remove(self, &key);
     }
-    fn snapshot_entries(&self) -> (Vec<(u64, u64)>, u64) {
+    fn entries(&self) -> (Vec<(u64, u64)>, u64) {
         entries_of(&self.snapshot())
     }
 }
 
+/// An `AtomicMap` whose keys and values are boxed (strings), driven with the numbers they spell.
+impl RoundsMap for AtomicMap<String, String> {
+    fn write(&self, key: u64, value: u64) {
+        self.insert(key.to_string(), value.to_string());
+    }
+    fn remove(&self, key: u64) {
+        AtomicMap::remove(self, &key.to_string());
+    }
+    fn entries(&self) -> (Vec<(u64, u64)>, u64) {
+        let snapshot = self.snapshot();
+        let entries = snapshot
+            .iter()
+            .map(|(key, value)| (key.parse().unwrap(), value.parse().unwrap()))
+            .collect();
+        (entries, snapshot.version())
+    }
+}
+
+/// A map looked at through its weakly consistent `iter()` instead of a snapshot.
+struct Iterated<M>(M);
+
+impl RoundsMap for Iterated<AtomicMap<u64, u64>> {
+    fn write(&self, key: u64, value: u64) {
+        RoundsMap::write(&self.0, key, value);
+    }
+    fn remove(&self, key: u64) {
+        RoundsMap::remove(&self.0, key);
+    }
+    fn entries(&self) -> (Vec<(u64, u64)>, u64) {
+        (self.0.iter().collect(), 0)
+    }
+}
+
+impl RoundsMap for Iterated<ShardedMap<u64, u64>> {
+    fn write(&self, key: u64, value: u64) {
+        RoundsMap::write(&self.0, key, value);
+    }
+    fn remove(&self, key: u64) {
+        RoundsMap::remove(&self.0, key);
+    }
+    fn entries(&self) -> (Vec<(u64, u64)>, u64) {
+        (self.0.iter().collect(), 0)
+    }
+}
+
 /// The acceptance test on a new map of type `M`.
-fn acceptance<M: SnapshotMap>(round: Round) {
-    let map = M::default();
-    assert_snapshots_are_consistent(
-        round,
-        &|key, value| map.write(key, value),
-        &|key| map.remove(key),
-        &|| map.snapshot_entries(),
-    );
+fn acceptance<M: RoundsMap + Default>(round: Round) {
+    assert_snapshots_are_consistent(round, &M::default());
 }
 
 #[test]
@@ -315,46 +345,17 @@ fn rcu_map_snapshot_acceptance_remove_and_reinsert() {
 
 #[test]
 fn atomic_map_snapshot_acceptance_with_boxed_keys_and_values() {
-    let map: AtomicMap<String, String> = AtomicMap::new();
-    assert_snapshots_are_consistent(
-        Round::RemoveAndReinsert,
-        &|key, value| {
-            map.insert(key.to_string(), value.to_string());
-        },
-        &|key| {
-            map.remove(&key.to_string());
-        },
-        &|| {
-            let snapshot = map.snapshot();
-            let entries = snapshot
-                .iter()
-                .map(|(key, value)| (key.parse().unwrap(), value.parse().unwrap()))
-                .collect();
-            (entries, snapshot.version())
-        },
-    );
+    acceptance::<AtomicMap<String, String>>(Round::RemoveAndReinsert);
 }
 
 #[test]
 fn atomic_map_iter_is_not_a_snapshot() {
-    let map: AtomicMap<u64, u64> = AtomicMap::new();
-    assert_iteration_is_caught_mixing_states(
-        &|key, value| {
-            map.insert(key, value);
-        },
-        &|| (map.iter().collect(), 0),
-    );
+    assert_iteration_is_caught_mixing_states(&Iterated(AtomicMap::<u64, u64>::new()));
 }
 
 #[test]
 fn sharded_map_iter_is_not_a_snapshot() {
-    let map: ShardedMap<u64, u64> = ShardedMap::new();
-    assert_iteration_is_caught_mixing_states(
-        &|key, value| {
-            map.insert(key, value);
-        },
-        &|| (map.iter().collect(), 0),
-    );
+    assert_iteration_is_caught_mixing_states(&Iterated(ShardedMap::<u64, u64>::new()));
 }
 
 /// `range` reads each key at its own moment: a round written while it runs (here from inside
@@ -487,7 +488,7 @@ fn sharded_map_snapshot_is_copy_on_write() {
     }
     let snapshot = map.snapshot();
     for key in 0..1000 {
-        map.update(&key, |value| value.push('!'));
+        map.get_mut(&key, |value| value.push('!'));
     }
     map.insert(5000, "new".into());
     assert!(snapshot

@@ -74,12 +74,7 @@ impl<K: BenchKey> MapAdapter<K> for ShardedAdapter<K> {
     fn build(capacity: Option<usize>, hasher: BenchHasher) -> Self {
         ShardedAdapter(match capacity {
             None => ShardedMap::with_hasher(hasher),
-            Some(capacity) => ShardedMap::with_options(
-                capacity,
-                ::atomicmap::sharded::default_shard_count(),
-                hasher,
-            )
-            .expect("the default shard count is valid"),
+            Some(capacity) => ShardedMap::with_capacity_and_hasher(capacity, hasher),
         })
     }
 
@@ -106,7 +101,7 @@ impl<K: BenchKey> Worker<K> for &ShardedAdapter<K> {
 
     #[inline]
     fn update(&mut self, key: &K) -> bool {
-        self.0.update(key, |v| *v += 1).is_some()
+        self.0.update(key, |v| v + 1).is_some()
     }
 
     fn len(&self) -> usize {
@@ -114,17 +109,18 @@ impl<K: BenchKey> Worker<K> for &ShardedAdapter<K> {
     }
 }
 
-/// The `HotSwap` RCU map (`RcuMap`): every write publishes a new persistent map. Built for
+/// `RcuMap`, the map published whole through a `HotSwap` cell: every write publishes a new
+/// persistent map. Built for
 /// read-mostly configuration, so write-heavy workloads show its cost; no capacity hint.
-pub struct HotSwapAdapter<K>(RcuMap<K, u64, BenchHasher>);
+pub struct RcuMapAdapter<K>(RcuMap<K, u64, BenchHasher>);
 
-impl<K: BenchKey> MapAdapter<K> for HotSwapAdapter<K> {
+impl<K: BenchKey> MapAdapter<K> for RcuMapAdapter<K> {
     const SNAPSHOT: Option<fn(&Self) -> BenchSnapshot<K>> = Some(|map| map.0.snapshot());
 
     type Worker<'a> = &'a Self;
 
     fn build(_capacity: Option<usize>, hasher: BenchHasher) -> Self {
-        HotSwapAdapter(RcuMap::with_hasher(hasher))
+        RcuMapAdapter(RcuMap::with_hasher(hasher))
     }
 
     fn worker(&self) -> &Self {
@@ -132,7 +128,7 @@ impl<K: BenchKey> MapAdapter<K> for HotSwapAdapter<K> {
     }
 }
 
-impl<K: BenchKey> Worker<K> for &HotSwapAdapter<K> {
+impl<K: BenchKey> Worker<K> for &RcuMapAdapter<K> {
     #[inline]
     fn get(&mut self, key: &K) -> Option<u64> {
         self.0.get(key)
@@ -150,7 +146,7 @@ impl<K: BenchKey> Worker<K> for &HotSwapAdapter<K> {
 
     #[inline]
     fn update(&mut self, key: &K) -> bool {
-        self.0.compute(key.clone(), |v| v.map(|v| v + 1)).is_some()
+        self.0.update(key, |v| v + 1).is_some()
     }
 
     fn len(&self) -> usize {

@@ -20,7 +20,7 @@ pub type VersionedAtomicMapAdapter<K> =
 pub type VersionedShardedAdapter<K> =
     VersionedStorageAdapter<ShardedMap<K, Versioned<u64>, BenchHasher>>;
 /// `RcuMap` holding `Versioned` values.
-pub type VersionedHotSwapAdapter<K> =
+pub type VersionedRcuMapAdapter<K> =
     VersionedStorageAdapter<RcuMap<K, Versioned<u64>, BenchHasher>>;
 
 impl<K, M> MapAdapter<K> for VersionedStorageAdapter<M>
@@ -93,8 +93,8 @@ pub type CapturedAtomicMapAdapter<K> =
     CapturedAdapter<K, AtomicMap<K, Versioned<u64>, BenchHasher>>;
 /// `ShardedMap` with capture on.
 pub type CapturedShardedAdapter<K> = CapturedAdapter<K, ShardedMap<K, Versioned<u64>, BenchHasher>>;
-/// `RcuMap` (`HotSwap`) with capture on.
-pub type CapturedHotSwapAdapter<K> = CapturedAdapter<K, RcuMap<K, Versioned<u64>, BenchHasher>>;
+/// `RcuMap` with capture on.
+pub type CapturedRcuMapAdapter<K> = CapturedAdapter<K, RcuMap<K, Versioned<u64>, BenchHasher>>;
 
 /// How each backend is built, as its plain adapter builds it.
 pub trait BuildBackend: Sized {
@@ -110,12 +110,7 @@ impl<K: BenchKey> BuildBackend for AtomicMap<K, Versioned<u64>, BenchHasher> {
 
 impl<K: BenchKey> BuildBackend for ShardedMap<K, Versioned<u64>, BenchHasher> {
     fn build(capacity: Option<usize>, hasher: BenchHasher) -> Self {
-        ShardedMap::with_options(
-            capacity.unwrap_or(0),
-            ::atomicmap::sharded::default_shard_count(),
-            hasher,
-        )
-        .expect("the default shard count is valid")
+        ShardedMap::with_capacity_and_hasher(capacity.unwrap_or(0), hasher)
     }
 }
 

@@ -1,5 +1,5 @@
-//! The lock-based baselines: one `RwLock<HashMap>`, and 64 of them chosen by hash (the seed's
-//! "sharded map (64)").
+//! The lock-based baselines: one `RwLock<HashMap>`, and 64 of them chosen by hash (the plain
+//! sharded map that `ShardedMap` is measured against).
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;

@@ -19,8 +19,8 @@ pub enum MapId {
     ReadMostlyMap,
     /// `atomicmap::ShardedMap`
     ShardedMap,
-    /// `atomicmap::RcuMap`, the `HotSwap` map
-    HotSwap,
+    /// `atomicmap::RcuMap`, a map published whole through a `HotSwap` cell
+    RcuMap,
     /// `dashmap::DashMap`
     DashMap,
     /// `papaya::HashMap`
@@ -43,7 +43,7 @@ impl MapId {
         MapId::AtomicMap,
         MapId::ReadMostlyMap,
         MapId::ShardedMap,
-        MapId::HotSwap,
+        MapId::RcuMap,
         MapId::DashMap,
         MapId::Papaya,
         MapId::Scc,
@@ -59,7 +59,7 @@ impl MapId {
             MapId::AtomicMap => "AtomicMap",
             MapId::ReadMostlyMap => "ReadMostlyMap",
             MapId::ShardedMap => "ShardedMap",
-            MapId::HotSwap => "HotSwap",
+            MapId::RcuMap => "RcuMap",
             MapId::DashMap => "dashmap",
             MapId::Papaya => "papaya",
             MapId::Scc => "scc",
@@ -84,7 +84,7 @@ impl MapId {
             MapId::AtomicMap => visitor.visit::<self::atomicmap::AtomicMapAdapter<K>>(),
             MapId::ReadMostlyMap => visitor.visit::<self::atomicmap::ReadMostlyAdapter<K>>(),
             MapId::ShardedMap => visitor.visit::<self::atomicmap::ShardedAdapter<K>>(),
-            MapId::HotSwap => visitor.visit::<self::atomicmap::HotSwapAdapter<K>>(),
+            MapId::RcuMap => visitor.visit::<self::atomicmap::RcuMapAdapter<K>>(),
             MapId::DashMap => visitor.visit::<peers::DashMapAdapter<K>>(),
             MapId::Papaya => visitor.visit::<peers::PapayaAdapter<K>>(),
             MapId::Scc => visitor.visit::<peers::SccAdapter<K>>(),
@@ -114,10 +114,10 @@ impl MapId {
                 captured::VersionedShardedAdapter<K>,
                 captured::CapturedShardedAdapter<K>,
             >()),
-            MapId::HotSwap => Some(visitor.visit::<
-                self::atomicmap::HotSwapAdapter<K>,
-                captured::VersionedHotSwapAdapter<K>,
-                captured::CapturedHotSwapAdapter<K>,
+            MapId::RcuMap => Some(visitor.visit::<
+                self::atomicmap::RcuMapAdapter<K>,
+                captured::VersionedRcuMapAdapter<K>,
+                captured::CapturedRcuMapAdapter<K>,
             >()),
             _ => None,
         }

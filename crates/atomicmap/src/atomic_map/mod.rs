@@ -141,6 +141,20 @@ where
         self.pin().get_with(key, read)
     }
 
+    /// Clones of the values of a batch of keys, in the order of `keys`, with the lookups'
+    /// cache misses overlapped; see [`MapRef::get_many`].
+    #[inline]
+    pub fn get_many<Q, const N: usize>(&self, keys: [&Q; N]) -> [Option<V>; N]
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        V: Clone,
+    {
+        self.pin()
+            .get_many(keys)
+            .map(|value| value.map(ValueRef::into_owned))
+    }
+
     /// Whether `key` has a value.
     #[inline]
     pub fn contains_key<Q>(&self, key: &Q) -> bool

@@ -78,7 +78,8 @@ where
     }
 }
 
-/// `update` is `ShardedMap::compute`, the map's general read-modify-write.
+/// `update` is `ShardedMap::compute` that leaves an absent key absent: the map's general
+/// read-modify-write.
 impl<K, V, S> TestMap<K, V> for ShardedMap<K, V, S>
 where
     K: Hash + Eq + Clone + Send + Sync,
@@ -104,11 +105,7 @@ where
         ShardedMap::get_or_insert_with(self, key, make)
     }
     fn update(&self, key: &K, change: impl Fn(&V) -> V) -> Option<V> {
-        ShardedMap::compute(self, key.clone(), |slot| {
-            let changed = change(slot.as_ref()?);
-            *slot = Some(changed.clone());
-            Some(changed)
-        })
+        ShardedMap::compute(self, key.clone(), |current| current.map(&change))
     }
     fn retain(&self, mut keep: impl FnMut(&K, &V) -> bool) {
         ShardedMap::retain(self, |key, value| keep(key, value))
@@ -217,12 +214,7 @@ where
         ReadMostlyMap::clear(self)
     }
     fn len(&self) -> usize {
-        let mut entries = 0;
-        self.range(|_, _| {
-            entries += 1;
-            true
-        });
-        entries
+        ReadMostlyMap::len(self)
     }
     fn snapshot_entries(&self) -> Vec<(K, V)> {
         let snapshot = self.snapshot();

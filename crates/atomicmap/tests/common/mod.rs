@@ -1,7 +1,8 @@
 //! Fixtures shared by the test files, which all load them the same way (`mod common;`): a
-//! hasher that fixes the table layout, iteration scaling for the stress tests, the loom model
-//! runner, one interface over the four maps (`maps`), the linearizability checker, panic
-//! injection (`faults`, `panic_driver`) and child processes under a watchdog (`child`).
+//! hasher that fixes the table layout, panic injection on one thread (`panics`), iteration
+//! scaling for the stress tests, the loom model runner, one interface over the four maps
+//! (`maps`), the linearizability checker, panic injection across threads (`faults`,
+//! `panic_driver`) and child processes under a watchdog (`child`).
 #![allow(
     dead_code,
     reason = "each test file uses the fixtures it needs, not all of them"
@@ -12,11 +13,13 @@ pub mod faults;
 pub mod linearizability;
 pub mod maps;
 pub mod panic_driver;
+pub mod panics;
+
+use std::hash::Hasher;
+
 pub mod scale;
 #[cfg(loom)]
 pub mod serial;
-
-use std::hash::Hasher;
 
 /// Hashes an integer key to itself, so that key `k` lives in slot `k % capacity`: the table
 /// layout is the same in every run (and in every loom execution, as loom's replay requires).

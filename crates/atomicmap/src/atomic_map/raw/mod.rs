@@ -93,6 +93,11 @@ pub(in crate::atomic_map) use pending::{PendingValue, Staged};
 pub(in crate::atomic_map) use shared::Shared;
 pub use shared::ValueRef;
 
+/// Lookups whose home slots [`RawMap::find_each`] prefetches together: enough misses in flight
+/// to cover the memory latency (a core tracks 10-20 outstanding misses), few enough that the
+/// first lines are still cached when their lookups run.
+const BATCH: usize = 32;
+
 /// The map's shared state; every method takes a guard from [`RawMap::pin`].
 pub(in crate::atomic_map) struct RawMap<K: 'static, V: 'static, S> {
     chain: Chain<K, V>,
@@ -226,6 +231,32 @@ where
                 return None;
             }
             table = self.chain.next_table(guard, table);
+        }
+    }
+
+    /// Looks up every query of a batch, calling `found` with each query's index and value. The
+    /// home slots of up to [`BATCH`] queries are prefetched before the first is looked up, so
+    /// their cache misses overlap instead of following one another (group prefetching).
+    #[inline]
+    pub(in crate::atomic_map) fn find_each<'g, Q>(
+        &self,
+        guard: &'g Guard<'_>,
+        queries: &[&Q],
+        mut found: impl FnMut(usize, Option<Shared<'g, V>>),
+    ) where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let mut hashes = [0u64; BATCH];
+        for (group, queries) in queries.chunks(BATCH).enumerate() {
+            let table = self.chain.root(guard);
+            for (hash, query) in hashes.iter_mut().zip(queries) {
+                *hash = self.hash(*query);
+                table.prefetch(*hash as usize);
+            }
+            for (index, (hash, query)) in hashes.iter().zip(queries).enumerate() {
+                found(group * BATCH + index, self.find(guard, *hash, *query));
+            }
         }
     }
 

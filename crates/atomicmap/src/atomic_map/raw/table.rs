@@ -141,6 +141,21 @@ impl Table {
         unsafe { self.slots.get_unchecked(index & self.mask) }
     }
 
+    /// Asks the CPU to start loading the slot at `index` (modulo the capacity) into the cache
+    /// without waiting for it, so that the misses of a batch of lookups overlap.
+    #[inline]
+    pub(super) fn prefetch(&self, index: usize) {
+        #[cfg(all(target_arch = "x86_64", not(miri)))]
+        // SAFETY: a prefetch is a hint with no architectural effect: it never faults and
+        // changes no memory (the address is a slot of this table anyway).
+        unsafe {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(self.slot(index)).cast());
+        }
+        #[cfg(not(all(target_arch = "x86_64", not(miri))))]
+        let _ = index;
+    }
+
     pub(super) fn chunks(&self) -> usize {
         self.capacity().div_ceil(CHUNK)
     }

@@ -108,7 +108,7 @@ impl<T: 'static> Codec<T> {
     #[inline]
     pub(super) fn inline_word(item: &T) -> Option<u64> {
         let (kind, size) = Self::inline_kind()?;
-        // SAFETY (every read below): `inline_kind` matched `T` to a primitive of exactly `size`
+        // SAFETY: (every read below) `inline_kind` matched `T` to a primitive of exactly `size`
         // bytes with the stated signedness, so reading `size` bytes of `item` as that primitive
         // reads a valid, fully initialised value.
         let raw = unsafe {
@@ -132,7 +132,7 @@ impl<T: 'static> Codec<T> {
         debug_assert!(is_inline(word));
         let raw = word >> 1;
         let (kind, size) = Self::inline_kind().expect("inline word of a boxed type");
-        // SAFETY (all writes below): `raw` came from `inline_word` for this `T`, so narrowing it
+        // SAFETY: (all writes below) `raw` came from `inline_word` for this `T`, so narrowing it
         // back gives the original bit pattern of a valid value of the primitive `T` is (for
         // `bool` 0 or 1, for `char` a scalar value), of exactly `size_of::<T>()` bytes.
         unsafe {
