@@ -38,7 +38,7 @@ fn a_fresh_store_goes_to_the_dirty_map_and_amends_the_read_map() {
 fn no_miss_is_counted_while_the_read_map_is_not_amended() {
     let map = promoted(map_with_dirty_keys(0..3));
     for _ in 0..10 {
-        assert_eq!(map.get(&99), None);
+        assert_eq!(map.load(&99), None);
         assert!(!map.delete(&99));
         assert!(!map.compare_and_swap(&99, &1, 2));
         assert!(!map.compare_and_delete(&99, &1));
@@ -54,7 +54,7 @@ fn load_of_a_key_in_the_read_map_counts_no_miss() {
     let map = promoted(map_with_dirty_keys(0..3));
     map.store(100, 0);
     for _ in 0..10 {
-        assert_eq!(map.get(&1), Some(10));
+        assert_eq!(map.load(&1), Some(10));
     }
     assert_eq!(map.stats().misses, 0);
 }
@@ -62,8 +62,8 @@ fn load_of_a_key_in_the_read_map_counts_no_miss() {
 #[test]
 fn load_on_an_amended_map_counts_a_miss_whether_or_not_the_key_exists() {
     let map = map_with_dirty_keys(0..4);
-    assert_eq!(map.get(&0), Some(0));
-    assert_eq!(map.get(&99), None);
+    assert_eq!(map.load(&0), Some(0));
+    assert_eq!(map.load(&99), None);
     let stats = map.stats();
     assert_eq!(stats.misses, 2);
     assert_eq!(stats.promotions, 0);
@@ -73,12 +73,12 @@ fn load_on_an_amended_map_counts_a_miss_whether_or_not_the_key_exists() {
 fn promotion_happens_exactly_when_misses_reach_the_dirty_len_and_resets_misses() {
     let map = map_with_dirty_keys(0..4);
     for expected_misses in 1..4 {
-        map.get(&99);
+        map.load(&99);
         let stats = map.stats();
         assert_eq!(stats.misses, expected_misses);
         assert_eq!(stats.promotions, 0);
     }
-    map.get(&99);
+    map.load(&99);
     assert_eq!(
         map.stats(),
         ReadMostlyStats {
@@ -90,14 +90,14 @@ fn promotion_happens_exactly_when_misses_reach_the_dirty_len_and_resets_misses()
             amended: false,
         }
     );
-    assert_eq!(map.get(&3), Some(30));
+    assert_eq!(map.load(&3), Some(30));
     assert_eq!(map.stats().misses, 0);
 }
 
 #[test]
 fn remove_and_delete_reaching_the_dirty_map_count_a_miss() {
     let map = map_with_dirty_keys(0..10);
-    assert_eq!(map.remove(&1), Some(10));
+    assert_eq!(map.load_and_delete(&1), Some(10));
     assert!(map.delete(&2));
     assert!(!map.delete(&99));
     let stats = map.stats();
@@ -132,8 +132,8 @@ fn compare_and_swap_and_compare_and_delete_reaching_the_dirty_map_count_a_miss()
         stats.dirty_len, 10,
         "CompareAndDelete leaves the key in the dirty map"
     );
-    assert_eq!(map.get(&1), Some(11));
-    assert_eq!(map.get(&3), None);
+    assert_eq!(map.load(&1), Some(11));
+    assert_eq!(map.load(&3), None);
 }
 
 #[test]
@@ -142,7 +142,7 @@ fn store_to_a_key_in_the_dirty_map_counts_no_miss() {
     for round in 0..10 {
         map.store(1, round);
         assert_eq!(
-            map.insert(2, round),
+            map.swap(2, round),
             Some(if round == 0 { 20 } else { round - 1 })
         );
     }
@@ -191,7 +191,7 @@ fn rebuilding_the_dirty_map_expunges_deleted_entries() {
     assert!(stats.amended);
     assert_eq!(stats.dirty_len, 3, "keys 1, 2 and 7; key 0 was expunged");
     assert_eq!(stats.read_len, 3);
-    assert_eq!(map.get(&0), None);
+    assert_eq!(map.load(&0), None);
 }
 
 #[test]
@@ -206,10 +206,10 @@ fn storing_to_an_expunged_entry_puts_it_back_into_the_dirty_map() {
         4,
         "the revived key joined the dirty map"
     );
-    assert_eq!(map.get(&0), Some(1), "found in the read map: no miss");
+    assert_eq!(map.load(&0), Some(1), "found in the read map: no miss");
     assert_eq!(map.stats().misses, 0);
     map.range(|_, _| true);
-    assert_eq!(map.get(&0), Some(1), "the revived value survived promotion");
+    assert_eq!(map.load(&0), Some(1), "the revived value survived promotion");
     assert_eq!(map.stats().read_len, 4);
 }
 
@@ -221,7 +221,7 @@ fn load_or_store_to_an_expunged_entry_puts_it_back_into_the_dirty_map() {
     assert_eq!(map.load_or_store(0, 5), (5, false));
     assert_eq!(map.stats().dirty_len, 4);
     map.range(|_, _| true);
-    assert_eq!(map.get(&0), Some(5));
+    assert_eq!(map.load(&0), Some(5));
 }
 
 #[test]
@@ -342,7 +342,7 @@ fn deleted_keys_stay_in_the_read_map_until_promotion_and_are_freed_after_it() {
     assert_eq!(live.load(Ordering::Relaxed), KEYS as usize + 1);
 
     // One miss reaches len(dirty) = 1: the dirty map becomes the read map.
-    assert_eq!(map.get(&CountedKey::new(KEYS, &live)), Some(0));
+    assert_eq!(map.load(&CountedKey::new(KEYS, &live)), Some(0));
     assert_eq!(map.stats().read_len, 1);
 
     // The old read map is retired; churn drives the collector's passes until it is freed.
@@ -364,7 +364,7 @@ fn deleted_keys_stay_in_the_read_map_until_promotion_and_are_freed_after_it() {
 fn clear_empties_both_maps_and_restarts_misses() {
     let map = promoted(map_with_dirty_keys(0..3));
     map.store(10, 100);
-    map.get(&99);
+    map.load(&99);
     assert_eq!(map.stats().misses, 1);
     map.clear();
     let stats = map.stats();
@@ -372,29 +372,29 @@ fn clear_empties_both_maps_and_restarts_misses() {
     assert_eq!(stats.dirty_len, 0);
     assert_eq!(stats.misses, 0);
     assert!(!stats.amended);
-    assert_eq!(map.get(&1), None);
-    assert_eq!(map.get(&10), None);
+    assert_eq!(map.load(&1), None);
+    assert_eq!(map.load(&10), None);
     map.store(1, 1);
-    assert_eq!(map.get(&1), Some(1));
+    assert_eq!(map.load(&1), Some(1));
 }
 
 #[test]
 fn swap_and_compare_and_swap_follow_go_semantics() {
     let map: ReadMostlyMap<&str, i32> = ReadMostlyMap::new();
-    assert_eq!(map.insert("a", 1), None);
-    assert_eq!(map.insert("a", 2), Some(1));
+    assert_eq!(map.swap("a", 1), None);
+    assert_eq!(map.swap("a", 2), Some(1));
     assert!(!map.compare_and_swap("a", &1, 3));
     assert!(map.compare_and_swap("a", &2, 3));
     assert!(!map.compare_and_delete("a", &2));
     assert!(map.compare_and_delete("a", &3));
-    assert_eq!(map.get("a"), None);
+    assert_eq!(map.load("a"), None);
     assert!(
         !map.compare_and_swap("a", &3, 4),
         "a deleted key has no value to compare"
     );
-    assert_eq!(map.insert("b", 1), None);
+    assert_eq!(map.swap("b", 1), None);
     assert!(map.contains_key("b"));
-    assert_eq!(map.remove("b"), Some(1));
+    assert_eq!(map.load_and_delete("b"), Some(1));
     assert!(!map.contains_key("b"));
 }
 
@@ -411,7 +411,7 @@ fn borrowed_lookups_get_with_and_get_or_insert_with() {
         map.get_or_insert_with("beta".to_owned(), || vec![9]),
         vec![9]
     );
-    assert_eq!(map.get("beta"), Some(vec![9]));
+    assert_eq!(map.load("beta"), Some(vec![9]));
 }
 
 #[test]
@@ -503,7 +503,7 @@ fn concurrent_compare_and_swap_increments_are_never_lost() {
             });
         }
     });
-    let total: u32 = (0..KEYS).map(|key| map.get(&key).unwrap_or(0)).sum();
+    let total: u32 = (0..KEYS).map(|key| map.load(&key).unwrap_or(0)).sum();
     assert_eq!(total, THREADS * INCREMENTS);
 }
 
@@ -774,7 +774,7 @@ mod panic_injection {
         match op {
             Op::Store(key, payload) => map.store(Key(key), value(payload)),
             Op::Insert(key, payload) => assert_eq!(
-                payload_of(map.insert(Key(key), value(payload))),
+                payload_of(map.swap(Key(key), value(payload))),
                 before.get(&key).copied()
             ),
             Op::LoadOrStore(key, payload) => {
@@ -786,9 +786,9 @@ mod panic_injection {
                 let found = map.get_or_insert_with(Key(key), || value(payload));
                 assert_eq!(found.payload, *before.get(&key).unwrap_or(&payload));
             }
-            Op::Get(key) => assert_eq!(payload_of(map.get(&Key(key))), before.get(&key).copied()),
+            Op::Get(key) => assert_eq!(payload_of(map.load(&Key(key))), before.get(&key).copied()),
             Op::Remove(key) => {
-                assert_eq!(payload_of(map.remove(&Key(key))), before.get(&key).copied());
+                assert_eq!(payload_of(map.load_and_delete(&Key(key))), before.get(&key).copied());
             }
             Op::Delete(key) => assert_eq!(map.delete(&Key(key)), before.contains_key(&key)),
             Op::CompareAndSwap(key, expected, payload) => assert_eq!(

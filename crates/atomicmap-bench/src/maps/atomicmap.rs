@@ -27,7 +27,7 @@ impl<K: BenchKey> MapAdapter<K> for ReadMostlyAdapter<K> {
 impl<K: BenchKey> Worker<K> for &ReadMostlyAdapter<K> {
     #[inline]
     fn get(&mut self, key: &K) -> Option<u64> {
-        self.0.get(key)
+        self.0.load(key)
     }
 
     #[inline]
@@ -44,7 +44,7 @@ impl<K: BenchKey> Worker<K> for &ReadMostlyAdapter<K> {
     fn update(&mut self, key: &K) -> bool {
         // sync.Map has no in-place update: the idiom is a load + CompareAndSwap loop.
         loop {
-            let Some(current) = self.0.get(key) else {
+            let Some(current) = self.0.load(key) else {
                 return false;
             };
             if self.0.compare_and_swap(key, &current, current + 1) {

@@ -510,7 +510,7 @@ mod tests {
             map.store(1, 10);
             map.store(2, 20);
             for _ in 0..3 {
-                assert_eq!(map.get(&7), None);
+                assert_eq!(map.load(&7), None);
             }
             map.delete(&1);
             map.store(3, 30);
@@ -526,7 +526,7 @@ mod tests {
         assert!(dirty_capacity(&presized) >= 1_000);
         assert!(dirty_capacity(&plain) < 1_000);
         for key in 0..5 {
-            assert_eq!(presized.get(&key), plain.get(&key), "key {key}");
+            assert_eq!(presized.load(&key), plain.load(&key), "key {key}");
         }
     }
 }

@@ -1,17 +1,18 @@
 //! [`ReadMostlyMap`]: the design of Go's `sync.Map` (Go 1.9 to 1.23), ported rule for rule.
 //!
 //! # Go's names
-//! The methods keep Go's vocabulary, except where the crate's shared vocabulary (the one every
-//! map follows, as std's `HashMap` does) names the same operation; there the Go name is a
-//! documentation alias, so searching the docs for it finds the method.
+//! The methods keep Go's vocabulary, in snake case: this map exists for code that wants
+//! `sync.Map`'s semantics, and its names say which ones. The crate's shared names for the same
+//! operations (`get`, `insert`, `remove`) are documentation aliases, so searching the docs for
+//! them finds the method; operations Go does not have use the shared names.
 //!
 //! | Go            | `ReadMostlyMap`                        |
 //! |---------------|----------------------------------------|
-//! | `Load`        | [`get`](ReadMostlyMap::get) (and [`get_with`](ReadMostlyMap::get_with), [`contains_key`](ReadMostlyMap::contains_key)) |
+//! | `Load`        | [`load`](ReadMostlyMap::load) (and [`get_with`](ReadMostlyMap::get_with), [`contains_key`](ReadMostlyMap::contains_key)) |
 //! | `Store`       | [`store`](ReadMostlyMap::store)        |
-//! | `Swap`        | [`insert`](ReadMostlyMap::insert)      |
+//! | `Swap`        | [`swap`](ReadMostlyMap::swap)          |
 //! | `LoadOrStore` | [`load_or_store`](ReadMostlyMap::load_or_store) (and [`get_or_insert_with`](ReadMostlyMap::get_or_insert_with)) |
-//! | `LoadAndDelete` | [`remove`](ReadMostlyMap::remove)    |
+//! | `LoadAndDelete` | [`load_and_delete`](ReadMostlyMap::load_and_delete) |
 //! | `Delete`      | [`delete`](ReadMostlyMap::delete)      |
 //! | `CompareAndSwap` | [`compare_and_swap`](ReadMostlyMap::compare_and_swap) |
 //! | `CompareAndDelete` | [`compare_and_delete`](ReadMostlyMap::compare_and_delete) |
@@ -246,9 +247,9 @@ where
     S: BuildHasher + Clone,
 {
     /// The value for `key`, cloned (Go's `Load`).
-    #[doc(alias = "load")]
+    #[doc(alias = "get")]
     #[doc(alias = "Load")]
-    pub fn get<Q>(&self, key: &Q) -> Option<V>
+    pub fn load<Q>(&self, key: &Q) -> Option<V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -321,9 +322,9 @@ where
     }
 
     /// Sets the value for `key` and returns the previous one (Go's `Swap`).
-    #[doc(alias = "swap")]
+    #[doc(alias = "insert")]
     #[doc(alias = "Swap")]
-    pub fn insert(&self, key: K, value: V) -> Option<V>
+    pub fn swap(&self, key: K, value: V) -> Option<V>
     where
         V: Clone,
     {
@@ -376,16 +377,16 @@ where
     where
         V: Clone,
     {
-        match self.get(&key) {
+        match self.load(&key) {
             Some(existing) => existing,
             None => self.load_or_store(key, make()).0,
         }
     }
 
     /// Removes the value for `key` and returns it (Go's `LoadAndDelete`).
-    #[doc(alias = "load_and_delete")]
+    #[doc(alias = "remove")]
     #[doc(alias = "LoadAndDelete")]
-    pub fn remove<Q>(&self, key: &Q) -> Option<V>
+    pub fn load_and_delete<Q>(&self, key: &Q) -> Option<V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -627,14 +628,14 @@ mod tests {
                 map.store(faulty(0), faulty(10));
                 map.load_or_store(faulty(2), faulty(20));
                 map.load_or_store(faulty(3), faulty(3));
-                map.insert(faulty(1), faulty(11));
+                map.swap(faulty(1), faulty(11));
                 map.compare_and_swap(&faulty(1), &faulty(11), faulty(21));
                 map.snapshot();
             }));
             CALLS_BEFORE_PANIC.set(usize::MAX);
             map.store(faulty(4), faulty(4));
             assert!(
-                map.get(&faulty(4)).is_some(),
+                map.load(&faulty(4)).is_some(),
                 "usable after a panic at call {panic_after}"
             );
             if outcome.is_ok() {
