@@ -209,7 +209,11 @@ fn storing_to_an_expunged_entry_puts_it_back_into_the_dirty_map() {
     assert_eq!(map.load(&0), Some(1), "found in the read map: no miss");
     assert_eq!(map.stats().misses, 0);
     map.range(|_, _| true);
-    assert_eq!(map.load(&0), Some(1), "the revived value survived promotion");
+    assert_eq!(
+        map.load(&0),
+        Some(1),
+        "the revived value survived promotion"
+    );
     assert_eq!(map.stats().read_len, 4);
 }
 
@@ -788,7 +792,10 @@ mod panic_injection {
             }
             Op::Get(key) => assert_eq!(payload_of(map.load(&Key(key))), before.get(&key).copied()),
             Op::Remove(key) => {
-                assert_eq!(payload_of(map.load_and_delete(&Key(key))), before.get(&key).copied());
+                assert_eq!(
+                    payload_of(map.load_and_delete(&Key(key))),
+                    before.get(&key).copied()
+                );
             }
             Op::Delete(key) => assert_eq!(map.delete(&Key(key)), before.contains_key(&key)),
             Op::CompareAndSwap(key, expected, payload) => assert_eq!(

@@ -171,7 +171,8 @@ where
     }
 }
 
-/// `ReadMostlyMap` has no closure-taking update (Go's `sync.Map` has none): `update` loads the
+/// `ReadMostlyMap` keeps Go's names: `get` is `load`, `insert` is `swap`, `remove` is
+/// `load_and_delete`. It has no closure-taking update (Go's `sync.Map` has none): `update` loads the
 /// value, runs `change` in the caller, and stores the result with `compare_and_swap`, retrying
 /// when another writer came first.
 impl<K, V, S> TestMap<K, V> for ReadMostlyMap<K, V, S>
@@ -187,20 +188,20 @@ where
         ReadMostlyMap::with_hasher(hasher)
     }
     fn get(&self, key: &K) -> Option<V> {
-        ReadMostlyMap::get(self, key)
+        ReadMostlyMap::load(self, key)
     }
     fn insert(&self, key: K, value: V) -> Option<V> {
-        ReadMostlyMap::insert(self, key, value)
+        ReadMostlyMap::swap(self, key, value)
     }
     fn remove(&self, key: &K) -> Option<V> {
-        ReadMostlyMap::remove(self, key)
+        ReadMostlyMap::load_and_delete(self, key)
     }
     fn get_or_insert_with(&self, key: K, make: impl FnOnce() -> V) -> V {
         ReadMostlyMap::get_or_insert_with(self, key, make)
     }
     fn update(&self, key: &K, change: impl Fn(&V) -> V) -> Option<V> {
         loop {
-            let current = ReadMostlyMap::get(self, key)?;
+            let current = ReadMostlyMap::load(self, key)?;
             let changed = change(&current);
             if self.compare_and_swap(key, &current, changed.clone()) {
                 return Some(changed);
