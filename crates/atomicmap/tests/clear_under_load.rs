@@ -1,7 +1,8 @@
 //! `clear()` (and `retain` that removes everything) racing inserts, on every map: three threads
-//! insert random keys while a fourth clears the map in a loop, until they are done. Every thread must finish, and
-//! the map must still work afterwards. Each test runs in a child process under a watchdog
-//! (`common/child.rs`), so a livelock fails it instead of stalling the run.
+//! insert random keys while a fourth clears the map in a loop, until they are done. Every
+//! thread must finish, and the map must still work afterwards. Each test runs in a child
+//! process under a watchdog (`common/child.rs`), so a livelock fails it instead of stalling
+//! the run.
 //!
 //! `ATOMICMAP_STRESS_SCALE` (percent, default 100) scales the insert counts.
 

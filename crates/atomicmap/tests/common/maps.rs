@@ -172,9 +172,9 @@ where
 }
 
 /// `ReadMostlyMap` keeps Go's names: `get` is `load`, `insert` is `swap`, `remove` is
-/// `load_and_delete`. It has no closure-taking update (Go's `sync.Map` has none): `update` loads the
-/// value, runs `change` in the caller, and stores the result with `compare_and_swap`, retrying
-/// when another writer came first.
+/// `load_and_delete`. It has no closure-taking update (Go's `sync.Map` has none): `update`
+/// loads the value, runs `change` in the caller, and stores the result with `compare_and_swap`,
+/// retrying when another writer came first.
 impl<K, V, S> TestMap<K, V> for ReadMostlyMap<K, V, S>
 where
     K: Hash + Eq + Clone + Send + Sync,
