@@ -1,11 +1,18 @@
 //! Fixtures shared by the test files, which all load them the same way (`mod common;`): a
-//! hasher that fixes the table layout, panic injection, iteration scaling for the stress
-//! tests, and the loom model runner.
+//! hasher that fixes the table layout, panic injection on one thread (`panics`), iteration
+//! scaling for the stress tests, the loom model runner, one interface over the four maps
+//! (`maps`), the linearizability checker, panic injection across threads (`faults`,
+//! `panic_driver`) and child processes under a watchdog (`child`).
 #![allow(
     dead_code,
     reason = "each test file uses the fixtures it needs, not all of them"
 )]
 
+pub mod child;
+pub mod faults;
+pub mod linearizability;
+pub mod maps;
+pub mod panic_driver;
 pub mod panics;
 
 use std::hash::Hasher;
