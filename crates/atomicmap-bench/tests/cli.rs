@@ -265,10 +265,7 @@ fn snapshot_reports_both_throughputs_and_snapshot_latency() {
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let records = records.as_array().unwrap();
     let maps: Vec<&str> = records.iter().map(|r| r["map"].as_str().unwrap()).collect();
-    assert_eq!(
-        maps,
-        ["AtomicMap", "ReadMostlyMap", "ShardedMap", "RcuMap"]
-    );
+    assert_eq!(maps, ["AtomicMap", "ReadMostlyMap", "ShardedMap", "RcuMap"]);
     for r in records {
         assert_eq!(r["status"], "ok", "{r}");
         assert_eq!(r["workload"], "snapshot", "{r}");

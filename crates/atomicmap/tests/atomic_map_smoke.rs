@@ -75,3 +75,30 @@ fn batched_lookups_agree_with_single_lookups() {
         (Some("v0"), None, Some("v49"))
     );
 }
+
+/// A capacity whose table would exceed what an allocation can be is an overflow, reported
+/// before anything is allocated; one that could exist but is refused is an allocation failure.
+#[test]
+fn impossible_capacities_are_reported_not_attempted() {
+    use atomicmap::CapacityError;
+    type Map = AtomicMap<u64, u64>;
+    assert_eq!(
+        Map::try_with_capacity(1 << 59).err(),
+        Some(CapacityError::Overflow)
+    );
+    assert_eq!(
+        Map::try_with_capacity(usize::MAX).err(),
+        Some(CapacityError::Overflow)
+    );
+    let map = Map::new();
+    assert_eq!(
+        map.try_reserve(usize::MAX).err(),
+        Some(CapacityError::Overflow)
+    );
+    assert_eq!(
+        map.try_reserve(1 << 59).err(),
+        Some(CapacityError::Overflow)
+    );
+    map.insert(1, 1);
+    assert_eq!(map.get(&1), Some(1), "a refused reserve changes nothing");
+}

@@ -36,12 +36,17 @@ pub(super) fn probe_limit(table: &Table) -> usize {
     PROBE_LIMIT.min(table.capacity() / 4)
 }
 
-/// The capacity for `len` live keys: at most half full.
+/// The capacity for `len` live keys: at most half full. `None` when its slot array would be
+/// larger than an allocation can be (`isize::MAX` bytes), which no allocator could provide.
 pub(in crate::atomic_map) fn capacity_for(len: usize) -> Option<usize> {
-    len.max(1)
+    let capacity = len
+        .max(1)
         .checked_mul(2)?
-        .checked_next_power_of_two()
-        .map(|capacity| capacity.max(MIN_CAPACITY))
+        .checked_next_power_of_two()?
+        .max(MIN_CAPACITY);
+    std::alloc::Layout::array::<Slot>(capacity)
+        .is_ok()
+        .then_some(capacity)
 }
 
 /// How many new keys writers may claim in a successor of `capacity` slots before it becomes the
