@@ -11,8 +11,8 @@ use std::thread;
 
 use atomicmap::{HotSwap, PersistentMap, RcuMap};
 use common::panics::{
-    arm, disarm, double_drops, inject_panic, live_objects, silence_injected_panics, sweep, toggle,
-    user_code_runs, Key, Subject, UserCode, Value,
+    arm, disarm, double_drops, inject_panic, live_objects, silence_injected_panics,
+    subject_by_shared_vocabulary, sweep, Key, Subject, UserCode, Value,
 };
 
 #[test]
@@ -236,71 +236,12 @@ fn hot_swap_and_rcu_map_are_send_and_sync() {
     assert_send_sync::<RcuMap<String, Vec<u8>>>();
 }
 
-impl Subject for RcuMap<Key, Value> {
-    fn insert(&self, key: u64, value: u64) -> Option<u64> {
-        RcuMap::insert(self, Key::new(key), Value::new(value)).map(|value| value.n)
-    }
-    fn remove(&self, key: u64) -> Option<u64> {
-        RcuMap::remove(self, &Key::new(key)).map(|value| value.n)
-    }
-    fn get(&self, key: u64) -> Option<u64> {
-        RcuMap::get(self, &Key::new(key)).map(|value| value.n)
-    }
-    fn increment(&self, key: u64) -> Option<u64> {
-        self.update(&Key::new(key), |value| {
-            user_code_runs(UserCode::Closure);
-            Value::new(value.n + 1)
-        })
-        .map(|value| value.n)
-    }
-    fn upsert(&self, key: u64, value: u64) -> u64 {
-        RcuMap::upsert(
-            self,
-            Key::new(key),
-            || {
-                user_code_runs(UserCode::Closure);
-                Value::new(value)
-            },
-            |stored| {
-                user_code_runs(UserCode::Closure);
-                Value::new(stored.n + 1)
-            },
-        )
-        .n
-    }
-    fn compute(&self, key: u64) -> Option<u64> {
-        RcuMap::compute(self, Key::new(key), |value| {
-            user_code_runs(UserCode::Closure);
-            toggle(value.map(|value| value.n)).map(Value::new)
-        })
-        .map(|value| value.n)
-    }
-    fn get_or_insert_with(&self, key: u64, value: u64) -> u64 {
-        RcuMap::get_or_insert_with(self, Key::new(key), || {
-            user_code_runs(UserCode::Closure);
-            Value::new(value)
-        })
-        .n
-    }
-    fn retain_keys_not_divisible_by_three(&self) {
-        self.retain(|key, _| {
-            user_code_runs(UserCode::Closure);
-            key.id % 3 != 0
-        });
-    }
-    fn insert_under_snapshot(&self, key: u64, value: u64) -> Option<u64> {
-        let snapshot = self.snapshot();
-        let replaced = Subject::insert(self, key, value);
-        drop(snapshot);
-        replaced
-    }
-    fn entries(&self) -> BTreeMap<u64, u64> {
-        self.load()
-            .iter()
-            .map(|(key, value)| (key.id, value.n))
-            .collect()
-    }
-}
+subject_by_shared_vocabulary!(RcuMap<Key, Value>, |map| {
+    map.load()
+        .iter()
+        .map(|(key, value)| (key.id, value.n))
+        .collect()
+});
 
 /// `Hash`, `Eq`, `Clone` and every closure panicking on their N-th call, swept over N: the
 /// map loses nothing, keeps working, and drops every key and value exactly once.

@@ -10,8 +10,8 @@ use std::thread;
 use atomicmap::sharded::{default_shard_count, MAX_SHARDS};
 use atomicmap::{CapacityError, ShardedMap, ShardedMapError};
 use common::panics::{
-    arm, disarm, double_drops, inject_panic, live_objects, silence_injected_panics, sweep, toggle,
-    user_code_runs, Key, Subject, UserCode, Value,
+    arm, disarm, double_drops, inject_panic, live_objects, silence_injected_panics,
+    subject_by_shared_vocabulary, sweep, Key, Subject, UserCode, Value,
 };
 
 #[test]
@@ -255,72 +255,13 @@ fn compute_keeps_the_entry_when_its_closure_panics() {
     assert_eq!(double_drops(), 0, "a value was dropped twice");
 }
 
-impl Subject for ShardedMap<Key, Value> {
-    fn insert(&self, key: u64, value: u64) -> Option<u64> {
-        ShardedMap::insert(self, Key::new(key), Value::new(value)).map(|value| value.n)
-    }
-    fn remove(&self, key: u64) -> Option<u64> {
-        ShardedMap::remove(self, &Key::new(key)).map(|value| value.n)
-    }
-    fn get(&self, key: u64) -> Option<u64> {
-        ShardedMap::get(self, &Key::new(key)).map(|value| value.n)
-    }
-    fn increment(&self, key: u64) -> Option<u64> {
-        self.update(&Key::new(key), |value| {
-            user_code_runs(UserCode::Closure);
-            Value::new(value.n + 1)
-        })
-        .map(|value| value.n)
-    }
-    fn upsert(&self, key: u64, value: u64) -> u64 {
-        ShardedMap::upsert(
-            self,
-            Key::new(key),
-            || {
-                user_code_runs(UserCode::Closure);
-                Value::new(value)
-            },
-            |stored| {
-                user_code_runs(UserCode::Closure);
-                Value::new(stored.n + 1)
-            },
-        )
-        .n
-    }
-    fn compute(&self, key: u64) -> Option<u64> {
-        ShardedMap::compute(self, Key::new(key), |value| {
-            user_code_runs(UserCode::Closure);
-            toggle(value.map(|value| value.n)).map(Value::new)
-        })
-        .map(|value| value.n)
-    }
-    fn get_or_insert_with(&self, key: u64, value: u64) -> u64 {
-        ShardedMap::get_or_insert_with(self, Key::new(key), || {
-            user_code_runs(UserCode::Closure);
-            Value::new(value)
-        })
-        .n
-    }
-    fn retain_keys_not_divisible_by_three(&self) {
-        self.retain(|key, _| {
-            user_code_runs(UserCode::Closure);
-            key.id % 3 != 0
-        });
-    }
-    fn insert_under_snapshot(&self, key: u64, value: u64) -> Option<u64> {
-        let snapshot = self.snapshot();
-        let replaced = Subject::insert(self, key, value);
-        drop(snapshot);
-        replaced
-    }
-    fn entries(&self) -> BTreeMap<u64, u64> {
-        let mut entries = BTreeMap::new();
-        self.for_each(|key, value| {
-            entries.insert(key.id, value.n);
-        });
-        entries
-    }
-}
+subject_by_shared_vocabulary!(ShardedMap<Key, Value>, |map| {
+    let mut entries = BTreeMap::new();
+    map.for_each(|key, value| {
+        entries.insert(key.id, value.n);
+    });
+    entries
+});
 
 /// `Hash`, `Eq`, `Clone` and every closure panicking on their N-th call, swept over N: the
 /// map loses nothing, keeps working (its shard locks recover from poisoning), and drops every

@@ -205,6 +205,89 @@ pub trait Subject {
     fn entries(&self) -> BTreeMap<u64, u64>;
 }
 
+/// `Subject` for a map of [`Key`]s and [`Value`]s that speaks the crate's shared vocabulary
+/// (`insert`, `remove`, `get`, `update`, `upsert`, `compute`, `get_or_insert_with`, `retain`,
+/// `snapshot`); `$entries` lists its entries without running user code.
+#[allow(
+    unused_macros,
+    reason = "used by the test files of the maps it fits, not by all"
+)]
+macro_rules! subject_by_shared_vocabulary {
+    ($map:ty, |$this:ident| $entries:expr) => {
+        impl $crate::common::panics::Subject for $map {
+            fn insert(&self, key: u64, value: u64) -> Option<u64> {
+                use $crate::common::panics::{Key, Value};
+                <$map>::insert(self, Key::new(key), Value::new(value)).map(|value| value.n)
+            }
+            fn remove(&self, key: u64) -> Option<u64> {
+                <$map>::remove(self, &$crate::common::panics::Key::new(key)).map(|value| value.n)
+            }
+            fn get(&self, key: u64) -> Option<u64> {
+                <$map>::get(self, &$crate::common::panics::Key::new(key)).map(|value| value.n)
+            }
+            fn increment(&self, key: u64) -> Option<u64> {
+                use $crate::common::panics::{user_code_runs, Key, UserCode, Value};
+                self.update(&Key::new(key), |value| {
+                    user_code_runs(UserCode::Closure);
+                    Value::new(value.n + 1)
+                })
+                .map(|value| value.n)
+            }
+            fn upsert(&self, key: u64, value: u64) -> u64 {
+                use $crate::common::panics::{user_code_runs, Key, UserCode, Value};
+                <$map>::upsert(
+                    self,
+                    Key::new(key),
+                    || {
+                        user_code_runs(UserCode::Closure);
+                        Value::new(value)
+                    },
+                    |stored| {
+                        user_code_runs(UserCode::Closure);
+                        Value::new(stored.n + 1)
+                    },
+                )
+                .n
+            }
+            fn compute(&self, key: u64) -> Option<u64> {
+                use $crate::common::panics::{toggle, user_code_runs, Key, UserCode, Value};
+                <$map>::compute(self, Key::new(key), |value| {
+                    user_code_runs(UserCode::Closure);
+                    toggle(value.map(|value| value.n)).map(Value::new)
+                })
+                .map(|value| value.n)
+            }
+            fn get_or_insert_with(&self, key: u64, value: u64) -> u64 {
+                use $crate::common::panics::{user_code_runs, Key, UserCode, Value};
+                <$map>::get_or_insert_with(self, Key::new(key), || {
+                    user_code_runs(UserCode::Closure);
+                    Value::new(value)
+                })
+                .n
+            }
+            fn retain_keys_not_divisible_by_three(&self) {
+                use $crate::common::panics::{user_code_runs, UserCode};
+                self.retain(|key, _| {
+                    user_code_runs(UserCode::Closure);
+                    key.id % 3 != 0
+                });
+            }
+            fn insert_under_snapshot(&self, key: u64, value: u64) -> Option<u64> {
+                let snapshot = self.snapshot();
+                let replaced = $crate::common::panics::Subject::insert(self, key, value);
+                drop(snapshot);
+                replaced
+            }
+            fn entries(&self) -> std::collections::BTreeMap<u64, u64> {
+                let $this = self;
+                $entries
+            }
+        }
+    };
+}
+#[allow(unused_imports, reason = "as above")]
+pub(crate) use subject_by_shared_vocabulary;
+
 /// The `compute` closure of the sweep: inserts 1 into an absent key, removes an even value,
 /// increments an odd one.
 pub fn toggle(value: Option<u64>) -> Option<u64> {
