@@ -11,8 +11,8 @@ use std::thread;
 
 use atomicmap::{HotSwap, PersistentMap, RcuMap};
 use common::panics::{
-    arm, disarm, double_drops, inject_panic, live_objects, silence_injected_panics,
-    subject_by_shared_vocabulary, sweep, Key, Subject, UserCode, Value,
+    arm, disarm, double_drops, live_objects, silence_injected_panics, subject_by_shared_vocabulary,
+    sweep, upserts_some_of_which_panic, Key, Subject, UserCode, Value,
 };
 
 #[test]
@@ -315,36 +315,9 @@ fn concurrent_panicking_closures_publish_nothing() {
     const THREADS: u32 = 4;
     const ROUNDS: u32 = 300;
     const KEYS: u32 = 16;
-    silence_injected_panics();
     let map: RcuMap<u32, u32> = RcuMap::new();
-    let returned: u32 = thread::scope(|scope| {
-        let workers: Vec<_> = (0..THREADS)
-            .map(|_| {
-                scope.spawn(|| {
-                    (0..ROUNDS)
-                        .filter(|round| {
-                            catch_unwind(AssertUnwindSafe(|| {
-                                map.upsert(
-                                    round % KEYS,
-                                    || 1,
-                                    |count| {
-                                        if round % 7 == 3 {
-                                            inject_panic();
-                                        }
-                                        count + 1
-                                    },
-                                )
-                            }))
-                            .is_ok()
-                        })
-                        .count() as u32
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .map(|worker| worker.join().unwrap())
-            .sum()
+    let returned = upserts_some_of_which_panic(THREADS, ROUNDS, KEYS, |key, update| {
+        map.upsert(key, || 1, |count| update(count));
     });
     assert!(returned < THREADS * ROUNDS, "no closure panicked");
     assert_eq!(map.load().values().sum::<u32>(), returned);

@@ -10,8 +10,8 @@ use std::thread;
 use atomicmap::sharded::{default_shard_count, MAX_SHARDS};
 use atomicmap::{CapacityError, ShardedMap, ShardedMapError};
 use common::panics::{
-    arm, disarm, double_drops, inject_panic, live_objects, silence_injected_panics,
-    subject_by_shared_vocabulary, sweep, Key, Subject, UserCode, Value,
+    arm, disarm, double_drops, live_objects, silence_injected_panics, subject_by_shared_vocabulary,
+    sweep, upserts_some_of_which_panic, Key, Subject, UserCode, Value,
 };
 
 #[test]
@@ -316,36 +316,9 @@ fn concurrent_panicking_closures_leave_the_map_usable() {
     const THREADS: u32 = 4;
     const ROUNDS: u32 = 2_000;
     const KEYS: u32 = 16;
-    silence_injected_panics();
     let map: ShardedMap<u32, u32> = ShardedMap::with_shards(4).unwrap();
-    let returned: u32 = thread::scope(|scope| {
-        let workers: Vec<_> = (0..THREADS)
-            .map(|_| {
-                scope.spawn(|| {
-                    (0..ROUNDS)
-                        .filter(|round| {
-                            catch_unwind(AssertUnwindSafe(|| {
-                                map.upsert(
-                                    round % KEYS,
-                                    || 1,
-                                    |count| {
-                                        if round % 7 == 3 {
-                                            inject_panic();
-                                        }
-                                        count + 1
-                                    },
-                                )
-                            }))
-                            .is_ok()
-                        })
-                        .count() as u32
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .map(|worker| worker.join().unwrap())
-            .sum()
+    let returned = upserts_some_of_which_panic(THREADS, ROUNDS, KEYS, |key, update| {
+        map.upsert(key, || 1, |count| update(count));
     });
     assert!(returned < THREADS * ROUNDS, "no closure panicked");
     let mut counted = 0;

@@ -478,3 +478,39 @@ pub fn sweep<M: Subject>(new_map: impl Fn() -> M, calls: usize) -> usize {
     }
     injected
 }
+
+/// Runs `threads` threads of `rounds` upserts each, over `keys` keys, whose update closures
+/// panic on every seventh round, and returns how many upserts returned. `upsert(key, update)`
+/// runs one upsert of `key` (inserting 1) with `update` as its update closure.
+pub fn upserts_some_of_which_panic(
+    threads: u32,
+    rounds: u32,
+    keys: u32,
+    upsert: impl Fn(u32, &dyn Fn(&u32) -> u32) + Sync,
+) -> u32 {
+    silence_injected_panics();
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    (0..rounds)
+                        .filter(|round| {
+                            let update = |count: &u32| {
+                                if round % 7 == 3 {
+                                    inject_panic();
+                                }
+                                count + 1
+                            };
+                            panic::catch_unwind(AssertUnwindSafe(|| upsert(round % keys, &update)))
+                                .is_ok()
+                        })
+                        .count() as u32
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|worker| worker.join().unwrap())
+            .sum()
+    })
+}
