@@ -21,12 +21,12 @@ fn promotion_racing_a_store_of_a_new_key() {
         map.store(0, 0);
         let promoter = {
             let map = Arc::clone(&map);
-            thread::spawn(move || assert_eq!(map.get(&0), Some(0)))
+            thread::spawn(move || assert_eq!(map.load(&0), Some(0)))
         };
         map.store(1, 1);
         promoter.join().unwrap();
-        assert_eq!(map.get(&0), Some(0));
-        assert_eq!(map.get(&1), Some(1));
+        assert_eq!(map.load(&0), Some(0));
+        assert_eq!(map.load(&1), Some(1));
         assert!(map.stats().promotions >= 1);
     });
 }
@@ -40,13 +40,13 @@ fn promotion_racing_a_store_to_the_promoted_key() {
         let promoter = {
             let map = Arc::clone(&map);
             thread::spawn(move || {
-                let seen = map.get(&0);
+                let seen = map.load(&0);
                 assert!(seen == Some(0) || seen == Some(5));
             })
         };
         map.store(0, 5);
         promoter.join().unwrap();
-        assert_eq!(map.get(&0), Some(5));
+        assert_eq!(map.load(&0), Some(5));
     });
 }
 
@@ -67,8 +67,8 @@ fn dirty_rebuild_racing_a_store_to_a_deleted_key() {
         map.store(0, 2);
         rebuilder.join().unwrap();
         map.range(|_, _| true);
-        assert_eq!(map.get(&0), Some(2));
-        assert_eq!(map.get(&1), Some(1));
+        assert_eq!(map.load(&0), Some(2));
+        assert_eq!(map.load(&1), Some(1));
     });
 }
 
@@ -103,6 +103,6 @@ fn snapshot_freeze_racing_lock_free_stores() {
             .contains(&state),
             "snapshot (k0, k1) = {state:?}: not a state the map was in"
         );
-        assert_eq!((map.get(&0), map.get(&1)), (Some(1), Some(1)));
+        assert_eq!((map.load(&0), map.load(&1)), (Some(1), Some(1)));
     });
 }
