@@ -22,8 +22,20 @@ fn one_model_at_a_time() -> MutexGuard<'static, ()> {
 /// each (a pin, a probe, a resize chunk), and a writer that waits for another thread's chunk
 /// yields in a loop, so executions legitimately take more steps than the default allows.
 pub fn check_model(model: impl Fn() + Sync + Send + 'static) {
-    let _serial = one_model_at_a_time();
+    check_model_with(loom::model::Builder::new(), model);
+}
+
+/// [`check_model`] with at most `preemptions` forced preemptions per execution, for a model
+/// whose operations are so long (a `clear`: a walk, removes and two resizes) that the usual
+/// bound takes hours; races that need one or two preemptions at the right steps still show.
+pub fn check_model_with_preemptions(preemptions: usize, model: impl Fn() + Sync + Send + 'static) {
     let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(preemptions);
+    check_model_with(builder, model);
+}
+
+fn check_model_with(mut builder: loom::model::Builder, model: impl Fn() + Sync + Send + 'static) {
+    let _serial = one_model_at_a_time();
     builder.max_branches = 20_000;
     builder.check(model);
 }
