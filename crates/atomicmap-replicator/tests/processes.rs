@@ -272,11 +272,24 @@ async fn source_process_killed_mid_publish_recovers_with_nothing_lost() {
     ];
     let mut random = Random::from_clock();
     let stats = replica.stats.clone();
-    for _ in 0..2 {
-        let before = stats.applied.load(std::sync::atomic::Ordering::Relaxed);
+    for run in 1..=2 {
         let mut child = Process::spawn(&args, &log);
-        // Killed mid-publish: once its changes reach the replica, at a random moment.
+        // Killed mid-publish: once it has recovered and its own changes reach the replica (the
+        // replica may still be applying the previous run's), at a random moment.
         let deadline = Instant::now() + Duration::from_secs(60);
+        while log_of(&log)
+            .matches("recovered the map from the engine")
+            .count()
+            < run
+        {
+            assert!(
+                Instant::now() < deadline,
+                "run {run} did not recover; log:\n{}",
+                log_of(&log)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let before = stats.applied.load(std::sync::atomic::Ordering::Relaxed);
         while stats.applied.load(std::sync::atomic::Ordering::Relaxed) == before {
             assert!(
                 Instant::now() < deadline,
