@@ -41,7 +41,7 @@
 //!   atomic_map ──▶ pinned (MapRef: each operation, once) ──▶ raw/ (all of AtomicMap's unsafe)
 //!   read_mostly/ (mod ──▶ dirty ──▶ entry), sharded, hot_swap
 //!   every map ──▶ snapshot (MapSnapshot) ──▶ persistent (RcuMap's PersistentMap)
-//!   every map ──▶ reclaim, hash, error, sync
+//!   every map ──▶ reclaim, hash, error, stats, sync
 //! ```
 //! Imports flow one way, down this picture: the snapshot view knows no concrete map, and the
 //! reclamation layer (`reclaim`) and the loom switch (`sync`) know no map at all. Each lock-free
@@ -54,12 +54,14 @@ mod error;
 mod hash;
 mod persistent;
 mod reclaim;
+mod stats;
 #[cfg(feature = "serde")]
 mod serde_impls;
 mod sync;
 
 pub use atomic_map::{AtomicMap, Iter, MapRef, ValueRef};
 pub use capture::{CapturedMap, ChangeEvent, SubscribeOptions, Subscription, Version, Versioned};
+pub use equivalent::Equivalent;
 pub use error::CapacityError;
 pub use hash::DefaultHashBuilder;
 
@@ -72,3 +74,4 @@ pub use hot_swap::{Guard, HotSwap, PersistentMap, RcuMap, VersionMismatch};
 pub use read_mostly::{ReadMostlyMap, ReadMostlyStats};
 pub use sharded::{ShardedMap, ShardedMapError};
 pub use snapshot::{MapSnapshot, SnapshotIter};
+pub use stats::MapStats;
