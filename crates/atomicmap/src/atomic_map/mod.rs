@@ -8,10 +8,11 @@
 mod pinned;
 mod raw;
 
-use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
+
+use equivalent::Equivalent;
 
 use crate::error::CapacityError;
 use crate::hash::DefaultHashBuilder;
@@ -124,8 +125,7 @@ where
     #[inline]
     pub fn get<Q>(&self, key: &Q) -> Option<V>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
         V: Clone,
     {
         self.pin().get(key).map(ValueRef::into_owned)
@@ -135,8 +135,7 @@ where
     #[inline]
     pub fn get_with<Q, R>(&self, key: &Q, read: impl FnOnce(&V) -> R) -> Option<R>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         self.pin().get_with(key, read)
     }
@@ -146,8 +145,7 @@ where
     #[inline]
     pub fn get_many<Q, const N: usize>(&self, keys: [&Q; N]) -> [Option<V>; N]
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
         V: Clone,
     {
         self.pin()
@@ -159,8 +157,7 @@ where
     #[inline]
     pub fn contains_key<Q>(&self, key: &Q) -> bool
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         self.pin().contains_key(key)
     }
@@ -185,8 +182,7 @@ where
     #[inline]
     pub fn remove<Q>(&self, key: &Q) -> Option<V>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
         V: Clone,
     {
         self.pin().remove(key).map(ValueRef::into_owned)
@@ -197,8 +193,7 @@ where
     #[inline]
     pub fn update<Q>(&self, key: &Q, change: impl FnMut(&V) -> V) -> Option<V>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
         V: Clone,
     {
         self.pin().update(key, change).map(ValueRef::into_owned)

@@ -2,9 +2,10 @@
 //! single-key operation. `AtomicMap`'s own methods pin, call the handle, and clone what it
 //! lends (as papaya's do).
 
-use std::borrow::Borrow;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
+
+use equivalent::Equivalent;
 
 use super::raw::{RawMap, Shared, Staged, ValueRef};
 use super::AtomicMap;
@@ -42,8 +43,7 @@ where
     #[inline]
     pub fn get<Q>(&self, key: &Q) -> Option<ValueRef<'_, V>>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         let raw = self.raw();
         raw.find(&self.guard, raw.hash(key), key).map(Shared::get)
@@ -53,8 +53,7 @@ where
     #[inline]
     pub fn get_with<Q, R>(&self, key: &Q, read: impl FnOnce(&V) -> R) -> Option<R>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         let raw = self.raw();
         Some(raw.find(&self.guard, raw.hash(key), key)?.with(read))
@@ -76,8 +75,7 @@ where
     #[inline]
     pub fn get_many<Q, const N: usize>(&self, keys: [&Q; N]) -> [Option<ValueRef<'_, V>>; N]
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         let mut values = std::array::from_fn(|_| None);
         self.raw().find_each(&self.guard, &keys, |index, value| {
@@ -91,8 +89,7 @@ where
     #[inline]
     pub fn get_each<Q>(&self, keys: &[&Q], mut visit: impl FnMut(usize, Option<&V>))
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         self.raw().find_each(&self.guard, keys, |index, value| {
             visit(index, value.map(Shared::get).as_deref());
@@ -103,8 +100,7 @@ where
     #[inline]
     pub fn contains_key<Q>(&self, key: &Q) -> bool
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         self.get(key).is_some()
     }
@@ -123,8 +119,7 @@ where
     #[inline]
     pub fn remove<Q>(&self, key: &Q) -> Option<ValueRef<'_, V>>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         let written = self
             .raw()
@@ -137,8 +132,7 @@ where
     #[inline]
     pub fn update<Q>(&self, key: &Q, mut change: impl FnMut(&V) -> V) -> Option<ValueRef<'_, V>>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         let raw = self.raw();
         let mut attempt = None;

@@ -74,8 +74,9 @@ mod shared;
 mod table;
 mod word;
 
-use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
+
+use equivalent::Equivalent;
 use std::ptr;
 
 use crate::error::CapacityError;
@@ -202,8 +203,7 @@ where
         query: &Q,
     ) -> Option<Shared<'g, V>>
     where
-        K: Borrow<Q>,
-        Q: Eq + ?Sized,
+        Q: Equivalent<K> + ?Sized,
     {
         let mut table = self.chain.root(guard);
         'tables: loop {
@@ -244,8 +244,7 @@ where
         queries: &[&Q],
         mut found: impl FnMut(usize, Option<Shared<'g, V>>),
     ) where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         let mut hashes = [0u64; BATCH];
         for (group, queries) in queries.chunks(BATCH).enumerate() {
@@ -271,7 +270,7 @@ where
     ) -> Written<'g, V> {
         let hash = self.hash(&key);
         let query = match Codec::<K>::inline_word(&key) {
-            Some(word) => Query::Inline(word),
+            Some(word) => Query::<K, K>::Inline(word),
             None => Query::Owned(PendingKey::new(key, hash, &self.collector)),
         };
         self.write(guard, hash, query, decide)
@@ -287,8 +286,7 @@ where
         decide: impl FnMut(Option<Shared<'g, V>>) -> Option<Staged>,
     ) -> Written<'g, V>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         self.write(guard, self.hash(key), Query::Borrowed(key), decide)
     }
@@ -306,8 +304,7 @@ where
         mut decide: impl FnMut(Option<Shared<'g, V>>) -> Option<Staged>,
     ) -> Written<'g, V>
     where
-        K: Borrow<Q>,
-        Q: Eq + ?Sized,
+        Q: Equivalent<K> + ?Sized,
     {
         let migrator = self.migrator();
         let mut table = self.chain.root(guard);
@@ -402,8 +399,7 @@ where
         query: &mut Query<'_, '_, K, Q>,
     ) -> Located<'g>
     where
-        K: Borrow<Q>,
-        Q: Eq + ?Sized,
+        Q: Equivalent<K> + ?Sized,
     {
         let mut probe = Probe::new(table, hash);
         while let Some(slot) = probe.next() {
