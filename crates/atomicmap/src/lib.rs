@@ -60,6 +60,7 @@ mod stats;
 mod sync;
 
 pub use atomic_map::{AtomicMap, Iter, MapRef, ValueRef};
+pub use atomic_map::{ClonedIter, Entry, ExtractIf, GuardedRef, ModifyEntry};
 pub use capture::{CapturedMap, ChangeEvent, SubscribeOptions, Subscription, Version, Versioned};
 pub use equivalent::Equivalent;
 pub use error::CapacityError;

@@ -66,6 +66,7 @@
 
 mod chain;
 mod freeze;
+mod held;
 mod migrate;
 mod pending;
 mod policy;
@@ -90,6 +91,8 @@ use probe::Probe;
 use table::{Slot, Table};
 use word::{Codec, ABSENT, DROPPED, EMPTY, MOVED, SEALED};
 
+pub use held::GuardedRef;
+pub(in crate::atomic_map) use held::PinnedWalk;
 pub(in crate::atomic_map) use pending::{PendingValue, Staged};
 pub(in crate::atomic_map) use shared::Shared;
 pub use shared::ValueRef;
@@ -132,6 +135,20 @@ pub(in crate::atomic_map) struct Written<'g, V> {
     pub(in crate::atomic_map) previous: Option<Shared<'g, V>>,
     /// Whether the write committed.
     pub(in crate::atomic_map) committed: bool,
+}
+
+/// A position in a walk of the map's entries ([`RawMap::walk`]): the table that was the root
+/// when the walk started, kept allocated by the walk's guard, and the next slot to look at.
+pub(in crate::atomic_map) struct Walk<'g> {
+    table: &'g Table,
+    next: usize,
+}
+
+impl Walk<'_> {
+    /// Slots not yet passed: an upper bound on the entries still to come.
+    pub(in crate::atomic_map) fn slots_left(&self) -> usize {
+        self.table.capacity() - self.next
+    }
 }
 
 /// Where [`RawMap::find_carried`] found a key.
@@ -611,23 +628,46 @@ where
     }
 
     /// Visits every live entry reachable from the root at the time of each slot's load: the
-    /// weakly consistent iteration of [`AtomicMap::iter`](crate::AtomicMap::iter).
-    ///
-    /// A resize in flight when the walk starts is completed first (the walk costs a pass over
-    /// the table anyway): keys inserted since it began live only in its successor, which a walk
-    /// of the old table would not see. A resize that starts during the walk is followed through
-    /// `MOVED` slots; keys inserted during the walk may or may not be visited.
+    /// weakly consistent iteration of [`AtomicMap::iter`](crate::AtomicMap::iter), run to the
+    /// end (see [`walk`](Self::walk)).
     pub(in crate::atomic_map) fn for_each_entry<'g>(
         &self,
         guard: &'g Guard<'_>,
         mut visit: impl FnMut(Shared<'g, K>, Shared<'g, V>),
     ) {
+        let mut walk = self.walk(guard);
+        while let Some((key, value)) = self.walk_next(guard, &mut walk) {
+            visit(key, value);
+        }
+    }
+
+    /// Starts a weakly consistent walk of the map's entries, advanced by
+    /// [`walk_next`](Self::walk_next) under the same guard.
+    ///
+    /// A resize in flight when the walk starts is completed first (the walk costs a pass over
+    /// the table anyway): keys inserted since it began live only in its successor, which a walk
+    /// of the old table would not see. The walk then keeps to the table that was the root: a
+    /// resize that starts during the walk is followed through `MOVED` slots by a re-lookup in
+    /// the successors, so each key is visited at most once, with a value it had during the
+    /// walk; keys inserted during the walk may or may not be visited.
+    pub(in crate::atomic_map) fn walk<'g>(&self, guard: &'g Guard<'_>) -> Walk<'g> {
         let mut table = self.chain.root(guard);
         while !table.next().is_null() {
             self.migrator().complete(guard, table);
             table = self.chain.root(guard);
         }
-        for slot in table.slots.iter() {
+        Walk { table, next: 0 }
+    }
+
+    /// The next live entry of `walk`, or `None` when every slot has been passed.
+    pub(in crate::atomic_map) fn walk_next<'g>(
+        &self,
+        guard: &'g Guard<'_>,
+        walk: &mut Walk<'g>,
+    ) -> Option<(Shared<'g, K>, Shared<'g, V>)> {
+        let table = walk.table;
+        while let Some(slot) = table.slots.get(walk.next) {
+            walk.next += 1;
             let Some(key) = shared::load::<K>(guard, &slot.key).key() else {
                 continue;
             };
@@ -638,18 +678,16 @@ where
                 let mut next = self.chain.next_table(guard, table);
                 loop {
                     match self.find_carried(guard, next, hash, key) {
-                        Search::Found(value) => {
-                            visit(key, value);
-                            break;
-                        }
+                        Search::Found(value) => return Some((key, value)),
                         Search::Missing => break,
                         Search::Next => next = self.chain.next_table(guard, next),
                     }
                 }
             } else if let Some(value) = value.value() {
-                visit(key, value);
+                return Some((key, value));
             }
         }
+        None
     }
 
     /// Looks a stored key up in one table (the table it was carried to).
