@@ -393,8 +393,9 @@ where
         self.raw.reserve(&self.raw.pin(), wanted)
     }
 
-    /// Entries the map holds before its table next needs to grow (the table is kept at most
-    /// half full). [`with_capacity(n)`](Self::with_capacity) makes this at least `n`.
+    /// Entries the current table is sized for: it holds at least this many without growing
+    /// (half its slots; it grows later than that only when probes get long, see `raw::policy`).
+    /// [`with_capacity(n)`](Self::with_capacity) makes this at least `n`.
     pub fn capacity(&self) -> usize {
         self.raw.capacity(&self.raw.pin()) / 2
     }
