@@ -39,6 +39,24 @@ use raw::{PinnedWalk, RawMap, Staged};
 /// * [`snapshot`](Self::snapshot) is the whole map at one instant (lock-free, linearizable);
 ///   see [`MapSnapshot`] for how that differs from iteration.
 ///
+/// # Which operations need `V: Clone`, and why
+/// A value that a writer replaces or removes may still be read by other threads, so the map can
+/// never move it out to the caller: it lends it, or clones it.
+/// * **No `Clone` bound:** [`insert`](Self::insert), [`remove`](Self::remove),
+///   [`try_insert`](Self::try_insert), [`remove_if`](Self::remove_if),
+///   [`compare_exchange`](Self::compare_exchange) and [`entry`](Self::entry) return the value
+///   involved as a [`GuardedRef`], which reads like `&V` and holds a pin until dropped; every
+///   method of [`MapRef`] (from [`pin`](Self::pin)) lends a [`ValueRef`]. So
+///   `AtomicMap<K, AtomicU64>` (a counter table) and `AtomicMap<K, Mutex<T>>` work.
+/// * **`V: Clone`:** [`get`](Self::get), [`get_many`](Self::get_many),
+///   [`update`](Self::update), [`upsert`](Self::upsert), [`compute`](Self::compute) and
+///   [`get_or_insert_with`](Self::get_or_insert_with) return an owned `V` without holding a pin;
+///   [`iter`](Self::iter), [`values`](Self::values), [`drain`](Self::drain) and
+///   [`extract_if`](Self::extract_if) yield owned entries (`K: Clone` too). Their [`MapRef`]
+///   forms borrow instead.
+/// * **`K: Clone, V: Clone, S: Clone`:** [`snapshot`](Self::snapshot), and `Clone` and
+///   `PartialEq` (which compare or copy snapshots) build a map of their own.
+///
 /// ```
 /// use atomicmap::AtomicMap;
 ///
