@@ -367,3 +367,80 @@ fn entries_and_iterators_debug_print() {
     let pinned = map.pin();
     assert!(format!("{:?}", pinned.drain()).starts_with("ExtractIf"));
 }
+
+#[test]
+fn stats_report_the_table_and_count_resizes_apart_from_snapshots() {
+    let map: AtomicMap<u64, u64> = AtomicMap::new();
+    let empty = map.stats();
+    assert_eq!((empty.len, empty.resizes, empty.snapshots_taken), (0, 0, 0));
+    for key in 0..1_000 {
+        map.insert(key, key);
+    }
+    for key in 0..10 {
+        map.remove(&key);
+    }
+    let grown = map.stats();
+    assert_eq!(grown.len, 990);
+    assert_eq!(grown.capacity, map.capacity());
+    assert!(grown.resizes > 0);
+    assert_eq!(grown.tombstones, 10);
+    assert_eq!(grown.migrations_in_flight, 0);
+    assert_eq!(grown.garbage_bytes, 0, "inline values leave no garbage");
+
+    let _ = map.snapshot();
+    let _ = map.snapshot();
+    let after = map.stats();
+    assert_eq!(after.snapshots_taken, 2);
+    assert_eq!(after.resizes, grown.resizes, "a snapshot is not a resize");
+}
+
+/// Every key hashes to the same home slot, so the n-th key lies n slots from it.
+#[derive(Clone, Default)]
+struct SameHome;
+
+impl std::hash::BuildHasher for SameHome {
+    type Hasher = SameHomeHasher;
+    fn build_hasher(&self) -> SameHomeHasher {
+        SameHomeHasher
+    }
+}
+
+struct SameHomeHasher;
+
+impl Hasher for SameHomeHasher {
+    fn finish(&self) -> u64 {
+        0
+    }
+    fn write(&mut self, _: &[u8]) {}
+}
+
+#[test]
+fn stats_report_the_longest_probe() {
+    let map: AtomicMap<u64, u64, SameHome> = AtomicMap::with_capacity_and_hasher(64, SameHome);
+    for key in 0..20 {
+        map.insert(key, key);
+    }
+    assert_eq!(map.stats().longest_probe, 19);
+}
+
+#[test]
+fn stats_count_garbage_a_pin_holds_back_until_it_is_freed() {
+    let map: AtomicMap<u64, String> = AtomicMap::new();
+    map.insert(0, String::new());
+    let pinned = map.pin();
+    for round in 0..100 {
+        map.insert(0, round.to_string());
+    }
+    let held = map.stats().garbage_bytes;
+    assert!(held >= 100 * std::mem::size_of::<String>(), "{held} bytes");
+    drop(pinned);
+    // Unheld garbage is freed by the passes that later retirements run.
+    for round in 0..10_000 {
+        map.insert(0, round.to_string());
+    }
+    let later = map.stats().garbage_bytes;
+    assert!(
+        later < 10_000 * std::mem::size_of::<String>(),
+        "{later} bytes: garbage is freed, not only counted"
+    );
+}

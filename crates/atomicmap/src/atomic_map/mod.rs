@@ -18,10 +18,13 @@ use equivalent::Equivalent;
 use crate::error::CapacityError;
 use crate::hash::DefaultHashBuilder;
 use crate::snapshot::MapSnapshot;
+use crate::stats::MapStats;
+// Plain std atomics for a figure that orders nothing, which loom need not model.
 pub use entry::{Entry, ModifyEntry};
 pub use pinned::{ExtractIf, Iter, MapRef};
 pub use raw::{GuardedRef, ValueRef};
 use raw::{PinnedWalk, RawMap, Staged};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A lock-free concurrent hash map with open addressing.
 ///
@@ -72,6 +75,9 @@ use raw::{PinnedWalk, RawMap, Staged};
 /// ```
 pub struct AtomicMap<K: 'static, V: 'static, S = DefaultHashBuilder> {
     raw: RawMap<K, V, S>,
+    /// Snapshots taken, for `stats()`: each is also a table generation, which `stats()`
+    /// subtracts to count resizes. Relaxed: a figure to report, ordered with nothing.
+    snapshots: AtomicU64,
 }
 
 impl<K, V> AtomicMap<K, V, DefaultHashBuilder>
@@ -125,7 +131,10 @@ where
     /// Like [`with_capacity_and_hasher`](Self::with_capacity_and_hasher), but reports an
     /// impossible capacity instead of panicking.
     pub fn try_with_capacity_and_hasher(capacity: usize, hasher: S) -> Result<Self, CapacityError> {
-        RawMap::with_capacity(capacity, hasher).map(|raw| AtomicMap { raw })
+        RawMap::with_capacity(capacity, hasher).map(|raw| AtomicMap {
+            raw,
+            snapshots: AtomicU64::new(0),
+        })
     }
 
     /// The map's hasher.
@@ -418,6 +427,44 @@ where
         self.raw.capacity(&self.raw.pin()) / 2
     }
 
+    /// The map's internals: [`MapStats`]. Costs a walk of every slot of the table under a pin
+    /// (O(capacity)), for the tombstones and the longest probe; writers are not stopped, so
+    /// under concurrent writes each figure is current but they are not one consistent state.
+    /// `resizes` counts grows, shrinks and compactions (not the freezing migrations of
+    /// snapshots, counted in `snapshots_taken`); `migrations_in_flight` is 0 or 1 (only the
+    /// current table is ever resized, and a snapshot in flight counts as one);
+    /// `garbage_bytes` counts replaced and removed boxed keys and values and old tables
+    /// (values stored inside their slot leave no garbage).
+    ///
+    /// ```
+    /// use atomicmap::AtomicMap;
+    ///
+    /// let map: AtomicMap<u64, String> = AtomicMap::new();
+    /// for n in 0..1_000 {
+    ///     map.insert(n, n.to_string());
+    /// }
+    /// map.remove(&7);
+    /// let stats = map.stats();
+    /// assert_eq!(stats.len, 999);
+    /// assert!(stats.capacity >= 999);
+    /// assert!(stats.resizes > 0, "grew from its initial table");
+    /// assert_eq!(stats.tombstones, 1);
+    /// ```
+    pub fn stats(&self) -> MapStats {
+        let table = self.raw.table_stats(&self.raw.pin());
+        let snapshots_taken = self.snapshots.load(Ordering::Relaxed);
+        MapStats {
+            len: self.len(),
+            capacity: table.slots / 2,
+            resizes: table.generation.saturating_sub(snapshots_taken),
+            migrations_in_flight: usize::from(table.migrating),
+            tombstones: table.tombstones,
+            longest_probe: table.longest_probe,
+            garbage_bytes: self.raw.garbage_bytes(),
+            snapshots_taken,
+        }
+    }
+
     /// A weakly consistent iterator over clones of the entries (see the type docs), walking the
     /// table lazily under a pin the iterator holds (so drop it when done). To borrow entries
     /// instead of cloning them, iterate a pinned handle: [`MapRef::iter`].
@@ -536,6 +583,7 @@ where
         let version = self.raw.snapshot(&guard, |key, value| {
             entries.insert(key.with(K::clone), value.with(V::clone));
         });
+        self.snapshots.fetch_add(1, Ordering::Relaxed);
         MapSnapshot::from_table(entries, version)
     }
 }

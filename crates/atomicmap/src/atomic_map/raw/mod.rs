@@ -151,6 +151,17 @@ impl Walk<'_> {
     }
 }
 
+/// What [`RawMap::table_stats`] found in the current table.
+pub(in crate::atomic_map) struct TableStats {
+    pub(in crate::atomic_map) slots: usize,
+    /// Tables the map had before this one (every resize and every snapshot adds one).
+    pub(in crate::atomic_map) generation: u64,
+    /// Whether a resize (or a snapshot's freezing migration) of it is in flight.
+    pub(in crate::atomic_map) migrating: bool,
+    pub(in crate::atomic_map) tombstones: usize,
+    pub(in crate::atomic_map) longest_probe: usize,
+}
+
 /// Where [`RawMap::find_carried`] found a key.
 enum Search<'g, V> {
     Found(Shared<'g, V>),
@@ -397,8 +408,9 @@ where
             // once (by us); its birth was written before it was published.
             unsafe {
                 let birth = word::boxed::<V>(previous).birth;
-                guard.retire(
+                guard.retire_sized(
                     word::box_ptr::<V>(previous),
+                    std::mem::size_of::<word::Boxed<V>>(),
                     birth,
                     free_box::<word::Boxed<V>>,
                 );
@@ -688,6 +700,41 @@ where
             }
         }
         None
+    }
+
+    /// The current table's figures for `stats()`, by a walk of every slot (O(capacity)): its
+    /// tombstones and the longest distance of a live key from its home slot. Slots already
+    /// moved by a resize in flight are not counted.
+    pub(in crate::atomic_map) fn table_stats(&self, guard: &Guard<'_>) -> TableStats {
+        let table = self.chain.root(guard);
+        let mut stats = TableStats {
+            slots: table.capacity(),
+            generation: table.generation,
+            migrating: !table.next().is_null(),
+            tombstones: 0,
+            longest_probe: 0,
+        };
+        for (index, slot) in table.slots.iter().enumerate() {
+            let Some(key) = shared::load::<K>(guard, &slot.key).key() else {
+                continue;
+            };
+            match slot.value.load(Ordering::Acquire) {
+                ABSENT => stats.tombstones += 1,
+                value if word::is_value(value) => {
+                    let home = key.hash_with(&self.hasher) as usize & table.mask;
+                    let distance = index.wrapping_sub(home) & table.mask;
+                    stats.longest_probe = stats.longest_probe.max(distance);
+                }
+                _ => {}
+            }
+        }
+        stats
+    }
+
+    /// Bytes that writers retired (replaced values, removed entries, old tables) and that are
+    /// not yet freed.
+    pub(in crate::atomic_map) fn garbage_bytes(&self) -> usize {
+        self.collector.garbage_bytes()
     }
 
     /// Looks a stored key up in one table (the table it was carried to).
