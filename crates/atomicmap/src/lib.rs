@@ -56,6 +56,7 @@ mod persistent;
 mod reclaim;
 #[cfg(feature = "serde")]
 mod serde_impls;
+mod set;
 mod stats;
 mod sync;
 
@@ -65,6 +66,7 @@ pub use capture::{CapturedMap, ChangeEvent, SubscribeOptions, Subscription, Vers
 pub use equivalent::Equivalent;
 pub use error::CapacityError;
 pub use hash::DefaultHashBuilder;
+pub use set::{AtomicSet, SetIter};
 
 pub mod capture;
 pub mod hot_swap;
