@@ -2,7 +2,9 @@
 //!
 //! This module is the safe face: constructors, whole-map operations and trait impls.
 //! Single-key operations are implemented once, on the pinned handle ([`MapRef`], `pinned.rs`);
-//! `AtomicMap`'s own methods pin and delegate. Everything unsafe, and the protocol write-ups,
+//! `AtomicMap`'s own methods pin and delegate, cloning what the handle lends or keeping it
+//! with the pin ([`GuardedRef`]). The entry API (`entry.rs`) is built on the handle's
+//! `get_or_insert_with`, `upsert` and `update`. Everything unsafe, and the protocol write-ups,
 //! live in `raw` (slots, the commit CAS, resizing, snapshots) and `crate::reclaim`.
 
 mod entry;

@@ -10,6 +10,7 @@
 //!    ├── migrate (Migrator: start / help / complete a resize)
 //!    ├── policy  (when to resize, to what size)
 //!    ├── pending (keys and values on their way into a slot)
+//!    ├── held    (a lent value or a walk that owns its pin: `AtomicMap::insert`, `iter`)
 //!    ├── shared  (guard-lifetimed handles on slot contents)
 //!    ├── chain   (root table and successor links)
 //!    ├── probe   (the one probe sequence)
