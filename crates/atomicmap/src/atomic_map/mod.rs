@@ -846,6 +846,43 @@ mod tests {
         );
     }
 
+    /// A value lent by `insert` stays readable while writers retire it and reclamation passes
+    /// run (Miri checks the reads through `GuardedRef`).
+    #[test]
+    fn a_lent_previous_value_outlives_its_retirement() {
+        let map: AtomicMap<u8, String> = AtomicMap::new();
+        map.insert(1, "one".to_string());
+        let previous = map.insert(1, "uno".to_string()).expect("replaced");
+        let rounds = if cfg!(miri) { 64 } else { 4_096 };
+        for round in 0..rounds {
+            map.insert(1, round.to_string());
+        }
+        let removed = map.remove(&1).expect("present");
+        assert_eq!(*previous, "one");
+        assert_eq!(*removed, (rounds - 1).to_string());
+    }
+
+    /// A walk that owns its pin keeps reading boxed entries while the same thread replaces,
+    /// removes and grows past them (the table it walks is retired meanwhile).
+    #[test]
+    fn a_cloning_walk_reads_boxed_entries_while_they_are_replaced() {
+        let map: AtomicMap<String, String> = (0..40)
+            .map(|i| (format!("k{i}"), format!("v{i}")))
+            .collect();
+        let mut walk = map.iter();
+        let first = walk.next().expect("forty entries");
+        for i in 0..40 {
+            map.insert(format!("k{i}"), format!("w{i}"));
+        }
+        for i in 40..200 {
+            map.insert(format!("k{i}"), format!("v{i}"));
+        }
+        let mut seen = vec![first];
+        seen.extend(walk);
+        assert!(seen.iter().all(|(key, value)| key[1..] == value[1..]));
+        assert!(seen.len() >= 40);
+    }
+
     #[test]
     fn pinned_reads_borrow_boxed_values() {
         let map: AtomicMap<u8, String> = AtomicMap::new();
