@@ -270,7 +270,6 @@ where
     /// let lost = leader.compare_exchange("shard-1", &"node-a", "node-c");
     /// assert_eq!(lost.map_err(|now| now.map(|now| *now)), Err(Some("node-b")));
     /// ```
-    #[allow(clippy::type_complexity)]
     pub fn compare_exchange<Q>(
         &self,
         key: &Q,
