@@ -444,3 +444,28 @@ fn stats_count_garbage_a_pin_holds_back_until_it_is_freed() {
         "{later} bytes: garbage is freed, not only counted"
     );
 }
+
+/// Racing `and_modify(..).or_insert_with(..)` on the same keys: each key is inserted once and
+/// modified by every other call, none lost and none applied twice, whichever closure reruns
+/// (a made value that lost the race to insert is dropped, and the call modifies instead).
+#[test]
+fn racing_entries_insert_once_and_modify_exactly_once_per_other_call() {
+    let map: AtomicMap<u64, String> = AtomicMap::new();
+    thread::scope(|s| {
+        for _ in 0..THREADS {
+            s.spawn(|| {
+                for key in 0..500 {
+                    map.entry(key)
+                        .and_modify(|value| format!("{value}+"))
+                        .or_insert_with(|| "x".into());
+                }
+            });
+        }
+    });
+    for key in 0..500 {
+        assert_eq!(
+            map.get(&key).map(|value| value.len()),
+            Some(THREADS as usize)
+        );
+    }
+}
