@@ -18,7 +18,9 @@ use super::raw::GuardedRef;
 ///
 /// **Which closures may run more than once:** the closure that makes a value to insert
 /// (`or_insert_with`, `or_default`'s `Default::default`) runs at most once, and not at all if
-/// the key has a value. The closure of [`and_modify`](Self::and_modify) sees the current value
+/// the key has a value; if another writer inserts the key between that call and the commit,
+/// the value made is dropped and the entry takes the winner's value (modifying it, after
+/// `and_modify`). The closure of [`and_modify`](Self::and_modify) sees the current value
 /// and returns its replacement; when another writer changes the key between the read and the
 /// commit, it runs again on the newer value, so it must not have side effects that cannot
 /// repeat. Only its last result is stored.
