@@ -32,13 +32,14 @@
 //! protected pointer is never reused while pinned, so a writer's CAS cannot succeed against
 //! a recycled address (no ABA).
 
-use std::borrow::Borrow;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::marker::PhantomData;
 use std::ops::Deref;
 use std::ptr::{self, NonNull};
 use std::sync::Arc;
+
+use equivalent::Equivalent;
 
 use crate::reclaim::{self, Collector};
 use crate::snapshot::MapSnapshot;
@@ -412,8 +413,7 @@ where
     /// The value for `key`, cloned.
     pub fn get<Q>(&self, key: &Q) -> Option<V>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         self.load().get(key).cloned()
     }
@@ -421,8 +421,7 @@ where
     /// Runs `read` on the value for `key` without cloning it; `read` runs at most once.
     pub fn get_with<Q, R>(&self, key: &Q, read: impl FnOnce(&V) -> R) -> Option<R>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         self.load().get(key).map(read)
     }
@@ -430,8 +429,7 @@ where
     /// Whether `key` has a value.
     pub fn contains_key<Q>(&self, key: &Q) -> bool
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         self.load().contains_key(key)
     }
@@ -473,8 +471,7 @@ where
     /// Removes `key`; returns its value. Publishes nothing if the key is absent.
     pub fn remove<Q>(&self, key: &Q) -> Option<V>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         let mut removed = None;
         let _ = self.cell.publish(|current, _| {
@@ -507,8 +504,7 @@ where
     /// ```
     pub fn update<Q>(&self, key: &Q, mut change: impl FnMut(&V) -> V) -> Option<V>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         let mut result = None;
         let _ = self.cell.publish(|current, _| {

@@ -9,6 +9,8 @@ use std::fmt;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::ops::Index;
 
+use equivalent::Equivalent;
+
 use crate::hash::{DefaultHashBuilder, Lookup, Probe, StoredHash};
 
 type Trie<K, V> = imbl::GenericHashMap<Slot<K>, V, StoredHash, imbl::shared_ptr::DefaultSharedPtr>;
@@ -54,18 +56,22 @@ impl<K> Borrow<SlotId> for Slot<K> {
     }
 }
 
-impl<K: Borrow<Q>, Q: ?Sized> Lookup<Q> for Slot<K> {
+impl<K: Eq> Lookup<K> for Slot<K> {
     fn hash(&self) -> u64 {
         self.ident.hash
     }
 
-    fn key(&self) -> &Q {
-        self.key.borrow()
+    fn stored_key(&self) -> Option<&K> {
+        Some(&self.key)
+    }
+
+    fn matches(&self, stored: &K) -> bool {
+        self.key == *stored
     }
 }
 
-impl<'a, K: Borrow<Q> + 'a, Q: ?Sized + 'a> Borrow<dyn Lookup<Q> + 'a> for Slot<K> {
-    fn borrow(&self) -> &(dyn Lookup<Q> + 'a) {
+impl<'a, K: Eq + 'a> Borrow<dyn Lookup<K> + 'a> for Slot<K> {
+    fn borrow(&self) -> &(dyn Lookup<K> + 'a) {
         self
     }
 }
@@ -156,20 +162,18 @@ where
     /// The stored key equal to `key`, with its value.
     pub fn get_key_value<Q>(&self, key: &Q) -> Option<(&K, &V)>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         let hash = self.hasher.hash_one(key);
         self.trie
-            .get_key_value(&Probe { hash, key } as &dyn Lookup<Q>)
+            .get_key_value(Probe { hash, key }.lookup())
             .map(|(slot, value)| (&slot.key, value))
     }
 
     /// The value for `key`.
     pub fn get<Q>(&self, key: &Q) -> Option<&V>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         self.get_key_value(key).map(|(_, value)| value)
     }
@@ -177,8 +181,7 @@ where
     /// Whether `key` has a value.
     pub fn contains_key<Q>(&self, key: &Q) -> bool
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         self.get(key).is_some()
     }
@@ -187,11 +190,10 @@ where
     /// (the only place the user's `Eq` runs).
     fn find<Q>(&self, hash: u64, key: &Q) -> Option<SlotId>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         self.trie
-            .get_key_value(&Probe { hash, key } as &dyn Lookup<Q>)
+            .get_key_value(Probe { hash, key }.lookup())
             .map(|(slot, _)| slot.ident)
     }
 }
@@ -222,8 +224,7 @@ where
     /// Removes `key`; returns its value.
     pub fn remove<Q>(&mut self, key: &Q) -> Option<V>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         let ident = self.find(self.hasher.hash_one(key), key)?;
         self.trie.remove(&ident)
@@ -283,8 +284,8 @@ where
 
 impl<K, V, S, Q> Index<&Q> for PersistentMap<K, V, S>
 where
-    K: Hash + Eq + Borrow<Q>,
-    Q: Hash + Eq + ?Sized,
+    K: Hash + Eq,
+    Q: Hash + Equivalent<K> + ?Sized,
     S: BuildHasher,
 {
     type Output = V;

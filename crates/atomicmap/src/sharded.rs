@@ -49,14 +49,15 @@
 //! shared copies it before writing, so the snapshot keeps the table as it was. Unshared, the
 //! check costs the writer one uncontended atomic on a cache line it is about to write anyway.
 
-use std::borrow::Borrow;
 use std::collections::hash_map;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::sync::{Arc, OnceLock};
 
+use equivalent::Equivalent;
+
 use crate::error::CapacityError;
-use crate::hash::{shard_index, Hashed, HashedTable, Lookup, Probe, StoredHash};
+use crate::hash::{shard_index, Hashed, HashedTable, Probe, StoredHash};
 use crate::snapshot::MapSnapshot;
 use crate::sync::{CachePadded, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -397,8 +398,7 @@ where
     /// The value for `key`, cloned.
     pub fn get<Q>(&self, key: &Q) -> Option<V>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
         V: Clone,
     {
         self.get_with(key, V::clone)
@@ -408,26 +408,24 @@ where
     /// `read` runs at most once and must not use this map (module docs).
     pub fn get_with<Q, R>(&self, key: &Q, read: impl FnOnce(&V) -> R) -> Option<R>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         let (hash, shard) = self.locate(key);
         self.read_shard(shard)
             .table()
-            .get(&Probe { hash, key } as &dyn Lookup<Q>)
+            .get(Probe { hash, key }.lookup())
             .map(read)
     }
 
     /// Whether `key` has a value.
     pub fn contains_key<Q>(&self, key: &Q) -> bool
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         let (hash, shard) = self.locate(key);
         self.read_shard(shard)
             .table()
-            .contains_key(&Probe { hash, key } as &dyn Lookup<Q>)
+            .contains_key(Probe { hash, key }.lookup())
     }
 
     /// Sets the value for `key`; returns the previous one.
@@ -441,13 +439,12 @@ where
     /// Removes `key`; returns its value.
     pub fn remove<Q>(&self, key: &Q) -> Option<V>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         let (hash, shard) = self.locate(key);
         self.write_shard(shard)
             .table_mut()
-            .remove(&Probe { hash, key } as &dyn Lookup<Q>)
+            .remove(Probe { hash, key }.lookup())
     }
 
     /// Runs `modify` on the value for `key` in place, under the shard's write lock; returns
@@ -468,13 +465,12 @@ where
     /// ```
     pub fn get_mut<Q, R>(&self, key: &Q, modify: impl FnOnce(&mut V) -> R) -> Option<R>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         let (hash, shard) = self.locate(key);
         self.write_shard(shard)
             .table_mut()
-            .get_mut(&Probe { hash, key } as &dyn Lookup<Q>)
+            .get_mut(Probe { hash, key }.lookup())
             .map(modify)
     }
 
@@ -495,8 +491,7 @@ where
     /// ```
     pub fn update<Q>(&self, key: &Q, mut change: impl FnMut(&V) -> V) -> Option<V>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
         V: Clone,
     {
         self.get_mut(key, |value| {

@@ -18,7 +18,6 @@
 //! after another one (in real time) never has a smaller version. What it counts depends on
 //! the map (writes, publications, or tables); see each map's `snapshot`.
 
-use std::borrow::Borrow;
 use std::collections::hash_map::{self, HashMap};
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
@@ -27,7 +26,9 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 pub use crate::hash::DefaultHashBuilder;
-use crate::hash::{shard_index, Hashed, HashedTable, Lookup, Probe};
+use equivalent::Equivalent;
+
+use crate::hash::{shard_index, Hashed, HashedTable, Probe, StoredHash};
 use crate::persistent::{self, PersistentMap};
 
 /// An immutable view of a map's entries at one instant, with the version of the map at that
@@ -54,9 +55,9 @@ pub struct MapSnapshot<K, V, S = DefaultHashBuilder> {
 }
 
 enum Storage<K, V, S> {
-    /// One table.
-    Table(HashMap<K, V, S>),
-    /// The shards of a `ShardedMap` (shared copy-on-write with the map).
+    /// Tables of keys stored with their hash: the shards of a `ShardedMap` (shared
+    /// copy-on-write with the map), or one table built for the snapshot. Keys carry their hash
+    /// so that `get` can match them by [`Equivalent`], which std's `HashMap` cannot.
     Shards {
         tables: Box<[Arc<HashedTable<K, V>>]>,
         /// The map's hasher, which computed the hashes stored with the keys.
@@ -70,12 +71,37 @@ enum Storage<K, V, S> {
 }
 
 impl<K, V, S> MapSnapshot<K, V, S> {
-    /// A snapshot made of one table.
-    pub(crate) fn from_table(table: HashMap<K, V, S>, version: u64) -> Self {
-        MapSnapshot {
-            storage: Storage::Table(table),
-            version,
+    /// A snapshot made of one table. Each key is hashed again, into a table of keys stored
+    /// with their hash (see [`Storage::Shards`]); [`from_entries`](Self::from_entries) skips
+    /// the first table.
+    pub(crate) fn from_table(table: HashMap<K, V, S>, version: u64) -> Self
+    where
+        K: Hash + Eq,
+        S: BuildHasher + Clone,
+    {
+        let hasher = table.hasher().clone();
+        Self::from_entries(table, hasher, version)
+    }
+
+    /// A snapshot of `entries`, whose keys are distinct, hashed with `hasher`.
+    pub(crate) fn from_entries(
+        entries: impl IntoIterator<Item = (K, V)>,
+        hasher: S,
+        version: u64,
+    ) -> Self
+    where
+        K: Hash + Eq,
+        S: BuildHasher,
+    {
+        let entries = entries.into_iter();
+        let mut table =
+            HashedTable::with_capacity_and_hasher(entries.size_hint().0, StoredHash::default());
+        for (key, value) in entries {
+            let hash = hasher.hash_one(&key);
+            table.insert(Hashed { hash, key }, value);
         }
+        // One table is one shard: `shard_index` with a shift of 64 picks shard 0.
+        Self::from_shards(Box::new([Arc::new(table)]), hasher, u64::BITS, version)
     }
 
     /// A snapshot made of the shards of a `ShardedMap`.
@@ -113,7 +139,6 @@ impl<K, V, S> MapSnapshot<K, V, S> {
     /// Number of entries.
     pub fn len(&self) -> usize {
         match &self.storage {
-            Storage::Table(table) => table.len(),
             Storage::Shards { len, .. } => *len,
             Storage::Persistent(map) => map.len(),
         }
@@ -127,7 +152,6 @@ impl<K, V, S> MapSnapshot<K, V, S> {
     /// Every entry once, in no particular order.
     pub fn iter(&self) -> SnapshotIter<'_, K, V, S> {
         let inner = match &self.storage {
-            Storage::Table(table) => IterInner::Table(table.iter()),
             Storage::Shards { tables, .. } => {
                 let mut tables = tables.iter();
                 let current = tables.next().map(|table| table.iter());
@@ -192,11 +216,9 @@ where
     /// The value `key` had at the snapshot's instant.
     pub fn get<Q>(&self, key: &Q) -> Option<&V>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         match &self.storage {
-            Storage::Table(table) => table.get(key),
             Storage::Shards {
                 tables,
                 hasher,
@@ -204,7 +226,7 @@ where
                 ..
             } => {
                 let hash = hasher.hash_one(key);
-                tables[shard_index(hash, *shard_shift)].get(&Probe { hash, key } as &dyn Lookup<Q>)
+                tables[shard_index(hash, *shard_shift)].get(Probe { hash, key }.lookup())
             }
             Storage::Persistent(map) => map.get(key),
         }
@@ -213,8 +235,7 @@ where
     /// Whether `key` was present at the snapshot's instant.
     pub fn contains_key<Q>(&self, key: &Q) -> bool
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         self.get(key).is_some()
     }
@@ -255,7 +276,6 @@ pub struct SnapshotIter<'a, K, V, S> {
 }
 
 enum IterInner<'a, K, V> {
-    Table(hash_map::Iter<'a, K, V>),
     Shards {
         tables: std::slice::Iter<'a, Arc<HashedTable<K, V>>>,
         current: Option<hash_map::Iter<'a, Hashed<K>, V>>,
@@ -268,7 +288,6 @@ impl<'a, K, V, S> Iterator for SnapshotIter<'a, K, V, S> {
 
     fn next(&mut self) -> Option<Self::Item> {
         let next = match &mut self.inner {
-            IterInner::Table(entries) => entries.next(),
             IterInner::Shards { tables, current } => loop {
                 let entries = current.as_mut()?;
                 if let Some((stored, value)) = entries.next() {
