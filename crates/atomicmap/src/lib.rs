@@ -54,9 +54,9 @@ mod error;
 mod hash;
 mod persistent;
 mod reclaim;
-mod stats;
 #[cfg(feature = "serde")]
 mod serde_impls;
+mod stats;
 mod sync;
 
 pub use atomic_map::{AtomicMap, Iter, MapRef, ValueRef};

@@ -250,6 +250,65 @@ impl<'a, K, V, S> IntoIterator for &'a MapSnapshot<K, V, S> {
     }
 }
 
+impl<K: Clone, V: Clone, S: Clone> Clone for MapSnapshot<K, V, S> {
+    /// O(shards) at most: the entries are immutable and shared by reference count, not copied.
+    fn clone(&self) -> Self {
+        let storage = match &self.storage {
+            Storage::Shards {
+                tables,
+                hasher,
+                shard_shift,
+                len,
+            } => Storage::Shards {
+                tables: tables.clone(),
+                hasher: hasher.clone(),
+                shard_shift: *shard_shift,
+                len: *len,
+            },
+            Storage::Persistent(map) => Storage::Persistent(map.clone()),
+        };
+        MapSnapshot {
+            storage,
+            version: self.version,
+        }
+    }
+}
+
+impl<K, V, S> PartialEq for MapSnapshot<K, V, S>
+where
+    K: Hash + Eq,
+    V: PartialEq,
+    S: BuildHasher + Clone,
+{
+    /// Same keys with equal values, as std's `HashMap` compares. The versions are not
+    /// compared: they count different things on different maps (module docs), and two
+    /// snapshots with the same entries are the same contents.
+    ///
+    /// ```
+    /// use atomicmap::{RcuMap, ShardedMap};
+    ///
+    /// let sharded: ShardedMap<u32, u32> = (0..10).map(|key| (key, key)).collect();
+    /// let rcu: RcuMap<u32, u32> = (0..10).map(|key| (key, key)).collect();
+    /// let (a, b) = (sharded.snapshot(), rcu.snapshot());
+    /// assert_eq!(a, b);
+    /// assert_ne!(a.version(), b.version());
+    /// ```
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len()
+            && self
+                .iter()
+                .all(|(key, value)| other.get(key) == Some(value))
+    }
+}
+
+impl<K, V, S> Eq for MapSnapshot<K, V, S>
+where
+    K: Hash + Eq,
+    V: Eq,
+    S: BuildHasher + Clone,
+{
+}
+
 impl<K: fmt::Debug, V: fmt::Debug, S> fmt::Debug for MapSnapshot<K, V, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MapSnapshot")
@@ -275,12 +334,42 @@ pub struct SnapshotIter<'a, K, V, S> {
     _hasher: PhantomData<fn() -> S>,
 }
 
+impl<K, V, S> Clone for SnapshotIter<'_, K, V, S> {
+    /// An iterator at the same position (the entries are borrowed, not cloned).
+    fn clone(&self) -> Self {
+        SnapshotIter {
+            inner: self.inner.clone(),
+            remaining: self.remaining,
+            _hasher: PhantomData,
+        }
+    }
+}
+
+impl<K: fmt::Debug, V: fmt::Debug, S> fmt::Debug for SnapshotIter<'_, K, V, S> {
+    /// The entries not yet handed out.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.clone()).finish()
+    }
+}
+
 enum IterInner<'a, K, V> {
     Shards {
         tables: std::slice::Iter<'a, Arc<HashedTable<K, V>>>,
         current: Option<hash_map::Iter<'a, Hashed<K>, V>>,
     },
     Persistent(persistent::Iter<'a, K, V>),
+}
+
+impl<K, V> Clone for IterInner<'_, K, V> {
+    fn clone(&self) -> Self {
+        match self {
+            IterInner::Shards { tables, current } => IterInner::Shards {
+                tables: tables.clone(),
+                current: current.clone(),
+            },
+            IterInner::Persistent(entries) => IterInner::Persistent(entries.clone()),
+        }
+    }
 }
 
 impl<'a, K, V, S> Iterator for SnapshotIter<'a, K, V, S> {
