@@ -448,7 +448,9 @@ impl<K, V, S> ShardedMap<K, V, S> {
     /// use atomicmap::ShardedMap;
     ///
     /// let map: ShardedMap<u32, u32> = ShardedMap::with_shards(1).unwrap();
-    /// map.extend((0..100).map(|key| (key, key)));
+    /// for key in 0..100 {
+    ///     map.insert(key, key);
+    /// }
     /// let _ = map.snapshot();
     /// let stats = map.stats();
     /// assert_eq!((stats.len, stats.snapshots_taken), (100, 1));

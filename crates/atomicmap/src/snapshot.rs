@@ -166,6 +166,16 @@ impl<K, V, S> MapSnapshot<K, V, S> {
         }
     }
 
+    /// Every key once, in no particular order.
+    pub fn keys(&self) -> impl ExactSizeIterator<Item = &K> + '_ {
+        self.iter().map(|(key, _)| key)
+    }
+
+    /// Every value once, in no particular order.
+    pub fn values(&self) -> impl ExactSizeIterator<Item = &V> + '_ {
+        self.iter().map(|(_, value)| value)
+    }
+
     /// The keys in ascending order.
     pub fn sorted_keys(&self) -> Vec<&K>
     where
