@@ -43,11 +43,14 @@ use equivalent::Equivalent;
 
 use crate::reclaim::{self, Collector};
 use crate::snapshot::MapSnapshot;
-use crate::sync::{AtomicPtr, Ordering};
+use crate::stats::MapStats;
+use crate::sync::{AtomicPtr, AtomicU64, Ordering};
 
 pub use crate::hash::DefaultHashBuilder;
 
-pub use crate::persistent::{Iter as PersistentIter, PersistentMap};
+pub use crate::persistent::{
+    IntoIter as PersistentIntoIter, Iter as PersistentIter, PersistentMap,
+};
 
 /// One published value; immutable once the CAS publishes it.
 struct Publication<T> {
@@ -328,6 +331,37 @@ impl<T> From<T> for HotSwap<T> {
     }
 }
 
+impl<T> Clone for HotSwap<T> {
+    /// A new cell whose first value is the current value of `self`, shared (one `Arc`
+    /// clone), not copied. The copy starts at version 0 and its publications are its own:
+    /// versions count a cell's publications, and the copy has made none.
+    ///
+    /// ```
+    /// use atomicmap::HotSwap;
+    ///
+    /// let config = HotSwap::new("v1");
+    /// config.store("v2");
+    /// let copy = config.clone();
+    /// assert_eq!((*copy.load(), copy.version()), ("v2", 0));
+    /// copy.store("v3");
+    /// assert_eq!(*config.load(), "v2");
+    /// ```
+    fn clone(&self) -> Self {
+        Self::from_arc(self.load_full())
+    }
+}
+
+impl<T: PartialEq> PartialEq for HotSwap<T> {
+    /// Whether the current values are equal; versions are not compared (they count each
+    /// cell's own publications). Each side is loaded at its own moment: not atomic across
+    /// both cells.
+    fn eq(&self, other: &Self) -> bool {
+        *self.load() == *other.load()
+    }
+}
+
+impl<T: Eq> Eq for HotSwap<T> {}
+
 impl<T: fmt::Debug> fmt::Debug for HotSwap<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("HotSwap").field(&self.load()).finish()
@@ -349,6 +383,8 @@ impl<T: fmt::Debug> fmt::Debug for HotSwap<T> {
 /// changes, see there).
 pub struct RcuMap<K, V, S = DefaultHashBuilder> {
     cell: HotSwap<PersistentMap<K, V, S>>,
+    /// Calls of `snapshot`, for `stats`; relaxed, as it orders nothing.
+    snapshots_taken: AtomicU64,
 }
 
 impl<K, V> RcuMap<K, V>
@@ -380,8 +416,14 @@ where
 {
     /// An empty map that hashes with `hasher`.
     pub fn with_hasher(hasher: S) -> Self {
+        Self::from_persistent(PersistentMap::with_hasher(hasher))
+    }
+
+    /// A map whose first publication (version 0) is `map`.
+    pub fn from_persistent(map: PersistentMap<K, V, S>) -> Self {
         RcuMap {
-            cell: HotSwap::new(PersistentMap::with_hasher(hasher)),
+            cell: HotSwap::new(map),
+            snapshots_taken: AtomicU64::new(0),
         }
     }
 
@@ -401,6 +443,7 @@ where
     /// O(1) clone of the persistent map's root: no copy, no lock, nothing for writers to do.
     /// Reads and iteration of an `RcuMap` are consistent in the same way.
     pub fn snapshot(&self) -> MapSnapshot<K, V, S> {
+        self.snapshots_taken.fetch_add(1, Ordering::Relaxed);
         let current = self.load();
         MapSnapshot::from_persistent(PersistentMap::clone(&current), current.version())
     }
@@ -408,6 +451,39 @@ where
     /// The version of the current map: +1 per publication.
     pub fn version(&self) -> u64 {
         self.cell.version()
+    }
+
+    /// Owned copies of every entry of the current map: one pinned load and an O(1) copy of
+    /// the map's root, then entries cloned as the iterator reaches them. Every item comes
+    /// from the same publication (unlike the other maps' iteration, this is consistent), and
+    /// nothing is held that writers wait for.
+    ///
+    /// ```
+    /// use atomicmap::RcuMap;
+    ///
+    /// let map: RcuMap<u32, u32> = (0..3).map(|key| (key, key)).collect();
+    /// let mut total = 0;
+    /// for (key, value) in &map {
+    ///     map.insert(key + 10, value); // a new publication; this loop keeps the old one
+    ///     total += value;
+    /// }
+    /// assert_eq!((total, map.len()), (3, 6));
+    /// ```
+    pub fn iter(&self) -> PersistentIntoIter<K, V> {
+        PersistentMap::clone(&self.load()).into_iter()
+    }
+
+    /// The map's internals as a [`MapStats`]: `len` of the current publication and
+    /// `snapshots_taken` (calls of [`snapshot`](Self::snapshot)). The other figures are 0: a
+    /// persistent trie has no capacity and is never resized or migrated (a write publishes a
+    /// new root), it keeps no tombstones and probes nothing, and the cell's collector does not
+    /// count the bytes of the publications it holds.
+    pub fn stats(&self) -> MapStats {
+        MapStats {
+            len: self.len(),
+            snapshots_taken: self.snapshots_taken.load(Ordering::Relaxed),
+            ..MapStats::default()
+        }
     }
 
     /// The value for `key`, cloned.
@@ -673,6 +749,55 @@ where
     }
 }
 
+impl<K, V, S> IntoIterator for &RcuMap<K, V, S>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    S: BuildHasher + Clone,
+{
+    type Item = (K, V);
+    type IntoIter = PersistentIntoIter<K, V>;
+
+    /// [`RcuMap::iter`]: owned copies of the current publication's entries.
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl<K, V, S> Clone for RcuMap<K, V, S>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    S: BuildHasher + Clone,
+{
+    /// A new map whose first publication (version 0) is the current map of `self`, shared
+    /// in O(1): the two maps share the trie's nodes until either writes.
+    fn clone(&self) -> Self {
+        Self::from_persistent(PersistentMap::clone(&self.load()))
+    }
+}
+
+impl<K, V, S> PartialEq for RcuMap<K, V, S>
+where
+    K: Hash + Eq + Clone,
+    V: PartialEq + Clone,
+    S: BuildHasher + Clone,
+{
+    /// Same keys with equal values in the current publications (versions are not compared).
+    /// Each side is loaded at its own moment: not atomic across both maps.
+    fn eq(&self, other: &Self) -> bool {
+        *self.load() == *other.load()
+    }
+}
+
+impl<K, V, S> Eq for RcuMap<K, V, S>
+where
+    K: Hash + Eq + Clone,
+    V: Eq + Clone,
+    S: BuildHasher + Clone,
+{
+}
+
 impl<K, V, S> FromIterator<(K, V)> for RcuMap<K, V, S>
 where
     K: Hash + Eq + Clone,
@@ -682,9 +807,7 @@ where
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
         let mut map = PersistentMap::with_hasher(S::default());
         map.extend(iter);
-        RcuMap {
-            cell: HotSwap::new(map),
-        }
+        Self::from_persistent(map)
     }
 }
 

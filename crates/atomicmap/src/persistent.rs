@@ -330,6 +330,57 @@ impl<'a, K, V, S> IntoIterator for &'a PersistentMap<K, V, S> {
     }
 }
 
+impl<K, V, S> IntoIterator for PersistentMap<K, V, S>
+where
+    K: Clone,
+    V: Clone,
+{
+    type Item = (K, V);
+    type IntoIter = IntoIter<K, V>;
+
+    /// Every entry once, owned: moved out of nodes this map alone holds, cloned out of nodes
+    /// it shares with copies.
+    fn into_iter(self) -> IntoIter<K, V> {
+        IntoIter {
+            entries: self.trie.into_iter(),
+        }
+    }
+}
+
+/// Owning iterator of a [`PersistentMap`]: every entry once.
+pub struct IntoIter<K: Clone, V: Clone> {
+    entries: imbl::hashmap::ConsumingIter<(Slot<K>, V), imbl::shared_ptr::DefaultSharedPtr>,
+}
+
+impl<K: Clone, V: Clone> Clone for IntoIter<K, V> {
+    fn clone(&self) -> Self {
+        IntoIter {
+            entries: self.entries.clone(),
+        }
+    }
+}
+
+impl<K: Clone + fmt::Debug, V: Clone + fmt::Debug> fmt::Debug for IntoIter<K, V> {
+    /// The entries not yet handed out.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.clone()).finish()
+    }
+}
+
+impl<K: Clone, V: Clone> Iterator for IntoIter<K, V> {
+    type Item = (K, V);
+
+    fn next(&mut self) -> Option<(K, V)> {
+        self.entries.next().map(|(slot, value)| (slot.key, value))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.entries.size_hint()
+    }
+}
+
+impl<K: Clone, V: Clone> ExactSizeIterator for IntoIter<K, V> {}
+
 /// Iterator of [`PersistentMap::iter`]: every entry once, borrowed from the map.
 pub struct Iter<'a, K, V> {
     entries: imbl::hashmap::Iter<'a, Slot<K>, V, imbl::shared_ptr::DefaultSharedPtr>,
