@@ -83,7 +83,7 @@ impl<K, V, S> MapSnapshot<K, V, S> {
         Self::from_entries(table, hasher, version)
     }
 
-    /// A snapshot of `entries`, whose keys are distinct, hashed with `hasher`.
+    /// A snapshot of `entries`, hashed with `hasher`; of a repeated key, the last value stays.
     pub(crate) fn from_entries(
         entries: impl IntoIterator<Item = (K, V)>,
         hasher: S,
@@ -257,6 +257,27 @@ impl<'a, K, V, S> IntoIterator for &'a MapSnapshot<K, V, S> {
 
     fn into_iter(self) -> Self::IntoIter {
         self.iter()
+    }
+}
+
+impl<K, V, S> FromIterator<(K, V)> for MapSnapshot<K, V, S>
+where
+    K: Hash + Eq,
+    S: BuildHasher + Default,
+{
+    /// A snapshot of the given entries with version 0, not taken from any map (for a test's
+    /// expected contents, or a deserialized one); of a repeated key, the last value stays.
+    ///
+    /// ```
+    /// use atomicmap::{MapSnapshot, ShardedMap};
+    ///
+    /// let expected: MapSnapshot<&str, u32> = [("a", 1), ("b", 2)].into_iter().collect();
+    /// let map: ShardedMap<&str, u32> = [("b", 2), ("a", 1)].into_iter().collect();
+    /// assert_eq!(map.snapshot(), expected);
+    /// assert_eq!(expected.version(), 0);
+    /// ```
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(entries: I) -> Self {
+        Self::from_entries(entries, S::default(), 0)
     }
 }
 
