@@ -63,6 +63,19 @@ struct Publication<T> {
 
 /// A cell holding an `Arc<T>` value that can be replaced atomically while readers keep
 /// reading the old one. See the [module docs](self) for the protocol and costs.
+///
+/// ```
+/// use atomicmap::HotSwap;
+///
+/// #[derive(Debug, PartialEq)]
+/// struct Config { timeout_ms: u64 }
+///
+/// let config = HotSwap::new(Config { timeout_ms: 100 });
+/// let reader = config.load(); // pinned: this reader keeps the value it loaded
+/// let version = config.rcu(|old| Config { timeout_ms: old.timeout_ms * 2 });
+/// assert_eq!((reader.timeout_ms, reader.version()), (100, 0));
+/// assert_eq!((config.load().timeout_ms, version), (200, 1));
+/// ```
 pub struct HotSwap<T> {
     /// The current [`Publication`]; never null.
     current: AtomicPtr<Publication<T>>,
@@ -381,6 +394,22 @@ impl<T: fmt::Debug> fmt::Debug for HotSwap<T> {
 /// CAS, so a `Hash`, `Eq`, `Clone` or closure that panics publishes nothing; the map keeps
 /// every entry and leaks nothing (a [`PersistentMap`] runs no user `Hash` or `Eq` while it
 /// changes, see there).
+///
+/// ```
+/// use atomicmap::RcuMap;
+///
+/// let routes: RcuMap<String, String> = RcuMap::new();
+/// routes.insert("/api".into(), "backend-a".into());
+/// let before = routes.load(); // one whole version, unchanged by later writes
+/// routes.update_map(|map| {
+///     map.insert("/api".into(), "backend-b".into());
+///     map.insert("/static".into(), "cdn".into());
+/// });
+/// assert_eq!(before.get("/api").map(String::as_str), Some("backend-a"));
+/// assert_eq!(before.len(), 1);
+/// assert_eq!(routes.get("/api").as_deref(), Some("backend-b"));
+/// assert_eq!(routes.version(), 2, "one publication per insert, one for the batch");
+/// ```
 pub struct RcuMap<K, V, S = DefaultHashBuilder> {
     cell: HotSwap<PersistentMap<K, V, S>>,
     /// Calls of `snapshot`, for `stats`; relaxed, as it orders nothing.

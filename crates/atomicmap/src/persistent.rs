@@ -91,6 +91,19 @@ impl<'a, K: Eq + 'a> Borrow<dyn Lookup<K> + 'a> for Slot<K> {
 /// shared with an older version; a node copy drops what it cloned if a `Clone` panics. A
 /// panic in an `insert`, `remove` or `retain` leaves the map as it was (`extend` keeps the
 /// entries it inserted before the panic).
+///
+/// ```
+/// use atomicmap::PersistentMap;
+///
+/// let mut v1: PersistentMap<&str, u32> = PersistentMap::new();
+/// v1.insert("a", 1);
+/// let mut v2 = v1.clone(); // O(1)
+/// v2.insert("b", 2);
+/// assert_eq!((v1.len(), v2.len()), (1, 2));
+/// for (key, value) in &v2 {
+///     assert_eq!(v2[key], *value);
+/// }
+/// ```
 pub struct PersistentMap<K, V, S = DefaultHashBuilder> {
     trie: Trie<K, V>,
     hasher: S,

@@ -159,6 +159,32 @@ type CloneTable<K, V> = fn(&HashedTable<K, V>) -> HashedTable<K, V>;
 
 /// A concurrent hash map made of cache-line-padded `RwLock<HashMap>` shards. See the
 /// [module docs](self) for shard selection, the deadlock rule and consistency.
+///
+/// What sets it apart from the crate's other maps: values are changed in place under a lock
+/// (`get_mut`, `for_each_mut`), so a value need not be `Clone` to be updated, and no reference
+/// into the map outlives a call (where dashmap hands out guards that can deadlock).
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::thread;
+/// use atomicmap::ShardedMap;
+///
+/// let sessions: Arc<ShardedMap<u64, Vec<String>>> = Arc::new(ShardedMap::new());
+/// let workers: Vec<_> = (0..4)
+///     .map(|worker| {
+///         let sessions = Arc::clone(&sessions);
+///         thread::spawn(move || {
+///             sessions.upsert(worker % 2, || vec![], |log| log.clone());
+///             sessions.get_mut(&(worker % 2), |log| log.push(format!("worker {worker}")));
+///         })
+///     })
+///     .collect();
+/// for worker in workers {
+///     worker.join().unwrap();
+/// }
+/// assert_eq!(sessions.len(), 2);
+/// assert_eq!(sessions.values().map(|log| log.len()).sum::<usize>(), 4);
+/// ```
 pub struct ShardedMap<K, V, S = DefaultHashBuilder> {
     /// A power-of-two number of shards.
     shards: Box<[Shard<K, V>]>,
@@ -1049,8 +1075,8 @@ mod reentrancy {
                 panic!(
                     "ShardedMap re-entered: this thread holds the lock of shard {held_shard} \
                      (it is running a closure passed to get_with/get_mut/update/compute/\
-                     upsert/get_or_insert_with/retain/for_each) and now asks for shard {shard} of the \
-                     same map. {} Finish the closure, then use the map.",
+                     upsert/get_or_insert_with/remove_if/retain/for_each/for_each_mut) and now \
+                     asks for shard {shard} of the same map (only the try_ reads may). {} Finish the closure, then use the map.",
                     if held_shard == shard {
                         "This would deadlock now."
                     } else {

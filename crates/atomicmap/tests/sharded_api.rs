@@ -281,3 +281,21 @@ fn sharded_set_inserts_from_many_threads_count_once() {
     );
     assert_eq!(set.len(), 500);
 }
+
+#[test]
+#[cfg(debug_assertions)]
+fn for_each_mut_using_the_same_map_panics_in_debug_builds() {
+    let map: ShardedMap<u32, u32> = (0..4).map(|key| (key, key)).collect();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        map.for_each_mut(|key, _| {
+            map.get(key);
+        });
+    }));
+    let message = outcome
+        .expect_err("re-entering the map from for_each_mut panics")
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default();
+    assert!(message.contains("for_each_mut"), "{message}");
+    assert_eq!(map.len(), 4, "the map stays usable");
+}

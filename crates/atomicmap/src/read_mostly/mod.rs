@@ -167,6 +167,19 @@ pub use dirty::ReadMostlyStats;
 ///
 /// Keys are cloned when the dirty map is rebuilt from the read map, and values are cloned
 /// out of the map by lookups.
+///
+/// ```
+/// use atomicmap::ReadMostlyMap;
+///
+/// // A cache whose keys are written once and then read: Go's `sync.Map` use case.
+/// let cache: ReadMostlyMap<String, u64> = ReadMostlyMap::new();
+/// assert_eq!(cache.load_or_store("user:1".into(), 42), (42, false));
+/// assert_eq!(cache.load_or_store("user:1".into(), 7), (42, true));
+/// assert_eq!(cache.load("user:1"), Some(42));
+/// assert!(cache.compare_and_swap("user:1", &42, 43));
+/// assert_eq!(cache.load_and_delete("user:1"), Some(43));
+/// assert_eq!(cache.len(), 0);
+/// ```
 pub struct ReadMostlyMap<K, V, S = DefaultHashBuilder> {
     maps: ReadDirty<K, V, S>,
     /// Frozen instants taken (by `snapshot` and what is built on it), for `map_stats`;
