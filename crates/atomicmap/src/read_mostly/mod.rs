@@ -300,8 +300,8 @@ where
     /// let map: ReadMostlyMap<u32, u32> = ReadMostlyMap::new();
     /// map.store(1, 10);
     /// map.store(2, 20);
+    /// let _ = map.snapshot(); // promotes: both keys are in the read map
     /// map.delete(&2);
-    /// let _ = map.snapshot();
     /// let stats = map.map_stats();
     /// assert_eq!((stats.len, stats.snapshots_taken), (1, 1));
     /// assert_eq!(map.stats().read_len, 2, "Go keeps the deleted key as a nil entry");
