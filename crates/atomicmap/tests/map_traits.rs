@@ -214,3 +214,27 @@ fn hot_swap_clone_shares_the_value_and_compares_values() {
     assert_ne!(copy, cell);
     assert_eq!(*cell.load(), "v2");
 }
+
+#[test]
+fn captured_maps_compare_values_and_their_snapshots_compare_versions() {
+    use atomicmap::capture::CapturedMap;
+
+    let on_node_one: CapturedMap<String, u32> = CapturedMap::with_node(1);
+    let on_node_two: CapturedMap<String, u32> = CapturedMap::with_node(2);
+    on_node_one.insert("a".into(), 1);
+    on_node_two.insert("a".into(), 1);
+    assert!(on_node_one == on_node_two, "versions differ, values do not");
+    let snapshot = on_node_one.snapshot();
+    assert!(
+        snapshot != on_node_two.snapshot(),
+        "a snapshot compares versions too"
+    );
+    assert!(snapshot == snapshot.clone());
+    let full_name: CapturedMap<FullName, u32> = CapturedMap::new();
+    full_name.insert(name("ada", "lovelace"), 1815);
+    let found = full_name.snapshot();
+    let found = found.get(&NameQuery("ada", "lovelace"));
+    assert_eq!(found.map(|entry| entry.value), Some(1815));
+    on_node_two.insert("a".into(), 2);
+    assert!(on_node_one != on_node_two);
+}
