@@ -151,9 +151,11 @@ use crate::error::CapacityError;
 use crate::reclaim::Guard;
 use crate::snapshot::MapSnapshot;
 use crate::stats::MapStats;
-use crate::sync::{AtomicU64, Ordering};
+// std's atomic even under loom: the snapshot counter orders nothing, so the models need not
+// explore it.
 use dirty::{FoundIn, ReadDirty};
 use entry::LoadOrStore;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use crate::hash::DefaultHashBuilder;
 pub use dirty::ReadMostlyStats;
