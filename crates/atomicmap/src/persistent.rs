@@ -3,6 +3,10 @@
 //! copy of the map.
 //!
 //! How it keeps a panicking `Hash` or `Eq` from leaking entries is on [`PersistentMap`].
+//!
+//! Lookups take any `Q: Hash + Equivalent<K>` ([`Equivalent`]): the trie stores each key with
+//! its hash and is searched through a probe that compares with `Q::equivalent`, so a query
+//! type need not be a borrowed form of the key. [`RcuMap`](crate::RcuMap)'s lookups are these.
 
 use std::borrow::Borrow;
 use std::fmt;

@@ -5,6 +5,14 @@
 //! `HashMap` that stores each key with that hash. Threads working on different shards never touch the
 //! same cache line, so contention falls roughly N-fold compared with one lock.
 //!
+//! [`ShardedSet`](crate::ShardedSet) is a set over this map, with the same guarantees.
+//!
+//! # Lookups by an equivalent key
+//! Lookups take any `Q: Hash + Equivalent<K>` (the crate's [`Equivalent`],
+//! which every `Q` with `K: Borrow<Q>` is): each shard's table stores keys with their hash
+//! and is searched through a probe that compares with `Q::equivalent`, so a query type need
+//! not be a borrowed form of the key. `Q`'s `Hash` must agree with `K`'s.
+//!
 //! # Shard selection
 //! The shard is taken from the hash *after* skipping its top 7 bits, because hashbrown (std's
 //! `HashMap`) stores those top bits as its per-slot tag: choosing shards from them would give

@@ -15,8 +15,10 @@ use crate::sharded::{Keys, ShardedMap, ShardedMapError};
 use crate::snapshot::MapSnapshot;
 use crate::stats::MapStats;
 
-/// A concurrent hash set over a [`ShardedMap<T, ()>`](ShardedMap); see the
-/// [module docs](self).
+/// A concurrent hash set over a [`ShardedMap<T, ()>`](ShardedMap), with its guarantees:
+/// shards locked one at a time (no deadlock unless a closure uses the same set),
+/// linearizable single-element operations, weakly consistent iteration and a point-in-time
+/// [`snapshot`](ShardedSet::snapshot). Lookups take any [`Equivalent`] form of `T`.
 ///
 /// ```
 /// use atomicmap::ShardedSet;

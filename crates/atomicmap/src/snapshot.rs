@@ -223,7 +223,8 @@ where
     K: Hash + Eq,
     S: BuildHasher + Clone,
 {
-    /// The value `key` had at the snapshot's instant.
+    /// The value `key` had at the snapshot's instant. `key` may be any [`Equivalent`] form of
+    /// `K` (not only a `Borrow` form): every snapshot's tables store keys with their hash.
     pub fn get<Q>(&self, key: &Q) -> Option<&V>
     where
         Q: Hash + Equivalent<K> + ?Sized,
