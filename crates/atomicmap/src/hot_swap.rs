@@ -137,12 +137,22 @@ impl<T: fmt::Debug> fmt::Debug for Guard<'_, T> {
 }
 
 /// Why [`HotSwap::compare_and_swap`] did not publish.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct VersionMismatch<T> {
     /// The version that was current when the comparison failed.
     pub current_version: u64,
     /// The value that was not published, handed back.
     pub rejected: Arc<T>,
+}
+
+impl<T> Clone for VersionMismatch<T> {
+    /// Shares the rejected value (an `Arc` clone), so `T` need not be `Clone`.
+    fn clone(&self) -> Self {
+        VersionMismatch {
+            current_version: self.current_version,
+            rejected: Arc::clone(&self.rejected),
+        }
+    }
 }
 
 impl<T> fmt::Display for VersionMismatch<T> {
@@ -296,6 +306,14 @@ impl<T> HotSwap<T> {
     /// Read-copy-update: publishes `update(current)`, retrying with the newer value if
     /// another writer published meanwhile (so `update` may run more than once and should be
     /// a pure function of its argument). Returns the version it published.
+    ///
+    /// ```
+    /// use atomicmap::HotSwap;
+    ///
+    /// let limits = HotSwap::new(vec![10u32]);
+    /// assert_eq!(limits.rcu(|old| [old.as_slice(), &[20]].concat()), 1);
+    /// assert_eq!(*limits.load(), vec![10, 20]);
+    /// ```
     pub fn rcu(&self, mut update: impl FnMut(&T) -> T) -> u64 {
         let Ok((version, _)) = self.publish::<std::convert::Infallible>(|current, _| {
             Step::Publish(Arc::new(update(current)))
@@ -305,6 +323,17 @@ impl<T> HotSwap<T> {
 
     /// Publishes `next` only if the current version is `expected_version`; returns the new
     /// version, or why not (with `next` handed back).
+    ///
+    /// ```
+    /// use atomicmap::HotSwap;
+    ///
+    /// let config = HotSwap::new("v0");
+    /// let seen = config.version();
+    /// config.store("changed by someone else");
+    /// let refused = config.compare_and_swap(seen, "v1").unwrap_err();
+    /// assert_eq!((refused.current_version, *refused.rejected), (1, "v1"));
+    /// assert_eq!(config.compare_and_swap(1, "v2").ok(), Some(2));
+    /// ```
     pub fn compare_and_swap(
         &self,
         expected_version: u64,
@@ -556,6 +585,17 @@ where
     /// configuration), retrying if another writer published first; returns the version.
     /// `change` may run more than once (once per attempt, on a fresh copy of the newer map);
     /// if it panics, nothing is published.
+    ///
+    /// ```
+    /// use atomicmap::RcuMap;
+    ///
+    /// let flags: RcuMap<&str, bool> = RcuMap::new();
+    /// let version = flags.update_map(|map| {
+    ///     map.insert("dark-mode", true);
+    ///     map.insert("beta", false);
+    /// });
+    /// assert_eq!((version, flags.len()), (1, 2), "two inserts, one publication");
+    /// ```
     pub fn update_map(&self, mut change: impl FnMut(&mut PersistentMap<K, V, S>)) -> u64 {
         self.cell.rcu(|current| {
             let mut next = current.clone();
@@ -739,6 +779,15 @@ where
     /// Keeps only the keys for which `keep` returns `true`, as one publication. `keep` runs
     /// once per entry per attempt, so it may run more than once on an entry when another
     /// writer publishes first; if it panics, nothing is published.
+    ///
+    /// ```
+    /// use atomicmap::RcuMap;
+    ///
+    /// let map: RcuMap<u32, u32> = (0..10).map(|key| (key, key)).collect();
+    /// let before = map.version();
+    /// map.retain(|key, _| key % 2 == 0);
+    /// assert_eq!((map.len(), map.version()), (5, before + 1));
+    /// ```
     pub fn retain(&self, mut keep: impl FnMut(&K, &V) -> bool) {
         self.update_map(|map| map.retain(|key, value| keep(key, value)));
     }

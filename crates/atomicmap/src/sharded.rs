@@ -411,6 +411,18 @@ impl<K, V, S> ShardedMap<K, V, S> {
     /// Keeps only the entries for which `keep` returns `true`, shard by shard, each shard
     /// under its write lock. `keep` runs once per entry and must not use this map (module
     /// docs); if it panics, the entries it rejected so far are gone and the others stay.
+    /// Unlike the lock-free maps' `retain`, `keep` sees each value once and may change it.
+    ///
+    /// ```
+    /// use atomicmap::ShardedMap;
+    ///
+    /// let stock: ShardedMap<&str, u32> = [("apples", 3), ("pears", 1)].into_iter().collect();
+    /// stock.retain(|_, count| {
+    ///     *count -= 1;
+    ///     *count > 0
+    /// });
+    /// assert_eq!((stock.get("apples"), stock.get("pears")), (Some(2), None));
+    /// ```
     pub fn retain(&self, mut keep: impl FnMut(&K, &mut V) -> bool) {
         for index in 0..self.shards.len() {
             self.write_shard(index)
@@ -521,6 +533,16 @@ impl<K, V, S> ShardedMap<K, V, S> {
     /// shards one after another, a snapshot never mixes states that did not coexist.
     ///
     /// Must not be called from a closure running under one of this map's locks (module docs).
+    ///
+    /// ```
+    /// use atomicmap::ShardedMap;
+    ///
+    /// let map: ShardedMap<u32, u32> = (0..4).map(|key| (key, key)).collect();
+    /// let before = map.snapshot();
+    /// map.insert(0, 100); // copies shard 0's table: `before` keeps the old one
+    /// assert_eq!((before.get(&0), map.get(&0)), (Some(&0), Some(100)));
+    /// assert!(map.snapshot().version() > before.version());
+    /// ```
     pub fn snapshot(&self) -> MapSnapshot<K, V, S>
     where
         K: Clone,
@@ -571,10 +593,10 @@ impl<K, V, S> ShardedMap<K, V, S> {
     /// let map: ShardedMap<u32, u32> = (0..3).map(|key| (key, key * 10)).collect();
     /// let mut total = 0;
     /// for (key, value) in &map {
-    ///     map.insert(key + 100, value); // allowed: no lock is held here
+    ///     map.insert(key, value + 1); // allowed: no lock is held here
     ///     total += value;
     /// }
-    /// assert_eq!(total, 30);
+    /// assert_eq!((total, map.get(&2)), (30, Some(21)));
     /// ```
     pub fn iter(&self) -> Iter<'_, K, V, S>
     where

@@ -364,6 +364,16 @@ where
     /// key). If the read map is amended it walks the dirty map instead, with the mutex held,
     /// so stores of new keys wait for it. Unlike `range` it never promotes and counts no
     /// miss. Go's `sync.Map` has no length.
+    ///
+    /// ```
+    /// use atomicmap::ReadMostlyMap;
+    ///
+    /// let map: ReadMostlyMap<&str, u32> = ReadMostlyMap::new();
+    /// map.store("a", 1);
+    /// map.store("b", 2);
+    /// map.delete("a");
+    /// assert_eq!(map.len(), 1, "deleted keys are walked over, not counted");
+    /// ```
     pub fn len(&self) -> usize {
         let guard = self.maps.enter();
         self.maps.count_values(&guard)
@@ -542,6 +552,20 @@ where
     /// call. Weakly consistent: each key of that read map is visited at most once, with its
     /// value at some moment during the call; keys stored during the call may be missed. The
     /// map is pinned, not locked, while `visit` runs, so `visit` may use the map.
+    ///
+    /// ```
+    /// use atomicmap::ReadMostlyMap;
+    ///
+    /// let map: ReadMostlyMap<u32, u32> = (0..10).map(|key| (key, key)).collect();
+    /// assert!(map.stats().amended, "new keys wait in the dirty map");
+    /// let mut sum = 0;
+    /// map.range(|_, value| {
+    ///     sum += value;
+    ///     true
+    /// });
+    /// assert_eq!(sum, 45);
+    /// assert!(!map.stats().amended, "range promoted the dirty map, as Go's Range does");
+    /// ```
     pub fn range(&self, mut visit: impl FnMut(&K, &V) -> bool) {
         let guard = self.maps.enter();
         self.maps.promote_if_amended(&guard);
@@ -566,6 +590,17 @@ where
     /// and values are cloned after the mutex is released, while writers proceed; memory they
     /// retire meanwhile is freed after the clone. Unlike [`range`](Self::range), which reads
     /// each key at its own moment, a snapshot never mixes states that did not coexist.
+    ///
+    /// ```
+    /// use atomicmap::ReadMostlyMap;
+    ///
+    /// let map: ReadMostlyMap<u32, u32> = (0..3).map(|key| (key, key)).collect();
+    /// let first = map.snapshot();
+    /// map.store(1, 10);
+    /// let second = map.snapshot();
+    /// assert_eq!((first.get(&1), second.get(&1)), (Some(&1), Some(&10)));
+    /// assert_eq!((first.version(), second.version()), (1, 2));
+    /// ```
     pub fn snapshot(&self) -> MapSnapshot<K, V, S>
     where
         V: Clone,
@@ -646,6 +681,14 @@ where
     /// delete of the value `keep` judged, so `keep` runs again on a value replaced meanwhile
     /// (it may run more than once per key). Visits keys as [`ReadMostlyMap::range`] does
     /// (promoting an amended map first).
+    ///
+    /// ```
+    /// use atomicmap::ReadMostlyMap;
+    ///
+    /// let map: ReadMostlyMap<u32, u32> = (0..10).map(|key| (key, key)).collect();
+    /// map.retain(|_, value| value % 3 == 0);
+    /// assert_eq!(map.len(), 4);
+    /// ```
     pub fn retain(&self, mut keep: impl FnMut(&K, &V) -> bool) {
         let guard = self.maps.enter();
         self.maps.promote_if_amended(&guard);
