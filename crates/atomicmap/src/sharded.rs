@@ -778,7 +778,7 @@ where
         Ok(())
     }
 
-    /// Removes `key` if `condition(&key, &value)` holds; returns the removed value. The check
+    /// Removes `key` if `condition(&value)` holds; returns the removed value. The check
     /// and the removal are one linearizable step under the shard's write lock; `condition`
     /// runs at most once (not at all if the key is absent) and must not use this map (module
     /// docs). If it panics, the entry stays.
@@ -787,11 +787,11 @@ where
     /// use atomicmap::ShardedMap;
     ///
     /// let map: ShardedMap<&str, u32> = [("idle", 0), ("busy", 3)].into_iter().collect();
-    /// assert_eq!(map.remove_if("busy", |_, users| *users == 0), None);
-    /// assert_eq!(map.remove_if("idle", |_, users| *users == 0), Some(0));
+    /// assert_eq!(map.remove_if("busy", |users| *users == 0), None);
+    /// assert_eq!(map.remove_if("idle", |users| *users == 0), Some(0));
     /// assert_eq!(map.len(), 1);
     /// ```
-    pub fn remove_if<Q>(&self, key: &Q, condition: impl FnOnce(&K, &V) -> bool) -> Option<V>
+    pub fn remove_if<Q>(&self, key: &Q, condition: impl FnOnce(&V) -> bool) -> Option<V>
     where
         Q: Hash + Equivalent<K> + ?Sized,
     {
@@ -799,8 +799,7 @@ where
         let mut shard = self.write_shard(shard);
         let table = shard.table_mut();
         let probe = Probe { hash, key };
-        let (stored, value) = table.get_key_value(probe.lookup())?;
-        if !condition(&stored.key, value) {
+        if !condition(table.get(probe.lookup())?) {
             return None;
         }
         table.remove(probe.lookup())

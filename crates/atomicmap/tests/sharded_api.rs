@@ -87,16 +87,13 @@ fn remove_if_removes_only_when_the_condition_holds() {
     let map: ShardedMap<String, u32> = [("a".to_owned(), 1), ("b".to_owned(), 2)]
         .into_iter()
         .collect();
-    assert_eq!(map.remove_if("a", |_, value| *value == 2), None);
+    assert_eq!(map.remove_if("a", |value| *value == 2), None);
     assert_eq!(map.get("a"), Some(1));
-    assert_eq!(
-        map.remove_if("b", |key, value| key == "b" && *value == 2),
-        Some(2)
-    );
+    assert_eq!(map.remove_if("b", |value| *value == 2), Some(2));
     assert!(!map.contains_key("b"));
     let mut ran = false;
     assert_eq!(
-        map.remove_if("missing", |_, _| {
+        map.remove_if("missing", |_| {
             ran = true;
             true
         }),
@@ -219,7 +216,7 @@ fn lookups_by_an_equivalent_type_that_is_not_a_borrow() {
     assert_eq!(map.try_get(&ada), Ok(Some(1815)));
     assert_eq!(map.get_mut(&ada, |year| *year), Some(1815));
     assert_eq!(map.snapshot().get(&ada), Some(&1815));
-    assert_eq!(map.remove_if(&ada, |_, year| *year > 1900), None);
+    assert_eq!(map.remove_if(&ada, |year| *year > 1900), None);
     assert_eq!(map.remove(&ada), Some(1815));
     assert_eq!(map.len(), 1);
 
