@@ -238,3 +238,29 @@ fn captured_maps_compare_values_and_their_snapshots_compare_versions() {
     on_node_two.insert("a".into(), 2);
     assert!(on_node_one != on_node_two);
 }
+
+#[test]
+fn a_version_mismatch_clones_and_compares() {
+    let cell = HotSwap::new(1u32);
+    cell.store(2);
+    let mismatch = cell.compare_and_swap(0, 3).unwrap_err();
+    let copy = mismatch.clone();
+    assert!(std::sync::Arc::ptr_eq(&copy.rejected, &mismatch.rejected));
+    assert_eq!(copy, mismatch);
+    assert_eq!(copy.current_version, 1);
+}
+
+#[test]
+fn an_rcu_map_starts_from_a_persistent_map_at_version_zero() {
+    let initial: PersistentMap<u32, u32> = (0..3).map(|key| (key, key)).collect();
+    let map = RcuMap::from_persistent(initial.clone());
+    assert_eq!((map.version(), map.len()), (0, 3));
+    assert_eq!(*map.load(), initial);
+    let mut owned = initial.into_iter();
+    owned.next();
+    assert_eq!(
+        format!("{owned:?}").matches(':').count(),
+        2,
+        "two entries left"
+    );
+}
