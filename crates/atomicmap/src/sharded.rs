@@ -28,8 +28,9 @@
 //! when a writer is queued), and on another shard it can deadlock against a thread doing the
 //! reverse. This is dashmap's most reported problem (held `Ref` + second access). Debug builds
 //! therefore panic with an explanation as soon as a thread that holds a lock of a map asks for
-//! any lock of the same map; as no thread ever holds two shard locks, no cycle can form.
-//! Release builds skip the check.
+//! any lock of the same map. So a thread waits for a shard lock only while it holds none of
+//! the map's (a snapshot, which holds them all, takes them in index order), and no cycle can
+//! form. Release builds skip the check.
 //!
 //! The `try_` reads ([`ShardedMap::try_get`], [`ShardedMap::try_get_with`],
 //! [`ShardedMap::try_get_mut`]) never wait: when the key's shard is locked against them they
