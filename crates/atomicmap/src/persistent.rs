@@ -299,6 +299,14 @@ where
     }
 }
 
+impl<K, V, S> Eq for PersistentMap<K, V, S>
+where
+    K: Hash + Eq,
+    V: Eq,
+    S: BuildHasher,
+{
+}
+
 impl<K, V, S, Q> Index<&Q> for PersistentMap<K, V, S>
 where
     K: Hash + Eq,

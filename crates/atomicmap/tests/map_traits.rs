@@ -256,6 +256,8 @@ fn an_rcu_map_starts_from_a_persistent_map_at_version_zero() {
     let map = RcuMap::from_persistent(initial.clone());
     assert_eq!((map.version(), map.len()), (0, 3));
     assert_eq!(*map.load(), initial);
+    fn assert_eq_trait<T: Eq>(_: &T) {}
+    assert_eq_trait(&initial);
     let mut owned = initial.into_iter();
     owned.next();
     assert_eq!(
