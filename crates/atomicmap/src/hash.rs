@@ -5,6 +5,8 @@ use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 
+use equivalent::Equivalent;
+
 /// The hasher every map uses unless told otherwise: foldhash's randomly seeded hasher, in its
 /// quality variant (one more multiply than the fast one). `AtomicMap` finds a key's home slot
 /// in the low bits of its hash, and for some process seeds the fast variant's low bits spread
@@ -55,57 +57,88 @@ impl<K: Eq> PartialEq for Hashed<K> {
 
 impl<K: Eq> Eq for Hashed<K> {}
 
-/// What a [`HashedTable`] is searched by: a hash and a borrowed key. The table borrows each of
-/// its `Hashed<K>` keys as a `dyn Lookup<Q>` (std's `Borrow` cannot borrow a key as a pair of
-/// hash and borrowed key), and [`Probe`] is the one a search makes.
-pub(crate) trait Lookup<Q: ?Sized> {
+/// What a [`HashedTable`] (or a `PersistentMap`'s trie) is searched by: either a stored key or
+/// a [`Probe`], seen through one object type, because std's `HashMap::get` compares the query
+/// with each stored key *as the same borrowed type*. Going through a trait object over `K`
+/// (not over the query type) is what lets a probe use [`Equivalent`] rather than `Borrow`: the
+/// stored side never has to produce a `&Q`, the probe asks `Q::equivalent(&K)` instead.
+pub(crate) trait Lookup<K> {
+    /// The hash by the map's hasher.
     fn hash(&self) -> u64;
-    fn key(&self) -> &Q;
+    /// The stored key, or `None` for a probe.
+    fn stored_key(&self) -> Option<&K>;
+    /// Whether this stands for a key equal to `stored`.
+    fn matches(&self, stored: &K) -> bool;
 }
 
-impl<K: Borrow<Q>, Q: ?Sized> Lookup<Q> for Hashed<K> {
+impl<K: Eq> Lookup<K> for Hashed<K> {
     fn hash(&self) -> u64 {
         self.hash
     }
 
-    fn key(&self) -> &Q {
-        self.key.borrow()
+    fn stored_key(&self) -> Option<&K> {
+        Some(&self.key)
+    }
+
+    fn matches(&self, stored: &K) -> bool {
+        self.key == *stored
     }
 }
 
-impl<'a, K: Borrow<Q> + 'a, Q: ?Sized + 'a> Borrow<dyn Lookup<Q> + 'a> for Hashed<K> {
-    fn borrow(&self) -> &(dyn Lookup<Q> + 'a) {
+impl<'a, K: Eq + 'a> Borrow<dyn Lookup<K> + 'a> for Hashed<K> {
+    fn borrow(&self) -> &(dyn Lookup<K> + 'a) {
         self
     }
 }
 
-impl<Q: ?Sized> Hash for dyn Lookup<Q> + '_ {
+impl<K> Hash for dyn Lookup<K> + '_ {
     fn hash<H: Hasher>(&self, state: &mut H) {
         state.write_u64(Lookup::hash(self));
     }
 }
 
-impl<Q: Eq + ?Sized> PartialEq for dyn Lookup<Q> + '_ {
+impl<K> PartialEq for dyn Lookup<K> + '_ {
     fn eq(&self, other: &Self) -> bool {
-        Lookup::hash(self) == Lookup::hash(other) && self.key() == other.key()
+        Lookup::hash(self) == Lookup::hash(other)
+            && match (self.stored_key(), other.stored_key()) {
+                (_, Some(stored)) => self.matches(stored),
+                (Some(stored), None) => other.matches(stored),
+                // A table holds stored keys only, so a search never compares two probes.
+                (None, None) => false,
+            }
     }
 }
 
-impl<Q: Eq + ?Sized> Eq for dyn Lookup<Q> + '_ {}
+impl<K> Eq for dyn Lookup<K> + '_ {}
 
-/// A search of a [`HashedTable`] for `key`, whose hash (by the map's hasher) is `hash`.
+/// A search of a [`HashedTable`] for `key`, whose hash (by the map's hasher) is `hash`; it
+/// matches a stored key by [`Equivalent`].
 pub(crate) struct Probe<'q, Q: ?Sized> {
     pub(crate) hash: u64,
     pub(crate) key: &'q Q,
 }
 
-impl<Q: ?Sized> Lookup<Q> for Probe<'_, Q> {
+impl<K, Q: Equivalent<K> + ?Sized> Lookup<K> for Probe<'_, Q> {
     fn hash(&self) -> u64 {
         self.hash
     }
 
-    fn key(&self) -> &Q {
-        self.key
+    fn stored_key(&self) -> Option<&K> {
+        None
+    }
+
+    fn matches(&self, stored: &K) -> bool {
+        self.key.equivalent(stored)
+    }
+}
+
+impl<'q, Q: ?Sized> Probe<'q, Q> {
+    /// This probe as the object type a table is searched by.
+    pub(crate) fn lookup<K>(&self) -> &(dyn Lookup<K> + '_)
+    where
+        Q: Equivalent<K>,
+    {
+        self
     }
 }
 

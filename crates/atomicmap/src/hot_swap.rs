@@ -32,7 +32,6 @@
 //! protected pointer is never reused while pinned, so a writer's CAS cannot succeed against
 //! a recycled address (no ABA).
 
-use std::borrow::Borrow;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::marker::PhantomData;
@@ -40,13 +39,21 @@ use std::ops::Deref;
 use std::ptr::{self, NonNull};
 use std::sync::Arc;
 
+use equivalent::Equivalent;
+
 use crate::reclaim::{self, Collector};
 use crate::snapshot::MapSnapshot;
+use crate::stats::MapStats;
 use crate::sync::{AtomicPtr, Ordering};
+// std's atomic even under loom: the snapshot counter orders nothing, so the models need not
+// explore it.
+use std::sync::atomic::AtomicU64;
 
 pub use crate::hash::DefaultHashBuilder;
 
-pub use crate::persistent::{Iter as PersistentIter, PersistentMap};
+pub use crate::persistent::{
+    IntoIter as PersistentIntoIter, Iter as PersistentIter, PersistentMap,
+};
 
 /// One published value; immutable once the CAS publishes it.
 struct Publication<T> {
@@ -59,6 +66,19 @@ struct Publication<T> {
 
 /// A cell holding an `Arc<T>` value that can be replaced atomically while readers keep
 /// reading the old one. See the [module docs](self) for the protocol and costs.
+///
+/// ```
+/// use atomicmap::HotSwap;
+///
+/// #[derive(Debug, PartialEq)]
+/// struct Config { timeout_ms: u64 }
+///
+/// let config = HotSwap::new(Config { timeout_ms: 100 });
+/// let reader = config.load(); // pinned: this reader keeps the value it loaded
+/// let version = config.rcu(|old| Config { timeout_ms: old.timeout_ms * 2 });
+/// assert_eq!((reader.timeout_ms, reader.version()), (100, 0));
+/// assert_eq!((config.load().timeout_ms, version), (200, 1));
+/// ```
 pub struct HotSwap<T> {
     /// The current [`Publication`]; never null.
     current: AtomicPtr<Publication<T>>,
@@ -117,12 +137,22 @@ impl<T: fmt::Debug> fmt::Debug for Guard<'_, T> {
 }
 
 /// Why [`HotSwap::compare_and_swap`] did not publish.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct VersionMismatch<T> {
     /// The version that was current when the comparison failed.
     pub current_version: u64,
     /// The value that was not published, handed back.
     pub rejected: Arc<T>,
+}
+
+impl<T> Clone for VersionMismatch<T> {
+    /// Shares the rejected value (an `Arc` clone), so `T` need not be `Clone`.
+    fn clone(&self) -> Self {
+        VersionMismatch {
+            current_version: self.current_version,
+            rejected: Arc::clone(&self.rejected),
+        }
+    }
 }
 
 impl<T> fmt::Display for VersionMismatch<T> {
@@ -276,6 +306,14 @@ impl<T> HotSwap<T> {
     /// Read-copy-update: publishes `update(current)`, retrying with the newer value if
     /// another writer published meanwhile (so `update` may run more than once and should be
     /// a pure function of its argument). Returns the version it published.
+    ///
+    /// ```
+    /// use atomicmap::HotSwap;
+    ///
+    /// let limits = HotSwap::new(vec![10u32]);
+    /// assert_eq!(limits.rcu(|old| [old.as_slice(), &[20]].concat()), 1);
+    /// assert_eq!(*limits.load(), vec![10, 20]);
+    /// ```
     pub fn rcu(&self, mut update: impl FnMut(&T) -> T) -> u64 {
         let Ok((version, _)) = self.publish::<std::convert::Infallible>(|current, _| {
             Step::Publish(Arc::new(update(current)))
@@ -285,6 +323,17 @@ impl<T> HotSwap<T> {
 
     /// Publishes `next` only if the current version is `expected_version`; returns the new
     /// version, or why not (with `next` handed back).
+    ///
+    /// ```
+    /// use atomicmap::HotSwap;
+    ///
+    /// let config = HotSwap::new("v0");
+    /// let seen = config.version();
+    /// config.store("changed by someone else");
+    /// let refused = config.compare_and_swap(seen, "v1").unwrap_err();
+    /// assert_eq!((refused.current_version, *refused.rejected), (1, "v1"));
+    /// assert_eq!(config.compare_and_swap(1, "v2").ok(), Some(2));
+    /// ```
     pub fn compare_and_swap(
         &self,
         expected_version: u64,
@@ -327,6 +376,37 @@ impl<T> From<T> for HotSwap<T> {
     }
 }
 
+impl<T> Clone for HotSwap<T> {
+    /// A new cell whose first value is the current value of `self`, shared (one `Arc`
+    /// clone), not copied. The copy starts at version 0 and its publications are its own:
+    /// versions count a cell's publications, and the copy has made none.
+    ///
+    /// ```
+    /// use atomicmap::HotSwap;
+    ///
+    /// let config = HotSwap::new("v1");
+    /// config.store("v2");
+    /// let copy = config.clone();
+    /// assert_eq!((*copy.load(), copy.version()), ("v2", 0));
+    /// copy.store("v3");
+    /// assert_eq!(*config.load(), "v2");
+    /// ```
+    fn clone(&self) -> Self {
+        Self::from_arc(self.load_full())
+    }
+}
+
+impl<T: PartialEq> PartialEq for HotSwap<T> {
+    /// Whether the current values are equal; versions are not compared (they count each
+    /// cell's own publications). Each side is loaded at its own moment: not atomic across
+    /// both cells.
+    fn eq(&self, other: &Self) -> bool {
+        *self.load() == *other.load()
+    }
+}
+
+impl<T: Eq> Eq for HotSwap<T> {}
+
 impl<T: fmt::Debug> fmt::Debug for HotSwap<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("HotSwap").field(&self.load()).finish()
@@ -346,8 +426,26 @@ impl<T: fmt::Debug> fmt::Debug for HotSwap<T> {
 /// CAS, so a `Hash`, `Eq`, `Clone` or closure that panics publishes nothing; the map keeps
 /// every entry and leaks nothing (a [`PersistentMap`] runs no user `Hash` or `Eq` while it
 /// changes, see there).
+///
+/// ```
+/// use atomicmap::RcuMap;
+///
+/// let routes: RcuMap<String, String> = RcuMap::new();
+/// routes.insert("/api".into(), "backend-a".into());
+/// let before = routes.load(); // one whole version, unchanged by later writes
+/// routes.update_map(|map| {
+///     map.insert("/api".into(), "backend-b".into());
+///     map.insert("/static".into(), "cdn".into());
+/// });
+/// assert_eq!(before.get("/api").map(String::as_str), Some("backend-a"));
+/// assert_eq!(before.len(), 1);
+/// assert_eq!(routes.get("/api").as_deref(), Some("backend-b"));
+/// assert_eq!(routes.version(), 2, "one publication per insert, one for the batch");
+/// ```
 pub struct RcuMap<K, V, S = DefaultHashBuilder> {
     cell: HotSwap<PersistentMap<K, V, S>>,
+    /// Calls of `snapshot`, for `stats`; relaxed, as it orders nothing.
+    snapshots_taken: AtomicU64,
 }
 
 impl<K, V> RcuMap<K, V>
@@ -379,8 +477,14 @@ where
 {
     /// An empty map that hashes with `hasher`.
     pub fn with_hasher(hasher: S) -> Self {
+        Self::from_persistent(PersistentMap::with_hasher(hasher))
+    }
+
+    /// A map whose first publication (version 0) is `map`.
+    pub fn from_persistent(map: PersistentMap<K, V, S>) -> Self {
         RcuMap {
-            cell: HotSwap::new(PersistentMap::with_hasher(hasher)),
+            cell: HotSwap::new(map),
+            snapshots_taken: AtomicU64::new(0),
         }
     }
 
@@ -400,6 +504,7 @@ where
     /// O(1) clone of the persistent map's root: no copy, no lock, nothing for writers to do.
     /// Reads and iteration of an `RcuMap` are consistent in the same way.
     pub fn snapshot(&self) -> MapSnapshot<K, V, S> {
+        self.snapshots_taken.fetch_add(1, Ordering::Relaxed);
         let current = self.load();
         MapSnapshot::from_persistent(PersistentMap::clone(&current), current.version())
     }
@@ -409,11 +514,43 @@ where
         self.cell.version()
     }
 
+    /// Owned copies of every entry of the current map: one pinned load and an O(1) copy of
+    /// the map's root, then entries cloned as the iterator reaches them. Every item comes
+    /// from the same publication (unlike the other maps' iteration, this is consistent), and
+    /// nothing is held that writers wait for.
+    ///
+    /// ```
+    /// use atomicmap::RcuMap;
+    ///
+    /// let map: RcuMap<u32, u32> = (0..3).map(|key| (key, key)).collect();
+    /// let mut total = 0;
+    /// for (key, value) in &map {
+    ///     map.insert(key + 10, value); // a new publication; this loop keeps the old one
+    ///     total += value;
+    /// }
+    /// assert_eq!((total, map.len()), (3, 6));
+    /// ```
+    pub fn iter(&self) -> PersistentIntoIter<K, V> {
+        PersistentMap::clone(&self.load()).into_iter()
+    }
+
+    /// The map's internals as a [`MapStats`]: `len` of the current publication and
+    /// `snapshots_taken` (calls of [`snapshot`](Self::snapshot)). The other figures are 0: a
+    /// persistent trie has no capacity and is never resized or migrated (a write publishes a
+    /// new root), it keeps no tombstones and probes nothing, and the cell's collector does not
+    /// count the bytes of the publications it holds.
+    pub fn stats(&self) -> MapStats {
+        MapStats {
+            len: self.len(),
+            snapshots_taken: self.snapshots_taken.load(Ordering::Relaxed),
+            ..MapStats::default()
+        }
+    }
+
     /// The value for `key`, cloned.
     pub fn get<Q>(&self, key: &Q) -> Option<V>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         self.load().get(key).cloned()
     }
@@ -421,8 +558,7 @@ where
     /// Runs `read` on the value for `key` without cloning it; `read` runs at most once.
     pub fn get_with<Q, R>(&self, key: &Q, read: impl FnOnce(&V) -> R) -> Option<R>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         self.load().get(key).map(read)
     }
@@ -430,8 +566,7 @@ where
     /// Whether `key` has a value.
     pub fn contains_key<Q>(&self, key: &Q) -> bool
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         self.load().contains_key(key)
     }
@@ -450,6 +585,17 @@ where
     /// configuration), retrying if another writer published first; returns the version.
     /// `change` may run more than once (once per attempt, on a fresh copy of the newer map);
     /// if it panics, nothing is published.
+    ///
+    /// ```
+    /// use atomicmap::RcuMap;
+    ///
+    /// let flags: RcuMap<&str, bool> = RcuMap::new();
+    /// let version = flags.update_map(|map| {
+    ///     map.insert("dark-mode", true);
+    ///     map.insert("beta", false);
+    /// });
+    /// assert_eq!((version, flags.len()), (1, 2), "two inserts, one publication");
+    /// ```
     pub fn update_map(&self, mut change: impl FnMut(&mut PersistentMap<K, V, S>)) -> u64 {
         self.cell.rcu(|current| {
             let mut next = current.clone();
@@ -473,8 +619,7 @@ where
     /// Removes `key`; returns its value. Publishes nothing if the key is absent.
     pub fn remove<Q>(&self, key: &Q) -> Option<V>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         let mut removed = None;
         let _ = self.cell.publish(|current, _| {
@@ -507,8 +652,7 @@ where
     /// ```
     pub fn update<Q>(&self, key: &Q, mut change: impl FnMut(&V) -> V) -> Option<V>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         let mut result = None;
         let _ = self.cell.publish(|current, _| {
@@ -635,6 +779,15 @@ where
     /// Keeps only the keys for which `keep` returns `true`, as one publication. `keep` runs
     /// once per entry per attempt, so it may run more than once on an entry when another
     /// writer publishes first; if it panics, nothing is published.
+    ///
+    /// ```
+    /// use atomicmap::RcuMap;
+    ///
+    /// let map: RcuMap<u32, u32> = (0..10).map(|key| (key, key)).collect();
+    /// let before = map.version();
+    /// map.retain(|key, _| key % 2 == 0);
+    /// assert_eq!((map.len(), map.version()), (5, before + 1));
+    /// ```
     pub fn retain(&self, mut keep: impl FnMut(&K, &V) -> bool) {
         self.update_map(|map| map.retain(|key, value| keep(key, value)));
     }
@@ -677,6 +830,55 @@ where
     }
 }
 
+impl<K, V, S> IntoIterator for &RcuMap<K, V, S>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    S: BuildHasher + Clone,
+{
+    type Item = (K, V);
+    type IntoIter = PersistentIntoIter<K, V>;
+
+    /// [`RcuMap::iter`]: owned copies of the current publication's entries.
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl<K, V, S> Clone for RcuMap<K, V, S>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    S: BuildHasher + Clone,
+{
+    /// A new map whose first publication (version 0) is the current map of `self`, shared
+    /// in O(1): the two maps share the trie's nodes until either writes.
+    fn clone(&self) -> Self {
+        Self::from_persistent(PersistentMap::clone(&self.load()))
+    }
+}
+
+impl<K, V, S> PartialEq for RcuMap<K, V, S>
+where
+    K: Hash + Eq + Clone,
+    V: PartialEq + Clone,
+    S: BuildHasher + Clone,
+{
+    /// Same keys with equal values in the current publications (versions are not compared).
+    /// Each side is loaded at its own moment: not atomic across both maps.
+    fn eq(&self, other: &Self) -> bool {
+        *self.load() == *other.load()
+    }
+}
+
+impl<K, V, S> Eq for RcuMap<K, V, S>
+where
+    K: Hash + Eq + Clone,
+    V: Eq + Clone,
+    S: BuildHasher + Clone,
+{
+}
+
 impl<K, V, S> FromIterator<(K, V)> for RcuMap<K, V, S>
 where
     K: Hash + Eq + Clone,
@@ -686,9 +888,7 @@ where
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
         let mut map = PersistentMap::with_hasher(S::default());
         map.extend(iter);
-        RcuMap {
-            cell: HotSwap::new(map),
-        }
+        Self::from_persistent(map)
     }
 }
 

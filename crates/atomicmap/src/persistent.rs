@@ -3,11 +3,17 @@
 //! copy of the map.
 //!
 //! How it keeps a panicking `Hash` or `Eq` from leaking entries is on [`PersistentMap`].
+//!
+//! Lookups take any `Q: Hash + Equivalent<K>` ([`Equivalent`]): the trie stores each key with
+//! its hash and is searched through a probe that compares with `Q::equivalent`, so a query
+//! type need not be a borrowed form of the key. [`RcuMap`](crate::RcuMap)'s lookups are these.
 
 use std::borrow::Borrow;
 use std::fmt;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::ops::Index;
+
+use equivalent::Equivalent;
 
 use crate::hash::{DefaultHashBuilder, Lookup, Probe, StoredHash};
 
@@ -54,18 +60,22 @@ impl<K> Borrow<SlotId> for Slot<K> {
     }
 }
 
-impl<K: Borrow<Q>, Q: ?Sized> Lookup<Q> for Slot<K> {
+impl<K: Eq> Lookup<K> for Slot<K> {
     fn hash(&self) -> u64 {
         self.ident.hash
     }
 
-    fn key(&self) -> &Q {
-        self.key.borrow()
+    fn stored_key(&self) -> Option<&K> {
+        Some(&self.key)
+    }
+
+    fn matches(&self, stored: &K) -> bool {
+        self.key == *stored
     }
 }
 
-impl<'a, K: Borrow<Q> + 'a, Q: ?Sized + 'a> Borrow<dyn Lookup<Q> + 'a> for Slot<K> {
-    fn borrow(&self) -> &(dyn Lookup<Q> + 'a) {
+impl<'a, K: Eq + 'a> Borrow<dyn Lookup<K> + 'a> for Slot<K> {
+    fn borrow(&self) -> &(dyn Lookup<K> + 'a) {
         self
     }
 }
@@ -85,6 +95,19 @@ impl<'a, K: Borrow<Q> + 'a, Q: ?Sized + 'a> Borrow<dyn Lookup<Q> + 'a> for Slot<
 /// shared with an older version; a node copy drops what it cloned if a `Clone` panics. A
 /// panic in an `insert`, `remove` or `retain` leaves the map as it was (`extend` keeps the
 /// entries it inserted before the panic).
+///
+/// ```
+/// use atomicmap::PersistentMap;
+///
+/// let mut v1: PersistentMap<&str, u32> = PersistentMap::new();
+/// v1.insert("a", 1);
+/// let mut v2 = v1.clone(); // O(1)
+/// v2.insert("b", 2);
+/// assert_eq!((v1.len(), v2.len()), (1, 2));
+/// for (key, value) in &v2 {
+///     assert_eq!(v2[key], *value);
+/// }
+/// ```
 pub struct PersistentMap<K, V, S = DefaultHashBuilder> {
     trie: Trie<K, V>,
     hasher: S,
@@ -156,20 +179,18 @@ where
     /// The stored key equal to `key`, with its value.
     pub fn get_key_value<Q>(&self, key: &Q) -> Option<(&K, &V)>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         let hash = self.hasher.hash_one(key);
         self.trie
-            .get_key_value(&Probe { hash, key } as &dyn Lookup<Q>)
+            .get_key_value(Probe { hash, key }.lookup())
             .map(|(slot, value)| (&slot.key, value))
     }
 
     /// The value for `key`.
     pub fn get<Q>(&self, key: &Q) -> Option<&V>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         self.get_key_value(key).map(|(_, value)| value)
     }
@@ -177,8 +198,7 @@ where
     /// Whether `key` has a value.
     pub fn contains_key<Q>(&self, key: &Q) -> bool
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         self.get(key).is_some()
     }
@@ -187,11 +207,10 @@ where
     /// (the only place the user's `Eq` runs).
     fn find<Q>(&self, hash: u64, key: &Q) -> Option<SlotId>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         self.trie
-            .get_key_value(&Probe { hash, key } as &dyn Lookup<Q>)
+            .get_key_value(Probe { hash, key }.lookup())
             .map(|(slot, _)| slot.ident)
     }
 }
@@ -222,8 +241,7 @@ where
     /// Removes `key`; returns its value.
     pub fn remove<Q>(&mut self, key: &Q) -> Option<V>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         let ident = self.find(self.hasher.hash_one(key), key)?;
         self.trie.remove(&ident)
@@ -281,10 +299,18 @@ where
     }
 }
 
+impl<K, V, S> Eq for PersistentMap<K, V, S>
+where
+    K: Hash + Eq,
+    V: Eq,
+    S: BuildHasher,
+{
+}
+
 impl<K, V, S, Q> Index<&Q> for PersistentMap<K, V, S>
 where
-    K: Hash + Eq + Borrow<Q>,
-    Q: Hash + Eq + ?Sized,
+    K: Hash + Eq,
+    Q: Hash + Equivalent<K> + ?Sized,
     S: BuildHasher,
 {
     type Output = V;
@@ -329,9 +355,75 @@ impl<'a, K, V, S> IntoIterator for &'a PersistentMap<K, V, S> {
     }
 }
 
+impl<K, V, S> IntoIterator for PersistentMap<K, V, S>
+where
+    K: Clone,
+    V: Clone,
+{
+    type Item = (K, V);
+    type IntoIter = IntoIter<K, V>;
+
+    /// Every entry once, owned: moved out of nodes this map alone holds, cloned out of nodes
+    /// it shares with copies.
+    fn into_iter(self) -> IntoIter<K, V> {
+        IntoIter {
+            entries: self.trie.into_iter(),
+        }
+    }
+}
+
+/// Owning iterator of a [`PersistentMap`]: every entry once.
+pub struct IntoIter<K: Clone, V: Clone> {
+    entries: imbl::hashmap::ConsumingIter<(Slot<K>, V), imbl::shared_ptr::DefaultSharedPtr>,
+}
+
+impl<K: Clone, V: Clone> Clone for IntoIter<K, V> {
+    fn clone(&self) -> Self {
+        IntoIter {
+            entries: self.entries.clone(),
+        }
+    }
+}
+
+impl<K: Clone + fmt::Debug, V: Clone + fmt::Debug> fmt::Debug for IntoIter<K, V> {
+    /// The entries not yet handed out.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.clone()).finish()
+    }
+}
+
+impl<K: Clone, V: Clone> Iterator for IntoIter<K, V> {
+    type Item = (K, V);
+
+    fn next(&mut self) -> Option<(K, V)> {
+        self.entries.next().map(|(slot, value)| (slot.key, value))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.entries.size_hint()
+    }
+}
+
+impl<K: Clone, V: Clone> ExactSizeIterator for IntoIter<K, V> {}
+
 /// Iterator of [`PersistentMap::iter`]: every entry once, borrowed from the map.
 pub struct Iter<'a, K, V> {
     entries: imbl::hashmap::Iter<'a, Slot<K>, V, imbl::shared_ptr::DefaultSharedPtr>,
+}
+
+impl<K, V> Clone for Iter<'_, K, V> {
+    fn clone(&self) -> Self {
+        Iter {
+            entries: self.entries.clone(),
+        }
+    }
+}
+
+impl<K: fmt::Debug, V: fmt::Debug> fmt::Debug for Iter<'_, K, V> {
+    /// The entries not yet handed out.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.clone()).finish()
+    }
 }
 
 impl<'a, K, V> Iterator for Iter<'a, K, V> {

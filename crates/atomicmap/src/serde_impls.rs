@@ -5,9 +5,16 @@
 //!   output is the map at one instant even while other threads write, and it costs what that
 //!   map's `snapshot()` costs (see each one's documentation). To serialize a weakly consistent
 //!   view without that cost, serialize the entries of `iter()` yourself.
-//! * A [`MapSnapshot`] serializes its own entries.
+//! * A [`MapSnapshot`] serializes its own entries, and deserializes from them with version 0:
+//!   the serialized form is the entries alone, as for the maps, and a version counts the
+//!   history of a map that the reader of the output does not have.
 //! * Deserializing builds the map with its hasher's `Default` and inserts the entries in input
 //!   order; when a key repeats, the last value wins, as with `insert`.
+//! * A [`HotSwap<T>`](HotSwap) serializes as its current value (one pinned load) and
+//!   deserializes into a new cell holding that value. The version is not carried: it counts
+//!   the publications of one cell, and a deserialized cell has made none (version 0, as
+//!   [`HotSwap::new`]). A service that needs the version across a restart serializes
+//!   `(cell.version(), cell.load_full())` itself.
 
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
@@ -16,7 +23,7 @@ use std::marker::PhantomData;
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
-use crate::{AtomicMap, MapSnapshot, RcuMap, ReadMostlyMap, ShardedMap};
+use crate::{AtomicMap, HotSwap, MapSnapshot, RcuMap, ReadMostlyMap, ShardedMap};
 
 /// Entries reserved ahead from a map's length hint at most: the hint comes from the input, which
 /// may be hostile, so a larger map grows as its entries actually arrive.
@@ -33,6 +40,18 @@ where
             map.serialize_entry(key, value)?;
         }
         map.end()
+    }
+}
+
+impl<T: Serialize> Serialize for HotSwap<T> {
+    fn serialize<Se: Serializer>(&self, serializer: Se) -> Result<Se::Ok, Se::Error> {
+        self.load().serialize(serializer)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for HotSwap<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        T::deserialize(deserializer).map(HotSwap::new)
     }
 }
 
@@ -149,6 +168,7 @@ deserialize_from_entries!(AtomicMap where
     V: Send + Sync + Clone + 'static,
     S: BuildHasher + Default,
 );
+deserialize_from_entries!(MapSnapshot where K: Hash + Eq, S: BuildHasher + Default,);
 deserialize_from_entries!(ShardedMap where K: Hash + Eq, S: BuildHasher + Clone + Default,);
 deserialize_from_entries!(ReadMostlyMap where K: Hash + Eq + Clone, S: BuildHasher + Clone + Default,);
 deserialize_from_entries!(RcuMap where K: Hash + Eq + Clone, V: Clone, S: BuildHasher + Clone + Default,);

@@ -5,6 +5,14 @@
 //! `HashMap` that stores each key with that hash. Threads working on different shards never touch the
 //! same cache line, so contention falls roughly N-fold compared with one lock.
 //!
+//! [`ShardedSet`](crate::ShardedSet) is a set over this map, with the same guarantees.
+//!
+//! # Lookups by an equivalent key
+//! Lookups take any `Q: Hash + Equivalent<K>` (the crate's [`Equivalent`],
+//! which every `Q` with `K: Borrow<Q>` is): each shard's table stores keys with their hash
+//! and is searched through a probe that compares with `Q::equivalent`, so a query type need
+//! not be a borrowed form of the key. `Q`'s `Hash` must agree with `K`'s.
+//!
 //! # Shard selection
 //! The shard is taken from the hash *after* skipping its top 7 bits, because hashbrown (std's
 //! `HashMap`) stores those top bits as its per-slot tag: choosing shards from them would give
@@ -20,15 +28,24 @@
 //! when a writer is queued), and on another shard it can deadlock against a thread doing the
 //! reverse. This is dashmap's most reported problem (held `Ref` + second access). Debug builds
 //! therefore panic with an explanation as soon as a thread that holds a lock of a map asks for
-//! any lock of the same map; as no thread ever holds two shard locks, no cycle can form.
-//! Release builds skip the check.
+//! any lock of the same map. So a thread waits for a shard lock only while it holds none of
+//! the map's (a snapshot, which holds them all, takes them in index order), and no cycle can
+//! form. Release builds skip the check.
+//!
+//! The `try_` reads ([`ShardedMap::try_get`], [`ShardedMap::try_get_with`],
+//! [`ShardedMap::try_get_mut`]) never wait: when the key's shard is locked against them they
+//! return [`WouldBlock`]. They cannot deadlock, so they are also allowed inside a closure
+//! running under one of the same map's locks (they return `WouldBlock` for the shard that
+//! closure holds for writing), and the debug check lets them through.
 //!
 //! # Consistency
 //! Single-key operations are linearizable (one shard, one lock). [`ShardedMap::len`],
-//! [`ShardedMap::iter`], [`ShardedMap::for_each`], [`ShardedMap::retain`] and
-//! [`ShardedMap::clear`] visit shards one after another: each shard is seen at one instant,
+//! [`ShardedMap::iter`], [`ShardedMap::keys`], [`ShardedMap::values`],
+//! [`ShardedMap::for_each`], [`ShardedMap::for_each_mut`], [`ShardedMap::retain`],
+//! [`ShardedMap::capacity`], [`ShardedMap::stats`] and [`ShardedMap::clear`] visit shards one after another: each shard is seen at one instant,
 //! different shards at different instants (weakly consistent). A key is never seen twice.
-//! [`ShardedMap::snapshot`] is the whole map at one instant.
+//! [`ShardedMap::snapshot`] is the whole map at one instant, and so are `clone` and `==`
+//! (each side's own instant: comparing two maps is not atomic across both).
 //!
 //! # Panics in user code
 //! A `Hash`, `Eq`, `Clone` or closure that panics leaves the map usable, with every entry it
@@ -49,16 +66,21 @@
 //! shared copies it before writing, so the snapshot keeps the table as it was. Unshared, the
 //! check costs the writer one uncontended atomic on a cache line it is about to write anyway.
 
-use std::borrow::Borrow;
 use std::collections::hash_map;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, TryLockError};
+
+use equivalent::Equivalent;
 
 use crate::error::CapacityError;
-use crate::hash::{shard_index, Hashed, HashedTable, Lookup, Probe, StoredHash};
+use crate::hash::{shard_index, Hashed, HashedTable, Probe, StoredHash};
 use crate::snapshot::MapSnapshot;
+use crate::stats::MapStats;
 use crate::sync::{CachePadded, RwLock, RwLockReadGuard, RwLockWriteGuard};
+// std's atomic even under loom: the snapshot counter orders nothing, so the models need not
+// explore it.
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use crate::hash::DefaultHashBuilder;
 
@@ -96,6 +118,23 @@ impl fmt::Display for ShardedMapError {
 
 impl std::error::Error for ShardedMapError {}
 
+/// A `try_` operation of [`ShardedMap`] found the key's shard locked against it (by another
+/// thread, or by a closure of this thread running under that shard's lock) and returned
+/// instead of waiting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WouldBlock;
+
+impl fmt::Display for WouldBlock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the key's shard is locked; the operation would have waited"
+        )
+    }
+}
+
+impl std::error::Error for WouldBlock {}
+
 /// The default shard count: `4 × available cores`, rounded up to a power of two (a single
 /// core gives 4 shards, 2 cores 8, 6 cores 32, 16 cores 64).
 pub fn default_shard_count() -> usize {
@@ -113,6 +152,8 @@ struct ShardState<K, V> {
     table: Arc<HashedTable<K, V>>,
     /// Write operations on this shard so far; snapshots sum these into their version.
     writes: u64,
+    /// Times a write found the table's capacity changed by it (std's `HashMap` grew).
+    resizes: u64,
 }
 
 impl<K, V> ShardState<K, V> {
@@ -120,6 +161,7 @@ impl<K, V> ShardState<K, V> {
         ShardState {
             table: Arc::new(table),
             writes: 0,
+            resizes: 0,
         }
     }
 }
@@ -129,6 +171,32 @@ type CloneTable<K, V> = fn(&HashedTable<K, V>) -> HashedTable<K, V>;
 
 /// A concurrent hash map made of cache-line-padded `RwLock<HashMap>` shards. See the
 /// [module docs](self) for shard selection, the deadlock rule and consistency.
+///
+/// What sets it apart from the crate's other maps: values are changed in place under a lock
+/// (`get_mut`, `for_each_mut`), so a value need not be `Clone` to be updated, and no reference
+/// into the map outlives a call (where dashmap hands out guards that can deadlock).
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::thread;
+/// use atomicmap::ShardedMap;
+///
+/// let sessions: Arc<ShardedMap<u64, Vec<String>>> = Arc::new(ShardedMap::new());
+/// let workers: Vec<_> = (0..4)
+///     .map(|worker| {
+///         let sessions = Arc::clone(&sessions);
+///         thread::spawn(move || {
+///             sessions.upsert(worker % 2, || vec![], |log| log.clone());
+///             sessions.get_mut(&(worker % 2), |log| log.push(format!("worker {worker}")));
+///         })
+///     })
+///     .collect();
+/// for worker in workers {
+///     worker.join().unwrap();
+/// }
+/// assert_eq!(sessions.len(), 2);
+/// assert_eq!(sessions.values().map(|log| log.len()).sum::<usize>(), 4);
+/// ```
 pub struct ShardedMap<K, V, S = DefaultHashBuilder> {
     /// A power-of-two number of shards.
     shards: Box<[Shard<K, V>]>,
@@ -138,6 +206,9 @@ pub struct ShardedMap<K, V, S = DefaultHashBuilder> {
     /// Set by the first snapshot, the only thing that shares tables (and the only place
     /// with the `Clone` bounds a copy needs).
     clone_table: OnceLock<CloneTable<K, V>>,
+    /// Calls of [`ShardedMap::snapshot`], for [`ShardedMap::stats`]; relaxed, as it orders
+    /// nothing.
+    snapshots_taken: AtomicU64,
 }
 
 impl<K, V> ShardedMap<K, V> {
@@ -241,6 +312,7 @@ impl<K, V, S> ShardedMap<K, V, S> {
             shard_shift: shard_shift(shards),
             hasher,
             clone_table: OnceLock::new(),
+            snapshots_taken: AtomicU64::new(0),
         }
     }
 }
@@ -282,7 +354,40 @@ impl<K, V, S> ShardedMap<K, V, S> {
                 .write()
                 .unwrap_or_else(|poisoned| poisoned.into_inner()),
             clone_table: &self.clone_table,
+            capacity_before_write: None,
         }
+    }
+
+    /// The shard's read lock if it can be had without waiting. A try-lock cannot deadlock, so
+    /// it is registered with the re-entrancy check without being refused by it.
+    fn try_read_shard(&self, index: usize) -> Result<ShardReadGuard<'_, K, V>, WouldBlock> {
+        let state = match self.shards[index].try_read() {
+            Ok(state) => state,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return Err(WouldBlock),
+        };
+        Ok(ShardReadGuard {
+            #[cfg(debug_assertions)]
+            _held: reentrancy::HeldLock::register(self.identity(), index),
+            state,
+        })
+    }
+
+    /// The shard's write lock if it can be had without waiting; see
+    /// [`try_read_shard`](Self::try_read_shard).
+    fn try_write_shard(&self, index: usize) -> Result<ShardWriteGuard<'_, K, V>, WouldBlock> {
+        let state = match self.shards[index].try_write() {
+            Ok(state) => state,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return Err(WouldBlock),
+        };
+        Ok(ShardWriteGuard {
+            #[cfg(debug_assertions)]
+            _held: reentrancy::HeldLock::register(self.identity(), index),
+            state,
+            clone_table: &self.clone_table,
+            capacity_before_write: None,
+        })
     }
 
     /// Number of entries, summed shard by shard (weakly consistent).
@@ -307,6 +412,18 @@ impl<K, V, S> ShardedMap<K, V, S> {
     /// Keeps only the entries for which `keep` returns `true`, shard by shard, each shard
     /// under its write lock. `keep` runs once per entry and must not use this map (module
     /// docs); if it panics, the entries it rejected so far are gone and the others stay.
+    /// Unlike the lock-free maps' `retain`, `keep` sees each value once and may change it.
+    ///
+    /// ```
+    /// use atomicmap::ShardedMap;
+    ///
+    /// let stock: ShardedMap<&str, u32> = [("apples", 3), ("pears", 1)].into_iter().collect();
+    /// stock.retain(|_, count| {
+    ///     *count -= 1;
+    ///     *count > 0
+    /// });
+    /// assert_eq!((stock.get("apples"), stock.get("pears")), (Some(2), None));
+    /// ```
     pub fn retain(&self, mut keep: impl FnMut(&K, &mut V) -> bool) {
         for index in 0..self.shards.len() {
             self.write_shard(index)
@@ -326,6 +443,84 @@ impl<K, V, S> ShardedMap<K, V, S> {
         }
     }
 
+    /// Calls `visit` on every entry with its value mutable in place: the map's `iter_mut`.
+    /// Shard by shard, each shard under its write lock, one lock at a time (weakly
+    /// consistent, as [`for_each`](Self::for_each)); `visit` runs once per entry.
+    ///
+    /// Deadlock rules: while `visit` runs this thread holds one shard's write lock, so
+    /// `visit` must not use this map (a debug build panics if it does; the `try_` reads are
+    /// allowed and return [`WouldBlock`] for the held shard). Other threads wait for that one
+    /// shard only, and since no thread holds two shard locks, `for_each_mut` cannot deadlock
+    /// with them. A panic in `visit` leaves the values it changed so far changed.
+    ///
+    /// It is a closure rather than an iterator because an iterator's items would outlive the
+    /// shard lock that makes `&mut V` sound as soon as it moved on to the next shard.
+    ///
+    /// ```
+    /// use atomicmap::ShardedMap;
+    ///
+    /// let map: ShardedMap<&str, Vec<u32>> = [("a", vec![1]), ("b", vec![])].into_iter().collect();
+    /// map.for_each_mut(|_, log| log.push(9));
+    /// assert_eq!(map.get("a"), Some(vec![1, 9]));
+    /// assert_eq!(map.get("b"), Some(vec![9]));
+    /// ```
+    #[doc(alias = "iter_mut")]
+    pub fn for_each_mut(&self, mut visit: impl FnMut(&K, &mut V)) {
+        for index in 0..self.shards.len() {
+            for (stored, value) in self.write_shard(index).table_mut().iter_mut() {
+                visit(&stored.key, value);
+            }
+        }
+    }
+
+    /// Entries the map holds before one of its shards grows, summed shard by shard (weakly
+    /// consistent). Keys spread unevenly over shards, so a shard may grow before `len()`
+    /// reaches this figure.
+    pub fn capacity(&self) -> usize {
+        (0..self.shards.len())
+            .map(|index| self.read_shard(index).table().capacity())
+            .sum()
+    }
+
+    /// The map's internals as a [`MapStats`], read shard by shard (weakly consistent, one
+    /// read lock at a time):
+    /// * `len` and `capacity` are summed over the shards;
+    /// * `resizes` counts the writes that changed a shard table's capacity (std's `HashMap`
+    ///   growing; a copy-on-write copy for a snapshot is not a resize);
+    /// * `snapshots_taken` counts calls of [`snapshot`](Self::snapshot) (`clone` and `==`
+    ///   share tables the same way but are not counted);
+    /// * `migrations_in_flight`, `tombstones`, `longest_probe` and `garbage_bytes` are 0: a
+    ///   shard grows all at once under its write lock, std's `HashMap` keeps no tombstones a
+    ///   caller could act on and does not report probe lengths, and nothing is retired (a
+    ///   table shared with a snapshot is owned by that snapshot, not garbage).
+    ///
+    /// ```
+    /// use atomicmap::ShardedMap;
+    ///
+    /// let map: ShardedMap<u32, u32> = ShardedMap::with_shards(1).unwrap();
+    /// for key in 0..100 {
+    ///     map.insert(key, key);
+    /// }
+    /// let _ = map.snapshot();
+    /// let stats = map.stats();
+    /// assert_eq!((stats.len, stats.snapshots_taken), (100, 1));
+    /// assert!(stats.capacity >= 100 && stats.resizes > 0);
+    /// assert_eq!(stats.tombstones, 0);
+    /// ```
+    pub fn stats(&self) -> MapStats {
+        let mut stats = MapStats {
+            snapshots_taken: self.snapshots_taken.load(Ordering::Relaxed),
+            ..MapStats::default()
+        };
+        for index in 0..self.shards.len() {
+            let shard = self.read_shard(index);
+            stats.len += shard.table().len();
+            stats.capacity += shard.table().capacity();
+            stats.resizes += shard.state.resizes;
+        }
+        stats
+    }
+
     /// The map's contents at one instant, as an immutable [`MapSnapshot`] whose version is the
     /// number of write operations the map had seen (summed over shards), so it never goes
     /// back between snapshots.
@@ -339,11 +534,34 @@ impl<K, V, S> ShardedMap<K, V, S> {
     /// shards one after another, a snapshot never mixes states that did not coexist.
     ///
     /// Must not be called from a closure running under one of this map's locks (module docs).
+    ///
+    /// ```
+    /// use atomicmap::ShardedMap;
+    ///
+    /// let map: ShardedMap<u32, u32> = (0..4).map(|key| (key, key)).collect();
+    /// let before = map.snapshot();
+    /// map.insert(0, 100); // copies shard 0's table: `before` keeps the old one
+    /// assert_eq!((before.get(&0), map.get(&0)), (Some(&0), Some(100)));
+    /// assert!(map.snapshot().version() > before.version());
+    /// ```
     pub fn snapshot(&self) -> MapSnapshot<K, V, S>
     where
         K: Clone,
         V: Clone,
         S: Clone,
+    {
+        self.snapshots_taken.fetch_add(1, Ordering::Relaxed);
+        let (tables, version) = self.share_tables();
+        MapSnapshot::from_shards(tables, self.hasher.clone(), self.shard_shift, version)
+    }
+
+    /// Every shard's table at one instant, shared copy-on-write, with the number of writes
+    /// the map had seen: what [`snapshot`](Self::snapshot), `clone` and `==` are made of.
+    #[allow(clippy::type_complexity)]
+    fn share_tables(&self) -> (Box<[Arc<HashedTable<K, V>>]>, u64)
+    where
+        K: Clone,
+        V: Clone,
     {
         self.clone_table.get_or_init(|| HashedTable::clone);
         #[cfg(debug_assertions)]
@@ -362,23 +580,54 @@ impl<K, V, S> ShardedMap<K, V, S> {
             .iter()
             .map(|state| Arc::clone(&state.table))
             .collect();
-        drop(locked);
-        MapSnapshot::from_shards(tables, self.hasher.clone(), self.shard_shift, version)
+        (tables, version)
     }
 
     /// Owned copies of all entries, cloned one shard at a time as the iterator reaches it:
     /// each shard is a snapshot of one instant, different shards of different instants
     /// (weakly consistent). No lock is held between `next` calls, so the loop body may use
     /// the map freely.
+    ///
+    /// ```
+    /// use atomicmap::ShardedMap;
+    ///
+    /// let map: ShardedMap<u32, u32> = (0..3).map(|key| (key, key * 10)).collect();
+    /// let mut total = 0;
+    /// for (key, value) in &map {
+    ///     map.insert(key, value + 1); // allowed: no lock is held here
+    ///     total += value;
+    /// }
+    /// assert_eq!((total, map.get(&2)), (30, Some(21)));
+    /// ```
     pub fn iter(&self) -> Iter<'_, K, V, S>
     where
         K: Clone,
         V: Clone,
     {
         Iter {
-            map: self,
-            next_shard: 0,
-            buffered: Vec::new().into_iter(),
+            walk: ShardWalk::new(self, |key, value| (key.clone(), value.clone())),
+        }
+    }
+
+    /// Owned copies of all keys, cloned shard by shard as [`iter`](Self::iter) does (weakly
+    /// consistent; no lock held between `next` calls). Values are not cloned.
+    pub fn keys(&self) -> Keys<'_, K, V, S>
+    where
+        K: Clone,
+    {
+        Keys {
+            walk: ShardWalk::new(self, |key, _| key.clone()),
+        }
+    }
+
+    /// Owned copies of all values, cloned shard by shard as [`iter`](Self::iter) does (weakly
+    /// consistent; no lock held between `next` calls). Keys are not cloned.
+    pub fn values(&self) -> Values<'_, K, V, S>
+    where
+        V: Clone,
+    {
+        Values {
+            walk: ShardWalk::new(self, |_, value| value.clone()),
         }
     }
 }
@@ -397,8 +646,7 @@ where
     /// The value for `key`, cloned.
     pub fn get<Q>(&self, key: &Q) -> Option<V>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
         V: Clone,
     {
         self.get_with(key, V::clone)
@@ -408,26 +656,84 @@ where
     /// `read` runs at most once and must not use this map (module docs).
     pub fn get_with<Q, R>(&self, key: &Q, read: impl FnOnce(&V) -> R) -> Option<R>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         let (hash, shard) = self.locate(key);
         self.read_shard(shard)
             .table()
-            .get(&Probe { hash, key } as &dyn Lookup<Q>)
+            .get(Probe { hash, key }.lookup())
             .map(read)
+    }
+
+    /// The value for `key`, cloned, if its shard can be read-locked without waiting;
+    /// [`WouldBlock`] if a writer holds it. Never waits, so it cannot deadlock, even inside a
+    /// closure running under this map's locks (module docs).
+    ///
+    /// ```
+    /// use atomicmap::sharded::WouldBlock;
+    /// use atomicmap::ShardedMap;
+    ///
+    /// let map: ShardedMap<&str, u32> = ShardedMap::new();
+    /// map.insert("hits", 1);
+    /// assert_eq!(map.try_get("hits"), Ok(Some(1)));
+    /// assert_eq!(map.try_get("misses"), Ok(None));
+    /// // Under the shard's own write lock, a blocking `get` would deadlock; `try_get` returns.
+    /// map.get_mut("hits", |_| assert_eq!(map.try_get("hits"), Err(WouldBlock)));
+    /// ```
+    pub fn try_get<Q>(&self, key: &Q) -> Result<Option<V>, WouldBlock>
+    where
+        Q: Hash + Equivalent<K> + ?Sized,
+        V: Clone,
+    {
+        self.try_get_with(key, V::clone)
+    }
+
+    /// [`get_with`](Self::get_with) if the key's shard can be read-locked without waiting;
+    /// [`WouldBlock`] (and `read` not run) if a writer holds it. `read` runs at most once,
+    /// under the read lock.
+    pub fn try_get_with<Q, R>(
+        &self,
+        key: &Q,
+        read: impl FnOnce(&V) -> R,
+    ) -> Result<Option<R>, WouldBlock>
+    where
+        Q: Hash + Equivalent<K> + ?Sized,
+    {
+        let (hash, shard) = self.locate(key);
+        Ok(self
+            .try_read_shard(shard)?
+            .table()
+            .get(Probe { hash, key }.lookup())
+            .map(read))
+    }
+
+    /// [`get_mut`](Self::get_mut) if the key's shard can be write-locked without waiting;
+    /// [`WouldBlock`] (and `modify` not run) if any reader or writer holds it.
+    pub fn try_get_mut<Q, R>(
+        &self,
+        key: &Q,
+        modify: impl FnOnce(&mut V) -> R,
+    ) -> Result<Option<R>, WouldBlock>
+    where
+        Q: Hash + Equivalent<K> + ?Sized,
+    {
+        let (hash, shard) = self.locate(key);
+        Ok(self
+            .try_write_shard(shard)?
+            .table_mut()
+            .get_mut(Probe { hash, key }.lookup())
+            .map(modify))
     }
 
     /// Whether `key` has a value.
     pub fn contains_key<Q>(&self, key: &Q) -> bool
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         let (hash, shard) = self.locate(key);
         self.read_shard(shard)
             .table()
-            .contains_key(&Probe { hash, key } as &dyn Lookup<Q>)
+            .contains_key(Probe { hash, key }.lookup())
     }
 
     /// Sets the value for `key`; returns the previous one.
@@ -441,13 +747,63 @@ where
     /// Removes `key`; returns its value.
     pub fn remove<Q>(&self, key: &Q) -> Option<V>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         let (hash, shard) = self.locate(key);
         self.write_shard(shard)
             .table_mut()
-            .remove(&Probe { hash, key } as &dyn Lookup<Q>)
+            .remove(Probe { hash, key }.lookup())
+    }
+
+    /// Inserts `key` with `value` only if the key has no value; returns whether it did.
+    /// Otherwise the stored value stays and `key` and `value` come back in the `Err`
+    /// (unlike [`insert`](Self::insert), which replaces). Both lookups happen under one write
+    /// lock, so the check and the insert are one linearizable step.
+    ///
+    /// ```
+    /// use atomicmap::ShardedMap;
+    ///
+    /// let map: ShardedMap<&str, u32> = ShardedMap::new();
+    /// assert_eq!(map.try_insert("port", 80), Ok(()));
+    /// assert_eq!(map.try_insert("port", 8080), Err(("port", 8080)));
+    /// assert_eq!(map.get("port"), Some(80));
+    /// ```
+    pub fn try_insert(&self, key: K, value: V) -> Result<(), (K, V)> {
+        let (hash, shard) = self.locate(&key);
+        let mut shard = self.write_shard(shard);
+        let table = shard.table_mut();
+        if table.contains_key(Probe { hash, key: &key }.lookup()) {
+            return Err((key, value));
+        }
+        table.insert(Hashed { hash, key }, value);
+        Ok(())
+    }
+
+    /// Removes `key` if `condition(&value)` holds; returns the removed value. The check
+    /// and the removal are one linearizable step under the shard's write lock; `condition`
+    /// runs at most once (not at all if the key is absent) and must not use this map (module
+    /// docs). If it panics, the entry stays.
+    ///
+    /// ```
+    /// use atomicmap::ShardedMap;
+    ///
+    /// let map: ShardedMap<&str, u32> = [("idle", 0), ("busy", 3)].into_iter().collect();
+    /// assert_eq!(map.remove_if("busy", |users| *users == 0), None);
+    /// assert_eq!(map.remove_if("idle", |users| *users == 0), Some(0));
+    /// assert_eq!(map.len(), 1);
+    /// ```
+    pub fn remove_if<Q>(&self, key: &Q, condition: impl FnOnce(&V) -> bool) -> Option<V>
+    where
+        Q: Hash + Equivalent<K> + ?Sized,
+    {
+        let (hash, shard) = self.locate(key);
+        let mut shard = self.write_shard(shard);
+        let table = shard.table_mut();
+        let probe = Probe { hash, key };
+        if !condition(table.get(probe.lookup())?) {
+            return None;
+        }
+        table.remove(probe.lookup())
     }
 
     /// Runs `modify` on the value for `key` in place, under the shard's write lock; returns
@@ -468,13 +824,12 @@ where
     /// ```
     pub fn get_mut<Q, R>(&self, key: &Q, modify: impl FnOnce(&mut V) -> R) -> Option<R>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         let (hash, shard) = self.locate(key);
         self.write_shard(shard)
             .table_mut()
-            .get_mut(&Probe { hash, key } as &dyn Lookup<Q>)
+            .get_mut(Probe { hash, key }.lookup())
             .map(modify)
     }
 
@@ -495,8 +850,7 @@ where
     /// ```
     pub fn update<Q>(&self, key: &Q, mut change: impl FnMut(&V) -> V) -> Option<V>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
         V: Clone,
     {
         self.get_mut(key, |value| {
@@ -686,6 +1040,9 @@ struct ShardWriteGuard<'a, K, V> {
     _held: reentrancy::HeldLock,
     state: RwLockWriteGuard<'a, ShardState<K, V>>,
     clone_table: &'a OnceLock<CloneTable<K, V>>,
+    /// The table's capacity when [`table_mut`](Self::table_mut) handed it out, compared on
+    /// drop to count resizes.
+    capacity_before_write: Option<usize>,
 }
 
 impl<K, V> ShardWriteGuard<'_, K, V> {
@@ -701,7 +1058,20 @@ impl<K, V> ShardWriteGuard<'_, K, V> {
                 .expect("only a snapshot shares a shard's table, and it registers the copy");
             state.table = Arc::new(copy(&state.table));
         }
-        Arc::get_mut(&mut state.table).expect("a table this writer just copied is unshared")
+        let table =
+            Arc::get_mut(&mut state.table).expect("a table this writer just copied is unshared");
+        self.capacity_before_write.get_or_insert(table.capacity());
+        table
+    }
+}
+
+impl<K, V> Drop for ShardWriteGuard<'_, K, V> {
+    fn drop(&mut self) {
+        if let Some(before) = self.capacity_before_write {
+            if self.state.table.capacity() != before {
+                self.state.resizes += 1;
+            }
+        }
     }
 }
 
@@ -738,8 +1108,8 @@ mod reentrancy {
                 panic!(
                     "ShardedMap re-entered: this thread holds the lock of shard {held_shard} \
                      (it is running a closure passed to get_with/get_mut/update/compute/\
-                     upsert/get_or_insert_with/retain/for_each) and now asks for shard {shard} of the \
-                     same map. {} Finish the closure, then use the map.",
+                     upsert/get_or_insert_with/remove_if/retain/for_each/for_each_mut) and now \
+                     asks for shard {shard} of the same map (only the try_ reads may). {} Finish the closure, then use the map.",
                     if held_shard == shard {
                         "This would deadlock now."
                     } else {
@@ -747,6 +1117,12 @@ mod reentrancy {
                     }
                 );
             }
+            Self::register(map, shard)
+        }
+
+        /// Registers a lock this thread already took without waiting (a try-lock), which
+        /// cannot deadlock and so is not checked.
+        pub(super) fn register(map: usize, shard: usize) -> Self {
             HELD.with(|held| held.borrow_mut().push((map, shard)));
             HeldLock { map, shard }
         }
@@ -767,20 +1143,29 @@ mod reentrancy {
     }
 }
 
-/// Iterator of [`ShardedMap::iter`]: owned entries, cloned shard by shard.
-pub struct Iter<'a, K, V, S> {
+/// A walk over a [`ShardedMap`]'s shards that copies each shard's entries, projected to `T`,
+/// under the shard's read lock, and hands them out with no lock held.
+struct ShardWalk<'a, K, V, S, T> {
     map: &'a ShardedMap<K, V, S>,
     next_shard: usize,
-    buffered: std::vec::IntoIter<(K, V)>,
+    buffered: std::vec::IntoIter<T>,
+    project: fn(&K, &V) -> T,
 }
 
-impl<K: Clone, V: Clone, S> Iterator for Iter<'_, K, V, S> {
-    type Item = (K, V);
+impl<'a, K, V, S, T> ShardWalk<'a, K, V, S, T> {
+    fn new(map: &'a ShardedMap<K, V, S>, project: fn(&K, &V) -> T) -> Self {
+        ShardWalk {
+            map,
+            next_shard: 0,
+            buffered: Vec::new().into_iter(),
+            project,
+        }
+    }
 
-    fn next(&mut self) -> Option<(K, V)> {
+    fn next(&mut self) -> Option<T> {
         loop {
-            if let Some(entry) = self.buffered.next() {
-                return Some(entry);
+            if let Some(item) = self.buffered.next() {
+                return Some(item);
             }
             if self.next_shard == self.map.shards.len() {
                 return None;
@@ -790,11 +1175,137 @@ impl<K: Clone, V: Clone, S> Iterator for Iter<'_, K, V, S> {
             self.buffered = shard
                 .table()
                 .iter()
-                .map(|(stored, value)| (stored.key.clone(), value.clone()))
+                .map(|(stored, value)| (self.project)(&stored.key, value))
                 .collect::<Vec<_>>()
                 .into_iter();
         }
     }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.buffered.len(), None)
+    }
+}
+
+impl<K, V, S, T: fmt::Debug> fmt::Debug for ShardWalk<'_, K, V, S, T> {
+    /// The walk's progress and the items copied from the current shard but not handed out.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShardWalk")
+            .field("next_shard", &self.next_shard)
+            .field("shard_count", &self.map.shards.len())
+            .field("buffered", &self.buffered.as_slice())
+            .finish()
+    }
+}
+
+/// The public iterators over a [`ShardWalk`], one per projection.
+macro_rules! shard_walk_iterator {
+    ($(#[$doc:meta])* $name:ident, $item:ty, where $($bounds:tt)*) => {
+        $(#[$doc])*
+        pub struct $name<'a, K, V, S> {
+            walk: ShardWalk<'a, K, V, S, $item>,
+        }
+
+        impl<K, V, S> Iterator for $name<'_, K, V, S>
+        where
+            $($bounds)*
+        {
+            type Item = $item;
+
+            fn next(&mut self) -> Option<$item> {
+                self.walk.next()
+            }
+
+            fn size_hint(&self) -> (usize, Option<usize>) {
+                self.walk.size_hint()
+            }
+        }
+
+        impl<K, V, S> std::iter::FusedIterator for $name<'_, K, V, S> where $($bounds)* {}
+
+        impl<K: fmt::Debug, V: fmt::Debug, S> fmt::Debug for $name<'_, K, V, S> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_tuple(stringify!($name)).field(&self.walk).finish()
+            }
+        }
+    };
+}
+
+shard_walk_iterator!(
+    /// Iterator of [`ShardedMap::iter`] and of `&ShardedMap`'s `IntoIterator`: owned
+    /// entries, cloned shard by shard.
+    Iter, (K, V), where K: Clone, V: Clone
+);
+shard_walk_iterator!(
+    /// Iterator of [`ShardedMap::keys`]: owned keys, cloned shard by shard.
+    Keys, K, where K: Clone
+);
+shard_walk_iterator!(
+    /// Iterator of [`ShardedMap::values`]: owned values, cloned shard by shard.
+    Values, V, where V: Clone
+);
+
+impl<'a, K: Clone, V: Clone, S> IntoIterator for &'a ShardedMap<K, V, S> {
+    type Item = (K, V);
+    type IntoIter = Iter<'a, K, V, S>;
+
+    /// [`ShardedMap::iter`]: owned copies, no lock held between items.
+    fn into_iter(self) -> Iter<'a, K, V, S> {
+        self.iter()
+    }
+}
+
+impl<K: Clone, V: Clone, S: Clone> Clone for ShardedMap<K, V, S> {
+    /// A map with the entries of `self` at one instant (as [`ShardedMap::snapshot`]) and the
+    /// same shard count and hasher. O(shards): the two maps share each shard's table until
+    /// either writes to it, when the writer copies that shard (copy-on-write, module docs).
+    fn clone(&self) -> Self {
+        let (tables, _) = self.share_tables();
+        let copy_table: CloneTable<K, V> = HashedTable::clone;
+        ShardedMap {
+            shards: tables
+                .into_vec()
+                .into_iter()
+                .map(|table| {
+                    CachePadded(RwLock::new(ShardState {
+                        table,
+                        writes: 0,
+                        resizes: 0,
+                    }))
+                })
+                .collect(),
+            shard_shift: self.shard_shift,
+            hasher: self.hasher.clone(),
+            clone_table: OnceLock::from(copy_table),
+            snapshots_taken: AtomicU64::new(0),
+        }
+    }
+}
+
+impl<K, V, S> PartialEq for ShardedMap<K, V, S>
+where
+    K: Hash + Eq + Clone,
+    V: PartialEq + Clone,
+    S: BuildHasher + Clone,
+{
+    /// Same keys with equal values, comparing a snapshot of each side (O(shards) each, see
+    /// [`ShardedMap::snapshot`]). Each snapshot is its own map's instant: the comparison is
+    /// not atomic across both maps, so with writers running it may compare states of the two
+    /// that never coexisted.
+    fn eq(&self, other: &Self) -> bool {
+        let (mine, _) = self.share_tables();
+        let (theirs, _) = other.share_tables();
+        let mine = MapSnapshot::from_shards(mine, self.hasher.clone(), self.shard_shift, 0);
+        let theirs = MapSnapshot::from_shards(theirs, other.hasher.clone(), other.shard_shift, 0);
+        mine == theirs
+    }
+}
+
+impl<K, V, S> Eq for ShardedMap<K, V, S>
+where
+    K: Hash + Eq + Clone,
+    V: Eq + Clone,
+    S: BuildHasher + Clone,
+{
 }
 
 impl<K: fmt::Debug, V: fmt::Debug, S> fmt::Debug for ShardedMap<K, V, S> {

@@ -18,7 +18,6 @@
 //! after another one (in real time) never has a smaller version. What it counts depends on
 //! the map (writes, publications, or tables); see each map's `snapshot`.
 
-use std::borrow::Borrow;
 use std::collections::hash_map::{self, HashMap};
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
@@ -27,7 +26,9 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 pub use crate::hash::DefaultHashBuilder;
-use crate::hash::{shard_index, Hashed, HashedTable, Lookup, Probe};
+use equivalent::Equivalent;
+
+use crate::hash::{shard_index, Hashed, HashedTable, Probe, StoredHash};
 use crate::persistent::{self, PersistentMap};
 
 /// An immutable view of a map's entries at one instant, with the version of the map at that
@@ -54,9 +55,9 @@ pub struct MapSnapshot<K, V, S = DefaultHashBuilder> {
 }
 
 enum Storage<K, V, S> {
-    /// One table.
-    Table(HashMap<K, V, S>),
-    /// The shards of a `ShardedMap` (shared copy-on-write with the map).
+    /// Tables of keys stored with their hash: the shards of a `ShardedMap` (shared
+    /// copy-on-write with the map), or one table built for the snapshot. Keys carry their hash
+    /// so that `get` can match them by [`Equivalent`], which std's `HashMap` cannot.
     Shards {
         tables: Box<[Arc<HashedTable<K, V>>]>,
         /// The map's hasher, which computed the hashes stored with the keys.
@@ -70,12 +71,37 @@ enum Storage<K, V, S> {
 }
 
 impl<K, V, S> MapSnapshot<K, V, S> {
-    /// A snapshot made of one table.
-    pub(crate) fn from_table(table: HashMap<K, V, S>, version: u64) -> Self {
-        MapSnapshot {
-            storage: Storage::Table(table),
-            version,
+    /// A snapshot made of one table. Each key is hashed again, into a table of keys stored
+    /// with their hash (see [`Storage::Shards`]); [`from_entries`](Self::from_entries) skips
+    /// the first table.
+    pub(crate) fn from_table(table: HashMap<K, V, S>, version: u64) -> Self
+    where
+        K: Hash + Eq,
+        S: BuildHasher + Clone,
+    {
+        let hasher = table.hasher().clone();
+        Self::from_entries(table, hasher, version)
+    }
+
+    /// A snapshot of `entries`, hashed with `hasher`; of a repeated key, the last value stays.
+    pub(crate) fn from_entries(
+        entries: impl IntoIterator<Item = (K, V)>,
+        hasher: S,
+        version: u64,
+    ) -> Self
+    where
+        K: Hash + Eq,
+        S: BuildHasher,
+    {
+        let entries = entries.into_iter();
+        let mut table =
+            HashedTable::with_capacity_and_hasher(entries.size_hint().0, StoredHash::default());
+        for (key, value) in entries {
+            let hash = hasher.hash_one(&key);
+            table.insert(Hashed { hash, key }, value);
         }
+        // One table is one shard: `shard_index` with a shift of 64 picks shard 0.
+        Self::from_shards(Box::new([Arc::new(table)]), hasher, u64::BITS, version)
     }
 
     /// A snapshot made of the shards of a `ShardedMap`.
@@ -113,7 +139,6 @@ impl<K, V, S> MapSnapshot<K, V, S> {
     /// Number of entries.
     pub fn len(&self) -> usize {
         match &self.storage {
-            Storage::Table(table) => table.len(),
             Storage::Shards { len, .. } => *len,
             Storage::Persistent(map) => map.len(),
         }
@@ -127,7 +152,6 @@ impl<K, V, S> MapSnapshot<K, V, S> {
     /// Every entry once, in no particular order.
     pub fn iter(&self) -> SnapshotIter<'_, K, V, S> {
         let inner = match &self.storage {
-            Storage::Table(table) => IterInner::Table(table.iter()),
             Storage::Shards { tables, .. } => {
                 let mut tables = tables.iter();
                 let current = tables.next().map(|table| table.iter());
@@ -140,6 +164,16 @@ impl<K, V, S> MapSnapshot<K, V, S> {
             remaining: self.len(),
             _hasher: PhantomData,
         }
+    }
+
+    /// Every key once, in no particular order.
+    pub fn keys(&self) -> impl ExactSizeIterator<Item = &K> + '_ {
+        self.iter().map(|(key, _)| key)
+    }
+
+    /// Every value once, in no particular order.
+    pub fn values(&self) -> impl ExactSizeIterator<Item = &V> + '_ {
+        self.iter().map(|(_, value)| value)
     }
 
     /// The keys in ascending order.
@@ -189,14 +223,13 @@ where
     K: Hash + Eq,
     S: BuildHasher + Clone,
 {
-    /// The value `key` had at the snapshot's instant.
+    /// The value `key` had at the snapshot's instant. `key` may be any [`Equivalent`] form of
+    /// `K` (not only a `Borrow` form): every snapshot's tables store keys with their hash.
     pub fn get<Q>(&self, key: &Q) -> Option<&V>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         match &self.storage {
-            Storage::Table(table) => table.get(key),
             Storage::Shards {
                 tables,
                 hasher,
@@ -204,7 +237,7 @@ where
                 ..
             } => {
                 let hash = hasher.hash_one(key);
-                tables[shard_index(hash, *shard_shift)].get(&Probe { hash, key } as &dyn Lookup<Q>)
+                tables[shard_index(hash, *shard_shift)].get(Probe { hash, key }.lookup())
             }
             Storage::Persistent(map) => map.get(key),
         }
@@ -213,8 +246,7 @@ where
     /// Whether `key` was present at the snapshot's instant.
     pub fn contains_key<Q>(&self, key: &Q) -> bool
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         self.get(key).is_some()
     }
@@ -227,6 +259,86 @@ impl<'a, K, V, S> IntoIterator for &'a MapSnapshot<K, V, S> {
     fn into_iter(self) -> Self::IntoIter {
         self.iter()
     }
+}
+
+impl<K, V, S> FromIterator<(K, V)> for MapSnapshot<K, V, S>
+where
+    K: Hash + Eq,
+    S: BuildHasher + Default,
+{
+    /// A snapshot of the given entries with version 0, not taken from any map (for a test's
+    /// expected contents, or a deserialized one); of a repeated key, the last value stays.
+    ///
+    /// ```
+    /// use atomicmap::{MapSnapshot, ShardedMap};
+    ///
+    /// let expected: MapSnapshot<&str, u32> = [("a", 1), ("b", 2)].into_iter().collect();
+    /// let map: ShardedMap<&str, u32> = [("b", 2), ("a", 1)].into_iter().collect();
+    /// assert_eq!(map.snapshot(), expected);
+    /// assert_eq!(expected.version(), 0);
+    /// ```
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(entries: I) -> Self {
+        Self::from_entries(entries, S::default(), 0)
+    }
+}
+
+impl<K: Clone, V: Clone, S: Clone> Clone for MapSnapshot<K, V, S> {
+    /// O(shards) at most: the entries are immutable and shared by reference count, not copied.
+    fn clone(&self) -> Self {
+        let storage = match &self.storage {
+            Storage::Shards {
+                tables,
+                hasher,
+                shard_shift,
+                len,
+            } => Storage::Shards {
+                tables: tables.clone(),
+                hasher: hasher.clone(),
+                shard_shift: *shard_shift,
+                len: *len,
+            },
+            Storage::Persistent(map) => Storage::Persistent(map.clone()),
+        };
+        MapSnapshot {
+            storage,
+            version: self.version,
+        }
+    }
+}
+
+impl<K, V, S> PartialEq for MapSnapshot<K, V, S>
+where
+    K: Hash + Eq,
+    V: PartialEq,
+    S: BuildHasher + Clone,
+{
+    /// Same keys with equal values, as std's `HashMap` compares. The versions are not
+    /// compared: they count different things on different maps (module docs), and two
+    /// snapshots with the same entries are the same contents.
+    ///
+    /// ```
+    /// use atomicmap::{RcuMap, ShardedMap};
+    ///
+    /// let sharded: ShardedMap<u32, u32> = (0..10).map(|key| (key, key)).collect();
+    /// let rcu: RcuMap<u32, u32> = (0..10).map(|key| (key, key)).collect();
+    /// let (a, b) = (sharded.snapshot(), rcu.snapshot());
+    /// assert_eq!(a, b);
+    /// assert_ne!(a.version(), b.version());
+    /// ```
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len()
+            && self
+                .iter()
+                .all(|(key, value)| other.get(key) == Some(value))
+    }
+}
+
+impl<K, V, S> Eq for MapSnapshot<K, V, S>
+where
+    K: Hash + Eq,
+    V: Eq,
+    S: BuildHasher + Clone,
+{
 }
 
 impl<K: fmt::Debug, V: fmt::Debug, S> fmt::Debug for MapSnapshot<K, V, S> {
@@ -254,8 +366,25 @@ pub struct SnapshotIter<'a, K, V, S> {
     _hasher: PhantomData<fn() -> S>,
 }
 
+impl<K, V, S> Clone for SnapshotIter<'_, K, V, S> {
+    /// An iterator at the same position (the entries are borrowed, not cloned).
+    fn clone(&self) -> Self {
+        SnapshotIter {
+            inner: self.inner.clone(),
+            remaining: self.remaining,
+            _hasher: PhantomData,
+        }
+    }
+}
+
+impl<K: fmt::Debug, V: fmt::Debug, S> fmt::Debug for SnapshotIter<'_, K, V, S> {
+    /// The entries not yet handed out.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.clone()).finish()
+    }
+}
+
 enum IterInner<'a, K, V> {
-    Table(hash_map::Iter<'a, K, V>),
     Shards {
         tables: std::slice::Iter<'a, Arc<HashedTable<K, V>>>,
         current: Option<hash_map::Iter<'a, Hashed<K>, V>>,
@@ -263,12 +392,23 @@ enum IterInner<'a, K, V> {
     Persistent(persistent::Iter<'a, K, V>),
 }
 
+impl<K, V> Clone for IterInner<'_, K, V> {
+    fn clone(&self) -> Self {
+        match self {
+            IterInner::Shards { tables, current } => IterInner::Shards {
+                tables: tables.clone(),
+                current: current.clone(),
+            },
+            IterInner::Persistent(entries) => IterInner::Persistent(entries.clone()),
+        }
+    }
+}
+
 impl<'a, K, V, S> Iterator for SnapshotIter<'a, K, V, S> {
     type Item = (&'a K, &'a V);
 
     fn next(&mut self) -> Option<Self::Item> {
         let next = match &mut self.inner {
-            IterInner::Table(entries) => entries.next(),
             IterInner::Shards { tables, current } => loop {
                 let entries = current.as_mut()?;
                 if let Some((stored, value)) = entries.next() {

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use atomicmap::{AtomicMap, RcuMap, ReadMostlyMap, ShardedMap};
+use atomicmap::{AtomicMap, HotSwap, MapSnapshot, RcuMap, ReadMostlyMap, ShardedMap};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -107,4 +107,41 @@ fn bad_input_is_an_error_not_a_partial_map() {
     assert!(not_a_map.is_err());
     let truncated = serde_json::from_str::<RcuMap<String, u64>>(r#"{"a": 1, "b""#);
     assert!(truncated.is_err());
+}
+
+#[test]
+fn a_snapshot_deserializes_with_version_zero() {
+    let map: ShardedMap<String, u64> = entries().into_iter().collect();
+    map.insert("extra".into(), 1);
+    map.remove("extra");
+    let snapshot = map.snapshot();
+    assert!(snapshot.version() > 0);
+    round_trip(&snapshot, |back: &MapSnapshot<String, u64>| {
+        assert_eq!(back.version(), 0, "the serialized form carries no version");
+        back.to_map()
+    });
+    let back: MapSnapshot<String, u64> =
+        serde_json::from_str(&serde_json::to_string(&snapshot).unwrap()).unwrap();
+    assert_eq!(back, snapshot);
+    assert_eq!(back.get("key \"7\""), snapshot.get("key \"7\""));
+}
+
+#[test]
+fn a_snapshot_rejects_bad_input() {
+    assert!(serde_json::from_str::<MapSnapshot<String, u64>>(r#"{"a": "one"}"#).is_err());
+    let repeated: MapSnapshot<String, u64> =
+        serde_json::from_str(r#"{"a": 1, "a": 2}"#).expect("deserializes");
+    assert_eq!((repeated.len(), repeated.get("a")), (1, Some(&2)));
+}
+
+#[test]
+fn hot_swap_serializes_its_current_value_without_the_version() {
+    let cell = HotSwap::new(vec!["v1".to_owned()]);
+    cell.store(vec!["v2".to_owned(), "v2b".to_owned()]);
+    let json = serde_json::to_string(&cell).expect("serializes");
+    assert_eq!(json, r#"["v2","v2b"]"#);
+    let back: HotSwap<Vec<String>> = serde_json::from_str(&json).expect("deserializes");
+    assert_eq!(back, cell);
+    assert_eq!((cell.version(), back.version()), (1, 0));
+    assert!(serde_json::from_str::<HotSwap<Vec<String>>>("{}").is_err());
 }

@@ -437,6 +437,31 @@ where
     }
 }
 
+impl<K, V, M> PartialEq for CapturedMap<K, V, M>
+where
+    K: Hash + Eq + Clone,
+    V: Clone + PartialEq,
+    M: CaptureBackend<K, V>,
+    M::Hasher: BuildHasher + Clone,
+{
+    /// Same keys with equal values, comparing a snapshot of each side; versions are not
+    /// compared, so two nodes that hold the same data are equal whatever their clocks. Each
+    /// snapshot is its own map's instant: not atomic across both maps.
+    ///
+    /// `CapturedMap` has no `Clone`: a copy would need a node id of its own (its versions
+    /// must not collide with the original's) and would start with no subscribers; build one
+    /// with [`CapturedMap::with_backend`] from a copy of the entries instead.
+    fn eq(&self, other: &Self) -> bool {
+        let (mine, theirs) = (self.snapshot(), other.snapshot());
+        mine.len() == theirs.len()
+            && mine.iter().all(|(key, entry)| {
+                theirs
+                    .get(key)
+                    .is_some_and(|their| their.value == entry.value)
+            })
+    }
+}
+
 impl<K, V> FromIterator<(K, V)> for CapturedMap<K, V>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,

@@ -1,8 +1,9 @@
 //! A snapshot whose entries carry their versions.
 
-use std::borrow::Borrow;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
+
+use equivalent::Equivalent;
 
 use super::event::Versioned;
 use super::version::Version;
@@ -75,8 +76,7 @@ where
     /// The entry for `key` with its version.
     pub fn get<Q>(&self, key: &Q) -> Option<&Versioned<V>>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         self.entries.get(key)
     }
@@ -89,6 +89,38 @@ impl<'a, K, V, S> IntoIterator for &'a VersionedSnapshot<K, V, S> {
     fn into_iter(self) -> Self::IntoIter {
         self.iter()
     }
+}
+
+impl<K: Clone, V: Clone, S: Clone> Clone for VersionedSnapshot<K, V, S> {
+    /// Shares the entries (see [`MapSnapshot`]'s `Clone`).
+    fn clone(&self) -> Self {
+        VersionedSnapshot {
+            entries: self.entries.clone(),
+            max_version: self.max_version,
+        }
+    }
+}
+
+impl<K, V, S> PartialEq for VersionedSnapshot<K, V, S>
+where
+    K: Hash + Eq,
+    V: PartialEq,
+    S: BuildHasher + Clone,
+{
+    /// Same keys with equal values *and* versions: two snapshots are equal when they
+    /// describe the same history, as replication compares them. (Compare
+    /// [`to_map`](Self::to_map)s to ignore versions.)
+    fn eq(&self, other: &Self) -> bool {
+        self.entries == other.entries
+    }
+}
+
+impl<K, V, S> Eq for VersionedSnapshot<K, V, S>
+where
+    K: Hash + Eq,
+    V: Eq,
+    S: BuildHasher + Clone,
+{
 }
 
 impl<K: fmt::Debug, V: fmt::Debug, S> fmt::Debug for VersionedSnapshot<K, V, S> {

@@ -127,21 +127,35 @@
 //! Every single-key operation is linearizable. [`ReadMostlyMap::range`] is weakly consistent,
 //! as in Go: it visits each key of one read map at most once and sees each value as of some
 //! moment during the call; so is [`ReadMostlyMap::len`]. [`ReadMostlyMap::snapshot`] is the
-//! map's contents at one instant.
+//! map's contents at one instant, and so are the operations built on it, which Go does not
+//! have: [`ReadMostlyMap::iter`] (and `for (k, v) in &map`), [`ReadMostlyMap::keys`],
+//! [`ReadMostlyMap::values`], `clone` and `==` (each side's own instant: comparing two maps is
+//! not atomic across both). A lazy walk of the live map, as `AtomicMap::iter` does, would be
+//! `range`; its callback form is Go's, kept because the map is pinned while it runs.
+//!
+//! # Lookups by a borrowed form
+//! Lookups take `Q` where `K: Borrow<Q>`, not the crate's [`Equivalent`](crate::Equivalent)
+//! that the other maps accept: the read map is a std `HashMap<K, _>` searched without a lock
+//! by its `get`, which only takes a `Borrow` form of its key. Searching it by `Equivalent`
+//! would need the keys stored with their hashes (as `ShardedMap` does), a change to every
+//! path of the protocol above.
 
 mod dirty;
 mod entry;
 
 use std::borrow::Borrow;
-use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
 
 use crate::error::CapacityError;
 use crate::reclaim::Guard;
 use crate::snapshot::MapSnapshot;
+use crate::stats::MapStats;
+// std's atomic even under loom: the snapshot counter orders nothing, so the models need not
+// explore it.
 use dirty::{FoundIn, ReadDirty};
 use entry::LoadOrStore;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use crate::hash::DefaultHashBuilder;
 pub use dirty::ReadMostlyStats;
@@ -155,8 +169,24 @@ pub use dirty::ReadMostlyStats;
 ///
 /// Keys are cloned when the dirty map is rebuilt from the read map, and values are cloned
 /// out of the map by lookups.
+///
+/// ```
+/// use atomicmap::ReadMostlyMap;
+///
+/// // A cache whose keys are written once and then read: Go's `sync.Map` use case.
+/// let cache: ReadMostlyMap<String, u64> = ReadMostlyMap::new();
+/// assert_eq!(cache.load_or_store("user:1".into(), 42), (42, false));
+/// assert_eq!(cache.load_or_store("user:1".into(), 7), (42, true));
+/// assert_eq!(cache.load("user:1"), Some(42));
+/// assert!(cache.compare_and_swap("user:1", &42, 43));
+/// assert_eq!(cache.load_and_delete("user:1"), Some(43));
+/// assert_eq!(cache.len(), 0);
+/// ```
 pub struct ReadMostlyMap<K, V, S = DefaultHashBuilder> {
     maps: ReadDirty<K, V, S>,
+    /// Frozen instants taken (by `snapshot` and what is built on it), for `map_stats`;
+    /// relaxed, as it orders nothing.
+    snapshots_taken: AtomicU64,
 }
 
 // SAFETY: the map owns its keys and values and hands out only clones or borrows bounded by a
@@ -202,6 +232,7 @@ impl<K, V, S: Clone> ReadMostlyMap<K, V, S> {
     pub fn with_hasher(hasher: S) -> Self {
         ReadMostlyMap {
             maps: ReadDirty::new(hasher),
+            snapshots_taken: AtomicU64::new(0),
         }
     }
 }
@@ -230,14 +261,61 @@ impl<K: Hash + Eq, V, S: BuildHasher + Clone> ReadMostlyMap<K, V, S> {
     pub fn try_with_capacity_and_hasher(capacity: usize, hasher: S) -> Result<Self, CapacityError> {
         let mut maps = ReadDirty::new(hasher);
         maps.presize(capacity)?;
-        Ok(ReadMostlyMap { maps })
+        Ok(ReadMostlyMap {
+            maps,
+            snapshots_taken: AtomicU64::new(0),
+        })
     }
 }
 
 impl<K, V, S> ReadMostlyMap<K, V, S> {
-    /// The counters that drive promotion; see [`ReadMostlyStats`].
+    /// The counters that drive promotion; see [`ReadMostlyStats`]. They are Go's own
+    /// figures; the figures every map of this crate reports are in
+    /// [`map_stats`](Self::map_stats), a separate call because they cost more (a walk).
     pub fn stats(&self) -> ReadMostlyStats {
         self.maps.stats()
+    }
+}
+
+impl<K, V, S> ReadMostlyMap<K, V, S>
+where
+    K: Hash + Eq + Clone,
+    S: BuildHasher + Clone,
+{
+    /// The crate's common [`MapStats`]:
+    /// * `len` is [`len`](Self::len), with its cost: a walk of every key of the read map;
+    /// * `capacity` is the read map's: the keys it holds (deleted ones included) before a
+    ///   promotion must replace it. The dirty map's capacity is behind the mutex, which this
+    ///   call does not take;
+    /// * `snapshots_taken` counts the frozen instants: calls of [`snapshot`](Self::snapshot),
+    ///   [`iter`](Self::iter), [`keys`](Self::keys), [`values`](Self::values), `clone` and
+    ///   `==` (one per side), which are all built on it;
+    /// * `resizes`, `migrations_in_flight`, `tombstones`, `longest_probe` and
+    ///   `garbage_bytes` are 0: the read map is never resized but replaced by promotion
+    ///   (counted in [`ReadMostlyStats::promotions`]), std's `HashMap` reports no probe
+    ///   lengths, deleted keys are Go's nil entries (see `read_len` against `len`), and the
+    ///   collector does not count the bytes it holds.
+    ///
+    /// ```
+    /// use atomicmap::ReadMostlyMap;
+    ///
+    /// let map: ReadMostlyMap<u32, u32> = ReadMostlyMap::new();
+    /// map.store(1, 10);
+    /// map.store(2, 20);
+    /// let _ = map.snapshot(); // promotes: both keys are in the read map
+    /// map.delete(&2);
+    /// let stats = map.map_stats();
+    /// assert_eq!((stats.len, stats.snapshots_taken), (1, 1));
+    /// assert_eq!(map.stats().read_len, 2, "Go keeps the deleted key as a nil entry");
+    /// ```
+    pub fn map_stats(&self) -> MapStats {
+        let guard = self.maps.enter();
+        MapStats {
+            len: self.maps.count_values(&guard),
+            capacity: self.maps.read_only(&guard).entries.capacity(),
+            snapshots_taken: self.snapshots_taken.load(Ordering::Relaxed),
+            ..MapStats::default()
+        }
     }
 }
 
@@ -286,6 +364,16 @@ where
     /// key). If the read map is amended it walks the dirty map instead, with the mutex held,
     /// so stores of new keys wait for it. Unlike `range` it never promotes and counts no
     /// miss. Go's `sync.Map` has no length.
+    ///
+    /// ```
+    /// use atomicmap::ReadMostlyMap;
+    ///
+    /// let map: ReadMostlyMap<&str, u32> = ReadMostlyMap::new();
+    /// map.store("a", 1);
+    /// map.store("b", 2);
+    /// map.delete("a");
+    /// assert_eq!(map.len(), 1, "deleted keys are walked over, not counted");
+    /// ```
     pub fn len(&self) -> usize {
         let guard = self.maps.enter();
         self.maps.count_values(&guard)
@@ -464,6 +552,20 @@ where
     /// call. Weakly consistent: each key of that read map is visited at most once, with its
     /// value at some moment during the call; keys stored during the call may be missed. The
     /// map is pinned, not locked, while `visit` runs, so `visit` may use the map.
+    ///
+    /// ```
+    /// use atomicmap::ReadMostlyMap;
+    ///
+    /// let map: ReadMostlyMap<u32, u32> = (0..10).map(|key| (key, key)).collect();
+    /// assert!(map.stats().amended, "new keys wait in the dirty map");
+    /// let mut sum = 0;
+    /// map.range(|_, value| {
+    ///     sum += value;
+    ///     true
+    /// });
+    /// assert_eq!(sum, 45);
+    /// assert!(!map.stats().amended, "range promoted the dirty map, as Go's Range does");
+    /// ```
     pub fn range(&self, mut visit: impl FnMut(&K, &V) -> bool) {
         let guard = self.maps.enter();
         self.maps.promote_if_amended(&guard);
@@ -477,7 +579,8 @@ where
     }
 
     /// The map's contents at one instant, as an immutable [`MapSnapshot`] whose version counts
-    /// the snapshots taken of this map (1 for the first).
+    /// the frozen instants taken of this map (1 for the first): snapshots, and the
+    /// operations built on them ([`iter`](Self::iter), `clone`, `==`, ...).
     ///
     /// With the mutex held (as for a dirty-map rebuild), an amended read map is promoted as
     /// `Range` does, so the read map holds every key and no key can be added; then every entry
@@ -487,20 +590,85 @@ where
     /// and values are cloned after the mutex is released, while writers proceed; memory they
     /// retire meanwhile is freed after the clone. Unlike [`range`](Self::range), which reads
     /// each key at its own moment, a snapshot never mixes states that did not coexist.
+    ///
+    /// ```
+    /// use atomicmap::ReadMostlyMap;
+    ///
+    /// let map: ReadMostlyMap<u32, u32> = (0..3).map(|key| (key, key)).collect();
+    /// let first = map.snapshot();
+    /// map.store(1, 10);
+    /// let second = map.snapshot();
+    /// assert_eq!((first.get(&1), second.get(&1)), (Some(&1), Some(&10)));
+    /// assert_eq!((first.version(), second.version()), (1, 2));
+    /// ```
     pub fn snapshot(&self) -> MapSnapshot<K, V, S>
     where
         V: Clone,
     {
+        let (entries, version) = self.frozen(|key, value| (key.clone(), value.clone()));
+        MapSnapshot::from_entries(entries, self.maps.hasher().clone(), version)
+    }
+
+    /// `project` of every entry with a value at one frozen instant (the module's "Snapshots:
+    /// frozen entries"), with the instant's version. The projections run after the mutex is
+    /// released, while writers proceed.
+    fn frozen<T>(&self, mut project: impl FnMut(&K, &V) -> T) -> (Vec<T>, u64) {
+        self.snapshots_taken.fetch_add(1, Ordering::Relaxed);
         let guard = self.maps.enter();
         let (entries, values, version) = self.maps.freeze_every_key(&guard);
-        let mut table =
-            HashMap::with_capacity_and_hasher(entries.len(), self.maps.hasher().clone());
-        for (key, value) in entries.keys().zip(values) {
-            if let Some(value) = value {
-                table.insert(key.clone(), value.clone());
-            }
-        }
-        MapSnapshot::from_table(table, version)
+        let projected = entries
+            .keys()
+            .zip(values)
+            .filter_map(|(key, value)| Some(project(key, value?)))
+            .collect();
+        (projected, version)
+    }
+
+    /// Owned copies of every entry at one instant: the entries of a
+    /// [`snapshot`](Self::snapshot), without building its table. Go's `sync.Map` has no
+    /// iterator, only [`range`](Self::range).
+    ///
+    /// Cost: as `snapshot`, O(n) with every entry frozen for two short passes (a lock-free
+    /// store to a key waits while its entry is frozen), and the keys and values cloned
+    /// before the first item. Use `range` to visit entries without copying them; it reads
+    /// each key at its own moment.
+    ///
+    /// ```
+    /// use atomicmap::ReadMostlyMap;
+    ///
+    /// let map: ReadMostlyMap<&str, u32> = ReadMostlyMap::new();
+    /// map.store("a", 1);
+    /// map.store("b", 2);
+    /// let mut total = 0;
+    /// for (key, value) in &map {
+    ///     map.store(key, value * 10); // allowed: the copies are taken, nothing is held
+    ///     total += value;
+    /// }
+    /// assert_eq!(total, 3);
+    /// assert_eq!(map.load("b"), Some(20));
+    /// ```
+    pub fn iter(&self) -> std::vec::IntoIter<(K, V)>
+    where
+        V: Clone,
+    {
+        self.frozen(|key, value| (key.clone(), value.clone()))
+            .0
+            .into_iter()
+    }
+
+    /// Owned copies of every key with a value at one instant, as [`iter`](Self::iter) (and
+    /// at its cost, without cloning values).
+    pub fn keys(&self) -> std::vec::IntoIter<K> {
+        self.frozen(|key, _| key.clone()).0.into_iter()
+    }
+
+    /// Owned copies of every value at one instant, as [`iter`](Self::iter) (and at its cost,
+    /// without cloning keys).
+    pub fn values(&self) -> std::vec::IntoIter<V>
+    where
+        V: Clone,
+    {
+        self.frozen(|_, value| value.clone()).0.into_iter()
     }
 
     /// Go's `Clear` (Go 1.23): removes every key. Misses restart at zero.
@@ -513,6 +681,14 @@ where
     /// delete of the value `keep` judged, so `keep` runs again on a value replaced meanwhile
     /// (it may run more than once per key). Visits keys as [`ReadMostlyMap::range`] does
     /// (promoting an amended map first).
+    ///
+    /// ```
+    /// use atomicmap::ReadMostlyMap;
+    ///
+    /// let map: ReadMostlyMap<u32, u32> = (0..10).map(|key| (key, key)).collect();
+    /// map.retain(|_, value| value % 3 == 0);
+    /// assert_eq!(map.len(), 4);
+    /// ```
     pub fn retain(&self, mut keep: impl FnMut(&K, &V) -> bool) {
         let guard = self.maps.enter();
         self.maps.promote_if_amended(&guard);
@@ -529,6 +705,59 @@ impl<K, V, S> fmt::Debug for ReadMostlyMap<K, V, S> {
             .field("stats", &self.stats())
             .finish_non_exhaustive()
     }
+}
+
+impl<K, V, S> IntoIterator for &ReadMostlyMap<K, V, S>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    S: BuildHasher + Clone,
+{
+    type Item = (K, V);
+    type IntoIter = std::vec::IntoIter<(K, V)>;
+
+    /// [`ReadMostlyMap::iter`]: owned copies of the entries at one instant.
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl<K, V, S> Clone for ReadMostlyMap<K, V, S>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    S: BuildHasher + Clone,
+{
+    /// A new map with the entries of `self` at one instant (see
+    /// [`ReadMostlyMap::snapshot`]), stored as Go's `Store` would into a new map: its
+    /// counters start at zero and its keys start in the dirty map.
+    fn clone(&self) -> Self {
+        let copy = Self::with_hasher(self.maps.hasher().clone());
+        (&copy).extend(self.iter());
+        copy
+    }
+}
+
+impl<K, V, S> PartialEq for ReadMostlyMap<K, V, S>
+where
+    K: Hash + Eq + Clone,
+    V: PartialEq + Clone,
+    S: BuildHasher + Clone,
+{
+    /// Same keys with equal values, comparing a snapshot of each side (see
+    /// [`ReadMostlyMap::snapshot`] for the cost). Each snapshot is its own map's instant:
+    /// the comparison is not atomic across both maps.
+    fn eq(&self, other: &Self) -> bool {
+        self.snapshot() == other.snapshot()
+    }
+}
+
+impl<K, V, S> Eq for ReadMostlyMap<K, V, S>
+where
+    K: Hash + Eq + Clone,
+    V: Eq + Clone,
+    S: BuildHasher + Clone,
+{
 }
 
 impl<K, V, S> FromIterator<(K, V)> for ReadMostlyMap<K, V, S>
