@@ -18,7 +18,7 @@
 //! after another one (in real time) never has a smaller version. What it counts depends on
 //! the map (writes, publications, or tables); see each map's `snapshot`.
 
-use std::collections::hash_map::{self, HashMap};
+use std::collections::hash_map;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::iter::FusedIterator;
@@ -71,18 +71,6 @@ enum Storage<K, V, S> {
 }
 
 impl<K, V, S> MapSnapshot<K, V, S> {
-    /// A snapshot made of one table. Each key is hashed again, into a table of keys stored
-    /// with their hash (see [`Storage::Shards`]); [`from_entries`](Self::from_entries) skips
-    /// the first table.
-    pub(crate) fn from_table(table: HashMap<K, V, S>, version: u64) -> Self
-    where
-        K: Hash + Eq,
-        S: BuildHasher + Clone,
-    {
-        let hasher = table.hasher().clone();
-        Self::from_entries(table, hasher, version)
-    }
-
     /// A snapshot of `entries`, hashed with `hasher`; of a repeated key, the last value stays.
     pub(crate) fn from_entries(
         entries: impl IntoIterator<Item = (K, V)>,

@@ -11,7 +11,6 @@ mod entry;
 mod pinned;
 mod raw;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
 
@@ -61,6 +60,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 ///   forms borrow instead.
 /// * **`K: Clone, V: Clone, S: Clone`:** [`snapshot`](Self::snapshot), and `Clone` and
 ///   `PartialEq` (which compare or copy snapshots) build a map of their own.
+///
+/// # Hashers: the low bits must vary
+/// A key's home slot is the low bits of its hash (`hash & (slots - 1)`), and a key whose home
+/// is taken goes to the next free slot. So the hasher's low bits must differ between keys:
+/// * The default ([`DefaultHashBuilder`], foldhash) and std's `RandomState` let every input bit
+///   change every output bit: use one of them, or any hasher that does.
+/// * An identity hasher (`nohash-hasher`, or a hand-written one that returns the integer key)
+///   keeps the key's own low bits. Sequential integers then spread perfectly, but keys that
+///   differ only in their high bits (multiples of a power of two, ids with a constant tag in
+///   the low bits) share a home and pile up in one cluster. The map does not thrash on such a
+///   cluster (a resize would rebuild it, so none starts), but a lookup walks it, so a map of
+///   such keys slows down in proportion to how many of them share a home. Do not pass an
+///   identity-like hasher unless the keys' low bits are already spread.
 ///
 /// ```
 /// use atomicmap::AtomicMap;
@@ -580,12 +592,12 @@ where
         S: Clone,
     {
         let guard = self.raw.pin();
-        let mut entries = HashMap::with_capacity_and_hasher(self.len(), self.raw.hasher().clone());
+        let mut entries = Vec::with_capacity(self.len());
         let version = self.raw.snapshot(&guard, |key, value| {
-            entries.insert(key.with(K::clone), value.with(V::clone));
+            entries.push((key.with(K::clone), value.with(V::clone)));
         });
         self.snapshots.fetch_add(1, Ordering::Relaxed);
-        MapSnapshot::from_table(entries, version)
+        MapSnapshot::from_entries(entries, self.raw.hasher().clone(), version)
     }
 }
 

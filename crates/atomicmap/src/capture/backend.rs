@@ -5,7 +5,7 @@
 //! that carry their version; conditional operations become a read and a write under the
 //! stripe lock.
 
-use std::borrow::Borrow;
+use equivalent::Equivalent;
 use std::hash::{BuildHasher, Hash};
 
 use super::event::Versioned;
@@ -33,8 +33,7 @@ pub trait CaptureBackend<K, V>: sealed::Sealed + Send + Sync {
     #[doc(hidden)]
     fn read<Q, R>(&self, key: &Q, read: impl FnOnce(&Versioned<V>) -> R) -> Option<R>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized;
+        Q: Hash + Equivalent<K> + ?Sized;
 
     /// Stores `entry` for `key`; returns the entry it replaced.
     #[doc(hidden)]
@@ -51,8 +50,7 @@ pub trait CaptureBackend<K, V>: sealed::Sealed + Send + Sync {
     #[doc(hidden)]
     fn take<Q>(&self, key: &Q) -> Option<Versioned<V>>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized;
+        Q: Hash + Equivalent<K> + ?Sized;
 
     /// Every entry at one instant.
     #[doc(hidden)]
@@ -79,8 +77,7 @@ where
 
     fn read<Q, R>(&self, key: &Q, read: impl FnOnce(&Versioned<V>) -> R) -> Option<R>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         self.get_with(key, read)
     }
@@ -95,8 +92,7 @@ where
 
     fn take<Q>(&self, key: &Q) -> Option<Versioned<V>>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         self.remove(key).map(GuardedRef::into_owned)
     }
@@ -130,8 +126,7 @@ macro_rules! capture_backend_by_delegation {
 
             fn read<Q, R>(&self, key: &Q, read: impl FnOnce(&Versioned<V>) -> R) -> Option<R>
             where
-                K: Borrow<Q>,
-                Q: Hash + Eq + ?Sized,
+                Q: Hash + Equivalent<K> + ?Sized,
             {
                 self.get_with(key, read)
             }
@@ -142,8 +137,7 @@ macro_rules! capture_backend_by_delegation {
 
             fn take<Q>(&self, key: &Q) -> Option<Versioned<V>>
             where
-                K: Borrow<Q>,
-                Q: Hash + Eq + ?Sized,
+                Q: Hash + Equivalent<K> + ?Sized,
             {
                 self.remove(key)
             }

@@ -77,7 +77,7 @@ mod stripe;
 mod subscriber;
 mod version;
 
-use std::borrow::Borrow;
+use equivalent::Equivalent;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
 
@@ -184,8 +184,7 @@ where
     /// The value for `key`, cloned.
     pub fn get<Q>(&self, key: &Q) -> Option<V>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         self.map.read(key, |entry| entry.value.clone())
     }
@@ -193,8 +192,7 @@ where
     /// The value for `key` with its version, cloned.
     pub fn get_versioned<Q>(&self, key: &Q) -> Option<Versioned<V>>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         self.map.read(key, Versioned::clone)
     }
@@ -203,8 +201,7 @@ where
     /// `ShardedMap` it must not use the map).
     pub fn get_with<Q, R>(&self, key: &Q, read: impl FnOnce(&V) -> R) -> Option<R>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         self.map.read(key, |entry| read(&entry.value))
     }
@@ -212,8 +209,7 @@ where
     /// Whether `key` has a value.
     pub fn contains_key<Q>(&self, key: &Q) -> bool
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         self.map.read(key, |_| ()).is_some()
     }
@@ -263,8 +259,7 @@ where
     /// Removes `key`, returning its value. Publishes `Remove` if the key had a value.
     pub fn remove<Q>(&self, key: &Q) -> Option<V>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        Q: Hash + Equivalent<K> + ToOwned<Owned = K> + ?Sized,
     {
         let (index, mut stripe) = self.lock_stripe(key);
         let version = self.clock.tick();
@@ -286,8 +281,7 @@ where
     /// every lock of the backend but inside the key's stripe, so it must not write to this map.
     pub fn update<Q>(&self, key: &Q, change: impl FnOnce(&V) -> V) -> Option<V>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        Q: Hash + Equivalent<K> + ToOwned<Owned = K> + ?Sized,
     {
         self.compute_in(key.to_owned(), |current| current.map(change))
     }
