@@ -53,6 +53,8 @@ mod atomic_map;
 mod error;
 mod hash;
 mod persistent;
+#[cfg(feature = "rayon")]
+mod rayon_impls;
 mod reclaim;
 mod stats;
 #[cfg(feature = "serde")]
