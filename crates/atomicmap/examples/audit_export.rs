@@ -45,7 +45,11 @@ fn audit(export: &BTreeMap<String, u64>) -> usize {
                 entry_key(writer, expected_sequence),
                 "the export skips an entry of writer {writer}: not a state the ledger was in"
             );
-            assert_eq!(**value, amount(writer, expected_sequence), "amount of {key}");
+            assert_eq!(
+                **value,
+                amount(writer, expected_sequence),
+                "amount of {key}"
+            );
         }
     }
     export.len()
@@ -83,10 +87,17 @@ fn main() {
     for (version, len, json) in &exports {
         let export: BTreeMap<String, u64> =
             serde_json::from_str(json).expect("the export is a JSON object of the entries");
-        assert_eq!(export.len(), *len, "the JSON holds every entry of its snapshot");
+        assert_eq!(
+            export.len(),
+            *len,
+            "the JSON holds every entry of its snapshot"
+        );
         let audited = audit(&export);
         assert!(audited >= previous_len, "a later export lost entries");
-        assert!(*version >= previous_version, "snapshot versions never go back");
+        assert!(
+            *version >= previous_version,
+            "snapshot versions never go back"
+        );
         println!(
             "export at version {version}: {audited} entries, {} bytes of JSON, consistent",
             json.len()

@@ -68,7 +68,9 @@ fn main() {
     assert_eq!(hits_per_route.len(), ROUTES.len());
 
     for (status, expected) in STATUS_CODES.iter().zip(expected_per_status) {
-        let responses = responses_per_status.get(status).expect("every status was counted");
+        let responses = responses_per_status
+            .get(status)
+            .expect("every status was counted");
         println!("{status:<10} {responses:>8} responses");
         assert_eq!(responses, expected, "responses with status {status}");
     }

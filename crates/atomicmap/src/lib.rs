@@ -56,9 +56,9 @@ mod persistent;
 #[cfg(feature = "rayon")]
 mod rayon_impls;
 mod reclaim;
-mod stats;
 #[cfg(feature = "serde")]
 mod serde_impls;
+mod stats;
 mod sync;
 
 pub use atomic_map::{AtomicMap, Iter, MapRef, ValueRef};

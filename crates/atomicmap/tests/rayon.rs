@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use atomicmap::{AtomicMap, MapSnapshot, ReadMostlyMap, RcuMap, ShardedMap};
+use atomicmap::{AtomicMap, MapSnapshot, RcuMap, ReadMostlyMap, ShardedMap};
 use rayon::prelude::*;
 
 const ENTRIES: u64 = 20_000;
