@@ -98,14 +98,17 @@ mod rayon_impls;
 mod reclaim;
 #[cfg(feature = "serde")]
 mod serde_impls;
+mod set;
 mod stats;
 mod sync;
 
 pub use atomic_map::{AtomicMap, Iter, MapRef, ValueRef};
+pub use atomic_map::{ClonedIter, Entry, ExtractIf, GuardedRef, ModifyEntry};
 pub use capture::{CapturedMap, ChangeEvent, SubscribeOptions, Subscription, Version, Versioned};
 pub use equivalent::Equivalent;
 pub use error::CapacityError;
 pub use hash::DefaultHashBuilder;
+pub use set::{AtomicSet, SetIter};
 
 pub mod capture;
 pub mod hot_swap;

@@ -40,7 +40,10 @@ impl MapStats {
             ("atomicmap_len", self.len as f64),
             ("atomicmap_capacity", self.capacity as f64),
             ("atomicmap_resizes", self.resizes as f64),
-            ("atomicmap_migrations_in_flight", self.migrations_in_flight as f64),
+            (
+                "atomicmap_migrations_in_flight",
+                self.migrations_in_flight as f64,
+            ),
             ("atomicmap_tombstones", self.tombstones as f64),
             ("atomicmap_longest_probe", self.longest_probe as f64),
             ("atomicmap_garbage_bytes", self.garbage_bytes as f64),

@@ -89,13 +89,19 @@ fn check<K: Model>(ops: &[Op<K, K::V>]) -> Result<(), TestCaseError> {
         match op.clone() {
             Op::Insert(k, v) => {
                 prop_assert_eq!(
-                    map.insert(k.clone(), v.clone()),
+                    map.insert(k.clone(), v.clone())
+                        .map(atomicmap::GuardedRef::into_owned),
                     model.insert(k, v),
                     "step {}",
                     step
                 )
             }
-            Op::Remove(k) => prop_assert_eq!(map.remove(&k), model.remove(&k), "step {}", step),
+            Op::Remove(k) => prop_assert_eq!(
+                map.remove(&k).map(atomicmap::GuardedRef::into_owned),
+                model.remove(&k),
+                "step {}",
+                step
+            ),
             Op::Get(k) => prop_assert_eq!(map.get(&k), model.get(&k).cloned(), "step {}", step),
             Op::Update(k) => {
                 let expected = model.get_mut(&k).map(|v| {

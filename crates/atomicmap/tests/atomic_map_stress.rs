@@ -22,7 +22,11 @@ fn churn(map: &AtomicMap<u64, u64>, first_key: u64, keys: u64, rounds: usize) {
             map.insert(key, key);
         }
         for key in first_key..first_key + keys {
-            assert_eq!(map.remove(&key), Some(key), "filler key {key}");
+            assert_eq!(
+                map.remove(&key).map(atomicmap::GuardedRef::into_owned),
+                Some(key),
+                "filler key {key}"
+            );
         }
     }
 }
@@ -90,7 +94,10 @@ fn readers_only_see_values_written_for_their_key() {
                     }
                     // Remove two keys in three, then put back half of those.
                     for key in keys.clone().filter(|key| key % 3 != 0) {
-                        assert_eq!(map.remove(&key), Some(value_of(key)));
+                        assert_eq!(
+                            map.remove(&key).map(atomicmap::GuardedRef::into_owned),
+                            Some(value_of(key))
+                        );
                     }
                     for key in keys.filter(|key| key % 3 == 1) {
                         assert_eq!(map.get_or_insert_with(key, || value_of(key)), value_of(key));
@@ -156,7 +163,13 @@ fn inserts_on_one_key_form_a_single_history() {
                 let map = &map;
                 s.spawn(move || {
                     (0..per_thread)
-                        .map(|i| (map.insert(KEY, value(thread, i)), value(thread, i)))
+                        .map(|i| {
+                            (
+                                map.insert(KEY, value(thread, i))
+                                    .map(atomicmap::GuardedRef::into_owned),
+                                value(thread, i),
+                            )
+                        })
                         .collect::<Vec<_>>()
                 })
             })

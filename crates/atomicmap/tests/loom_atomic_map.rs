@@ -68,9 +68,9 @@ fn insert_racing_remove_of_one_key_is_linearizable() {
         map.insert(0, 1);
         let inserter = {
             let map = Arc::clone(&map);
-            thread::spawn(move || map.insert(0, 2))
+            thread::spawn(move || map.insert(0, 2).map(atomicmap::GuardedRef::into_owned))
         };
-        let removed = map.remove(&0);
+        let removed = map.remove(&0).map(atomicmap::GuardedRef::into_owned);
         let replaced = inserter.join().unwrap();
         let outcome = (replaced, removed, map.get(&0));
         let insert_first = (Some(1), Some(2), None);
@@ -328,7 +328,7 @@ fn clear_racing_inserts_of_new_keys() {
         map.remove(&0);
         let writer = {
             let map = Arc::clone(&map);
-            thread::spawn(move || map.insert(5, 15))
+            thread::spawn(move || map.insert(5, 15).map(atomicmap::GuardedRef::into_owned))
         };
         map.clear();
         assert_eq!(writer.join().unwrap(), None);

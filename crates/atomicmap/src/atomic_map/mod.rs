@@ -2,23 +2,31 @@
 //!
 //! This module is the safe face: constructors, whole-map operations and trait impls.
 //! Single-key operations are implemented once, on the pinned handle ([`MapRef`], `pinned.rs`);
-//! `AtomicMap`'s own methods pin and delegate. Everything unsafe, and the protocol write-ups,
+//! `AtomicMap`'s own methods pin and delegate, cloning what the handle lends or keeping it
+//! with the pin ([`GuardedRef`]). The entry API (`entry.rs`) is built on the handle's
+//! `get_or_insert_with`, `upsert` and `update`. Everything unsafe, and the protocol write-ups,
 //! live in `raw` (slots, the commit CAS, resizing, snapshots) and `crate::reclaim`.
 
+mod entry;
 mod pinned;
 mod raw;
 
-use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
 
+use equivalent::Equivalent;
+
 use crate::error::CapacityError;
 use crate::hash::DefaultHashBuilder;
 use crate::snapshot::MapSnapshot;
-pub use pinned::MapRef;
-pub use raw::ValueRef;
-use raw::{RawMap, Staged};
+use crate::stats::MapStats;
+// Plain std atomics for a figure that orders nothing, which loom need not model.
+pub use entry::{Entry, ModifyEntry};
+pub use pinned::{ExtractIf, Iter, MapRef};
+pub use raw::{GuardedRef, ValueRef};
+use raw::{PinnedWalk, RawMap, Staged};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A lock-free concurrent hash map with open addressing.
 ///
@@ -36,6 +44,24 @@ use raw::{RawMap, Staged};
 /// * [`snapshot`](Self::snapshot) is the whole map at one instant (lock-free, linearizable);
 ///   see [`MapSnapshot`] for how that differs from iteration.
 ///
+/// # Which operations need `V: Clone`, and why
+/// A value that a writer replaces or removes may still be read by other threads, so the map can
+/// never move it out to the caller: it lends it, or clones it.
+/// * **No `Clone` bound:** [`insert`](Self::insert), [`remove`](Self::remove),
+///   [`try_insert`](Self::try_insert), [`remove_if`](Self::remove_if),
+///   [`compare_exchange`](Self::compare_exchange) and [`entry`](Self::entry) return the value
+///   involved as a [`GuardedRef`], which reads like `&V` and holds a pin until dropped; every
+///   method of [`MapRef`] (from [`pin`](Self::pin)) lends a [`ValueRef`]. So
+///   `AtomicMap<K, AtomicU64>` (a counter table) and `AtomicMap<K, Mutex<T>>` work.
+/// * **`V: Clone`:** [`get`](Self::get), [`get_many`](Self::get_many),
+///   [`update`](Self::update), [`upsert`](Self::upsert), [`compute`](Self::compute) and
+///   [`get_or_insert_with`](Self::get_or_insert_with) return an owned `V` without holding a pin;
+///   [`iter`](Self::iter), [`values`](Self::values), [`drain`](Self::drain) and
+///   [`extract_if`](Self::extract_if) yield owned entries (`K: Clone` too). Their [`MapRef`]
+///   forms borrow instead.
+/// * **`K: Clone, V: Clone, S: Clone`:** [`snapshot`](Self::snapshot), and `Clone` and
+///   `PartialEq` (which compare or copy snapshots) build a map of their own.
+///
 /// ```
 /// use atomicmap::AtomicMap;
 ///
@@ -51,6 +77,9 @@ use raw::{RawMap, Staged};
 /// ```
 pub struct AtomicMap<K: 'static, V: 'static, S = DefaultHashBuilder> {
     raw: RawMap<K, V, S>,
+    /// Snapshots taken, for `stats()`: each is also a table generation, which `stats()`
+    /// subtracts to count resizes. Relaxed: a figure to report, ordered with nothing.
+    snapshots: AtomicU64,
 }
 
 impl<K, V> AtomicMap<K, V, DefaultHashBuilder>
@@ -104,7 +133,10 @@ where
     /// Like [`with_capacity_and_hasher`](Self::with_capacity_and_hasher), but reports an
     /// impossible capacity instead of panicking.
     pub fn try_with_capacity_and_hasher(capacity: usize, hasher: S) -> Result<Self, CapacityError> {
-        RawMap::with_capacity(capacity, hasher).map(|raw| AtomicMap { raw })
+        RawMap::with_capacity(capacity, hasher).map(|raw| AtomicMap {
+            raw,
+            snapshots: AtomicU64::new(0),
+        })
     }
 
     /// The map's hasher.
@@ -124,8 +156,7 @@ where
     #[inline]
     pub fn get<Q>(&self, key: &Q) -> Option<V>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
         V: Clone,
     {
         self.pin().get(key).map(ValueRef::into_owned)
@@ -135,8 +166,7 @@ where
     #[inline]
     pub fn get_with<Q, R>(&self, key: &Q, read: impl FnOnce(&V) -> R) -> Option<R>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         self.pin().get_with(key, read)
     }
@@ -146,8 +176,7 @@ where
     #[inline]
     pub fn get_many<Q, const N: usize>(&self, keys: [&Q; N]) -> [Option<V>; N]
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
         V: Clone,
     {
         self.pin()
@@ -159,20 +188,29 @@ where
     #[inline]
     pub fn contains_key<Q>(&self, key: &Q) -> bool
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         self.pin().contains_key(key)
     }
 
-    /// Sets the value of `key`, returning the value it replaced. [`MapRef::insert`] lends the
-    /// replaced value instead, for values that are not `Clone`.
+    /// Sets the value of `key`, returning the value it replaced. The replaced value may still be
+    /// read by other threads, so it is lent, not moved out: a [`GuardedRef`] that reads like
+    /// `&V` and holds a pin until dropped (call [`into_owned`](GuardedRef::into_owned) for a
+    /// clone). So `insert` needs no `V: Clone`, and a map of `AtomicU64` counters works:
+    ///
+    /// ```
+    /// use atomicmap::AtomicMap;
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    ///
+    /// let hits: AtomicMap<&str, AtomicU64> = AtomicMap::new();
+    /// assert!(hits.insert("/", AtomicU64::new(0)).is_none());
+    /// hits.entry("/").or_default().fetch_add(1, Ordering::Relaxed);
+    /// let replaced = hits.insert("/", AtomicU64::new(10)).expect("was there");
+    /// assert_eq!(replaced.load(Ordering::Relaxed), 1);
+    /// ```
     #[inline]
-    pub fn insert(&self, key: K, value: V) -> Option<V>
-    where
-        V: Clone,
-    {
-        self.pin().insert(key, value).map(ValueRef::into_owned)
+    pub fn insert(&self, key: K, value: V) -> Option<GuardedRef<'_, V>> {
+        self.pin().keep_lent(|pinned| pinned.insert(key, value))
     }
 
     /// Sets the value of `key`; true if it replaced one. Unlike [`insert`](Self::insert) it
@@ -181,15 +219,99 @@ where
         self.pin().insert(key, value).is_some()
     }
 
-    /// Removes `key`, returning its value.
+    /// Removes `key`, returning its value, lent as [`insert`](Self::insert) lends the value it
+    /// replaced.
     #[inline]
-    pub fn remove<Q>(&self, key: &Q) -> Option<V>
+    pub fn remove<Q>(&self, key: &Q) -> Option<GuardedRef<'_, V>>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-        V: Clone,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
-        self.pin().remove(key).map(ValueRef::into_owned)
+        self.pin().keep_lent(|pinned| pinned.remove(key))
+    }
+
+    /// Inserts `value` under `key` if the key has none (`Ok`); otherwise leaves the map as it
+    /// is, drops `value` and returns the key's value (`Err`). See [`MapRef::try_insert`].
+    ///
+    /// ```
+    /// use atomicmap::AtomicMap;
+    ///
+    /// let leases: AtomicMap<&str, u32> = AtomicMap::new();
+    /// assert!(leases.try_insert("db", 1).is_ok());
+    /// assert_eq!(leases.try_insert("db", 2).map_err(|held| *held), Err(1));
+    /// ```
+    pub fn try_insert(&self, key: K, value: V) -> Result<(), GuardedRef<'_, V>> {
+        match self
+            .pin()
+            .keep_lent(|pinned| pinned.try_insert(key, value).err())
+        {
+            None => Ok(()),
+            Some(held) => Err(held),
+        }
+    }
+
+    /// Removes `key` if `remove(&value)` says so, in one linearizable step; returns the removed
+    /// value. `remove` may run more than once when writers race. See [`MapRef::remove_if`].
+    pub fn remove_if<Q>(&self, key: &Q, remove: impl FnMut(&V) -> bool) -> Option<GuardedRef<'_, V>>
+    where
+        Q: Hash + Equivalent<K> + ?Sized,
+    {
+        self.pin().keep_lent(|pinned| pinned.remove_if(key, remove))
+    }
+
+    /// Replaces the value of `key` by `new` if it equals `expected`, in one linearizable step:
+    /// `Ok` with the replaced value, or `Err` with the value found (`None`: absent). See
+    /// [`MapRef::compare_exchange`].
+    ///
+    /// ```
+    /// use atomicmap::AtomicMap;
+    ///
+    /// let leader: AtomicMap<&str, &str> = [("shard-1", "node-a")].into_iter().collect();
+    /// assert!(leader.compare_exchange("shard-1", &"node-a", "node-b").is_ok());
+    /// let lost = leader.compare_exchange("shard-1", &"node-a", "node-c");
+    /// assert_eq!(lost.map_err(|now| now.map(|now| *now)), Err(Some("node-b")));
+    /// ```
+    pub fn compare_exchange<Q>(
+        &self,
+        key: &Q,
+        expected: &V,
+        new: V,
+    ) -> Result<GuardedRef<'_, V>, Option<GuardedRef<'_, V>>>
+    where
+        Q: Hash + Equivalent<K> + ?Sized,
+        V: PartialEq,
+    {
+        let mut swapped = false;
+        let found =
+            self.pin()
+                .keep_lent(|pinned| match pinned.compare_exchange(key, expected, new) {
+                    Ok(replaced) => {
+                        swapped = true;
+                        Some(replaced)
+                    }
+                    Err(current) => current,
+                });
+        if swapped {
+            Ok(found.expect("a swap replaced a value"))
+        } else {
+            Err(found)
+        }
+    }
+
+    /// The entry of `key`, for inserting or modifying it in one linearizable step; see
+    /// [`Entry`] for which closures may run more than once.
+    ///
+    /// ```
+    /// use atomicmap::AtomicMap;
+    ///
+    /// let words: AtomicMap<&str, u32> = AtomicMap::new();
+    /// for word in ["a", "b", "a"] {
+    ///     words.entry(word).and_modify(|count| count + 1).or_insert(1);
+    /// }
+    /// assert_eq!(words.get("a"), Some(2));
+    /// assert_eq!(*words.entry("c").or_default(), 0);
+    /// ```
+    pub fn entry(&self, key: K) -> Entry<'_, K, V, S> {
+        Entry::new(self.pin(), key)
     }
 
     /// Replaces the value of `key` (if it has one) by `change(&value)` and returns the new value.
@@ -197,8 +319,7 @@ where
     #[inline]
     pub fn update<Q>(&self, key: &Q, change: impl FnMut(&V) -> V) -> Option<V>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
         V: Clone,
     {
         self.pin().update(key, change).map(ValueRef::into_owned)
@@ -300,21 +421,130 @@ where
         self.raw.reserve(&self.raw.pin(), wanted)
     }
 
-    /// A weakly consistent iterator over clones of the entries (see the type docs). The entries
-    /// are cloned up front, under one pin that ends before this returns.
-    pub fn iter(&self) -> Iter<K, V>
+    /// Entries the current table is sized for: it holds at least this many without growing
+    /// (half its slots; it grows later than that only when probes get long, see `raw::policy`).
+    /// [`with_capacity(n)`](Self::with_capacity) makes this at least `n`.
+    pub fn capacity(&self) -> usize {
+        self.raw.capacity(&self.raw.pin()) / 2
+    }
+
+    /// The map's internals: [`MapStats`]. Costs a walk of every slot of the table under a pin
+    /// (O(capacity)), for the tombstones and the longest probe; writers are not stopped, so
+    /// under concurrent writes each figure is current but they are not one consistent state.
+    /// `resizes` counts grows, shrinks and compactions (not the freezing migrations of
+    /// snapshots, counted in `snapshots_taken`); `migrations_in_flight` is 0 or 1 (only the
+    /// current table is ever resized, and a snapshot in flight counts as one);
+    /// `garbage_bytes` counts replaced and removed boxed keys and values and old tables
+    /// (values stored inside their slot leave no garbage).
+    ///
+    /// ```
+    /// use atomicmap::AtomicMap;
+    ///
+    /// let map: AtomicMap<u64, String> = AtomicMap::new();
+    /// for n in 0..1_000 {
+    ///     map.insert(n, n.to_string());
+    /// }
+    /// map.remove(&7);
+    /// let stats = map.stats();
+    /// assert_eq!(stats.len, 999);
+    /// assert!(stats.capacity >= 999);
+    /// assert!(stats.resizes > 0, "grew from its initial table");
+    /// assert_eq!(stats.tombstones, 1);
+    /// ```
+    pub fn stats(&self) -> MapStats {
+        let table = self.raw.table_stats(&self.raw.pin());
+        let snapshots_taken = self.snapshots.load(Ordering::Relaxed);
+        MapStats {
+            len: self.len(),
+            capacity: table.slots / 2,
+            resizes: table.generation.saturating_sub(snapshots_taken),
+            migrations_in_flight: usize::from(table.migrating),
+            tombstones: table.tombstones,
+            longest_probe: table.longest_probe,
+            garbage_bytes: self.raw.garbage_bytes(),
+            snapshots_taken,
+        }
+    }
+
+    /// A weakly consistent iterator over clones of the entries (see the type docs), walking the
+    /// table lazily under a pin the iterator holds (so drop it when done). To borrow entries
+    /// instead of cloning them, iterate a pinned handle: [`MapRef::iter`].
+    ///
+    /// ```
+    /// use atomicmap::AtomicMap;
+    ///
+    /// let map: AtomicMap<u64, u64> = (0..4).map(|n| (n, n * n)).collect();
+    /// let mut squares: Vec<(u64, u64)> = map.iter().collect();
+    /// squares.sort();
+    /// assert_eq!(squares, [(0, 0), (1, 1), (2, 4), (3, 9)]);
+    /// let total: u64 = (&map).into_iter().map(|(_, square)| square).sum();
+    /// assert_eq!(total, 14);
+    /// ```
+    pub fn iter(&self) -> ClonedIter<'_, K, V, S>
     where
         K: Clone,
         V: Clone,
     {
-        let guard = self.raw.pin();
-        let mut entries = Vec::new();
-        self.raw.for_each_entry(&guard, |key, value| {
-            entries.push((key.with(K::clone), value.with(V::clone)));
-        });
-        Iter {
-            entries: entries.into_iter(),
+        ClonedIter {
+            walk: PinnedWalk::new(&self.raw),
         }
+    }
+
+    /// Clones of the keys, walked lazily as [`iter`](Self::iter) walks the entries.
+    pub fn keys(&self) -> impl Iterator<Item = K> + '_
+    where
+        K: Clone,
+    {
+        let mut walk = PinnedWalk::new(&self.raw);
+        std::iter::from_fn(move || walk.next_with(|key, _| key.with(K::clone)))
+    }
+
+    /// Clones of the values, walked lazily as [`iter`](Self::iter) walks the entries.
+    pub fn values(&self) -> impl Iterator<Item = V> + '_
+    where
+        V: Clone,
+    {
+        let mut walk = PinnedWalk::new(&self.raw);
+        std::iter::from_fn(move || walk.next_with(|_, value| value.with(V::clone)))
+    }
+
+    /// Removes every entry, returning them. Each remove is linearizable on its own; the whole is
+    /// not atomic, and entries inserted during the call may or may not be drained. Returns
+    /// clones, because the removed entries may still be read by other threads; for values that
+    /// are not `Clone`, drain a pinned handle ([`MapRef::drain`]).
+    pub fn drain(&self) -> Vec<(K, V)>
+    where
+        K: Clone,
+        V: Clone,
+    {
+        self.extract_if(|_, _| true)
+    }
+
+    /// Removes the entries that `extract` accepts, returning them (as clones, as
+    /// [`drain`](Self::drain) does). Judging and removing an entry is one linearizable step;
+    /// `extract` may run more than once for a key when writers race. See
+    /// [`MapRef::extract_if`].
+    ///
+    /// ```
+    /// use atomicmap::AtomicMap;
+    ///
+    /// let map: AtomicMap<u32, u32> = (0..10).map(|n| (n, n)).collect();
+    /// let mut odd = map.extract_if(|_, value| value % 2 == 1);
+    /// odd.sort();
+    /// assert_eq!(odd, [(1, 1), (3, 3), (5, 5), (7, 7), (9, 9)]);
+    /// assert_eq!(map.len(), 5);
+    /// ```
+    pub fn extract_if(&self, extract: impl FnMut(&K, &V) -> bool) -> Vec<(K, V)>
+    where
+        K: Clone,
+        V: Clone,
+    {
+        let pinned = self.pin();
+        let removed = pinned
+            .extract_if(extract)
+            .map(|(key, value)| (key.into_owned(), value.into_owned()))
+            .collect();
+        removed
     }
 
     /// The map's contents at one instant, as an immutable [`MapSnapshot`]; its version is the
@@ -354,25 +584,110 @@ where
         let version = self.raw.snapshot(&guard, |key, value| {
             entries.insert(key.with(K::clone), value.with(V::clone));
         });
+        self.snapshots.fetch_add(1, Ordering::Relaxed);
         MapSnapshot::from_table(entries, version)
     }
 }
 
-/// Iterator returned by [`AtomicMap::iter`].
-pub struct Iter<K, V> {
-    entries: std::vec::IntoIter<(K, V)>,
+/// The iterator of [`AtomicMap::iter`] and `for (key, value) in &map`: clones of the entries,
+/// walked lazily under a pin the iterator holds. Weakly consistent (see [`AtomicMap`]).
+pub struct ClonedIter<'m, K: 'static, V: 'static, S> {
+    walk: PinnedWalk<'m, K, V, S>,
 }
 
-impl<K, V> Iterator for Iter<K, V> {
+impl<K, V, S> Iterator for ClonedIter<'_, K, V, S>
+where
+    K: Hash + Eq + Clone + 'static,
+    V: Clone + 'static,
+    S: BuildHasher,
+{
     type Item = (K, V);
 
     fn next(&mut self) -> Option<(K, V)> {
-        self.entries.next()
+        self.walk
+            .next_with(|key, value| (key.with(K::clone), value.with(V::clone)))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        self.entries.size_hint()
+        (0, Some(self.walk.slots_left()))
     }
+}
+
+impl<K, V, S> fmt::Debug for ClonedIter<'_, K, V, S>
+where
+    K: Hash + Eq + 'static,
+    V: 'static,
+    S: BuildHasher,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClonedIter")
+            .field("slots_left", &self.walk.slots_left())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'m, K, V, S> IntoIterator for &'m AtomicMap<K, V, S>
+where
+    K: Hash + Eq + Send + Sync + Clone + 'static,
+    V: Send + Sync + Clone + 'static,
+    S: BuildHasher,
+{
+    type Item = (K, V);
+    type IntoIter = ClonedIter<'m, K, V, S>;
+
+    fn into_iter(self) -> ClonedIter<'m, K, V, S> {
+        self.iter()
+    }
+}
+
+/// A new map with a copy of a [`snapshot`](AtomicMap::snapshot) of this one's entries and a
+/// clone of its hasher: the copy is of one instant, even while other threads write.
+impl<K, V, S> Clone for AtomicMap<K, V, S>
+where
+    K: Hash + Eq + Send + Sync + Clone + 'static,
+    V: Send + Sync + Clone + 'static,
+    S: BuildHasher + Clone,
+{
+    fn clone(&self) -> Self {
+        let snapshot = self.snapshot();
+        let copy = Self::with_capacity_and_hasher(snapshot.len(), self.hasher().clone());
+        {
+            let pinned = copy.pin();
+            for (key, value) in &snapshot {
+                pinned.insert(key.clone(), value.clone());
+            }
+        }
+        copy
+    }
+}
+
+/// Two maps are equal when a [`snapshot`](AtomicMap::snapshot) of each has the same entries.
+/// The two snapshots are taken one after the other, so under concurrent writes the comparison
+/// is of two instants, not one.
+impl<K, V, S> PartialEq for AtomicMap<K, V, S>
+where
+    K: Hash + Eq + Send + Sync + Clone + 'static,
+    V: Send + Sync + Clone + PartialEq + 'static,
+    S: BuildHasher + Clone,
+{
+    fn eq(&self, other: &Self) -> bool {
+        if std::ptr::eq(self, other) {
+            return true;
+        }
+        let (mine, theirs) = (self.snapshot(), other.snapshot());
+        mine.len() == theirs.len()
+            && mine
+                .iter()
+                .all(|(key, value)| theirs.get(key) == Some(value))
+    }
+}
+
+impl<K, V, S> Eq for AtomicMap<K, V, S>
+where
+    K: Hash + Eq + Send + Sync + Clone + 'static,
+    V: Send + Sync + Clone + Eq + 'static,
+    S: BuildHasher + Clone,
+{
 }
 
 impl<K, V> Default for AtomicMap<K, V, DefaultHashBuilder>
@@ -404,7 +719,7 @@ where
 impl<K, V, S> FromIterator<(K, V)> for AtomicMap<K, V, S>
 where
     K: Hash + Eq + Send + Sync + 'static,
-    V: Send + Sync + Clone + 'static,
+    V: Send + Sync + 'static,
     S: BuildHasher + Default,
 {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(entries: I) -> Self {
@@ -418,7 +733,7 @@ where
 impl<K, V, S> Extend<(K, V)> for AtomicMap<K, V, S>
 where
     K: Hash + Eq + Send + Sync + 'static,
-    V: Send + Sync + Clone + 'static,
+    V: Send + Sync + 'static,
     S: BuildHasher,
 {
     fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, entries: I) {
@@ -429,7 +744,7 @@ where
 impl<K, V, S> Extend<(K, V)> for &AtomicMap<K, V, S>
 where
     K: Hash + Eq + Send + Sync + 'static,
-    V: Send + Sync + Clone + 'static,
+    V: Send + Sync + 'static,
     S: BuildHasher,
 {
     fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, entries: I) {
@@ -528,6 +843,43 @@ mod tests {
             1,
             "every stored clone was dropped"
         );
+    }
+
+    /// A value lent by `insert` stays readable while writers retire it and reclamation passes
+    /// run (Miri checks the reads through `GuardedRef`).
+    #[test]
+    fn a_lent_previous_value_outlives_its_retirement() {
+        let map: AtomicMap<u8, String> = AtomicMap::new();
+        map.insert(1, "one".to_string());
+        let previous = map.insert(1, "uno".to_string()).expect("replaced");
+        let rounds = if cfg!(miri) { 64 } else { 4_096 };
+        for round in 0..rounds {
+            map.insert(1, round.to_string());
+        }
+        let removed = map.remove(&1).expect("present");
+        assert_eq!(*previous, "one");
+        assert_eq!(*removed, (rounds - 1).to_string());
+    }
+
+    /// A walk that owns its pin keeps reading boxed entries while the same thread replaces,
+    /// removes and grows past them (the table it walks is retired meanwhile).
+    #[test]
+    fn a_cloning_walk_reads_boxed_entries_while_they_are_replaced() {
+        let map: AtomicMap<String, String> = (0..40)
+            .map(|i| (format!("k{i}"), format!("v{i}")))
+            .collect();
+        let mut walk = map.iter();
+        let first = walk.next().expect("forty entries");
+        for i in 0..40 {
+            map.insert(format!("k{i}"), format!("w{i}"));
+        }
+        for i in 40..200 {
+            map.insert(format!("k{i}"), format!("v{i}"));
+        }
+        let mut seen = vec![first];
+        seen.extend(walk);
+        assert!(seen.iter().all(|(key, value)| key[1..] == value[1..]));
+        assert!(seen.len() >= 40);
     }
 
     #[test]

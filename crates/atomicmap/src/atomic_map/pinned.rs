@@ -2,11 +2,12 @@
 //! single-key operation. `AtomicMap`'s own methods pin, call the handle, and clone what it
 //! lends (as papaya's do).
 
-use std::borrow::Borrow;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
 
-use super::raw::{RawMap, Shared, Staged, ValueRef};
+use equivalent::Equivalent;
+
+use super::raw::{RawMap, Shared, Staged, ValueRef, Walk};
 use super::AtomicMap;
 use crate::reclaim::Guard;
 
@@ -42,8 +43,7 @@ where
     #[inline]
     pub fn get<Q>(&self, key: &Q) -> Option<ValueRef<'_, V>>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         let raw = self.raw();
         raw.find(&self.guard, raw.hash(key), key).map(Shared::get)
@@ -53,8 +53,7 @@ where
     #[inline]
     pub fn get_with<Q, R>(&self, key: &Q, read: impl FnOnce(&V) -> R) -> Option<R>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         let raw = self.raw();
         Some(raw.find(&self.guard, raw.hash(key), key)?.with(read))
@@ -76,8 +75,7 @@ where
     #[inline]
     pub fn get_many<Q, const N: usize>(&self, keys: [&Q; N]) -> [Option<ValueRef<'_, V>>; N]
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         let mut values = std::array::from_fn(|_| None);
         self.raw().find_each(&self.guard, &keys, |index, value| {
@@ -91,8 +89,7 @@ where
     #[inline]
     pub fn get_each<Q>(&self, keys: &[&Q], mut visit: impl FnMut(usize, Option<&V>))
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         self.raw().find_each(&self.guard, keys, |index, value| {
             visit(index, value.map(Shared::get).as_deref());
@@ -103,8 +100,7 @@ where
     #[inline]
     pub fn contains_key<Q>(&self, key: &Q) -> bool
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         self.get(key).is_some()
     }
@@ -123,8 +119,7 @@ where
     #[inline]
     pub fn remove<Q>(&self, key: &Q) -> Option<ValueRef<'_, V>>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         let written = self
             .raw()
@@ -137,8 +132,7 @@ where
     #[inline]
     pub fn update<Q>(&self, key: &Q, mut change: impl FnMut(&V) -> V) -> Option<ValueRef<'_, V>>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         let raw = self.raw();
         let mut attempt = None;
@@ -234,11 +228,296 @@ where
         }
     }
 
+    /// Inserts `value` under `key` if the key has none: `Ok` with the value now stored, or, if
+    /// the key already had a value, `Err` with that value (and `value` is dropped). Unlike
+    /// [`insert`](Self::insert) it never replaces. Linearizable: at the moment it returns `Err`
+    /// the key held that value.
+    ///
+    /// ```
+    /// use atomicmap::AtomicMap;
+    ///
+    /// let owners: AtomicMap<&str, &str> = AtomicMap::new();
+    /// let pinned = owners.pin();
+    /// assert_eq!(pinned.try_insert("lock", "alice").as_deref(), Ok(&"alice"));
+    /// assert_eq!(pinned.try_insert("lock", "bob").map_err(|held| *held), Err("alice"));
+    /// ```
+    pub fn try_insert(&self, key: K, value: V) -> Result<ValueRef<'_, V>, ValueRef<'_, V>> {
+        let raw = self.raw();
+        let mut pending = raw.pending_value(value);
+        let written = raw.write_owned(&self.guard, key, |current| match current {
+            Some(_) => None,
+            None => Some(pending.stage(&self.guard)),
+        });
+        if written.committed {
+            Ok(pending.published(&self.guard).get())
+        } else {
+            Err(written
+                .previous
+                .expect("an owned write declines only a key that has a value")
+                .get())
+        }
+    }
+
+    /// Removes `key` if `remove(&value)` says so; returns the removed value. The decision and
+    /// the remove are one linearizable step: a value that changed after `remove` judged it is
+    /// judged again, so `remove` may run more than once when writers race.
+    ///
+    /// ```
+    /// use atomicmap::AtomicMap;
+    ///
+    /// let sessions: AtomicMap<u64, u64> = [(1, 100), (2, 900)].into_iter().collect();
+    /// let pinned = sessions.pin();
+    /// let expired = |&expiry: &u64| expiry < 500;
+    /// assert_eq!(pinned.remove_if(&1, expired).as_deref(), Some(&100));
+    /// assert_eq!(pinned.remove_if(&2, expired), None);
+    /// assert!(pinned.contains_key(&2));
+    /// ```
+    pub fn remove_if<Q>(
+        &self,
+        key: &Q,
+        mut remove: impl FnMut(&V) -> bool,
+    ) -> Option<ValueRef<'_, V>>
+    where
+        Q: Hash + Equivalent<K> + ?Sized,
+    {
+        let written = self.raw().write_borrowed(&self.guard, key, |current| {
+            current?.with(&mut remove).then_some(Staged::REMOVE)
+        });
+        written
+            .previous
+            .filter(|_| written.committed)
+            .map(Shared::get)
+    }
+
+    /// Replaces the value of `key` by `new` if it equals `expected`, in one linearizable step.
+    /// `Ok` with the value replaced; otherwise `Err` with the value the key held when the
+    /// comparison failed (`None`: absent), and `new` is dropped. The comparison is `==`, not
+    /// identity: a value replaced by an equal one still matches.
+    ///
+    /// ```
+    /// use atomicmap::AtomicMap;
+    ///
+    /// let config: AtomicMap<&str, u32> = [("version", 3)].into_iter().collect();
+    /// let pinned = config.pin();
+    /// assert!(pinned.compare_exchange("version", &3, 4).is_ok());
+    /// let stale = pinned.compare_exchange("version", &3, 5);
+    /// assert_eq!(stale.map_err(|now| now.as_deref().copied()), Err(Some(4)));
+    /// assert_eq!(pinned.compare_exchange("missing", &3, 4).map_err(|now| now.is_none()), Err(true));
+    /// ```
+    pub fn compare_exchange<Q>(
+        &self,
+        key: &Q,
+        expected: &V,
+        new: V,
+    ) -> Result<ValueRef<'_, V>, Option<ValueRef<'_, V>>>
+    where
+        Q: Hash + Equivalent<K> + ?Sized,
+        V: PartialEq,
+    {
+        let raw = self.raw();
+        let mut pending = raw.pending_value(new);
+        let written = raw.write_borrowed(&self.guard, key, |current| {
+            current?
+                .with(|current| current == expected)
+                .then(|| pending.stage(&self.guard))
+        });
+        let previous = written.previous.map(Shared::get);
+        if written.committed {
+            pending.published(&self.guard);
+            Ok(previous.expect("a compare-exchange replaces only a present value"))
+        } else {
+            Err(previous)
+        }
+    }
+
+    /// A weakly consistent iterator over the entries, borrowed for as long as this handle
+    /// lives. It walks the table lazily, one slot per step, and sees each key at most once,
+    /// with a value the key had at some moment during the walk; entries inserted or removed
+    /// meanwhile may or may not be seen. A resize in flight when the walk starts is finished
+    /// first; one that starts during the walk is followed: an entry already moved to the new
+    /// table is looked up there. For the map at one instant, use
+    /// [`AtomicMap::snapshot`].
+    ///
+    /// Keys and values come as [`ValueRef`]s (which read like `&K` and `&V`) because small
+    /// keys and values are stored inside their slots, not as a `K` or `V` one could borrow.
+    ///
+    /// ```
+    /// use atomicmap::AtomicMap;
+    ///
+    /// let map: AtomicMap<u64, String> = (0..3).map(|n| (n, n.to_string())).collect();
+    /// let pinned = map.pin();
+    /// let mut longest = 0;
+    /// for (key, value) in &pinned {
+    ///     assert_eq!(*value, key.to_string());
+    ///     longest = longest.max(value.len());
+    /// }
+    /// assert_eq!(longest, 1);
+    /// ```
+    pub fn iter(&self) -> Iter<'_, K, V, S> {
+        Iter {
+            raw: self.raw(),
+            guard: &self.guard,
+            walk: self.raw().walk(&self.guard),
+        }
+    }
+
+    /// The keys, as [`iter`](Self::iter) walks them.
+    pub fn keys(&self) -> impl Iterator<Item = ValueRef<'_, K>> + '_ {
+        self.iter().map(|(key, _)| key)
+    }
+
+    /// The values, as [`iter`](Self::iter) walks them.
+    pub fn values(&self) -> impl Iterator<Item = ValueRef<'_, V>> + '_ {
+        self.iter().map(|(_, value)| value)
+    }
+
+    /// Walks the table as [`iter`](Self::iter) does and removes every entry it reaches,
+    /// yielding each removed entry. Each remove is linearizable on its own; the whole is not
+    /// atomic: entries inserted during the walk may or may not be drained, and an entry is
+    /// removed only when the walk reaches it (entries the iterator is not advanced to stay).
+    ///
+    /// ```
+    /// use atomicmap::AtomicMap;
+    ///
+    /// let jobs: AtomicMap<u64, &str> = [(1, "build"), (2, "test")].into_iter().collect();
+    /// let pinned = jobs.pin();
+    /// let mut taken: Vec<_> = pinned.drain().map(|(id, job)| (*id, *job)).collect();
+    /// taken.sort();
+    /// assert_eq!(taken, [(1, "build"), (2, "test")]);
+    /// assert!(jobs.is_empty());
+    /// ```
+    pub fn drain(&self) -> ExtractIf<'_, K, V, S, impl FnMut(&K, &V) -> bool> {
+        self.extract_if(|_, _| true)
+    }
+
+    /// Like [`drain`](Self::drain), but removes only the entries that `extract(&key, &value)`
+    /// accepts. Judging and removing an entry is one linearizable step: if its value changed
+    /// after the judgement, it is judged again, so `extract` may run more than once for a key.
+    ///
+    /// ```
+    /// use atomicmap::AtomicMap;
+    ///
+    /// let stock: AtomicMap<&str, u32> = [("apples", 0), ("pears", 4)].into_iter().collect();
+    /// let pinned = stock.pin();
+    /// let sold_out: Vec<_> = pinned.extract_if(|_, &count| count == 0).map(|(name, _)| *name).collect();
+    /// assert_eq!(sold_out, ["apples"]);
+    /// assert_eq!(stock.len(), 1);
+    /// ```
+    pub fn extract_if<F>(&self, extract: F) -> ExtractIf<'_, K, V, S, F>
+    where
+        F: FnMut(&K, &V) -> bool,
+    {
+        ExtractIf {
+            walk: self.iter(),
+            extract,
+        }
+    }
+
+    /// The handle's pin, for a value or walk that keeps what this handle lent (`raw::held`).
+    pub(super) fn into_guard(self) -> Guard<'m> {
+        self.guard
+    }
+
     /// Ends this handle's pin and starts a new one, so that a handle kept across many operations
     /// does not hold back memory retired meanwhile. Values borrowed from the handle must be
     /// gone first, which `&mut self` enforces.
     pub fn refresh(&mut self) {
         self.guard.refresh();
+    }
+}
+
+impl<'r, K, V, S> IntoIterator for &'r MapRef<'_, K, V, S>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Send + Sync + 'static,
+    S: BuildHasher,
+{
+    type Item = (ValueRef<'r, K>, ValueRef<'r, V>);
+    type IntoIter = Iter<'r, K, V, S>;
+
+    fn into_iter(self) -> Iter<'r, K, V, S> {
+        self.iter()
+    }
+}
+
+/// The borrowing iterator of [`MapRef::iter`]: weakly consistent, lazy.
+pub struct Iter<'g, K: 'static, V: 'static, S> {
+    raw: &'g RawMap<K, V, S>,
+    guard: &'g Guard<'g>,
+    walk: Walk<'g>,
+}
+
+impl<'g, K, V, S> Iterator for Iter<'g, K, V, S>
+where
+    K: Hash + Eq + 'static,
+    V: 'static,
+    S: BuildHasher,
+{
+    type Item = (ValueRef<'g, K>, ValueRef<'g, V>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (key, value) = self.raw.walk_next(self.guard, &mut self.walk)?;
+        Some((key.get(), value.get()))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (0, Some(self.walk.slots_left()))
+    }
+}
+
+impl<K, V, S> fmt::Debug for Iter<'_, K, V, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Iter")
+            .field("slots_left", &self.walk.slots_left())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The iterator of [`MapRef::extract_if`] and [`MapRef::drain`]: removes the entries it
+/// reaches that its closure accepts, and yields them.
+pub struct ExtractIf<'g, K: 'static, V: 'static, S, F> {
+    walk: Iter<'g, K, V, S>,
+    extract: F,
+}
+
+impl<'g, K, V, S, F> Iterator for ExtractIf<'g, K, V, S, F>
+where
+    K: Hash + Eq + 'static,
+    V: 'static,
+    S: BuildHasher,
+    F: FnMut(&K, &V) -> bool,
+{
+    type Item = (ValueRef<'g, K>, ValueRef<'g, V>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let Iter { raw, guard, walk } = &mut self.walk;
+        while let Some((key, _)) = raw.walk_next(guard, walk) {
+            let extract = &mut self.extract;
+            let written = key.with(|key_item| {
+                raw.write_borrowed(guard, key_item, |current| {
+                    current?
+                        .with(|value| extract(key_item, value))
+                        .then_some(Staged::REMOVE)
+                })
+            });
+            if written.committed {
+                let removed = written.previous.expect("a committed remove had a value");
+                return Some((key.get(), removed.get()));
+            }
+        }
+        None
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (0, self.walk.size_hint().1)
+    }
+}
+
+impl<K, V, S, F> fmt::Debug for ExtractIf<'_, K, V, S, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExtractIf")
+            .field("slots_left", &self.walk.walk.slots_left())
+            .finish_non_exhaustive()
     }
 }
 

@@ -9,7 +9,7 @@ use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
 
 use super::event::Versioned;
-use crate::atomic_map::AtomicMap;
+use crate::atomic_map::{AtomicMap, GuardedRef};
 use crate::hot_swap::RcuMap;
 use crate::sharded::ShardedMap;
 use crate::snapshot::MapSnapshot;
@@ -86,7 +86,7 @@ where
     }
 
     fn put(&self, key: K, entry: Versioned<V>) -> Option<Versioned<V>> {
-        self.insert(key, entry)
+        self.insert(key, entry).map(GuardedRef::into_owned)
     }
 
     fn put_replacing(&self, key: K, entry: Versioned<V>) -> bool {
@@ -98,7 +98,7 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.remove(key)
+        self.remove(key).map(GuardedRef::into_owned)
     }
 
     fn snapshot(&self) -> MapSnapshot<K, Versioned<V>, S> {

@@ -74,6 +74,14 @@
 //! so a structure's length costs its writers a plain load and store, and its readers a walk of
 //! the records ([`Collector::entries`]).
 //!
+//! # Garbage counts
+//! Each retired object may carry its size ([`Guard::retire_sized`]). A thread's record sums the
+//! sizes of the objects in its own bag, changed only by that thread (it retires into its bag
+//! and frees from it), with a relaxed load and store like the entry count; the shared large
+//! list keeps its own sum, written under its lock. [`Collector::garbage_bytes`] adds them up:
+//! each part is current, the sum is approximate while threads retire and free. Relaxed is
+//! enough because the figure is only reported, never used to decide what to free.
+//!
 //! # A stalled thread
 //! A thread that stops *outside* an operation holds nothing back. A thread that stops *inside*
 //! one keeps its reservation `[lower, upper]`, which blocks only objects alive during that
@@ -117,6 +125,8 @@ const UNASSIGNED: u64 = u64::MAX;
 /// An unlinked object awaiting its free.
 pub(crate) struct Retired {
     object: *mut (),
+    /// The object's size for the garbage count; 0 when retired without one.
+    bytes: usize,
     free: unsafe fn(*mut ()),
     birth: u64,
     retire: u64,
@@ -135,6 +145,8 @@ pub(crate) struct Collector {
     large: Mutex<Vec<Retired>>,
     /// How many objects `large` holds, written under its lock; an unpin that reads 0 skips it.
     large_waiting: CachePadded<AtomicUsize>,
+    /// The bytes of the objects `large` holds, written under its lock.
+    large_bytes: AtomicUsize,
 }
 
 impl Default for Collector {
@@ -150,6 +162,7 @@ impl Collector {
             participants: Participants::new(),
             large: Mutex::new(Vec::new()),
             large_waiting: CachePadded(AtomicUsize::new(0)),
+            large_bytes: AtomicUsize::new(0),
         }
     }
 
@@ -211,10 +224,22 @@ impl Collector {
             .fold(0u64, u64::wrapping_add) as i64
     }
 
-    /// Frees every object of `bag` whose lifetime no reservation intersects.
-    fn reclaim(&self, bag: &mut Vec<Retired>) {
+    /// Bytes retired with a size ([`Guard::retire_sized`]) and not yet freed, summed over every
+    /// thread's bag and the large list (see "Garbage counts").
+    pub(crate) fn garbage_bytes(&self) -> usize {
+        let small = self
+            .participants
+            .iter()
+            .map(|participant| participant.garbage_bytes.load(Ordering::Relaxed))
+            .fold(0u64, u64::wrapping_add);
+        (small as usize).wrapping_add(self.large_bytes.load(Ordering::Relaxed))
+    }
+
+    /// Frees every object of `bag` whose lifetime no reservation intersects; returns the bytes
+    /// freed.
+    fn reclaim(&self, bag: &mut Vec<Retired>) -> usize {
         assign_retire_epochs(bag, self.pass_epoch());
-        free_all(self.take_unheld(bag));
+        free_all(self.take_unheld(bag))
     }
 
     /// Starts a pass: a heavy barrier, then the retire epoch for every object retired so far
@@ -259,9 +284,9 @@ impl Collector {
     /// needs no barrier). A full pass also covers `own_bag`, the caller's small garbage, since
     /// its barrier is paid for anyway. Frees what is unheld after releasing the list, so that
     /// the objects' destructors (user code, for a table's keys and values) never run under its
-    /// lock. Returns whether large garbage is still waiting; `None` if another thread is
-    /// looking.
-    fn look_at_large_garbage(&self, own_bag: &mut Vec<Retired>) -> Option<bool> {
+    /// lock. Returns whether large garbage is still waiting, and the bytes freed from
+    /// `own_bag`; `None` if another thread is looking.
+    fn look_at_large_garbage(&self, own_bag: &mut Vec<Retired>) -> Option<(bool, usize)> {
         let mut large = match self.large.try_lock() {
             Ok(large) => large,
             Err(TryLockError::Poisoned(poison)) => poison.into_inner(),
@@ -276,11 +301,12 @@ impl Collector {
         }
         let unheld = self.take_unheld(&mut large);
         self.large_waiting.store(large.len(), Ordering::Relaxed);
+        self.large_bytes
+            .store(total_bytes(&large), Ordering::Relaxed);
         let still_waiting = !large.is_empty();
         drop(large);
         free_all(unheld);
-        free_all(own_unheld);
-        Some(still_waiting)
+        Some((still_waiting, free_all(own_unheld)))
     }
 
     fn lock_large(&self) -> MutexGuard<'_, Vec<Retired>> {
@@ -299,14 +325,21 @@ fn assign_retire_epochs(bag: &mut [Retired], now: u64) {
     }
 }
 
-/// Frees objects that no thread holds or can obtain any more.
-fn free_all(unheld: Vec<Retired>) {
+/// The sizes of `retired` objects, summed.
+fn total_bytes(retired: &[Retired]) -> usize {
+    retired.iter().map(|retired| retired.bytes).sum()
+}
+
+/// Frees objects that no thread holds or can obtain any more; returns their bytes.
+fn free_all(unheld: Vec<Retired>) -> usize {
+    let bytes = total_bytes(&unheld);
     for retired in unheld {
         // SAFETY: `take_unheld` found no reservation intersecting the object's lifetime, so no
         // thread holds a reference to it and none can obtain one (it is unlinked); `free` is the
         // function it was retired with.
         unsafe { (retired.free)(retired.object) };
     }
+    bytes
 }
 
 impl Drop for Collector {
@@ -376,6 +409,17 @@ impl Guard<'_> {
         entries.store(count, Ordering::Relaxed);
     }
 
+    /// Adds `delta` (two's complement, so a negated size subtracts) to this thread's garbage
+    /// count: a plain load and store, as in [`count_entries`](Self::count_entries).
+    #[inline]
+    fn count_garbage(&self, delta: u64) {
+        let bytes = &self.me.garbage_bytes;
+        bytes.store(
+            bytes.load(Ordering::Relaxed).wrapping_add(delta),
+            Ordering::Relaxed,
+        );
+    }
+
     /// Holds back everything retired from the start of this pin until the outermost pin ends,
     /// whatever its birth: plain epoch-based reclamation for this one pin. For a reader of
     /// pointers copied out of the structure (a snapshot's image), which `protect` cannot
@@ -393,16 +437,35 @@ impl Guard<'_> {
     /// runs the pass that frees it (the object's type is `Send`, or owned data of a structure
     /// that is).
     pub(crate) unsafe fn retire(&self, object: *mut (), birth: u64, free: unsafe fn(*mut ())) {
+        // SAFETY: forwarded from our caller.
+        unsafe { self.retire_sized(object, 0, birth, free) }
+    }
+
+    /// Like [`retire`](Self::retire), counting the object's `bytes` in the collector's
+    /// [garbage figure](Collector::garbage_bytes) until it is freed.
+    ///
+    /// # Safety
+    /// As for [`retire`](Self::retire).
+    pub(crate) unsafe fn retire_sized(
+        &self,
+        object: *mut (),
+        bytes: usize,
+        birth: u64,
+        free: unsafe fn(*mut ()),
+    ) {
         // SAFETY: this thread holds the record's index, so the bag is ours (see `Participant`).
         let bag = unsafe { &mut *self.me.bag.get() };
         bag.push(Retired {
             object,
+            bytes,
             free,
             birth,
             retire: UNASSIGNED,
         });
+        self.count_garbage(bytes as u64);
         if bag.len() >= self.me.next_pass_at.get() {
-            self.collector.reclaim(bag);
+            let freed = self.collector.reclaim(bag);
+            self.count_garbage((freed as u64).wrapping_neg());
             // Counted from what the pass kept: objects still held by a pin that began before
             // the pass (a stalled reader) are scanned again only after as many more
             // retirements as were kept, and at least SCAN_THRESHOLD. A pass costs O(bag), so
@@ -430,12 +493,14 @@ impl Guard<'_> {
     pub(crate) unsafe fn retire_large(
         &self,
         object: *mut (),
+        bytes: usize,
         birth: u64,
         free: unsafe fn(*mut ()),
     ) {
         let mut large = self.collector.lock_large();
         large.push(Retired {
             object,
+            bytes,
             free,
             birth,
             retire: UNASSIGNED,
@@ -443,6 +508,9 @@ impl Guard<'_> {
         self.collector
             .large_waiting
             .store(large.len(), Ordering::Relaxed);
+        self.collector
+            .large_bytes
+            .store(total_bytes(&large), Ordering::Relaxed);
         drop(large);
         self.me.unpins_until_large_look.set(1);
         self.me.large_look_interval.set(1);
@@ -502,11 +570,22 @@ impl Guard<'_> {
         match self.collector.look_at_large_garbage(bag) {
             // Another thread is looking right now; ours can wait a turn.
             None => self.me.unpins_until_large_look.set(1),
-            Some(false) => {
+            Some((still_waiting, freed)) => {
+                self.count_garbage((freed as u64).wrapping_neg());
+                self.large_looked(still_waiting);
+            }
+        }
+    }
+
+    /// Schedules this thread's next look at the large garbage after one that found some
+    /// `still_waiting` (backing off) or none.
+    fn large_looked(&self, still_waiting: bool) {
+        match still_waiting {
+            false => {
                 self.me.large_look_interval.set(1);
                 self.me.unpins_until_large_look.set(0);
             }
-            Some(true) => {
+            true => {
                 let interval =
                     (self.me.large_look_interval.get() * 2).min(MAX_UNPINS_PER_LARGE_LOOK);
                 self.me.large_look_interval.set(interval);

@@ -36,6 +36,12 @@ pub(crate) struct Participant {
     /// for the structure's length. Written only by the owner, with a load and a store: a
     /// counter with one writer needs no read-modify-write. Read by anyone summing the length.
     pub(super) entries: AtomicU64,
+    /// Bytes of the objects in `bag` that were retired with a size ([`Guard::retire_sized`]),
+    /// for the structure's garbage figure. Written only by the owner, with a load and a store,
+    /// as `entries` is. Read by anyone summing the garbage.
+    ///
+    /// [`Guard::retire_sized`]: super::Guard::retire_sized
+    pub(super) garbage_bytes: AtomicU64,
     /// Owner-only: how many guards of this thread are alive (pins nest).
     pub(super) depth: Cell<u32>,
     /// Owner-only: the value last stored to `upper`, so that validating a load needs no load of
@@ -68,6 +74,7 @@ impl Participant {
             lower: AtomicU64::new(INACTIVE),
             upper: AtomicU64::new(0),
             entries: AtomicU64::new(0),
+            garbage_bytes: AtomicU64::new(0),
             depth: Cell::new(0),
             cached_upper: Cell::new(0),
             births: Cell::new(0),

@@ -49,10 +49,10 @@ where
         AtomicMap::get(self, key)
     }
     fn insert(&self, key: K, value: V) -> Option<V> {
-        AtomicMap::insert(self, key, value)
+        AtomicMap::insert(self, key, value).map(atomicmap::GuardedRef::into_owned)
     }
     fn remove(&self, key: &K) -> Option<V> {
-        AtomicMap::remove(self, key)
+        AtomicMap::remove(self, key).map(atomicmap::GuardedRef::into_owned)
     }
     fn get_or_insert_with(&self, key: K, make: impl FnOnce() -> V) -> V {
         AtomicMap::get_or_insert_with(self, key, make)

@@ -285,6 +285,7 @@ where
         unsafe {
             guard.retire_large(
                 retired.cast(),
+                table.bytes(),
                 table.reclamation_birth(),
                 free_table::<K, V>,
             )

@@ -10,6 +10,7 @@
 //!    ├── migrate (Migrator: start / help / complete a resize)
 //!    ├── policy  (when to resize, to what size)
 //!    ├── pending (keys and values on their way into a slot)
+//!    ├── held    (a lent value or a walk that owns its pin: `AtomicMap::insert`, `iter`)
 //!    ├── shared  (guard-lifetimed handles on slot contents)
 //!    ├── chain   (root table and successor links)
 //!    ├── probe   (the one probe sequence)
@@ -66,6 +67,7 @@
 
 mod chain;
 mod freeze;
+mod held;
 mod migrate;
 mod pending;
 mod policy;
@@ -74,8 +76,9 @@ mod shared;
 mod table;
 mod word;
 
-use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
+
+use equivalent::Equivalent;
 use std::ptr;
 
 use crate::error::CapacityError;
@@ -89,6 +92,8 @@ use probe::Probe;
 use table::{Slot, Table};
 use word::{Codec, ABSENT, DROPPED, EMPTY, MOVED, SEALED};
 
+pub use held::GuardedRef;
+pub(in crate::atomic_map) use held::PinnedWalk;
 pub(in crate::atomic_map) use pending::{PendingValue, Staged};
 pub(in crate::atomic_map) use shared::Shared;
 pub use shared::ValueRef;
@@ -131,6 +136,31 @@ pub(in crate::atomic_map) struct Written<'g, V> {
     pub(in crate::atomic_map) previous: Option<Shared<'g, V>>,
     /// Whether the write committed.
     pub(in crate::atomic_map) committed: bool,
+}
+
+/// A position in a walk of the map's entries ([`RawMap::walk`]): the table that was the root
+/// when the walk started, kept allocated by the walk's guard, and the next slot to look at.
+pub(in crate::atomic_map) struct Walk<'g> {
+    table: &'g Table,
+    next: usize,
+}
+
+impl Walk<'_> {
+    /// Slots not yet passed: an upper bound on the entries still to come.
+    pub(in crate::atomic_map) fn slots_left(&self) -> usize {
+        self.table.capacity() - self.next
+    }
+}
+
+/// What [`RawMap::table_stats`] found in the current table.
+pub(in crate::atomic_map) struct TableStats {
+    pub(in crate::atomic_map) slots: usize,
+    /// Tables the map had before this one (every resize and every snapshot adds one).
+    pub(in crate::atomic_map) generation: u64,
+    /// Whether a resize (or a snapshot's freezing migration) of it is in flight.
+    pub(in crate::atomic_map) migrating: bool,
+    pub(in crate::atomic_map) tombstones: usize,
+    pub(in crate::atomic_map) longest_probe: usize,
 }
 
 /// Where [`RawMap::find_carried`] found a key.
@@ -202,8 +232,7 @@ where
         query: &Q,
     ) -> Option<Shared<'g, V>>
     where
-        K: Borrow<Q>,
-        Q: Eq + ?Sized,
+        Q: Equivalent<K> + ?Sized,
     {
         let mut table = self.chain.root(guard);
         'tables: loop {
@@ -244,8 +273,7 @@ where
         queries: &[&Q],
         mut found: impl FnMut(usize, Option<Shared<'g, V>>),
     ) where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         let mut hashes = [0u64; BATCH];
         for (group, queries) in queries.chunks(BATCH).enumerate() {
@@ -271,7 +299,7 @@ where
     ) -> Written<'g, V> {
         let hash = self.hash(&key);
         let query = match Codec::<K>::inline_word(&key) {
-            Some(word) => Query::Inline(word),
+            Some(word) => Query::<K, K>::Inline(word),
             None => Query::Owned(PendingKey::new(key, hash, &self.collector)),
         };
         self.write(guard, hash, query, decide)
@@ -287,8 +315,7 @@ where
         decide: impl FnMut(Option<Shared<'g, V>>) -> Option<Staged>,
     ) -> Written<'g, V>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         self.write(guard, self.hash(key), Query::Borrowed(key), decide)
     }
@@ -306,8 +333,7 @@ where
         mut decide: impl FnMut(Option<Shared<'g, V>>) -> Option<Staged>,
     ) -> Written<'g, V>
     where
-        K: Borrow<Q>,
-        Q: Eq + ?Sized,
+        Q: Equivalent<K> + ?Sized,
     {
         let migrator = self.migrator();
         let mut table = self.chain.root(guard);
@@ -383,8 +409,9 @@ where
             // once (by us); its birth was written before it was published.
             unsafe {
                 let birth = word::boxed::<V>(previous).birth;
-                guard.retire(
+                guard.retire_sized(
                     word::box_ptr::<V>(previous),
+                    std::mem::size_of::<word::Boxed<V>>(),
                     birth,
                     free_box::<word::Boxed<V>>,
                 );
@@ -402,8 +429,7 @@ where
         query: &mut Query<'_, '_, K, Q>,
     ) -> Located<'g>
     where
-        K: Borrow<Q>,
-        Q: Eq + ?Sized,
+        Q: Equivalent<K> + ?Sized,
     {
         let mut probe = Probe::new(table, hash);
         while let Some(slot) = probe.next() {
@@ -615,23 +641,46 @@ where
     }
 
     /// Visits every live entry reachable from the root at the time of each slot's load: the
-    /// weakly consistent iteration of [`AtomicMap::iter`](crate::AtomicMap::iter).
-    ///
-    /// A resize in flight when the walk starts is completed first (the walk costs a pass over
-    /// the table anyway): keys inserted since it began live only in its successor, which a walk
-    /// of the old table would not see. A resize that starts during the walk is followed through
-    /// `MOVED` slots; keys inserted during the walk may or may not be visited.
+    /// weakly consistent iteration of [`AtomicMap::iter`](crate::AtomicMap::iter), run to the
+    /// end (see [`walk`](Self::walk)).
     pub(in crate::atomic_map) fn for_each_entry<'g>(
         &self,
         guard: &'g Guard<'_>,
         mut visit: impl FnMut(Shared<'g, K>, Shared<'g, V>),
     ) {
+        let mut walk = self.walk(guard);
+        while let Some((key, value)) = self.walk_next(guard, &mut walk) {
+            visit(key, value);
+        }
+    }
+
+    /// Starts a weakly consistent walk of the map's entries, advanced by
+    /// [`walk_next`](Self::walk_next) under the same guard.
+    ///
+    /// A resize in flight when the walk starts is completed first (the walk costs a pass over
+    /// the table anyway): keys inserted since it began live only in its successor, which a walk
+    /// of the old table would not see. The walk then keeps to the table that was the root: a
+    /// resize that starts during the walk is followed through `MOVED` slots by a re-lookup in
+    /// the successors, so each key is visited at most once, with a value it had during the
+    /// walk; keys inserted during the walk may or may not be visited.
+    pub(in crate::atomic_map) fn walk<'g>(&self, guard: &'g Guard<'_>) -> Walk<'g> {
         let mut table = self.chain.root(guard);
         while !table.next().is_null() {
             self.migrator().complete(guard, table);
             table = self.chain.root(guard);
         }
-        for slot in table.slots.iter() {
+        Walk { table, next: 0 }
+    }
+
+    /// The next live entry of `walk`, or `None` when every slot has been passed.
+    pub(in crate::atomic_map) fn walk_next<'g>(
+        &self,
+        guard: &'g Guard<'_>,
+        walk: &mut Walk<'g>,
+    ) -> Option<(Shared<'g, K>, Shared<'g, V>)> {
+        let table = walk.table;
+        while let Some(slot) = table.slots.get(walk.next) {
+            walk.next += 1;
             let Some(key) = shared::load::<K>(guard, &slot.key).key() else {
                 continue;
             };
@@ -642,18 +691,51 @@ where
                 let mut next = self.chain.next_table(guard, table);
                 loop {
                     match self.find_carried(guard, next, hash, key) {
-                        Search::Found(value) => {
-                            visit(key, value);
-                            break;
-                        }
+                        Search::Found(value) => return Some((key, value)),
                         Search::Missing => break,
                         Search::Next => next = self.chain.next_table(guard, next),
                     }
                 }
             } else if let Some(value) = value.value() {
-                visit(key, value);
+                return Some((key, value));
             }
         }
+        None
+    }
+
+    /// The current table's figures for `stats()`, by a walk of every slot (O(capacity)): its
+    /// tombstones and the longest distance of a live key from its home slot. Slots already
+    /// moved by a resize in flight are not counted.
+    pub(in crate::atomic_map) fn table_stats(&self, guard: &Guard<'_>) -> TableStats {
+        let table = self.chain.root(guard);
+        let mut stats = TableStats {
+            slots: table.capacity(),
+            generation: table.generation,
+            migrating: !table.next().is_null(),
+            tombstones: 0,
+            longest_probe: 0,
+        };
+        for (index, slot) in table.slots.iter().enumerate() {
+            let Some(key) = shared::load::<K>(guard, &slot.key).key() else {
+                continue;
+            };
+            match slot.value.load(Ordering::Acquire) {
+                ABSENT => stats.tombstones += 1,
+                value if word::is_value(value) => {
+                    let home = key.hash_with(&self.hasher) as usize & table.mask;
+                    let distance = index.wrapping_sub(home) & table.mask;
+                    stats.longest_probe = stats.longest_probe.max(distance);
+                }
+                _ => {}
+            }
+        }
+        stats
+    }
+
+    /// Bytes that writers retired (replaced values, removed entries, old tables) and that are
+    /// not yet freed.
+    pub(in crate::atomic_map) fn garbage_bytes(&self) -> usize {
+        self.collector.garbage_bytes()
     }
 
     /// Looks a stored key up in one table (the table it was carried to).

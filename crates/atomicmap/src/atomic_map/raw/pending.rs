@@ -117,7 +117,12 @@ impl<K: 'static> Drop for PendingKey<'_, K> {
             // readers reach only while pinned: retiring defers the free past them.
             unsafe {
                 let birth = word::boxed::<K>(word).birth;
-                guard.retire(word::box_ptr::<K>(word), birth, free_box::<word::Boxed<K>>);
+                guard.retire_sized(
+                    word::box_ptr::<K>(word),
+                    std::mem::size_of::<word::Boxed<K>>(),
+                    birth,
+                    free_box::<word::Boxed<K>>,
+                );
             }
         } else {
             // SAFETY: never published, so no other thread has seen the box.

@@ -6,8 +6,13 @@ use super::table::{Slot, Table};
 /// once. Lookups, claims, carries during a resize and the iteration's re-lookups all walk this
 /// sequence, so they agree on where a key can be: a key is claimed at the first `EMPTY` slot of
 /// its sequence, and a walk that meets `EMPTY` has proved the key is not in the table.
+///
+/// The probe keeps its own copy of the table's geometry (slot array, mask), so that a step is
+/// an add, a mask and a load: the loads of slot words between steps are atomic, and the
+/// compiler would otherwise read the geometry from the table header again after each one.
 pub(super) struct Probe<'t> {
-    table: &'t Table,
+    slots: &'t [Slot],
+    mask: usize,
     index: usize,
     steps: usize,
 }
@@ -16,7 +21,8 @@ impl<'t> Probe<'t> {
     #[inline]
     pub(super) fn new(table: &'t Table, hash: u64) -> Self {
         Probe {
-            table,
+            slots: &table.slots,
+            mask: table.mask,
             index: hash as usize,
             steps: 0,
         }
@@ -34,10 +40,12 @@ impl<'t> Iterator for Probe<'t> {
 
     #[inline]
     fn next(&mut self) -> Option<&'t Slot> {
-        if self.steps == self.table.capacity() {
+        if self.steps == self.slots.len() {
             return None;
         }
-        let slot = self.table.slot(self.index);
+        // SAFETY: `mask` is the table's, one less than `slots.len()`, a power of two (see
+        // `Table::allocate`), so `index & mask` is in bounds.
+        let slot = unsafe { self.slots.get_unchecked(self.index & self.mask) };
         self.index = self.index.wrapping_add(1);
         self.steps += 1;
         Some(slot)

@@ -3,8 +3,9 @@
 //! dereferenced through a handle, so "the box stays allocated while the caller's guard lives"
 //! is a lifetime the compiler checks instead of a comment.
 
-use std::borrow::Borrow;
 use std::fmt;
+
+use equivalent::Equivalent;
 use std::hash::{BuildHasher, Hash};
 use std::marker::PhantomData;
 use std::ops::Deref;
@@ -161,14 +162,13 @@ impl<K: Hash + Eq + 'static> Shared<'_, K> {
     #[inline]
     pub(super) fn matches<Q>(self, hash: u64, query: &Q) -> bool
     where
-        K: Borrow<Q>,
-        Q: Eq + ?Sized,
+        Q: Equivalent<K> + ?Sized,
     {
         if word::is_inline(self.word) {
-            Codec::<K>::from_inline(self.word).borrow() == query
+            query.equivalent(&Codec::<K>::from_inline(self.word))
         } else {
             let boxed = self.boxed();
-            boxed.hash == hash && boxed.item.borrow() == query
+            boxed.hash == hash && query.equivalent(&boxed.item)
         }
     }
 

@@ -137,6 +137,14 @@ impl Table {
         self.mask + 1
     }
 
+    /// The memory the table itself occupies (header, slots, chunk flags), for the garbage
+    /// figure of `stats()`; the keys and values it owns are counted where they are retired.
+    pub(super) fn bytes(&self) -> usize {
+        std::mem::size_of::<Table>()
+            + std::mem::size_of_val::<[Slot]>(&self.slots)
+            + std::mem::size_of_val::<[AtomicBool]>(&self.abandoned_chunks)
+    }
+
     /// The slot at `index` modulo the capacity.
     #[inline]
     pub(super) fn slot(&self, index: usize) -> &Slot {

@@ -10,7 +10,7 @@
 //! | odd: `raw << 1 \| 1`  | an inline key                | an inline value                |
 //! | multiple of 8, not 0  | address of a [`Boxed`] key   | address of a [`Boxed`] value   |
 //!
-//! *Inline* types are the primitive integers, `bool` and `char`: their value, zero-extended (or
+//! *Inline* types are the primitive integers, `bool`, `char` and `()`: their value, zero-extended (or
 //! zig-zag encoded when signed) to 64 bits, is stored in the word itself when it fits in 63 bits,
 //! which every type narrower than 64 bits always does. So `AtomicMap<u64, u64>` allocates nothing
 //! per operation for keys and values below 2^63; a 64-bit value at or above 2^63 (or below
@@ -60,6 +60,8 @@ enum Inline {
     Signed,
     Bool,
     Char,
+    /// `()`, the value of a set's map: one inline word, so a set allocates no value boxes.
+    Unit,
 }
 
 /// Encoding of type `T` into slot words.
@@ -90,6 +92,8 @@ impl<T: 'static> Codec<T> {
             Some((Inline::Bool, 1))
         } else if id == TypeId::of::<char>() {
             Some((Inline::Char, 4))
+        } else if id == TypeId::of::<()>() {
+            Some((Inline::Unit, 0))
         } else {
             None
         }
@@ -113,6 +117,7 @@ impl<T: 'static> Codec<T> {
         // reads a valid, fully initialised value.
         let raw = unsafe {
             match (kind, size) {
+                (Inline::Unit, _) => 0,
                 (Inline::Unsigned, 1) | (Inline::Bool, _) => u64::from(read::<T, u8>(item)),
                 (Inline::Unsigned, 2) => u64::from(read::<T, u16>(item)),
                 (Inline::Unsigned, 4) | (Inline::Char, _) => u64::from(read::<T, u32>(item)),
@@ -137,6 +142,7 @@ impl<T: 'static> Codec<T> {
         // `bool` 0 or 1, for `char` a scalar value), of exactly `size_of::<T>()` bytes.
         unsafe {
             match (kind, size) {
+                (Inline::Unit, _) => write::<T, ()>(()),
                 (Inline::Unsigned, 1) | (Inline::Bool, _) => write::<T, u8>(raw as u8),
                 (Inline::Unsigned, 2) => write::<T, u16>(raw as u16),
                 (Inline::Unsigned, 4) | (Inline::Char, _) => write::<T, u32>(raw as u32),
