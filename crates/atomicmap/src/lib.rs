@@ -46,7 +46,7 @@
 //!   entry of the snapshot once, split over rayon's threads after one pass on the calling
 //!   thread that gathers a reference to each entry; `ParallelExtend<(K, V)>` (also through
 //!   `&map`) and `FromParallelIterator<(K, V)>` for [`AtomicMap`], [`ShardedMap`] and
-//!   [`ReadMostlyMap`]. A parallel extend inserts each entry with the map's own insert from
+//!   [`ReadMostlyMap`], and their element forms for [`AtomicSet`]. A parallel extend inserts each entry with the map's own insert from
 //!   whichever thread produced it, so when a key comes twice, which value is kept is not
 //!   specified. New keys of a `ReadMostlyMap` all take its one mutex, so it fills no faster in
 //!   parallel.

@@ -5,7 +5,7 @@ use std::hash::{BuildHasher, Hash};
 
 use rayon::iter::{FromParallelIterator, IntoParallelIterator, ParallelExtend, ParallelIterator};
 
-use crate::{AtomicMap, MapSnapshot, ReadMostlyMap, ShardedMap};
+use crate::{AtomicMap, AtomicSet, MapSnapshot, ReadMostlyMap, ShardedMap};
 
 /// Splits the entries of a snapshot over rayon's threads. The snapshot's storage (one table,
 /// a `ShardedMap`'s shards, or an `RcuMap`'s trie) is walked once, on the calling thread, to
@@ -169,5 +169,49 @@ where
         let mut map = ReadMostlyMap::with_hasher(S::default());
         map.par_extend(entries);
         map
+    }
+}
+
+impl<T, S> ParallelExtend<T> for &AtomicSet<T, S>
+where
+    T: Hash + Eq + Send + Sync + 'static,
+    S: BuildHasher + Sync,
+{
+    fn par_extend<I>(&mut self, elements: I)
+    where
+        I: IntoParallelIterator<Item = T>,
+    {
+        let set: &AtomicSet<T, S> = self;
+        elements.into_par_iter().for_each(|element| {
+            set.insert(element);
+        });
+    }
+}
+
+impl<T, S> ParallelExtend<T> for AtomicSet<T, S>
+where
+    T: Hash + Eq + Send + Sync + 'static,
+    S: BuildHasher + Sync,
+{
+    fn par_extend<I>(&mut self, elements: I)
+    where
+        I: IntoParallelIterator<Item = T>,
+    {
+        (&*self).par_extend(elements);
+    }
+}
+
+impl<T, S> FromParallelIterator<T> for AtomicSet<T, S>
+where
+    T: Hash + Eq + Send + Sync + 'static,
+    S: BuildHasher + Default + Sync,
+{
+    fn from_par_iter<I>(elements: I) -> Self
+    where
+        I: IntoParallelIterator<Item = T>,
+    {
+        let mut set = AtomicSet::with_hasher(S::default());
+        set.par_extend(elements);
+        set
     }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use atomicmap::{AtomicMap, MapSnapshot, RcuMap, ReadMostlyMap, ShardedMap};
+use atomicmap::{AtomicMap, AtomicSet, MapSnapshot, RcuMap, ReadMostlyMap, ShardedMap};
 use rayon::prelude::*;
 
 const ENTRIES: u64 = 20_000;
@@ -121,4 +121,22 @@ fn values_that_are_not_clone_are_collected_into_an_atomic_map() {
         let counter = pinned.get(&n).expect("every key was collected");
         assert_eq!(counter.load(Ordering::Relaxed), n);
     }
+}
+
+#[test]
+fn a_parallel_iterator_collects_into_an_atomic_set_once_per_element() {
+    let evens: AtomicSet<u64> = (0..ENTRIES).into_par_iter().map(|n| n / 2 * 2).collect();
+    assert_eq!(evens.len(), (ENTRIES / 2) as usize);
+    let mut more = AtomicSet::new();
+    more.par_extend((0..ENTRIES).into_par_iter());
+    (&evens).par_extend((0..ENTRIES).into_par_iter());
+    for n in 0..ENTRIES {
+        assert!(evens.contains(&n) && more.contains(&n), "element {n}");
+    }
+    let sum: u64 = evens
+        .snapshot()
+        .par_iter()
+        .map(|(element, ())| *element)
+        .sum();
+    assert_eq!(sum, (0..ENTRIES).sum());
 }
