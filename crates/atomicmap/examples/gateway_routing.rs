@@ -2,8 +2,8 @@
 //! reloader applies new route sets.
 //!
 //! Route set `g` maps the hosts `g .. g + HOSTS` to backends of generation `g`. A reload to
-//! `g` writes every host of the new set (adding the one new host first, make before break) and
-//! then removes the host that left. Readers borrow each route through a pinned handle, with no
+//! `g` writes every host of the new set, the one new host among them, and only then removes
+//! the host that left (make before break). Readers borrow each route through a pinned handle, with no
 //! clone and no lock, and check what the map promises per key while it is written:
 //! * a route read is one that was written, whole (its backend matches its host and generation);
 //! * a host's generation never goes back for a reader, and a removed host never comes back.
