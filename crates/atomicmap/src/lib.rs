@@ -3,7 +3,7 @@
 //! ```toml
 //! [dependencies]
 //! # Not published to a registry: depend on the crate by path (or git).
-//! atomicmap = { path = "crates/atomicmap", features = ["serde"] }
+//! atomicmap = { path = "path/to/this/repository/crates/atomicmap", features = ["serde"] }
 //! # Optional features: "serde", "rayon", "metrics" (see Features below).
 //! ```
 //!
