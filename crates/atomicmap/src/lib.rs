@@ -2,7 +2,9 @@
 //!
 //! ```toml
 //! [dependencies]
-//! atomicmap = "0.1"   # features: "serde"
+//! # Not published to a registry: depend on the crate by path (or git).
+//! atomicmap = { path = "path/to/this/repository/crates/atomicmap", features = ["serde"] }
+//! # Optional features: "serde", "rayon", "metrics" (see Features below).
 //! ```
 //!
 //! # Which map for which job
@@ -33,10 +35,47 @@
 //! `try_with_capacity` returns a [`CapacityError`]. Each method's docs say whether its closure
 //! may run more than once (on the lock-free maps, a lost race runs it again).
 //!
+//! # Features
+//!
+//! None is on by default.
+//! * `serde`: `Serialize` and `Deserialize` for [`AtomicMap`], [`ShardedMap`],
+//!   [`ReadMostlyMap`] and [`RcuMap`], as a map of the entries, and `Serialize` for
+//!   [`MapSnapshot`]. A map serializes a snapshot of itself, so the output is the map at one
+//!   instant even while other threads write (the `audit_export` example).
+//! * `rayon`: `snapshot.par_iter()` (`IntoParallelIterator for &MapSnapshot`) yields every
+//!   entry of the snapshot once, split over rayon's threads after one pass on the calling
+//!   thread that gathers a reference to each entry; `ParallelExtend<(K, V)>` (also through
+//!   `&map`) and `FromParallelIterator<(K, V)>` for [`AtomicMap`], [`ShardedMap`] and
+//!   [`ReadMostlyMap`], and their element forms for [`AtomicSet`]. A parallel extend inserts each entry with the map's own insert from
+//!   whichever thread produced it, so when a key comes twice, which value is kept is not
+//!   specified. New keys of a `ReadMostlyMap` all take its one mutex, so it fills no faster in
+//!   parallel.
+//! * `metrics`: `MapStats::record` publishes a map's [`MapStats`] figures as gauges through the
+//!   [`metrics`](https://docs.rs/metrics) facade, for whatever exporter the service installed.
+//!
+#![cfg_attr(
+    feature = "rayon",
+    doc = r#"
+```
+use atomicmap::AtomicMap;
+use rayon::prelude::*;
+
+let squares: AtomicMap<u64, u64> = (0..10_000u64).into_par_iter().map(|n| (n, n * n)).collect();
+let snapshot = squares.snapshot();
+let sum: u64 = snapshot.par_iter().map(|(_, square)| *square).sum();
+assert_eq!(sum, (0..10_000u64).map(|n| n * n).sum());
+```
+"#
+)]
+//!
+//! The examples in `examples/` are small programs for the jobs above, each checking what it
+//! shows: `gateway_routing`, `hot_counters`, `config_reload`, `sync_map_cache`,
+//! `audit_export` (needs `serde`) and `stalled_reader`.
+//!
 //! # How the crate is built
 //!
 //! ```text
-//!   serde_impls ──▶ lib (re-exports)
+//!   serde_impls, rayon_impls ──▶ lib (re-exports)     (the optional features)
 //!   capture ──▶ atomic_map, sharded, hot_swap              (change capture wraps a map)
 //!   atomic_map ──▶ pinned (MapRef: each operation, once) ──▶ raw/ (all of AtomicMap's unsafe)
 //!   read_mostly/ (mod ──▶ dirty ──▶ entry), sharded, hot_swap
@@ -48,11 +87,14 @@
 //! module opens with its protocol: states, transitions, who may write what, and why each
 //! memory ordering is enough.
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod atomic_map;
 mod error;
 mod hash;
 mod persistent;
+#[cfg(feature = "rayon")]
+mod rayon_impls;
 mod reclaim;
 #[cfg(feature = "serde")]
 mod serde_impls;
@@ -80,3 +122,8 @@ pub use sharded::{ShardedMap, ShardedMapError};
 pub use sharded_set::ShardedSet;
 pub use snapshot::{MapSnapshot, SnapshotIter};
 pub use stats::MapStats;
+
+/// The README's Rust examples, run as doc tests so that they stay true; not part of the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeExamples;
