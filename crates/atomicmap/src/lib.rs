@@ -39,9 +39,10 @@
 //!
 //! None is on by default.
 //! * `serde`: `Serialize` and `Deserialize` for [`AtomicMap`], [`ShardedMap`],
-//!   [`ReadMostlyMap`] and [`RcuMap`], as a map of the entries, and `Serialize` for
-//!   [`MapSnapshot`]. A map serializes a snapshot of itself, so the output is the map at one
-//!   instant even while other threads write (the `audit_export` example).
+//!   [`ReadMostlyMap`], [`RcuMap`] and [`MapSnapshot`], as a map of the entries, and for
+//!   [`HotSwap`] as its current value (the version is not carried: a deserialized one starts
+//!   at 0). A map serializes a snapshot of itself, so the output is the map at one instant even
+//!   while other threads write (the `audit_export` example).
 //! * `rayon`: `snapshot.par_iter()` (`IntoParallelIterator for &MapSnapshot`) yields every
 //!   entry of the snapshot once, split over rayon's threads after one pass on the calling
 //!   thread that gathers a reference to each entry; `ParallelExtend<(K, V)>` (also through
