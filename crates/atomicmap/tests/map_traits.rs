@@ -3,40 +3,11 @@
 //! `Borrow` of the key.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::hash::{Hash, Hasher};
 
-use atomicmap::{
-    Equivalent, HotSwap, MapSnapshot, PersistentMap, RcuMap, ReadMostlyMap, ShardedMap,
-};
+mod common;
 
-/// A key looked up by a pair of `&str` (see `NameQuery`), which it cannot `Borrow` as.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct FullName {
-    first: String,
-    last: String,
-}
-
-impl Hash for FullName {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        NameQuery(&self.first, &self.last).hash(state);
-    }
-}
-
-#[derive(Hash)]
-struct NameQuery<'a>(&'a str, &'a str);
-
-impl Equivalent<FullName> for NameQuery<'_> {
-    fn equivalent(&self, key: &FullName) -> bool {
-        self.0 == key.first && self.1 == key.last
-    }
-}
-
-fn name(first: &str, last: &str) -> FullName {
-    FullName {
-        first: first.into(),
-        last: last.into(),
-    }
-}
+use atomicmap::{HotSwap, MapSnapshot, PersistentMap, RcuMap, ReadMostlyMap, ShardedMap};
+use common::names::{name, FullName, NameQuery};
 
 #[test]
 fn read_mostly_map_iterates_an_instant() {

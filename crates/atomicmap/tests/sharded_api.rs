@@ -3,12 +3,14 @@
 //! `Equivalent` lookups, and ShardedSet.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::hash::{Hash, Hasher};
 use std::sync::mpsc;
 use std::thread;
 
+mod common;
+
 use atomicmap::sharded::WouldBlock;
-use atomicmap::{Equivalent, ShardedMap, ShardedSet};
+use atomicmap::{ShardedMap, ShardedSet};
+use common::names::{name, FullName, NameQuery};
 
 #[test]
 fn for_each_mut_changes_every_value_in_place() {
@@ -172,36 +174,6 @@ fn equality_ignores_shard_counts_and_insertion_order() {
     many.remove(&50);
     many.insert(0, 1);
     assert_ne!(one, many);
-}
-
-/// A key whose lookups use a query type that is not a `Borrow` of it: a name split into two
-/// parts, looked up by a pair of `&str`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct FullName {
-    first: String,
-    last: String,
-}
-
-impl Hash for FullName {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        NameQuery(&self.first, &self.last).hash(state);
-    }
-}
-
-#[derive(Hash)]
-struct NameQuery<'a>(&'a str, &'a str);
-
-impl Equivalent<FullName> for NameQuery<'_> {
-    fn equivalent(&self, key: &FullName) -> bool {
-        self.0 == key.first && self.1 == key.last
-    }
-}
-
-fn name(first: &str, last: &str) -> FullName {
-    FullName {
-        first: first.into(),
-        last: last.into(),
-    }
 }
 
 #[test]

@@ -33,6 +33,32 @@ pub trait TestMap<K, V>: Send + Sync + Sized {
     fn snapshot_entries(&self) -> Vec<(K, V)>;
 }
 
+/// The methods every map spells the same way: the constructor, `get_or_insert_with`, `clear`,
+/// `len`, and the entries of a `snapshot()`.
+macro_rules! shared_vocabulary {
+    ($map:ident) => {
+        fn with_hasher(hasher: S) -> Self {
+            $map::with_hasher(hasher)
+        }
+        fn get_or_insert_with(&self, key: K, make: impl FnOnce() -> V) -> V {
+            $map::get_or_insert_with(self, key, make)
+        }
+        fn clear(&self) {
+            $map::clear(self)
+        }
+        fn len(&self) -> usize {
+            $map::len(self)
+        }
+        fn snapshot_entries(&self) -> Vec<(K, V)> {
+            let snapshot = self.snapshot();
+            snapshot
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        }
+    };
+}
+
 impl<K, V, S> TestMap<K, V> for AtomicMap<K, V, S>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,
@@ -42,9 +68,6 @@ where
     const NAME: &'static str = "AtomicMap";
     type Hasher = S;
 
-    fn with_hasher(hasher: S) -> Self {
-        AtomicMap::with_hasher(hasher)
-    }
     fn get(&self, key: &K) -> Option<V> {
         AtomicMap::get(self, key)
     }
@@ -54,28 +77,13 @@ where
     fn remove(&self, key: &K) -> Option<V> {
         AtomicMap::remove(self, key).map(atomicmap::GuardedRef::into_owned)
     }
-    fn get_or_insert_with(&self, key: K, make: impl FnOnce() -> V) -> V {
-        AtomicMap::get_or_insert_with(self, key, make)
-    }
     fn update(&self, key: &K, change: impl Fn(&V) -> V) -> Option<V> {
         AtomicMap::update(self, key, change)
     }
     fn retain(&self, keep: impl FnMut(&K, &V) -> bool) {
         AtomicMap::retain(self, keep)
     }
-    fn clear(&self) {
-        AtomicMap::clear(self)
-    }
-    fn len(&self) -> usize {
-        AtomicMap::len(self)
-    }
-    fn snapshot_entries(&self) -> Vec<(K, V)> {
-        let snapshot = self.snapshot();
-        snapshot
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
-    }
+    shared_vocabulary!(AtomicMap);
 }
 
 /// `update` is `ShardedMap::compute` that leaves an absent key absent: the map's general
@@ -89,9 +97,6 @@ where
     const NAME: &'static str = "ShardedMap";
     type Hasher = S;
 
-    fn with_hasher(hasher: S) -> Self {
-        ShardedMap::with_hasher(hasher)
-    }
     fn get(&self, key: &K) -> Option<V> {
         ShardedMap::get(self, key)
     }
@@ -101,28 +106,13 @@ where
     fn remove(&self, key: &K) -> Option<V> {
         ShardedMap::remove(self, key)
     }
-    fn get_or_insert_with(&self, key: K, make: impl FnOnce() -> V) -> V {
-        ShardedMap::get_or_insert_with(self, key, make)
-    }
     fn update(&self, key: &K, change: impl Fn(&V) -> V) -> Option<V> {
         ShardedMap::compute(self, key.clone(), |current| current.map(&change))
     }
     fn retain(&self, mut keep: impl FnMut(&K, &V) -> bool) {
         ShardedMap::retain(self, |key, value| keep(key, value))
     }
-    fn clear(&self) {
-        ShardedMap::clear(self)
-    }
-    fn len(&self) -> usize {
-        ShardedMap::len(self)
-    }
-    fn snapshot_entries(&self) -> Vec<(K, V)> {
-        let snapshot = self.snapshot();
-        snapshot
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
-    }
+    shared_vocabulary!(ShardedMap);
 }
 
 /// `update` is `RcuMap::compute` that leaves an absent key absent.
@@ -135,9 +125,6 @@ where
     const NAME: &'static str = "RcuMap";
     type Hasher = S;
 
-    fn with_hasher(hasher: S) -> Self {
-        RcuMap::with_hasher(hasher)
-    }
     fn get(&self, key: &K) -> Option<V> {
         RcuMap::get(self, key)
     }
@@ -147,28 +134,13 @@ where
     fn remove(&self, key: &K) -> Option<V> {
         RcuMap::remove(self, key)
     }
-    fn get_or_insert_with(&self, key: K, make: impl FnOnce() -> V) -> V {
-        RcuMap::get_or_insert_with(self, key, make)
-    }
     fn update(&self, key: &K, change: impl Fn(&V) -> V) -> Option<V> {
         RcuMap::compute(self, key.clone(), |current| current.map(&change))
     }
     fn retain(&self, keep: impl FnMut(&K, &V) -> bool) {
         RcuMap::retain(self, keep)
     }
-    fn clear(&self) {
-        RcuMap::clear(self)
-    }
-    fn len(&self) -> usize {
-        RcuMap::len(self)
-    }
-    fn snapshot_entries(&self) -> Vec<(K, V)> {
-        let snapshot = self.snapshot();
-        snapshot
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
-    }
+    shared_vocabulary!(RcuMap);
 }
 
 /// `ReadMostlyMap` keeps Go's names: `get` is `load`, `insert` is `swap`, `remove` is
@@ -184,9 +156,6 @@ where
     const NAME: &'static str = "ReadMostlyMap";
     type Hasher = S;
 
-    fn with_hasher(hasher: S) -> Self {
-        ReadMostlyMap::with_hasher(hasher)
-    }
     fn get(&self, key: &K) -> Option<V> {
         ReadMostlyMap::load(self, key)
     }
@@ -195,9 +164,6 @@ where
     }
     fn remove(&self, key: &K) -> Option<V> {
         ReadMostlyMap::load_and_delete(self, key)
-    }
-    fn get_or_insert_with(&self, key: K, make: impl FnOnce() -> V) -> V {
-        ReadMostlyMap::get_or_insert_with(self, key, make)
     }
     fn update(&self, key: &K, change: impl Fn(&V) -> V) -> Option<V> {
         loop {
@@ -211,17 +177,5 @@ where
     fn retain(&self, keep: impl FnMut(&K, &V) -> bool) {
         ReadMostlyMap::retain(self, keep)
     }
-    fn clear(&self) {
-        ReadMostlyMap::clear(self)
-    }
-    fn len(&self) -> usize {
-        ReadMostlyMap::len(self)
-    }
-    fn snapshot_entries(&self) -> Vec<(K, V)> {
-        let snapshot = self.snapshot();
-        snapshot
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
-    }
+    shared_vocabulary!(ReadMostlyMap);
 }

@@ -1,7 +1,7 @@
 //! Fixtures shared by the test files, which all load them the same way (`mod common;`): a
 //! hasher that fixes the table layout, panic injection on one thread (`panics`), iteration
 //! scaling for the stress tests, the loom model runner, one interface over the four maps
-//! (`maps`), the linearizability checker, panic injection across threads (`faults`,
+//! (`maps`), a key with a non-`Borrow` query type (`names`), the linearizability checker, panic injection across threads (`faults`,
 //! `panic_driver`) and child processes under a watchdog (`child`).
 #![allow(
     dead_code,
@@ -12,6 +12,7 @@ pub mod child;
 pub mod faults;
 pub mod linearizability;
 pub mod maps;
+pub mod names;
 pub mod panic_driver;
 pub mod panics;
 
