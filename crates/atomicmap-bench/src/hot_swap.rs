@@ -222,13 +222,18 @@ fn run_once<C: Cell>(measurement: Measurement, threads: usize, ops: u64) -> (Sid
                             black_box(cell.version());
                         }),
                         _ if with_writer => {
+                            // At least one batch, so a writer that finishes first still
+                            // leaves a measurement.
                             let start = Instant::now();
                             let mut ran = 0;
-                            while writing.load(Ordering::Relaxed) {
+                            loop {
                                 for _ in 0..BATCH {
                                     black_box(cell.load_field());
                                 }
                                 ran += BATCH as u64;
+                                if !writing.load(Ordering::Relaxed) {
+                                    break;
+                                }
                             }
                             (ran, start.elapsed())
                         }
