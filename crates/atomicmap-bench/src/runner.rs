@@ -408,3 +408,61 @@ pub fn run<K: BenchKey, S: BenchHasher, A: MapAdapter<K, S>>(plan: &Plan<'_, K, 
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workload::{generate, BATCHED};
+
+    /// Records every batch it is handed.
+    #[derive(Default)]
+    struct Recorder {
+        batches: Vec<Vec<u64>>,
+        repins: usize,
+    }
+
+    impl Worker<u64> for Recorder {
+        fn get(&mut self, _key: &u64) -> Option<u64> {
+            unreachable!("a batched run looks keys up in batches only")
+        }
+        fn get_each(&mut self, keys: &[&u64], mut visit: impl FnMut(usize, Option<u64>)) {
+            self.batches.push(keys.iter().map(|&&k| k).collect());
+            for index in 0..keys.len() {
+                visit(index, None);
+            }
+        }
+        fn insert(&mut self, _key: u64, _value: u64) {}
+        fn remove(&mut self, _key: &u64) -> bool {
+            false
+        }
+        fn update(&mut self, _key: &u64) -> bool {
+            false
+        }
+        fn len(&self) -> usize {
+            0
+        }
+        fn repin(&mut self) {
+            self.repins += 1;
+        }
+    }
+
+    #[test]
+    fn batches_hand_over_every_key_once_in_order() {
+        let table: Vec<u64> = (0..1000).map(u64::nth).collect();
+        let streams = generate(&BATCHED, 1, table.len(), 5000, 3);
+        let keys = LookupKeys::new(&table, KeyPattern::Mixed, &streams.timed[0]);
+        let mut recorder = Recorder::default();
+        let (ran, _) = run_batches(&mut recorder, &keys.refs(), 48, None, &mut new_histogram());
+        assert_eq!(ran, 5000);
+        assert!(recorder.batches[..recorder.batches.len() - 1]
+            .iter()
+            .all(|b| b.len() == 48));
+        let handed: Vec<u64> = recorder.batches.concat();
+        let expected: Vec<u64> = streams.timed[0]
+            .iter()
+            .map(|op| table[op.key as usize])
+            .collect();
+        assert_eq!(handed, expected);
+        assert!(recorder.repins >= 5000 / BATCH);
+    }
+}
