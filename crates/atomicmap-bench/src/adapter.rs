@@ -63,6 +63,15 @@ pub trait CapturingAdapter<K: BenchKey, S: BenchHasher>: MapAdapter<K, S> {
 pub trait Worker<K> {
     /// The value of `key`, if present.
     fn get(&mut self, key: &K) -> Option<u64>;
+    /// Calls `visit` with each key's index in `keys` and its value, in order. Maps without a
+    /// batched lookup (every one but `AtomicMap`) look the keys up one at a time, which is
+    /// what their users would write.
+    #[inline]
+    fn get_each(&mut self, keys: &[&K], mut visit: impl FnMut(usize, Option<u64>)) {
+        for (index, key) in keys.iter().enumerate() {
+            visit(index, self.get(key));
+        }
+    }
     /// Insert `key`, overwriting any previous value.
     fn insert(&mut self, key: K, value: u64);
     /// Remove `key`; true if it was present.

@@ -130,10 +130,24 @@ fn run_captured<K: BenchKey, S: BenchHasher, A: CapturingAdapter<K, S>>(
                     prefill::<K, S, A>(&mut w, keys, t, threads);
                     barrier.wait(); // prefill done
                     barrier.wait(); // subscribed
-                    run_ops(&mut w, keys, warmup, None, &mut new_histogram());
+                    run_ops(
+                        &mut w,
+                        keys,
+                        plan.workload.key_pattern,
+                        warmup,
+                        None,
+                        &mut new_histogram(),
+                    );
                     let mut latency = new_histogram();
                     let limit = Some(runner::RUN_LIMIT);
-                    let ran = run_ops(&mut w, keys, timed, limit, &mut latency);
+                    let ran = run_ops(
+                        &mut w,
+                        keys,
+                        plan.workload.key_pattern,
+                        timed,
+                        limit,
+                        &mut latency,
+                    );
                     running.fetch_sub(1, Ordering::Release);
                     (ran, latency, Instant::now())
                 })

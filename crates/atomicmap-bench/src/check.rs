@@ -8,7 +8,7 @@ use crate::adapter::{MapAdapter, Worker};
 use crate::hasher::BenchHasher;
 use crate::keys::BenchKey;
 use crate::maps::MapVisitor;
-use crate::workload::SplitMix64;
+use crate::workload::{SplitMix64, BATCH_SIZES};
 
 /// Distinct keys the single-threaded check draws from: small, so keys repeat often.
 const CHECK_KEYS: u64 = 512;
@@ -89,6 +89,40 @@ fn against_model<K: BenchKey, S: BenchHasher, A: MapAdapter<K, S>>(
             return Err(format!(
                 "get({key:?}) = {:?} at the end, expected {want}",
                 w.get(key)
+            ));
+        }
+    }
+    batched_lookups_match(&mut w, &model)
+}
+
+/// A batched lookup of every key the check used, present or not, in batches of the largest
+/// size the batched workload takes, must give what the model holds, in order.
+fn batched_lookups_match<K: BenchKey, W: Worker<K>>(
+    w: &mut W,
+    model: &HashMap<K, u64>,
+) -> Result<(), String> {
+    let keys: Vec<K> = (0..CHECK_KEYS).map(K::nth).collect();
+    let refs: Vec<&K> = keys.iter().collect();
+    for batch in refs.chunks(*BATCH_SIZES.end()) {
+        let mut seen = 0;
+        let mut wrong = None;
+        w.get_each(batch, |index, got| {
+            let want = model.get(batch[index]).copied();
+            if index != seen || got != want {
+                wrong.get_or_insert(format!(
+                    "get_each gave {got:?} for key {:?} at {index}, expected {want:?} at {seen}",
+                    batch[index]
+                ));
+            }
+            seen += 1;
+        });
+        if let Some(wrong) = wrong {
+            return Err(wrong);
+        }
+        if seen != batch.len() {
+            return Err(format!(
+                "get_each visited {seen} of a batch of {}",
+                batch.len()
             ));
         }
     }

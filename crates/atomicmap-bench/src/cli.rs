@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use clap::{Parser, ValueEnum};
 
 use crate::hasher::HasherKind;
+use crate::keys::KeyPattern;
 use crate::maps::MapId;
-use crate::workload::{self, Workload};
+use crate::workload::{self, Workload, BATCH_SIZES, DEFAULT_BATCH_SIZE};
 
 /// Side-by-side throughput, latency and memory of atomicmap's maps and their peers.
 #[derive(Parser, Debug)]
@@ -65,6 +66,15 @@ pub struct Cli {
     #[arg(long, value_enum, default_value = "foldhash")]
     pub hasher: HasherKind,
 
+    /// How key number i is made: mixed (i through a 64-bit mix: scattered ids) or sequential
+    /// (i itself: auto-increment ids, what shows an identity hasher's clusters).
+    #[arg(long, value_enum, default_value = "mixed")]
+    pub key_pattern: KeyPattern,
+
+    /// Keys per batch of the batched workload.
+    #[arg(long, default_value_t = DEFAULT_BATCH_SIZE, value_parser = parse_batch_size)]
+    pub batch_size: usize,
+
     /// Also write the results as a JSON array of records to this file.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -74,8 +84,8 @@ pub struct Cli {
     pub csv: Option<PathBuf>,
 
     /// Run the regime matrix instead: 1M keys, 10K keys, 1 thread and oversubscribed (8
-    /// threads per core) x mixed, read-heavy, exchange and rapid-grow, on AtomicMap, the peers
-    /// and LIMIT, then a summary of each cell against its target. Sets its own keys, threads,
+    /// threads per core) x mixed, read-heavy, exchange and rapid-grow, plus batched at 1M keys,
+    /// on AtomicMap, the peers and LIMIT, then a summary of each cell against its target. Sets its own keys, threads,
     /// ops, workloads and maps (--keys, --threads, --ops, --workload and --maps are ignored);
     /// takes under 10 minutes on 2 cores.
     #[arg(long)]
@@ -113,6 +123,12 @@ pub enum WorkloadArg {
     /// The mixed workload with change capture off, then on with one subscriber draining every
     /// change into a HashMap (only maps with change capture).
     Capture,
+    /// read-heavy's keys, all read, in batches of --batch-size: AtomicMap's batched lookup
+    /// against one get per key on every other map.
+    Batched,
+    /// Not a map workload: atomicmap's HotSwap against arc-swap's ArcSwap on the same threads
+    /// (load and read a field, load_full, the version, publish alone and against readers).
+    HotSwap,
     /// Every workload above.
     All,
 }
@@ -131,6 +147,8 @@ impl WorkloadArg {
             WorkloadArg::StringKeys => vec![workload::STRING_KEYS],
             WorkloadArg::Snapshot => vec![workload::SNAPSHOT],
             WorkloadArg::Capture => vec![workload::CAPTURE],
+            WorkloadArg::Batched => vec![workload::BATCHED],
+            WorkloadArg::HotSwap => Vec::new(),
             WorkloadArg::All => [
                 WorkloadArg::Mixed,
                 WorkloadArg::ReadHeavy,
@@ -142,12 +160,50 @@ impl WorkloadArg {
                 WorkloadArg::StringKeys,
                 WorkloadArg::Snapshot,
                 WorkloadArg::Capture,
+                WorkloadArg::Batched,
             ]
             .into_iter()
             .flat_map(WorkloadArg::workloads)
             .collect(),
         }
     }
+}
+
+impl Cli {
+    /// The map workloads the command line asks for, with its key pattern and batch size.
+    pub fn workloads(&self) -> Vec<Workload> {
+        self.workload
+            .iter()
+            .flat_map(|w| w.workloads())
+            .map(|w| self.configure(w))
+            .collect()
+    }
+
+    /// `workload` with the command line's key pattern and batch size.
+    pub fn configure(&self, workload: Workload) -> Workload {
+        workload
+            .with_key_pattern(self.key_pattern)
+            .with_batch_size(self.batch_size)
+    }
+
+    /// Whether the HotSwap-against-arc-swap comparison is asked for (`all` includes it).
+    pub fn hot_swap(&self) -> bool {
+        self.workload
+            .iter()
+            .any(|w| matches!(w, WorkloadArg::HotSwap | WorkloadArg::All))
+    }
+}
+
+fn parse_batch_size(s: &str) -> Result<usize, String> {
+    let n = parse_positive(s)?;
+    if !BATCH_SIZES.contains(&n) {
+        return Err(format!(
+            "a batch holds {} to {} keys",
+            BATCH_SIZES.start(),
+            BATCH_SIZES.end()
+        ));
+    }
+    Ok(n)
 }
 
 /// The help of `--maps`: what it takes, and every map's name.
@@ -210,9 +266,48 @@ mod tests {
             &["x", "--threads", "0"],
             &["x", "--plot", "out.pdf"],
             &["x", "--workload", "sideways"],
+            &["x", "--batch-size", "15"],
+            &["x", "--batch-size", "65"],
+            &["x", "--batch-size", "lots"],
+            &["x", "--hasher", "md5"],
+            &["x", "--key-pattern", "random"],
         ] {
             assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
         }
+    }
+
+    #[test]
+    fn batch_size_and_key_pattern_reach_the_workloads() {
+        let cli = Cli::try_parse_from([
+            "x",
+            "--workload",
+            "batched,read-heavy",
+            "--batch-size",
+            "64",
+            "--key-pattern",
+            "sequential",
+            "--hasher",
+            "identity",
+        ])
+        .unwrap();
+        let workloads = cli.workloads();
+        assert_eq!(workloads[0].lookups, workload::Lookups::Batched(64));
+        assert_eq!(workloads[1].lookups, workload::Lookups::Single);
+        assert!(workloads
+            .iter()
+            .all(|w| w.key_pattern == KeyPattern::Sequential));
+        assert_eq!(cli.hasher, HasherKind::Identity);
+        assert!(!cli.hot_swap());
+    }
+
+    #[test]
+    fn hot_swap_is_not_a_map_workload() {
+        let cli = Cli::try_parse_from(["x", "--workload", "hot-swap"]).unwrap();
+        assert!(cli.hot_swap());
+        assert!(cli.workloads().is_empty());
+        let all = Cli::try_parse_from(["x", "--workload", "all"]).unwrap();
+        assert!(all.hot_swap());
+        assert!(all.workloads().iter().any(|w| w.name == "batched"));
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod check;
 mod cli;
 mod files;
 mod hasher;
+mod hot_swap;
 mod keys;
 mod latency;
 mod maps;
@@ -49,28 +50,34 @@ fn main() -> ExitCode {
     }
     let started = Instant::now();
     let timer = TimerOverhead::measure();
-    let records = if cli.regimes {
-        regimes::run(&cli)
-    } else {
-        let threads = cli.threads.map_or_else(suite::available_cores, usize::from);
-        suite::run_pass(
+    let threads = cli.threads.map_or_else(suite::available_cores, usize::from);
+    let workloads = cli.workloads();
+    let mut records = Vec::new();
+    if cli.regimes {
+        records = regimes::run(&cli);
+    } else if !workloads.is_empty() {
+        records = suite::run_pass(
             &cli,
             suite::Pass {
                 threads,
                 keys: cli.keys,
                 ops: cli.ops,
                 maps: cli.maps.clone(),
-                workloads: cli.workload.iter().flat_map(|w| w.workloads()).collect(),
+                workloads,
             },
-        )
-    };
-
-    suite::print_timer_overhead(&timer, &records);
-    println!(
-        "B/entry: live heap / len after prefill (at the end for workloads that start empty); \
-         peak RSS: the whole process (VmHWM, including key table and op streams), reset before \
-         each map"
-    );
+        );
+    }
+    if !records.is_empty() {
+        suite::print_timer_overhead(&timer, &records);
+        println!(
+            "B/entry: live heap / len after prefill (at the end for workloads that start \
+             empty); peak RSS: the whole process (VmHWM, including key table and op streams), \
+             reset before each map"
+        );
+    }
+    if cli.hot_swap() && !cli.regimes {
+        records.extend(hot_swap::run(threads, cli.ops, cli.repeat));
+    }
     println!("elapsed: {:.1}s", started.elapsed().as_secs_f64());
 
     let mut status = ExitCode::SUCCESS;

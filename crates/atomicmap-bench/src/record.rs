@@ -16,6 +16,8 @@ pub struct Record {
     pub key_type: String,
     /// The hasher.
     pub hasher: String,
+    /// How the keys were made: `"mixed"` or `"sequential"`.
+    pub key_pattern: String,
     /// The regime of the `--regimes` matrix this record belongs to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub regime: Option<String>,

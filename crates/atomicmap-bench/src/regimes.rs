@@ -10,7 +10,7 @@ use crate::maps::MapId;
 use crate::record::Record;
 use crate::suite::{available_cores, run_pass, Pass};
 use crate::table::{ns, ns_per_op, render, HARNESS};
-use crate::workload::{Workload, EXCHANGE, MIXED, RAPID_GROW, READ_HEAVY};
+use crate::workload::{Workload, BATCHED, EXCHANGE, MIXED, RAPID_GROW, READ_HEAVY};
 
 /// How many benchmark threads a regime runs.
 #[derive(Clone, Copy, Debug)]
@@ -23,11 +23,12 @@ enum Threads {
     PerCore(usize),
 }
 
-/// One regime: a key space and a thread count.
+/// One regime: a key space, a thread count and its workloads.
 struct Regime {
     name: &'static str,
     keys: usize,
     threads: Threads,
+    workloads: &'static [Workload],
 }
 
 impl Regime {
@@ -51,26 +52,33 @@ const REGIMES: [Regime; 4] = [
         name: ONE_MILLION_KEYS,
         keys: 1_000_000,
         threads: Threads::Cores,
+        workloads: &WITH_BATCHED,
     },
     Regime {
         name: IN_CACHE,
         keys: 10_000,
         threads: Threads::Cores,
+        workloads: &WORKLOADS,
     },
     Regime {
         name: ONE_THREAD,
         keys: 1_000_000,
         threads: Threads::One,
+        workloads: &WORKLOADS,
     },
     Regime {
         name: OVERSUBSCRIBED,
         keys: 1_000_000,
         threads: Threads::PerCore(8),
+        workloads: &WORKLOADS,
     },
 ];
 
 /// The workloads of every regime.
 const WORKLOADS: [Workload; 4] = [MIXED, READ_HEAVY, EXCHANGE, RAPID_GROW];
+
+/// The workloads of the regime the batched target is stated in: the four, then batched.
+const WITH_BATCHED: [Workload; 5] = [MIXED, READ_HEAVY, EXCHANGE, RAPID_GROW, BATCHED];
 
 /// The peers: other crates' concurrent maps.
 const PEERS: [MapId; 4] = [MapId::DashMap, MapId::Papaya, MapId::Scc, MapId::Flurry];
@@ -79,7 +87,7 @@ const PEERS: [MapId; 4] = [MapId::DashMap, MapId::Papaya, MapId::Scc, MapId::Flu
 /// flurry's bin locks on writes): a preempted lock holder stalls them.
 const LOCK_BASED_PEERS: [MapId; 3] = [MapId::DashMap, MapId::Scc, MapId::Flurry];
 
-/// Timed operations per map in each cell. Fewer than a plain run's default, so that the 16
+/// Timed operations per map in each cell. Fewer than a plain run's default, so that the 17
 /// cells of 6 maps and 3 repeats stay under 10 minutes on 2 cores.
 const OPS_PER_CELL: usize = 2_000_000;
 
@@ -129,6 +137,11 @@ const TARGETS: &[Target] = &[
         goal: Goal::VsBestPeer(1.5),
     },
     Target {
+        regime: ONE_MILLION_KEYS,
+        workload: Some("batched"),
+        goal: Goal::VsLimit(1.5),
+    },
+    Target {
         regime: IN_CACHE,
         workload: Some("read-heavy"),
         goal: Goal::VsLimit(0.75),
@@ -160,11 +173,17 @@ const TARGETS: &[Target] = &[
     },
 ];
 
-/// The target of `regime`'s `workload` that `pick` selects, if there is one.
+/// The target of `regime`'s `workload` that `pick` selects, if there is one. A target for a
+/// whole regime covers the four workloads every regime runs, not batched.
 fn target(regime: &str, workload: &str, pick: fn(Goal) -> Option<f64>) -> Option<f64> {
+    let in_every_regime = WORKLOADS.iter().any(|w| w.name == workload);
     TARGETS
         .iter()
-        .filter(|t| t.regime == regime && t.workload.is_none_or(|w| w == workload))
+        .filter(|t| t.regime == regime)
+        .filter(|t| match t.workload {
+            Some(w) => w == workload,
+            None => in_every_regime,
+        })
         .find_map(|t| pick(t.goal))
 }
 
@@ -173,9 +192,9 @@ fn target(regime: &str, workload: &str, pick: fn(Goal) -> Option<f64>) -> Option
 pub fn run(cli: &Cli) -> Vec<Record> {
     let started = Instant::now();
     println!(
-        "--regimes: {} regimes x {} workloads, {OPS_PER_CELL} timed operations per map and cell \
-         (fewer than a plain run's default, to keep the matrix under 10 minutes on 2 cores), \
-         median of {}",
+        "--regimes: {} regimes x {} workloads (and batched in the {ONE_MILLION_KEYS} regime), \
+         {OPS_PER_CELL} timed operations per map and cell (fewer than a plain run's default, to \
+         keep the matrix under 10 minutes on 2 cores), median of {}",
         REGIMES.len(),
         WORKLOADS.len(),
         cli.repeat
@@ -193,7 +212,7 @@ pub fn run(cli: &Cli) -> Vec<Record> {
             keys: regime.keys,
             ops: OPS_PER_CELL,
             maps: maps.clone(),
-            workloads: WORKLOADS.to_vec(),
+            workloads: regime.workloads.iter().map(|&w| cli.configure(w)).collect(),
         };
         records.extend(run_pass(cli, pass).into_iter().map(|mut r| {
             r.regime = Some(regime.name.to_string());
@@ -231,7 +250,7 @@ fn summary(records: &[Record]) -> String {
     let mut rows = Vec::new();
     let mut p999_notes = Vec::new();
     for regime in &REGIMES {
-        for workload in &WORKLOADS {
+        for workload in regime.workloads {
             let cell: Vec<&Record> = records
                 .iter()
                 .filter(|r| r.regime.as_deref() == Some(regime.name) && r.workload == workload.name)
@@ -367,7 +386,8 @@ mod tests {
         for t in TARGETS {
             assert!(REGIMES.iter().any(|r| r.name == t.regime), "{}", t.regime);
             if let Some(w) = t.workload {
-                assert!(WORKLOADS.iter().any(|wl| wl.name == w), "{w}");
+                let regime = REGIMES.iter().find(|r| r.name == t.regime).unwrap();
+                assert!(regime.workloads.iter().any(|wl| wl.name == w), "{w}");
             }
         }
         assert_eq!(
@@ -377,6 +397,12 @@ mod tests {
             }),
             Some(0.7)
         );
+        let vs_peer = |g| match g {
+            Goal::VsBestPeer(t) => Some(t),
+            _ => None,
+        };
+        assert_eq!(target(ONE_MILLION_KEYS, "mixed", vs_peer), Some(1.5));
+        assert_eq!(target(ONE_MILLION_KEYS, "batched", vs_peer), None);
     }
 
     #[test]

@@ -21,11 +21,11 @@ use hdrhistogram::Histogram;
 
 use crate::adapter::{MapAdapter, Worker};
 use crate::hasher::BenchHasher;
-use crate::keys::BenchKey;
+use crate::keys::{BenchKey, KeyPattern};
 use crate::latency::new_histogram;
 use crate::maps::MapVisitor;
 use crate::memory::{peak_rss_bytes, reset_peak_rss, AllocCounts};
-use crate::workload::{Measure, Op, OpKind, Prefill, Streams, Workload};
+use crate::workload::{Lookups, Measure, Op, OpKind, Prefill, Streams, Workload};
 
 /// Operations between two guard re-pins.
 pub const BATCH: usize = 1024;
@@ -97,8 +97,8 @@ impl<K: BenchKey, S: BenchHasher> MapVisitor<K, S> for RunVisitor<'_, '_, K, S> 
 }
 
 #[inline(always)]
-fn apply<K: BenchKey, W: Worker<K>>(w: &mut W, keys: &[K], op: Op) {
-    let key = K::key(keys, op.key);
+fn apply<K: BenchKey, W: Worker<K>, const SEQUENTIAL: bool>(w: &mut W, keys: &[K], op: Op) {
+    let key = K::key::<SEQUENTIAL>(keys, op.key);
     let key = key.borrow();
     match op.kind {
         OpKind::Read => {
@@ -114,13 +114,28 @@ fn apply<K: BenchKey, W: Worker<K>>(w: &mut W, keys: &[K], op: Op) {
     }
 }
 
-/// Runs `ops`, timing the first of every [`SAMPLE_EVERY`] into `latency` and re-pinning every
-/// [`BATCH`], until all have run or, at a batch boundary, `limit` has passed since the start.
-/// Returns how many ran and how long they took.
+/// Runs `ops` on keys made by `pattern`, timing the first of every [`SAMPLE_EVERY`] into
+/// `latency` and re-pinning every [`BATCH`], until all have run or, at a batch boundary,
+/// `limit` has passed since the start. Returns how many ran and how long they took.
 ///
 /// Between two samples the operations run back to back with nothing else in the loop: the
-/// clock is read only by the sample and at batch boundaries.
+/// clock is read only by the sample and at batch boundaries, and the key pattern is chosen
+/// once here, not per operation.
 pub fn run_ops<K: BenchKey, W: Worker<K>>(
+    w: &mut W,
+    keys: &[K],
+    pattern: KeyPattern,
+    ops: &[Op],
+    limit: Option<Duration>,
+    latency: &mut Histogram<u64>,
+) -> (u64, Duration) {
+    match pattern {
+        KeyPattern::Mixed => run_ops_on::<K, W, false>(w, keys, ops, limit, latency),
+        KeyPattern::Sequential => run_ops_on::<K, W, true>(w, keys, ops, limit, latency),
+    }
+}
+
+fn run_ops_on<K: BenchKey, W: Worker<K>, const SEQUENTIAL: bool>(
     w: &mut W,
     keys: &[K],
     ops: &[Op],
@@ -137,16 +152,81 @@ pub fn run_ops<K: BenchKey, W: Worker<K>>(
         for group in batch.chunks(SAMPLE_EVERY) {
             let (&first, rest) = group.split_first().expect("chunks are never empty");
             let t0 = Instant::now();
-            apply(w, keys, first);
+            apply::<K, W, SEQUENTIAL>(w, keys, first);
             latency.saturating_record(t0.elapsed().as_nanos() as u64);
             for &op in rest {
-                apply(w, keys, op);
+                apply::<K, W, SEQUENTIAL>(w, keys, op);
             }
         }
         w.repin();
         ran += batch.len() as u64;
         if limit.is_some_and(|limit| start.elapsed() >= limit) {
             break;
+        }
+    }
+    (ran, start.elapsed())
+}
+
+/// The keys a stream of reads looks up, made before anything is timed, so that a batched
+/// run hands each map slices of ready keys and does no per-key work of its own.
+pub struct LookupKeys<K> {
+    keys: Vec<K>,
+}
+
+impl<K: BenchKey> LookupKeys<K> {
+    /// The key of each operation of `ops`, in order, as the one-at-a-time loop makes it.
+    pub fn new(table: &[K], pattern: KeyPattern, ops: &[Op]) -> Self {
+        let key = |op: &Op| match pattern {
+            KeyPattern::Mixed => K::key::<false>(table, op.key).borrow().clone(),
+            KeyPattern::Sequential => K::key::<true>(table, op.key).borrow().clone(),
+        };
+        LookupKeys {
+            keys: ops.iter().map(key).collect(),
+        }
+    }
+
+    /// References to the keys, the form a batched lookup takes.
+    pub fn refs(&self) -> Vec<&K> {
+        self.keys.iter().collect()
+    }
+}
+
+/// Looks `keys` up in batches of `size`, each batch in one [`Worker::get_each`] call with every
+/// value passed to `black_box`; times one batch in every [`SAMPLE_EVERY`] keys into `latency`
+/// (so its figures are of a whole batch); re-pins after at least [`BATCH`] keys and stops then
+/// once `limit` has passed. Returns how many keys were looked up and how long it took.
+pub fn run_batches<K: BenchKey, W: Worker<K>>(
+    w: &mut W,
+    keys: &[&K],
+    size: usize,
+    limit: Option<Duration>,
+    latency: &mut Histogram<u64>,
+) -> (u64, Duration) {
+    let start = Instant::now();
+    let mut ran = 0;
+    let mut next_sample = 0;
+    let mut since_repin = 0;
+    for batch in keys.chunks(size) {
+        if ran >= next_sample {
+            let t0 = Instant::now();
+            w.get_each(batch, |_, value| {
+                black_box(value);
+            });
+            latency.saturating_record(t0.elapsed().as_nanos() as u64);
+            next_sample += SAMPLE_EVERY as u64;
+        } else {
+            w.get_each(batch, |_, value| {
+                black_box(value);
+            });
+        }
+        ran += batch.len() as u64;
+        since_repin += batch.len();
+        if since_repin >= BATCH {
+            w.repin();
+            since_repin = 0;
+            if limit.is_some_and(|limit| start.elapsed() >= limit) {
+                break;
+            }
         }
     }
     (ran, start.elapsed())
@@ -210,8 +290,33 @@ pub fn run<K: BenchKey, S: BenchHasher, A: MapAdapter<K, S>>(plan: &Plan<'_, K, 
                     }
                     barrier.wait(); // prefill done
                     barrier.wait(); // main has measured the heap
+                    let batched = match workload.lookups {
+                        Lookups::Batched(size) => Some((
+                            LookupKeys::new(keys, workload.key_pattern, warmup),
+                            LookupKeys::new(keys, workload.key_pattern, timed),
+                            size,
+                        )),
+                        Lookups::Single => None,
+                    };
+                    let batched = batched
+                        .as_ref()
+                        .map(|(warmup, timed, size)| (warmup.refs(), timed.refs(), *size));
                     let mut latency = new_histogram();
-                    run_ops(&mut w, keys, warmup, None, &mut latency);
+                    match &batched {
+                        Some((warmup, _, size)) => {
+                            run_batches(&mut w, warmup, *size, None, &mut latency);
+                        }
+                        None => {
+                            run_ops(
+                                &mut w,
+                                keys,
+                                workload.key_pattern,
+                                warmup,
+                                None,
+                                &mut latency,
+                            );
+                        }
+                    }
                     latency.reset();
                     barrier.wait(); // warm-up done
                     barrier.wait(); // main has read the counters: go
@@ -221,12 +326,22 @@ pub fn run<K: BenchKey, S: BenchHasher, A: MapAdapter<K, S>>(plan: &Plan<'_, K, 
                     for step in 0..steps {
                         let from = (step * per_step).min(timed.len());
                         let to = ((step + 1) * per_step).min(timed.len());
-                        let ops = &timed[from..to];
                         let limit =
                             matches!(workload.measure, Measure::Throughput | Measure::Capture)
                                 .then_some(RUN_LIMIT);
-                        let (step_ran, step_elapsed) =
-                            run_ops(&mut w, keys, ops, limit, &mut latency);
+                        let (step_ran, step_elapsed) = match &batched {
+                            Some((_, timed, size)) => {
+                                run_batches(&mut w, &timed[from..to], *size, limit, &mut latency)
+                            }
+                            None => run_ops(
+                                &mut w,
+                                keys,
+                                workload.key_pattern,
+                                &timed[from..to],
+                                limit,
+                                &mut latency,
+                            ),
+                        };
                         ran += step_ran;
                         elapsed += step_elapsed;
                         if A::PRIVATE {
@@ -292,4 +407,62 @@ pub fn run<K: BenchKey, S: BenchHasher, A: MapAdapter<K, S>>(plan: &Plan<'_, K, 
             growth,
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workload::{generate, BATCHED};
+
+    /// Records every batch it is handed.
+    #[derive(Default)]
+    struct Recorder {
+        batches: Vec<Vec<u64>>,
+        repins: usize,
+    }
+
+    impl Worker<u64> for Recorder {
+        fn get(&mut self, _key: &u64) -> Option<u64> {
+            unreachable!("a batched run looks keys up in batches only")
+        }
+        fn get_each(&mut self, keys: &[&u64], mut visit: impl FnMut(usize, Option<u64>)) {
+            self.batches.push(keys.iter().map(|&&k| k).collect());
+            for index in 0..keys.len() {
+                visit(index, None);
+            }
+        }
+        fn insert(&mut self, _key: u64, _value: u64) {}
+        fn remove(&mut self, _key: &u64) -> bool {
+            false
+        }
+        fn update(&mut self, _key: &u64) -> bool {
+            false
+        }
+        fn len(&self) -> usize {
+            0
+        }
+        fn repin(&mut self) {
+            self.repins += 1;
+        }
+    }
+
+    #[test]
+    fn batches_hand_over_every_key_once_in_order() {
+        let table: Vec<u64> = (0..1000).map(u64::nth).collect();
+        let streams = generate(&BATCHED, 1, table.len(), 5000, 3);
+        let keys = LookupKeys::new(&table, KeyPattern::Mixed, &streams.timed[0]);
+        let mut recorder = Recorder::default();
+        let (ran, _) = run_batches(&mut recorder, &keys.refs(), 48, None, &mut new_histogram());
+        assert_eq!(ran, 5000);
+        assert!(recorder.batches[..recorder.batches.len() - 1]
+            .iter()
+            .all(|b| b.len() == 48));
+        let handed: Vec<u64> = recorder.batches.concat();
+        let expected: Vec<u64> = streams.timed[0]
+            .iter()
+            .map(|op| table[op.key as usize])
+            .collect();
+        assert_eq!(handed, expected);
+        assert!(recorder.repins >= 5000 / BATCH);
+    }
 }

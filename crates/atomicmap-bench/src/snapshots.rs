@@ -162,13 +162,34 @@ pub fn run<K: BenchKey, S: BenchHasher, A: MapAdapter<K, S>>(
                     }
                     barrier.wait(); // prefill done
                     barrier.wait(); // len read
-                    run_ops(&mut w, keys, warmup, None, &mut new_histogram());
+                    run_ops(
+                        &mut w,
+                        keys,
+                        plan.workload.key_pattern,
+                        warmup,
+                        None,
+                        &mut new_histogram(),
+                    );
                     barrier.wait(); // warm-up done: run alone
                     let mut alone_latency = new_histogram();
-                    let alone = run_ops(&mut w, keys, timed, Some(limit), &mut alone_latency);
+                    let alone = run_ops(
+                        &mut w,
+                        keys,
+                        plan.workload.key_pattern,
+                        timed,
+                        Some(limit),
+                        &mut alone_latency,
+                    );
                     barrier.wait(); // alone done: run with snapshots
                     let mut with_latency = new_histogram();
-                    let with = run_ops(&mut w, keys, timed, Some(limit), &mut with_latency);
+                    let with = run_ops(
+                        &mut w,
+                        keys,
+                        plan.workload.key_pattern,
+                        timed,
+                        Some(limit),
+                        &mut with_latency,
+                    );
                     running.fetch_sub(1, Ordering::Relaxed);
                     ((alone, alone_latency), (with, with_latency))
                 })

@@ -19,7 +19,7 @@ use crate::record::{CaptureFigures, Record, SnapshotFigures};
 use crate::runner::{Measurement, Plan, RunVisitor, RUN_LIMIT, SAMPLE_EVERY};
 use crate::snapshots::{self, CanSnapshot, SnapshotMeasurement, SnapshotVisitor};
 use crate::table;
-use crate::workload::{self, KeyType, Measure, Workload};
+use crate::workload::{self, KeyType, Lookups, Measure, Workload};
 
 /// Settings shared by every workload of a run.
 struct Settings<'a, S> {
@@ -81,9 +81,11 @@ pub fn run_pass(cli: &Cli, pass: Pass) -> Vec<Record> {
             .progress_chars("=> "),
     );
     println!(
-        "atomicmap-bench: {} threads, {} keys, {} ops per map, hasher {}, seed {}, median of {}",
+        "atomicmap-bench: {} threads, {} keys ({}), {} ops per map, hasher {}, seed {}, median \
+         of {}",
         pass.threads,
         pass.keys,
+        cli.key_pattern.name(),
         pass.ops,
         cli.hasher.name(),
         cli.seed,
@@ -178,7 +180,7 @@ fn run_workload<K: BenchKey, S: BenchHasher>(
     let cli = s.cli;
     s.progress
         .set_message(format!("{}: generating operations", w.name));
-    let keys: Vec<K> = (0..s.keys as u64).map(K::nth).collect();
+    let keys: Vec<K> = (0..s.keys as u64).map(|i| w.key_pattern.nth(i)).collect();
     let streams = workload::generate(w, s.threads, s.keys, s.ops, cli.seed);
     let plan = Plan {
         workload: w,
@@ -219,6 +221,7 @@ fn run_workload<K: BenchKey, S: BenchHasher>(
             workload: w.name.to_string(),
             key_type: key_type_name(w.key_type).to_string(),
             hasher: cli.hasher.name().to_string(),
+            key_pattern: w.key_pattern.name().to_string(),
             threads: s.threads,
             keys: s.keys,
             ops: streams.timed.iter().map(|t| t.len() as u64).sum(),
@@ -298,11 +301,19 @@ fn run_workload<K: BenchKey, S: BenchHasher>(
         }
         records.push(record);
     }
-    let notes = match w.measure {
+    let mut notes = match w.measure {
         Measure::Snapshots => snapshot_notes(s.threads, &cannot_snapshot),
         Measure::Capture => capture_notes(s.threads, &cannot_capture),
         Measure::Throughput | Measure::Growth { .. } => Vec::new(),
     };
+    if let Lookups::Batched(size) = w.lookups {
+        notes.push(format!(
+            "batched: read-heavy's keys, all read, {size} per batch, the keys made before the \
+             timed loop; AtomicMap looks each batch up with pin().get_each, every other map \
+             (and LIMIT) one get per key; Mops/s counts lookups; p50/p99/p999 are of a whole \
+             batch of {size}"
+        ));
+    }
     WorkloadResults { records, notes }
 }
 

@@ -1,7 +1,7 @@
 //! Workloads as data: an operation mix, a key distribution and a prefill policy. Every map
 //! runs the same pre-generated operation streams; nothing here knows which map it feeds.
 
-use crate::keys::mix64;
+use crate::keys::{mix64, KeyPattern};
 
 /// One kind of operation in a stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,6 +102,23 @@ pub enum KeyType {
     Text,
 }
 
+/// How the reads of a stream reach the map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lookups {
+    /// One operation at a time.
+    Single,
+    /// The stream (reads only) cut into batches of this many keys, each handed to the map in
+    /// one call: `AtomicMap` looks a batch up with its batched lookup, every other map one key
+    /// after another.
+    Batched(usize),
+}
+
+/// Batch sizes the batched workload accepts: large enough to overlap the misses, small
+/// enough to stay within what a request batch is.
+pub const BATCH_SIZES: std::ops::RangeInclusive<usize> = 16..=64;
+/// The batched workload's batch size unless `--batch-size` says otherwise.
+pub const DEFAULT_BATCH_SIZE: usize = 32;
+
 /// What the run reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Measure {
@@ -135,6 +152,10 @@ pub struct Workload {
     pub presized: bool,
     /// The key type.
     pub key_type: KeyType,
+    /// How key number `i` is made.
+    pub key_pattern: KeyPattern,
+    /// Whether reads go one at a time or in batches.
+    pub lookups: Lookups,
     /// What to report.
     pub measure: Measure,
 }
@@ -146,6 +167,8 @@ const THROUGHPUT: Workload = Workload {
     prefill: Prefill::Full,
     presized: false,
     key_type: KeyType::U64,
+    key_pattern: KeyPattern::Mixed,
+    lookups: Lookups::Single,
     measure: Measure::Throughput,
 };
 
@@ -170,6 +193,37 @@ pub const RAPID_GROW: Workload = Workload {
     prefill: Prefill::Empty,
     ..THROUGHPUT
 };
+/// The keys of [`READ_HEAVY`], all read, in batches of [`DEFAULT_BATCH_SIZE`]. With every
+/// operation a read, the generator draws exactly read-heavy's key sequence for the same seed
+/// and threads (each operation draws its kind, then its key).
+pub const BATCHED: Workload = Workload {
+    name: "batched",
+    mix: Mix::new(100, 0, 0, 0),
+    lookups: Lookups::Batched(DEFAULT_BATCH_SIZE),
+    ..THROUGHPUT
+};
+
+impl Workload {
+    /// This workload with keys made by `pattern`.
+    pub fn with_key_pattern(self, pattern: KeyPattern) -> Workload {
+        Workload {
+            key_pattern: pattern,
+            ..self
+        }
+    }
+
+    /// This workload with batches of `size` keys, if it batches its reads.
+    pub fn with_batch_size(self, size: usize) -> Workload {
+        match self.lookups {
+            Lookups::Batched(_) => Workload {
+                lookups: Lookups::Batched(size),
+                ..self
+            },
+            Lookups::Single => self,
+        }
+    }
+}
+
 /// Every key inserted once into a map built with `with_capacity(keys)`.
 pub const PRESIZED: Workload = Workload {
     name: "presized",
@@ -379,6 +433,17 @@ mod tests {
         let hits = (0..10_000).filter(|_| z.sample(&mut rng) == 0).count();
         // P(0) = 1 / H(1000, 0.99), about 0.13.
         assert!((1000..1700).contains(&hits), "{hits}");
+    }
+
+    #[test]
+    fn batched_reads_the_keys_of_read_heavy() {
+        let read_heavy = generate(&READ_HEAVY, 2, 1000, 10_000, 9);
+        let batched = generate(&BATCHED, 2, 1000, 10_000, 9);
+        for (a, b) in read_heavy.timed.iter().zip(&batched.timed) {
+            let keys = |ops: &Vec<Op>| ops.iter().map(|o| o.key).collect::<Vec<_>>();
+            assert_eq!(keys(a), keys(b));
+            assert!(b.iter().all(|o| o.kind == OpKind::Read));
+        }
     }
 
     #[test]

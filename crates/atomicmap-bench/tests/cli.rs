@@ -188,6 +188,93 @@ fn csv_and_svg_plot_are_written() {
 }
 
 #[test]
+fn batched_gives_a_row_per_map_and_says_how_it_batches() {
+    let json = temp_file("batched.json");
+    let mut args = TINY.to_vec();
+    args.extend(["--workload", "batched", "--batch-size", "16"]);
+    args.extend(["--json", json.to_str().unwrap()]);
+    let out = bench(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("16 per batch"), "{stdout}");
+    assert!(stdout.contains("pin().get_each"), "{stdout}");
+    let records: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    std::fs::remove_file(&json).ok();
+    assert_records(&records, &["batched"]);
+    for name in MAP_NAMES.iter().chain(&[HARNESS]) {
+        let rows = records.as_array().unwrap();
+        assert!(rows.iter().any(|r| r["map"] == *name), "no {name} record");
+    }
+}
+
+#[test]
+fn an_identity_hasher_on_sequential_keys_runs_every_map() {
+    let json = temp_file("identity.json");
+    let mut args = TINY.to_vec();
+    args.extend(["--workload", "read-heavy", "--hasher", "identity"]);
+    args.extend([
+        "--key-pattern",
+        "sequential",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let out = bench(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("2000 keys (sequential)") && stdout.contains("hasher identity"),
+        "{stdout}"
+    );
+    let records: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    std::fs::remove_file(&json).ok();
+    assert_records(&records, &["read-heavy"]);
+    for r in records.as_array().unwrap() {
+        assert_eq!(r["hasher"], "identity", "{r}");
+        assert_eq!(r["key_pattern"], "sequential", "{r}");
+    }
+}
+
+#[test]
+fn hot_swap_compares_both_cells_on_every_operation() {
+    let out = bench(&["--workload", "hot-swap", "--ops", "20000", "--threads", "2"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = stdout
+        .split("HotSwap / arc-swap")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no hot-swap table in:\n{stdout}"));
+    for operation in [
+        "load ",
+        "load_full",
+        "version",
+        "publish ",
+        "publish while loading",
+        "load while publishing",
+    ] {
+        assert!(
+            table.contains(operation),
+            "no `{operation}` row in:\n{stdout}"
+        );
+    }
+    // Not a map workload: no map table runs.
+    assert!(!stdout.contains("LIMIT"), "{stdout}");
+}
+
+#[test]
 fn bad_arguments_exit_with_2() {
     for args in [
         &["--maps", "nosuchmap"][..],
@@ -196,6 +283,11 @@ fn bad_arguments_exit_with_2() {
         &["--threads", "0"],
         &["--plot", "chart.pdf"],
         &["--ops", "many"],
+        &["--workload", "batched", "--batch-size", "8"],
+        &["--workload", "batched", "--batch-size", "128"],
+        &["--batch-size", "-1"],
+        &["--hasher", "fnv"],
+        &["--key-pattern", "shuffled"],
     ] {
         let out = bench(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");

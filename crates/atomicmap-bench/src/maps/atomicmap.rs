@@ -194,6 +194,12 @@ impl<K: BenchKey, S: BenchHasher> Worker<K> for AtomicMapWorker<'_, K, S> {
     }
 
     #[inline]
+    fn get_each(&mut self, keys: &[&K], mut visit: impl FnMut(usize, Option<u64>)) {
+        self.pinned
+            .get_each(keys, |index, value| visit(index, value.copied()));
+    }
+
+    #[inline]
     fn insert(&mut self, key: K, value: u64) {
         self.pinned.insert(key, value);
     }
