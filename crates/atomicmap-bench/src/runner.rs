@@ -288,8 +288,14 @@ pub fn run<K: BenchKey, S: BenchHasher, A: MapAdapter<K, S>>(plan: &Plan<'_, K, 
                     if A::PRIVATE {
                         lens[t].store(w.len(), Ordering::Relaxed);
                     }
+                    // A shared map's worker is dropped while the thread waits, as an idle
+                    // thread of a service holds no pin: an epoch-based map frees a table retired
+                    // late in the prefill only once no pin from before its retirement is left,
+                    // and the heap is measured now. A private map's worker is the map itself.
+                    let parked = A::PRIVATE.then_some(w);
                     barrier.wait(); // prefill done
                     barrier.wait(); // main has measured the heap
+                    let mut w = parked.unwrap_or_else(|| map.worker());
                     let batched = match workload.lookups {
                         Lookups::Batched(size) => Some((
                             LookupKeys::new(keys, workload.key_pattern, warmup),
