@@ -2,7 +2,7 @@
 //! 15): values that are not `Clone`, conditional writes, the entry API, lazy iteration,
 //! draining, `Equivalent` lookups, and the standard traits.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -468,4 +468,21 @@ fn racing_entries_insert_once_and_modify_exactly_once_per_other_call() {
             Some(THREADS as usize)
         );
     }
+}
+
+#[test]
+fn a_pinned_handle_and_its_iterator_clone() {
+    let map: AtomicMap<u64, u64> = (0..10).map(|key| (key, key * 10)).collect();
+    let pinned = map.pin();
+    let mut copy = pinned.clone();
+    drop(pinned);
+    copy.refresh();
+    assert_eq!(copy.get(&3).as_deref(), Some(&30));
+
+    let mut walk = copy.iter();
+    walk.next();
+    let rest: BTreeSet<u64> = walk.clone().map(|(key, _)| *key).collect();
+    let again: BTreeSet<u64> = walk.map(|(key, _)| *key).collect();
+    assert_eq!(rest, again);
+    assert_eq!(rest.len(), 9);
 }

@@ -465,6 +465,17 @@ where
     }
 }
 
+/// A copy of the walk at its current position; both go on independently under the same pin.
+impl<K, V, S> Clone for Iter<'_, K, V, S> {
+    fn clone(&self) -> Self {
+        Iter {
+            raw: self.raw,
+            guard: self.guard,
+            walk: self.walk.clone(),
+        }
+    }
+}
+
 impl<K, V, S> fmt::Debug for Iter<'_, K, V, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Iter")
@@ -518,6 +529,19 @@ impl<K, V, S, F> fmt::Debug for ExtractIf<'_, K, V, S, F> {
         f.debug_struct("ExtractIf")
             .field("slots_left", &self.walk.walk.slots_left())
             .finish_non_exhaustive()
+    }
+}
+
+/// Another handle on the same map with a pin of its own (pins nest: the thread stays pinned
+/// until both are dropped), so each can be refreshed on its own.
+impl<K, V, S> Clone for MapRef<'_, K, V, S>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Send + Sync + 'static,
+    S: BuildHasher,
+{
+    fn clone(&self) -> Self {
+        MapRef::new(self.map)
     }
 }
 

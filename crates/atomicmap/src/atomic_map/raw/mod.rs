@@ -140,6 +140,7 @@ pub(in crate::atomic_map) struct Written<'g, V> {
 
 /// A position in a walk of the map's entries ([`RawMap::walk`]): the table that was the root
 /// when the walk started, kept allocated by the walk's guard, and the next slot to look at.
+#[derive(Clone)]
 pub(in crate::atomic_map) struct Walk<'g> {
     table: &'g Table,
     next: usize,

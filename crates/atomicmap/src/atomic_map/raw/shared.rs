@@ -203,6 +203,9 @@ impl<K: Hash + Eq + 'static> Shared<'_, K> {
 
 /// A key or value borrowed from the map under a pin: a reference into its box, or the decoded
 /// value for types stored inline in their slot.
+///
+/// It is deliberately not `Clone`: it derefs to `V`, so `value_ref.clone()` clones the value
+/// itself, as it would through a `&V` (and [`into_owned`](Self::into_owned) does the same).
 pub enum ValueRef<'g, V> {
     /// A value stored in a box the pin keeps alive.
     Borrowed(&'g V),
