@@ -192,7 +192,7 @@ mod tests {
         fn insert(&mut self, key: u64, value: u64) {
             let mut n = self.1.lock().unwrap();
             *n += 1;
-            if *n % 100 != 0 {
+            if !(*n).is_multiple_of(100) {
                 self.0.lock().unwrap().insert(key, value);
             }
         }

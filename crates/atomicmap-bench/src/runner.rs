@@ -143,7 +143,7 @@ fn run_ops_on<K: BenchKey, W: Worker<K>, const SEQUENTIAL: bool>(
     latency: &mut Histogram<u64>,
 ) -> (u64, Duration) {
     const _: () = assert!(
-        BATCH % SAMPLE_EVERY == 0,
+        BATCH.is_multiple_of(SAMPLE_EVERY),
         "a batch holds whole sample groups"
     );
     let start = Instant::now();

@@ -103,7 +103,7 @@ impl Load {
         let started = Instant::now();
         let mut i = 0u64;
         while ops.is_none_or(|ops| i < ops) {
-            if i % 256 == 0 && stop.load(Ordering::Relaxed) {
+            if i.is_multiple_of(256) && stop.load(Ordering::Relaxed) {
                 return;
             }
             if let Some(rate) = rate {

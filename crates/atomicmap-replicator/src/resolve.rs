@@ -78,7 +78,7 @@ impl GCounter {
     /// The per-node counts of a record's value, sorted by node. `None` when the bytes are not
     /// a G-Counter record.
     pub fn counts(value: &[u8]) -> Option<Vec<(u16, u64)>> {
-        if value.len() % GCOUNTER_SLOT != 0 {
+        if !value.len().is_multiple_of(GCOUNTER_SLOT) {
             return None;
         }
         value

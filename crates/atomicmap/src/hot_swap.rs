@@ -796,6 +796,54 @@ where
     pub fn clear(&self) {
         self.update_map(|map| map.clear());
     }
+
+    /// Removes every key in one publication and returns the entries of the version it
+    /// replaced (clones: readers may still hold that version).
+    ///
+    /// ```
+    /// use atomicmap::RcuMap;
+    ///
+    /// let pending: RcuMap<u32, &str> = [(1, "a"), (2, "b")].into_iter().collect();
+    /// let mut taken = pending.drain();
+    /// taken.sort();
+    /// assert_eq!(taken, [(1, "a"), (2, "b")]);
+    /// assert!(pending.is_empty());
+    /// ```
+    pub fn drain(&self) -> Vec<(K, V)> {
+        let mut drained = Vec::new();
+        self.update_map(|map| {
+            drained = map.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            map.clear();
+        });
+        drained
+    }
+
+    /// Removes, in one publication, the entries for which `extract` returns `true`, and
+    /// returns them. `extract` may run more than once per entry when writers race (each
+    /// attempt starts from the newest version); the entries returned are those of the attempt
+    /// that was published.
+    ///
+    /// ```
+    /// use atomicmap::RcuMap;
+    ///
+    /// let limits: RcuMap<&str, u32> = [("a", 0), ("b", 5)].into_iter().collect();
+    /// assert_eq!(limits.extract_if(|_, limit| *limit == 0), [("a", 0)]);
+    /// assert_eq!(limits.len(), 1);
+    /// ```
+    pub fn extract_if(&self, mut extract: impl FnMut(&K, &V) -> bool) -> Vec<(K, V)> {
+        let mut extracted = Vec::new();
+        self.update_map(|map| {
+            extracted.clear();
+            map.retain(|key, value| {
+                let take = extract(key, value);
+                if take {
+                    extracted.push((key.clone(), value.clone()));
+                }
+                !take
+            });
+        });
+        extracted
+    }
 }
 
 /// `map` with `key` set to `value`, as a new publication (`map` itself is shared, so the copy

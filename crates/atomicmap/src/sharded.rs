@@ -432,6 +432,62 @@ impl<K, V, S> ShardedMap<K, V, S> {
         }
     }
 
+    /// Removes every entry and returns them, shard by shard, each shard emptied under its
+    /// write lock (its capacity is kept). Entries inserted meanwhile into a shard already
+    /// drained stay in the map; no entry is both returned and left.
+    ///
+    /// ```
+    /// use atomicmap::ShardedMap;
+    ///
+    /// let jobs: ShardedMap<u32, &str> = [(1, "index"), (2, "compact")].into_iter().collect();
+    /// let mut taken = jobs.drain();
+    /// taken.sort();
+    /// assert_eq!(taken, [(1, "index"), (2, "compact")]);
+    /// assert!(jobs.is_empty());
+    /// ```
+    pub fn drain(&self) -> Vec<(K, V)> {
+        let mut drained = Vec::new();
+        for index in 0..self.shards.len() {
+            let mut shard = self.write_shard(index);
+            drained.extend(
+                shard
+                    .table_mut()
+                    .drain()
+                    .map(|(stored, value)| (stored.key, value)),
+            );
+        }
+        drained
+    }
+
+    /// Removes the entries for which `extract` returns `true` and returns them, shard by
+    /// shard, each shard under its write lock (as [`retain`](Self::retain), with the removed
+    /// entries handed back: `extract` runs once per entry, may change the value, and must not
+    /// use this map). If `extract` panics, the entries it accepted so far are dropped and the
+    /// others stay.
+    ///
+    /// ```
+    /// use atomicmap::ShardedMap;
+    ///
+    /// let sessions: ShardedMap<u32, u64> = [(1, 10), (2, 99), (3, 7)].into_iter().collect();
+    /// let mut expired = sessions.extract_if(|_, idle_secs| *idle_secs > 60);
+    /// expired.sort();
+    /// assert_eq!(expired, [(2, 99)]);
+    /// assert_eq!(sessions.len(), 2);
+    /// ```
+    pub fn extract_if(&self, mut extract: impl FnMut(&K, &mut V) -> bool) -> Vec<(K, V)> {
+        let mut extracted = Vec::new();
+        for index in 0..self.shards.len() {
+            let mut shard = self.write_shard(index);
+            extracted.extend(
+                shard
+                    .table_mut()
+                    .extract_if(|stored, value| extract(&stored.key, value))
+                    .map(|(stored, value)| (stored.key, value)),
+            );
+        }
+        extracted
+    }
+
     /// Calls `visit` on every entry, shard by shard, each shard under its read lock (weakly
     /// consistent, no cloning). `visit` runs once per entry and must not use this map (module
     /// docs).

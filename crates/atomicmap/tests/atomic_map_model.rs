@@ -41,7 +41,7 @@ impl Model for u16 {
         value.wrapping_mul(3).wrapping_add(1)
     }
     fn keep(salt: u8, key: &u16, value: &u64) -> bool {
-        (u64::from(*key) ^ *value ^ u64::from(salt)) % 3 != 0
+        !(u64::from(*key) ^ *value ^ u64::from(salt)).is_multiple_of(3)
     }
 }
 
@@ -56,7 +56,7 @@ impl Model for String {
         next
     }
     fn keep(salt: u8, key: &String, value: &String) -> bool {
-        (key.len() + value.len() + usize::from(salt)) % 3 != 0
+        !(key.len() + value.len() + usize::from(salt)).is_multiple_of(3)
     }
 }
 
@@ -67,7 +67,7 @@ impl Model for u64 {
         value.wrapping_add(1u64 << 62)
     }
     fn keep(salt: u8, key: &u64, value: &u64) -> bool {
-        (key ^ value.rotate_left(1) ^ u64::from(salt)) % 3 != 0
+        !(key ^ value.rotate_left(1) ^ u64::from(salt)).is_multiple_of(3)
     }
 }
 

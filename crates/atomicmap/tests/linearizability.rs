@@ -82,7 +82,7 @@ struct TwoHashValuesHasher(u64);
 
 impl Hasher for TwoHashValuesHasher {
     fn finish(&self) -> u64 {
-        if self.0 % 2 == 0 {
+        if self.0.is_multiple_of(2) {
             0x0123_4567_89ab_cdef
         } else {
             0xfedc_ba98_7654_3210

@@ -329,7 +329,7 @@ fn op(step: u64) -> Op {
         12 => Op::Upsert(key, value),
         13 | 14 => Op::Compute(key),
         15 => Op::GetOrInsertWith(key, value),
-        16 if step % 7 == 0 => Op::Retain,
+        16 if step.is_multiple_of(7) => Op::Retain,
         16 | 17 => Op::InsertUnderSnapshot(key, value),
         _ => Op::Insert(key, value),
     }

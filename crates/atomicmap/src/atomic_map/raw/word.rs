@@ -219,7 +219,7 @@ pub(super) fn box_word<T>(item: T, birth: u64, hash: u64) -> u64 {
 /// guard that protected the load of `word`, or owns the box).
 #[inline]
 pub(super) unsafe fn boxed<'a, T>(word: u64) -> &'a Boxed<T> {
-    debug_assert!(word != 0 && word % 8 == 0);
+    debug_assert!(word != 0 && word.is_multiple_of(8));
     // SAFETY: guaranteed by the caller; the address was exposed by `box_word`.
     unsafe { &*std::ptr::with_exposed_provenance::<Boxed<T>>(word as usize) }
 }
