@@ -13,6 +13,7 @@ use crate::atomic_map::{AtomicMap, GuardedRef};
 use crate::hot_swap::RcuMap;
 use crate::sharded::ShardedMap;
 use crate::snapshot::MapSnapshot;
+use crate::stats::MapStats;
 
 mod sealed {
     pub trait Sealed {}
@@ -63,6 +64,10 @@ pub trait CaptureBackend<K, V>: sealed::Sealed + Send + Sync {
     /// Every key with a value now (weakly consistent: each at its own instant).
     #[doc(hidden)]
     fn keys(&self) -> Vec<K>;
+
+    /// The backend's own internals figures.
+    #[doc(hidden)]
+    fn stats(&self) -> MapStats;
 }
 
 impl<K, V, S> sealed::Sealed for AtomicMap<K, Versioned<V>, S> {}
@@ -107,6 +112,10 @@ where
 
     fn keys(&self) -> Vec<K> {
         self.iter().map(|(key, _)| key).collect()
+    }
+
+    fn stats(&self) -> MapStats {
+        AtomicMap::stats(self)
     }
 }
 
@@ -153,6 +162,10 @@ macro_rules! capture_backend_by_delegation {
             fn keys(&self) -> Vec<K> {
                 let $this = self;
                 $keys
+            }
+
+            fn stats(&self) -> MapStats {
+                $map::stats(self)
             }
         }
     };

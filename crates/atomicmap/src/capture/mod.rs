@@ -91,6 +91,7 @@ pub use version::{HybridClock, Version};
 use crate::atomic_map::AtomicMap;
 use crate::hot_swap::RcuMap;
 use crate::sharded::ShardedMap;
+use crate::stats::MapStats;
 use crate::sync::{Arc, MutexGuard};
 use state::SubscriberState;
 use stripe::{lock, new_stripes, stripe_index, Stripe, StripeQueue, Stripes, STRIPE_SEED};
@@ -222,6 +223,22 @@ where
     /// Whether the map has no entries.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The internals figures of the map underneath (its `stats()`, with the versioned
+    /// entries it holds); subscriber queues are not counted.
+    ///
+    /// ```
+    /// use atomicmap::CapturedMap;
+    ///
+    /// let prices: CapturedMap<&str, u32> = CapturedMap::new();
+    /// prices.insert("tea", 3);
+    /// let _ = prices.snapshot();
+    /// let stats = prices.stats();
+    /// assert_eq!((stats.len, stats.snapshots_taken), (1, 1));
+    /// ```
+    pub fn stats(&self) -> MapStats {
+        self.map.stats()
     }
 
     /// Sets the value of `key`, returning the value it replaced. Publishes `Insert` or
