@@ -7,6 +7,40 @@ use rayon::iter::{FromParallelIterator, IntoParallelIterator, ParallelExtend, Pa
 
 use crate::{AtomicMap, AtomicSet, MapSnapshot, ReadMostlyMap, ShardedMap};
 
+/// The owned forms of a collection whose shared reference already extends in parallel:
+/// `ParallelExtend` through `&*self`, and `FromParallelIterator` as an empty collection with
+/// the default hasher, then extended. `extend` and `collect` are the bounds of each.
+macro_rules! owned_forms_through_shared {
+    ($collection:ident<$($param:ident),+>, $item:ty,
+     extend: [$($extend:tt)+], collect: [$($collect:tt)+] $(,)?) => {
+        impl<$($param),+> ParallelExtend<$item> for $collection<$($param),+>
+        where
+            $($extend)+
+        {
+            fn par_extend<I>(&mut self, items: I)
+            where
+                I: IntoParallelIterator<Item = $item>,
+            {
+                (&*self).par_extend(items);
+            }
+        }
+
+        impl<$($param),+> FromParallelIterator<$item> for $collection<$($param),+>
+        where
+            $($collect)+
+        {
+            fn from_par_iter<I>(items: I) -> Self
+            where
+                I: IntoParallelIterator<Item = $item>,
+            {
+                let mut collection = $collection::with_hasher(S::default());
+                collection.par_extend(items);
+                collection
+            }
+        }
+    };
+}
+
 /// Splits the entries of a snapshot over rayon's threads. The snapshot's storage (one table,
 /// a `ShardedMap`'s shards, or an `RcuMap`'s trie) is walked once, on the calling thread, to
 /// gather a reference to each entry (16 bytes an entry); the parallel work then splits that
@@ -43,35 +77,11 @@ where
     }
 }
 
-impl<K, V, S> ParallelExtend<(K, V)> for AtomicMap<K, V, S>
-where
-    K: Hash + Eq + Send + Sync + 'static,
-    V: Send + Sync + 'static,
-    S: BuildHasher + Sync,
-{
-    fn par_extend<I>(&mut self, entries: I)
-    where
-        I: IntoParallelIterator<Item = (K, V)>,
-    {
-        (&*self).par_extend(entries);
-    }
-}
-
-impl<K, V, S> FromParallelIterator<(K, V)> for AtomicMap<K, V, S>
-where
-    K: Hash + Eq + Send + Sync + 'static,
-    V: Send + Sync + 'static,
-    S: BuildHasher + Default + Sync,
-{
-    fn from_par_iter<I>(entries: I) -> Self
-    where
-        I: IntoParallelIterator<Item = (K, V)>,
-    {
-        let mut map = AtomicMap::with_hasher(S::default());
-        map.par_extend(entries);
-        map
-    }
-}
+owned_forms_through_shared!(
+    AtomicMap<K, V, S>, (K, V),
+    extend: [K: Hash + Eq + Send + Sync + 'static, V: Send + Sync + 'static, S: BuildHasher + Sync],
+    collect: [K: Hash + Eq + Send + Sync + 'static, V: Send + Sync + 'static, S: BuildHasher + Default + Sync],
+);
 
 /// Inserts from rayon's threads; each insert takes only its key's shard lock, so threads
 /// inserting into different shards do not wait for each other.
@@ -92,35 +102,11 @@ where
     }
 }
 
-impl<K, V, S> ParallelExtend<(K, V)> for ShardedMap<K, V, S>
-where
-    K: Hash + Eq + Send + Sync,
-    V: Send + Sync,
-    S: BuildHasher + Sync,
-{
-    fn par_extend<I>(&mut self, entries: I)
-    where
-        I: IntoParallelIterator<Item = (K, V)>,
-    {
-        (&*self).par_extend(entries);
-    }
-}
-
-impl<K, V, S> FromParallelIterator<(K, V)> for ShardedMap<K, V, S>
-where
-    K: Hash + Eq + Send + Sync,
-    V: Send + Sync,
-    S: BuildHasher + Clone + Default + Sync,
-{
-    fn from_par_iter<I>(entries: I) -> Self
-    where
-        I: IntoParallelIterator<Item = (K, V)>,
-    {
-        let mut map = ShardedMap::with_hasher(S::default());
-        map.par_extend(entries);
-        map
-    }
-}
+owned_forms_through_shared!(
+    ShardedMap<K, V, S>, (K, V),
+    extend: [K: Hash + Eq + Send + Sync, V: Send + Sync, S: BuildHasher + Sync],
+    collect: [K: Hash + Eq + Send + Sync, V: Send + Sync, S: BuildHasher + Clone + Default + Sync],
+);
 
 /// Stores from rayon's threads. A key new to the map takes the map's one mutex (as Go's
 /// `Store` does), so filling a `ReadMostlyMap` with new keys is no faster in parallel than
@@ -142,35 +128,11 @@ where
     }
 }
 
-impl<K, V, S> ParallelExtend<(K, V)> for ReadMostlyMap<K, V, S>
-where
-    K: Hash + Eq + Clone + Send + Sync,
-    V: Send + Sync,
-    S: BuildHasher + Clone + Send + Sync,
-{
-    fn par_extend<I>(&mut self, entries: I)
-    where
-        I: IntoParallelIterator<Item = (K, V)>,
-    {
-        (&*self).par_extend(entries);
-    }
-}
-
-impl<K, V, S> FromParallelIterator<(K, V)> for ReadMostlyMap<K, V, S>
-where
-    K: Hash + Eq + Clone + Send + Sync,
-    V: Send + Sync,
-    S: BuildHasher + Clone + Default + Send + Sync,
-{
-    fn from_par_iter<I>(entries: I) -> Self
-    where
-        I: IntoParallelIterator<Item = (K, V)>,
-    {
-        let mut map = ReadMostlyMap::with_hasher(S::default());
-        map.par_extend(entries);
-        map
-    }
-}
+owned_forms_through_shared!(
+    ReadMostlyMap<K, V, S>, (K, V),
+    extend: [K: Hash + Eq + Clone + Send + Sync, V: Send + Sync, S: BuildHasher + Clone + Send + Sync],
+    collect: [K: Hash + Eq + Clone + Send + Sync, V: Send + Sync, S: BuildHasher + Clone + Default + Send + Sync],
+);
 
 impl<T, S> ParallelExtend<T> for &AtomicSet<T, S>
 where
@@ -188,30 +150,8 @@ where
     }
 }
 
-impl<T, S> ParallelExtend<T> for AtomicSet<T, S>
-where
-    T: Hash + Eq + Send + Sync + 'static,
-    S: BuildHasher + Sync,
-{
-    fn par_extend<I>(&mut self, elements: I)
-    where
-        I: IntoParallelIterator<Item = T>,
-    {
-        (&*self).par_extend(elements);
-    }
-}
-
-impl<T, S> FromParallelIterator<T> for AtomicSet<T, S>
-where
-    T: Hash + Eq + Send + Sync + 'static,
-    S: BuildHasher + Default + Sync,
-{
-    fn from_par_iter<I>(elements: I) -> Self
-    where
-        I: IntoParallelIterator<Item = T>,
-    {
-        let mut set = AtomicSet::with_hasher(S::default());
-        set.par_extend(elements);
-        set
-    }
-}
+owned_forms_through_shared!(
+    AtomicSet<T, S>, T,
+    extend: [T: Hash + Eq + Send + Sync + 'static, S: BuildHasher + Sync],
+    collect: [T: Hash + Eq + Send + Sync + 'static, S: BuildHasher + Default + Sync],
+);
