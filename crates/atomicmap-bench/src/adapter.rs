@@ -43,6 +43,14 @@ pub trait MapAdapter<K: BenchKey, S: BenchHasher>: Send + Sync + Sized {
     /// An empty map, presized for `capacity` entries when given, hashing with `hasher`.
     fn build(capacity: Option<usize>, hasher: S) -> Self;
 
+    /// An empty map for a run over `key_space` distinct keys, presized for `capacity` entries
+    /// when given. Only a map that cannot grow needs the key space (`floor`); the others are
+    /// built as by [`MapAdapter::build`].
+    fn build_for_keys(key_space: usize, capacity: Option<usize>, hasher: S) -> Self {
+        let _ = key_space;
+        Self::build(capacity, hasher)
+    }
+
     /// A worker for the calling thread.
     fn worker(&self) -> Self::Worker<'_>;
 }

@@ -27,7 +27,9 @@ into an HDR histogram; the timer's own cost is measured and printed (it is inclu
 percentiles, and amortised over 128 operations it adds under 5% even to a 15 ns operation). \
 Under each throughput table, the harness row: the same loop on a map whose operations \
 only black_box their key, i.e. what the benchmark itself costs per operation, in ns and as a \
-share of LIMIT's time per operation. allocs/op and B/op come from a counting global allocator; B/entry is live heap after prefill \
+share of LIMIT's time per operation; and the floor row: AtomicMap's slots in one fixed shared \
+array with Acquire loads and one CAS per write, no pin, resize or codec, the least work a map \
+of AtomicMap's design can do, with AtomicMap's speed as a share of it. allocs/op and B/op come from a counting global allocator; B/entry is live heap after prefill \
 divided by len; peak RSS is the process-wide VmHWM, reset before each map."
 )]
 pub struct Cli {

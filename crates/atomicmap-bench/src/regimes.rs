@@ -9,7 +9,7 @@ use crate::cli::Cli;
 use crate::maps::MapId;
 use crate::record::Record;
 use crate::suite::{available_cores, run_pass, Pass};
-use crate::table::{ns, ns_per_op, render, HARNESS};
+use crate::table::{ns, ns_per_op, render, FLOOR, HARNESS};
 use crate::workload::{Workload, BATCHED, EXCHANGE, MIXED, RAPID_GROW, READ_HEAVY};
 
 /// How many benchmark threads a regime runs.
@@ -248,6 +248,7 @@ fn versus(value: Option<f64>, target: Option<f64>, at_least: bool) -> (String, S
 /// The summary table: one row per cell of the matrix, in the order the cells ran.
 fn summary(records: &[Record]) -> String {
     let mut rows = Vec::new();
+    let mut floor_rows = Vec::new();
     let mut p999_notes = Vec::new();
     for regime in &REGIMES {
         for workload in regime.workloads {
@@ -267,23 +268,35 @@ fn summary(records: &[Record]) -> String {
                 .filter_map(|&p| mops(p).map(|m| (p, m)))
                 .max_by(|a, b| a.1.total_cmp(&b.1));
             let limit = mops(MapId::Limit);
+            let floor = cell
+                .iter()
+                .find(|r| r.map == FLOOR && r.is_ok())
+                .and_then(|r| r.mops);
             let ratio = |theirs: Option<f64>| ours.zip(theirs).map(|(o, t)| o / t);
-            let (vs_peer, peer_goal) = versus(
-                ratio(best_peer.map(|p| p.1)),
-                target(regime.name, workload.name, |g| match g {
-                    Goal::VsBestPeer(t) => Some(t),
-                    _ => None,
-                }),
-                true,
-            );
-            let (vs_limit, limit_goal) = versus(
-                ratio(limit),
-                target(regime.name, workload.name, |g| match g {
-                    Goal::VsLimit(t) => Some(t),
-                    _ => None,
-                }),
-                true,
-            );
+            let peer_target = target(regime.name, workload.name, |g| match g {
+                Goal::VsBestPeer(t) => Some(t),
+                _ => None,
+            });
+            let limit_target = target(regime.name, workload.name, |g| match g {
+                Goal::VsLimit(t) => Some(t),
+                _ => None,
+            });
+            let (vs_peer, peer_goal) = versus(ratio(best_peer.map(|p| p.1)), peer_target, true);
+            let (vs_limit, limit_goal) = versus(ratio(limit), limit_target, true);
+            let floor_ratio = |theirs: Option<f64>| floor.zip(theirs).map(|(f, t)| f / t);
+            let (floor_vs_peer, floor_peer_goal) =
+                versus(floor_ratio(best_peer.map(|p| p.1)), peer_target, true);
+            let (floor_vs_limit, floor_limit_goal) = versus(floor_ratio(limit), limit_target, true);
+            floor_rows.push(vec![
+                regime.name.to_string(),
+                workload.name.to_string(),
+                floor.map_or("-".into(), |m| format!("{m:.2}")),
+                ratio(floor).map_or("-".into(), |r| format!("{r:.2}")),
+                floor_vs_peer,
+                floor_peer_goal,
+                floor_vs_limit,
+                floor_limit_goal,
+            ]);
             let p999_target = target(regime.name, workload.name, |g| match g {
                 Goal::P999VsLockBased(t) => Some(t),
                 _ => None,
@@ -361,6 +374,23 @@ fn summary(records: &[Record]) -> String {
         out += &note;
         out.push('\n');
     }
+    out +=
+        "\nwhat the floor allows (a fixed shared array of AtomicMap's slots: Acquire loads, one \
+            CAS per write, no pin, resize or codec; a target the floor misses is beyond every map \
+            of this design on this machine):\n";
+    out += &render(
+        &[
+            "regime",
+            "workload",
+            "floor Mops/s",
+            "AtomicMap / floor",
+            "floor / best peer",
+            "target",
+            "floor / LIMIT",
+            "target",
+        ],
+        &floor_rows,
+    );
     out
 }
 
@@ -412,6 +442,7 @@ mod tests {
             record(OVERSUBSCRIBED, MapId::DashMap, 10.0, 100_000),
             record(OVERSUBSCRIBED, MapId::Scc, 20.0, 5_000),
             record(OVERSUBSCRIBED, MapId::Limit, 60.0, 900),
+            record(OVERSUBSCRIBED, MapId::Floor, 45.0, 800),
         ];
         let text = summary(&records);
         let row = text
@@ -433,5 +464,14 @@ mod tests {
             text.contains("p999 AtomicMap 1000ns; dashmap 100.0µs, scc 5000ns"),
             "{text}"
         );
+        // The floor's row: 30 / 45 of it, 45 / 20 against scc, 45 / 60 against LIMIT.
+        let floor_row = text
+            .lines()
+            .skip_while(|l| !l.starts_with("what the floor allows"))
+            .find(|l| l.starts_with(OVERSUBSCRIBED) && l.contains("mixed"))
+            .unwrap();
+        for cell in ["45.00", "0.67", "2.25", ">= 1.5: met", "0.75"] {
+            assert!(floor_row.contains(cell), "{cell} missing from {floor_row}");
+        }
     }
 }

@@ -258,7 +258,11 @@ pub fn run<K: BenchKey, S: BenchHasher, A: MapAdapter<K, S>>(plan: &Plan<'_, K, 
     };
     let rss_known = reset_peak_rss();
     let heap_before = AllocCounts::now().live();
-    let map = A::build(workload.presized.then_some(keys.len()), plan.hasher.clone());
+    let map = A::build_for_keys(
+        keys.len(),
+        workload.presized.then_some(keys.len()),
+        plan.hasher.clone(),
+    );
     let barrier = Barrier::new(threads + 1);
     // Entries of each private map, written before each barrier (shared maps are asked).
     let lens: Vec<AtomicUsize> = (0..threads).map(|_| AtomicUsize::new(0)).collect();

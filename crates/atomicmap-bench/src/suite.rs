@@ -194,8 +194,11 @@ fn run_workload<K: BenchKey, S: BenchHasher>(
     let mut cannot_capture = Vec::new();
     // Each map's record, and whether it is timed (it passed its check and can run here).
     let mut entries: Vec<(MapId, Record, bool)> = Vec::new();
-    let harness = (w.measure == Measure::Throughput).then_some(MapId::Harness);
-    for map in s.maps.iter().copied().chain(harness) {
+    let bounds: &[MapId] = match w.measure {
+        Measure::Throughput => &[MapId::Floor, MapId::Harness],
+        _ => &[],
+    };
+    for map in s.maps.iter().copied().chain(bounds.iter().copied()) {
         if snapshots && !map.visit::<K, S, _>(CanSnapshot) {
             cannot_snapshot.push(map.name());
             s.progress.inc(cli.repeat as u64);

@@ -220,11 +220,15 @@ pub fn table(records: &[Record]) -> String {
         );
     }
     out += &harness_footer(records);
+    out += &floor_footer(records);
     out
 }
 
 /// The name of the harness row's record.
 pub const HARNESS: &str = "harness";
+
+/// The name of the floor row's record.
+pub const FLOOR: &str = "floor";
 
 /// Time one thread spends on one operation of `record`, in ns.
 pub fn ns_per_op(record: &Record) -> Option<f64> {
@@ -253,6 +257,26 @@ fn harness_footer(records: &[Record]) -> String {
         "harness (the same loop on a map whose operations only black_box their key): \
          {harness:.2}ns per op per thread{share}\n"
     )
+}
+
+/// The line under a throughput table that says what the floor row is and how close
+/// `AtomicMap` comes to it; empty without both records.
+fn floor_footer(records: &[Record]) -> String {
+    let mops = |name: &str| {
+        records
+            .iter()
+            .find(|r| r.map == name && r.is_ok())
+            .and_then(|r| r.mops)
+    };
+    match (mops(FLOOR), mops("AtomicMap")) {
+        (Some(floor), Some(ours)) => format!(
+            "floor (not a map: AtomicMap's slots in a fixed shared array, Acquire loads and one \
+             CAS per write, no pin, resize or codec; no map of this design can beat it): \
+             AtomicMap runs at {:.2}x its speed\n",
+            ours / floor
+        ),
+        _ => String::new(),
+    }
 }
 
 #[cfg(test)]

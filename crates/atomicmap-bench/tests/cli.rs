@@ -47,6 +47,7 @@ const MAP_NAMES: &[&str] = &[
     "RwLock<HashMap>",
     "RwLock<HashMap>x64",
     "LIMIT",
+    "floor",
 ];
 
 /// The record of the benchmark's own cost per operation, in every throughput workload.
@@ -100,6 +101,7 @@ fn assert_records(records: &serde_json::Value, workloads: &[&str]) {
     // The growth workload measures memory, which the harness has none of.
     let timed = workloads != ["growth"];
     assert_eq!(records.iter().any(|r| r["map"] == HARNESS), timed);
+    assert_eq!(records.iter().any(|r| r["map"] == "floor"), timed);
 }
 
 #[test]
@@ -181,7 +183,11 @@ fn csv_and_svg_plot_are_written() {
     let text = std::fs::read_to_string(&csv).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines[0].starts_with("map,workload,"));
-    assert_eq!(lines.len(), 4, "header, dashmap, LIMIT, harness: {text}");
+    assert_eq!(
+        lines.len(),
+        5,
+        "header, dashmap, LIMIT, floor, harness: {text}"
+    );
     assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
     std::fs::remove_file(&csv).ok();
     std::fs::remove_file(&svg).ok();

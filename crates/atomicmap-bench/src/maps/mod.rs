@@ -4,6 +4,7 @@
 
 pub mod atomicmap;
 pub mod captured;
+pub mod floor;
 pub mod harness;
 pub mod limit;
 pub mod locked;
@@ -42,6 +43,9 @@ pub enum MapId {
     /// per operation. Run with every throughput workload, shown in the table's footer, never
     /// in [`MapId::ALL`] nor selectable with `--maps`.
     Harness,
+    /// not a map: a fixed shared array of `AtomicMap`'s slots with no pin, resize or codec,
+    /// the least work a map of that design can do. Run and shown like [`MapId::Harness`].
+    Floor,
 }
 
 impl MapId {
@@ -75,6 +79,7 @@ impl MapId {
             MapId::RwLockX64 => "RwLock<HashMap>x64",
             MapId::Limit => "LIMIT",
             MapId::Harness => "harness",
+            MapId::Floor => "floor",
         }
     }
 
@@ -101,6 +106,7 @@ impl MapId {
             MapId::RwLockX64 => visitor.visit::<locked::ShardedRwLockAdapter<K, S>>(),
             MapId::Limit => visitor.visit::<limit::LimitAdapter<S>>(),
             MapId::Harness => visitor.visit::<harness::HarnessAdapter>(),
+            MapId::Floor => visitor.visit::<floor::FloorAdapter<S>>(),
         }
     }
 }
