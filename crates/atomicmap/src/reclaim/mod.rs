@@ -389,7 +389,11 @@ impl Guard<'_> {
         }
     }
 
-    /// Raises the reservation's upper bound to `epoch`.
+    /// Raises the reservation's upper bound to `epoch`. Out of line: it runs once per epoch
+    /// tick a pin sees, and inlined into every protected load it would hold registers (and
+    /// the first-use registration of the expedited barrier) in each lookup's probe loop.
+    #[cold]
+    #[inline(never)]
     fn cover(&self, epoch: u64) {
         if epoch > self.me.cached_upper.get() {
             self.me.cached_upper.set(epoch);

@@ -164,7 +164,7 @@ pub(in crate::atomic_map) struct TableStats {
     pub(in crate::atomic_map) longest_probe: usize,
 }
 
-/// Where [`RawMap::find_carried`] found a key.
+/// What [`RawMap::search`] found in one table.
 enum Search<'g, V> {
     Found(Shared<'g, V>),
     Missing,
@@ -225,7 +225,10 @@ where
     }
 
     /// The value of `query`, or `None` if it has none. Never writes.
-    #[inline]
+    ///
+    /// Small enough to inline into the caller: the search of the root table is the whole
+    /// lookup unless a resize is under way, and following successors is out of line.
+    #[inline(always)]
     pub(in crate::atomic_map) fn find<'g, Q>(
         &self,
         guard: &'g Guard<'_>,
@@ -235,32 +238,67 @@ where
     where
         Q: Equivalent<K> + ?Sized,
     {
-        let mut table = self.chain.root(guard);
-        'tables: loop {
-            for slot in Probe::new(table, hash) {
-                let key = shared::load::<K>(guard, &slot.key);
-                match key.raw() {
-                    EMPTY => return None,
-                    SEALED => {
-                        table = self.chain.next_table(guard, table);
-                        continue 'tables;
-                    }
-                    _ => {}
-                }
-                if key.key().is_some_and(|key| key.matches(hash, query)) {
-                    let value = shared::load::<V>(guard, &slot.value);
-                    if matches!(value.raw(), MOVED | DROPPED) {
-                        table = self.chain.next_table(guard, table);
-                        continue 'tables;
-                    }
-                    return value.value();
-                }
+        let root = self.chain.root(guard);
+        match self.search(guard, root, hash, |key| key.matches(hash, query)) {
+            Search::Found(value) => Some(value),
+            Search::Missing => None,
+            Search::Next => self.find_in_successors(guard, root, hash, query),
+        }
+    }
+
+    /// [`find`](Self::find) after `table` sent the lookup on to its successor.
+    #[cold]
+    #[inline(never)]
+    fn find_in_successors<'g, Q>(
+        &self,
+        guard: &'g Guard<'_>,
+        table: &'g Table,
+        hash: u64,
+        query: &Q,
+    ) -> Option<Shared<'g, V>>
+    where
+        Q: Equivalent<K> + ?Sized,
+    {
+        let mut table = self.chain.next_table(guard, table);
+        loop {
+            match self.search(guard, table, hash, |key| key.matches(hash, query)) {
+                Search::Found(value) => return Some(value),
+                Search::Missing => return None,
+                Search::Next => table = self.chain.next_table(guard, table),
             }
-            // Every slot holds another key: `query` can only be in a successor.
-            if table.next().is_null() {
-                return None;
+        }
+    }
+
+    /// Looks in one table for the key `is_wanted` accepts: its value, or that it has none here,
+    /// or that it can only be in a successor (its slot was migrated or sealed, or every slot of
+    /// the table holds another key while a successor exists).
+    #[inline(always)]
+    fn search<'g>(
+        &self,
+        guard: &'g Guard<'_>,
+        table: &Table,
+        hash: u64,
+        mut is_wanted: impl FnMut(Shared<'g, K>) -> bool,
+    ) -> Search<'g, V> {
+        for slot in Probe::new(table, hash) {
+            let key = shared::load::<K>(guard, &slot.key);
+            match key.raw() {
+                EMPTY => return Search::Missing,
+                SEALED => return Search::Next,
+                _ => {}
             }
-            table = self.chain.next_table(guard, table);
+            if key.key().is_some_and(&mut is_wanted) {
+                let value = shared::load::<V>(guard, &slot.value);
+                return match value.raw() {
+                    MOVED | DROPPED => Search::Next,
+                    _ => value.value().map_or(Search::Missing, Search::Found),
+                };
+            }
+        }
+        if table.next().is_null() {
+            Search::Missing
+        } else {
+            Search::Next
         }
     }
 
@@ -747,22 +785,7 @@ where
         hash: u64,
         key: Shared<'g, K>,
     ) -> Search<'g, V> {
-        for slot in Probe::new(table, hash) {
-            let here = shared::load::<K>(guard, &slot.key);
-            match here.raw() {
-                EMPTY => return Search::Missing,
-                SEALED => return Search::Next,
-                _ => {}
-            }
-            if here.key().is_some_and(|here| here.same_key(key)) {
-                let value = shared::load::<V>(guard, &slot.value);
-                return match value.raw() {
-                    MOVED | DROPPED => Search::Next,
-                    _ => value.value().map_or(Search::Missing, Search::Found),
-                };
-            }
-        }
-        Search::Missing
+        self.search(guard, table, hash, |here| here.same_key(key))
     }
 
     /// The map at one instant (a freezing migration, see `freeze`): visits its entries and
