@@ -268,10 +268,8 @@ fn summary(records: &[Record]) -> String {
                 .filter_map(|&p| mops(p).map(|m| (p, m)))
                 .max_by(|a, b| a.1.total_cmp(&b.1));
             let limit = mops(MapId::Limit);
-            let floor = cell
-                .iter()
-                .find(|r| r.map == FLOOR && r.is_ok())
-                .and_then(|r| r.mops);
+            let floor_record = cell.iter().copied().find(|r| r.map == FLOOR && r.is_ok());
+            let floor = floor_record.and_then(|r| r.mops);
             let ratio = |theirs: Option<f64>| ours.zip(theirs).map(|(o, t)| o / t);
             let peer_target = target(regime.name, workload.name, |g| match g {
                 Goal::VsBestPeer(t) => Some(t),
@@ -287,6 +285,44 @@ fn summary(records: &[Record]) -> String {
             let (floor_vs_peer, floor_peer_goal) =
                 versus(floor_ratio(best_peer.map(|p| p.1)), peer_target, true);
             let (floor_vs_limit, floor_limit_goal) = versus(floor_ratio(limit), limit_target, true);
+            let p999_target = target(regime.name, workload.name, |g| match g {
+                Goal::P999VsLockBased(t) => Some(t),
+                _ => None,
+            });
+            let lowest_lock_based_p999 = LOCK_BASED_PEERS
+                .iter()
+                .filter_map(|&p| find(p).and_then(|r| r.p999_ns))
+                .min();
+            let p999_versus = |p999: Option<u64>| match p999_target {
+                None => (String::new(), String::new()),
+                Some(_) => versus(
+                    p999.zip(lowest_lock_based_p999)
+                        .map(|(p999, theirs)| p999 as f64 / theirs.max(1) as f64),
+                    p999_target,
+                    false,
+                ),
+            };
+            let our_p999 = find(MapId::AtomicMap).and_then(|r| r.p999_ns);
+            if p999_target.is_some() {
+                let theirs: Vec<String> = LOCK_BASED_PEERS
+                    .iter()
+                    .filter_map(|&p| {
+                        let p999 = find(p).and_then(|r| r.p999_ns)?;
+                        Some(format!("{} {}", p.name(), ns(Some(p999))))
+                    })
+                    .collect();
+                p999_notes.push(format!(
+                    "{} {}: p999 AtomicMap {}; {}; floor {}",
+                    regime.name,
+                    workload.name,
+                    ns(our_p999),
+                    theirs.join(", "),
+                    ns(floor_record.and_then(|r| r.p999_ns)),
+                ));
+            }
+            let (p999_ratio, p999_goal) = p999_versus(our_p999);
+            let (floor_p999_ratio, floor_p999_goal) =
+                p999_versus(floor_record.and_then(|r| r.p999_ns));
             floor_rows.push(vec![
                 regime.name.to_string(),
                 workload.name.to_string(),
@@ -296,37 +332,9 @@ fn summary(records: &[Record]) -> String {
                 floor_peer_goal,
                 floor_vs_limit,
                 floor_limit_goal,
+                floor_p999_ratio,
+                floor_p999_goal,
             ]);
-            let p999_target = target(regime.name, workload.name, |g| match g {
-                Goal::P999VsLockBased(t) => Some(t),
-                _ => None,
-            });
-            let (p999_ratio, p999_goal) = match p999_target {
-                None => (String::new(), String::new()),
-                Some(_) => {
-                    let our_p999 = find(MapId::AtomicMap).and_then(|r| r.p999_ns);
-                    let theirs: Vec<(MapId, u64)> = LOCK_BASED_PEERS
-                        .iter()
-                        .filter_map(|&p| find(p).and_then(|r| r.p999_ns).map(|v| (p, v)))
-                        .collect();
-                    p999_notes.push(format!(
-                        "{} {}: p999 AtomicMap {}; {}",
-                        regime.name,
-                        workload.name,
-                        ns(our_p999),
-                        theirs
-                            .iter()
-                            .map(|(p, v)| format!("{} {}", p.name(), ns(Some(*v))))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ));
-                    // The binding ratio is against the peer with the lowest p999.
-                    let worst = our_p999
-                        .zip(theirs.iter().map(|t| t.1).min())
-                        .map(|(ours, best_theirs)| ours as f64 / best_theirs.max(1) as f64);
-                    versus(worst, p999_target, false)
-                }
-            };
             let harness = cell
                 .iter()
                 .find(|r| r.map == HARNESS && r.is_ok())
@@ -387,6 +395,8 @@ fn summary(records: &[Record]) -> String {
             "floor / best peer",
             "target",
             "floor / LIMIT",
+            "target",
+            "floor p999 / lock-based",
             "target",
         ],
         &floor_rows,
@@ -461,16 +471,25 @@ mod tests {
             assert!(row.contains(cell), "{cell} missing from {row}");
         }
         assert!(
-            text.contains("p999 AtomicMap 1000ns; dashmap 100.0µs, scc 5000ns"),
+            text.contains("p999 AtomicMap 1000ns; dashmap 100.0µs, scc 5000ns; floor 800ns"),
             "{text}"
         );
-        // The floor's row: 30 / 45 of it, 45 / 20 against scc, 45 / 60 against LIMIT.
+        // The floor's row: 30 / 45 of it, 45 / 20 against scc, 45 / 60 against LIMIT, and its
+        // p999 800 / 5000 against scc's.
         let floor_row = text
             .lines()
             .skip_while(|l| !l.starts_with("what the floor allows"))
             .find(|l| l.starts_with(OVERSUBSCRIBED) && l.contains("mixed"))
             .unwrap();
-        for cell in ["45.00", "0.67", "2.25", ">= 1.5: met", "0.75"] {
+        for cell in [
+            "45.00",
+            "0.67",
+            "2.25",
+            ">= 1.5: met",
+            "0.75",
+            "0.16",
+            "<= 0.1: NOT met",
+        ] {
             assert!(floor_row.contains(cell), "{cell} missing from {floor_row}");
         }
     }

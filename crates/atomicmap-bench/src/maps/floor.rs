@@ -24,6 +24,10 @@ const EMPTY: u64 = 0;
 /// Key space assumed when the run does not say (the correctness check builds maps that way).
 const DEFAULT_KEY_SPACE: usize = 4096;
 
+/// Lookups of a batch whose home slots are prefetched together: the group size `AtomicMap`'s
+/// batched lookup uses.
+const PREFETCH_GROUP: usize = 32;
+
 /// One slot: key word then value word, aligned so a slot never straddles two cache lines.
 #[repr(align(16))]
 struct Slot {
@@ -59,6 +63,22 @@ impl<S: BenchHasher> FloorAdapter<S> {
     #[inline]
     fn key_word<K: BenchKey>(&self, key: &K) -> u64 {
         self.hasher.hash_one(key).max(1)
+    }
+
+    /// Asks the CPU to start loading the home slot of `word` without waiting for it.
+    #[inline]
+    fn prefetch(&self, word: u64) {
+        let slot = &self.slots[word as usize & (self.slots.len() - 1)];
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a prefetch is a hint with no architectural effect: it never faults and
+        // writes nothing, and the address is a slot of the array anyway.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                std::ptr::from_ref(slot).cast(),
+            );
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = slot;
     }
 
     /// The slot holding `word`, or `None` if the probe met `EMPTY` first.
@@ -122,13 +142,36 @@ impl<K: BenchKey, S: BenchHasher> MapAdapter<K, S> for FloorAdapter<S> {
     }
 }
 
-impl<K: BenchKey, S: BenchHasher> Worker<K> for FloorWorker<'_, S> {
+impl<S: BenchHasher> FloorWorker<'_, S> {
     #[inline]
-    fn get(&mut self, key: &K) -> Option<u64> {
-        let slot = self.0.find(self.0.key_word(key))?;
+    fn value_of(&self, word: u64) -> Option<u64> {
+        let slot = self.0.find(word)?;
         match slot.value.load(Ordering::Acquire) {
             EMPTY => None,
             value => Some(value >> 1),
+        }
+    }
+}
+
+impl<K: BenchKey, S: BenchHasher> Worker<K> for FloorWorker<'_, S> {
+    #[inline]
+    fn get(&mut self, key: &K) -> Option<u64> {
+        self.value_of(self.0.key_word(key))
+    }
+
+    /// Group prefetching, as `AtomicMap`'s batched lookup does it: the home slots of a group
+    /// are prefetched before the group's first lookup.
+    #[inline]
+    fn get_each(&mut self, keys: &[&K], mut visit: impl FnMut(usize, Option<u64>)) {
+        let mut words = [0u64; PREFETCH_GROUP];
+        for (group, keys) in keys.chunks(PREFETCH_GROUP).enumerate() {
+            for (word, key) in words.iter_mut().zip(keys) {
+                *word = self.0.key_word(*key);
+                self.0.prefetch(*word);
+            }
+            for (index, word) in words[..keys.len()].iter().enumerate() {
+                visit(group * PREFETCH_GROUP + index, self.value_of(*word));
+            }
         }
     }
 
