@@ -21,6 +21,9 @@ use crate::keys::BenchKey;
 /// A key word or value word that holds nothing.
 const EMPTY: u64 = 0;
 
+/// Bytes of a base page of memory.
+const PAGE: usize = 4096;
+
 /// Key space assumed when the run does not say (the correctness check builds maps that way).
 const DEFAULT_KEY_SPACE: usize = 4096;
 
@@ -55,7 +58,13 @@ impl<S: BenchHasher> FloorAdapter<S> {
                 key: AtomicU64::new(EMPTY),
                 value: AtomicU64::new(EMPTY),
             })
-            .collect();
+            .collect::<Box<[Slot]>>();
+        // The array comes zeroed and unmapped from the OS; write each page once now, as
+        // `AtomicMap` does for a table it is about to fill, so that no timed operation maps a
+        // page in (see `Table::prefault` in the atomicmap crate).
+        for slot in slots.iter().step_by(PAGE / std::mem::size_of::<Slot>()) {
+            slot.key.store(EMPTY, Ordering::Relaxed);
+        }
         FloorAdapter { slots, hasher }
     }
 

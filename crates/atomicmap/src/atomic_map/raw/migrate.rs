@@ -198,13 +198,15 @@ where
         image: Option<Box<Image>>,
     ) -> Result<Option<&'g Table>, AllocFailed> {
         let birth = self.collector.birth_epoch(guard);
-        let successor = Box::into_raw(Table::allocate(
+        let successor = Table::allocate(
             capacity,
             birth,
             table.generation + 1,
             claim_budget(table.capacity(), capacity),
             image,
-        )?);
+        )?;
+        successor.prefault();
+        let successor = Box::into_raw(successor);
         match table.migration.next.compare_exchange(
             ptr::null_mut(),
             successor,
