@@ -22,7 +22,7 @@ running the same operations on its own private std HashMap, the ceiling no share
 How it measures: operation streams are generated from --seed before anything is timed; each \
 map first passes a correctness check against std HashMap (a map that fails is reported, not \
 timed), is prefilled, warmed up, then timed. Throughput is all operations divided by the \
-slowest thread's time. Latency: every 128th operation is timed with a pair of Instant::now() \
+wall time from the first thread's start to the last one's end. Latency: every 128th operation is timed with a pair of Instant::now() \
 into an HDR histogram; the timer's own cost is measured and printed (it is included in the \
 percentiles, and amortised over 128 operations it adds under 5% even to a 15 ns operation). \
 Under each throughput table, the harness row: the same loop on a map whose operations \

@@ -64,7 +64,10 @@ pub struct GrowthSample {
 pub struct Measurement {
     /// Timed operations, all threads.
     pub ops: u64,
-    /// Wall time of the slowest thread's timed operations.
+    /// Wall time from the first thread starting its timed operations to the last one finishing
+    /// (summed over the steps of the growth workload). Not the slowest thread's own time: with
+    /// more threads than cores a thread's clock starts only once it is scheduled, so that time
+    /// would leave out what the others ran before it.
     pub elapsed: Duration,
     /// Sampled latencies, all threads.
     pub latency: Histogram<u64>,
@@ -330,8 +333,9 @@ pub fn run<K: BenchKey, S: BenchHasher, A: MapAdapter<K, S>>(plan: &Plan<'_, K, 
                     latency.reset();
                     barrier.wait(); // warm-up done
                     barrier.wait(); // main has read the counters: go
-                    let mut elapsed = Duration::ZERO;
                     let mut ran = 0;
+                    // When this thread started and ended each step's timed operations.
+                    let mut spans = Vec::with_capacity(steps);
                     let per_step = timed.len().div_ceil(steps).max(1);
                     for step in 0..steps {
                         let from = (step * per_step).min(timed.len());
@@ -339,7 +343,8 @@ pub fn run<K: BenchKey, S: BenchHasher, A: MapAdapter<K, S>>(plan: &Plan<'_, K, 
                         let limit =
                             matches!(workload.measure, Measure::Throughput | Measure::Capture)
                                 .then_some(RUN_LIMIT);
-                        let (step_ran, step_elapsed) = match &batched {
+                        let began = Instant::now();
+                        let (step_ran, _) = match &batched {
                             Some((_, timed, size)) => {
                                 run_batches(&mut w, &timed[from..to], *size, limit, &mut latency)
                             }
@@ -352,15 +357,15 @@ pub fn run<K: BenchKey, S: BenchHasher, A: MapAdapter<K, S>>(plan: &Plan<'_, K, 
                                 &mut latency,
                             ),
                         };
+                        spans.push((began, Instant::now()));
                         ran += step_ran;
-                        elapsed += step_elapsed;
                         if A::PRIVATE {
                             lens[t].store(w.len(), Ordering::Relaxed);
                         }
                         barrier.wait(); // step done
                         barrier.wait(); // main has sampled
                     }
-                    (elapsed, latency, ran)
+                    (spans, latency, ran)
                 })
             })
             .collect();
@@ -399,14 +404,24 @@ pub fn run<K: BenchKey, S: BenchHasher, A: MapAdapter<K, S>>(plan: &Plan<'_, K, 
         let peak_rss = if rss_known { peak_rss_bytes() } else { None };
 
         let mut latency = new_histogram();
-        let mut elapsed = Duration::ZERO;
         let mut ops = 0;
+        let mut step_spans: Vec<Option<(Instant, Instant)>> = vec![None; steps];
         for w in workers {
-            let (e, h, ran) = w.join().expect("benchmark thread panicked");
-            elapsed = elapsed.max(e);
+            let (spans, h, ran) = w.join().expect("benchmark thread panicked");
+            for (step, (began, ended)) in step_spans.iter_mut().zip(spans) {
+                *step = Some(match *step {
+                    None => (began, ended),
+                    Some((first, last)) => (first.min(began), last.max(ended)),
+                });
+            }
             ops += ran;
             latency.add(h).expect("same histogram bounds");
         }
+        let elapsed = step_spans
+            .into_iter()
+            .flatten()
+            .map(|(first, last)| last - first)
+            .sum();
         Measurement {
             ops,
             elapsed,
