@@ -152,6 +152,28 @@ impl<K: BenchKey, S: BenchHasher> MapAdapter<K, S> for FloorAdapter<S> {
 }
 
 impl<S: BenchHasher> FloorWorker<'_, S> {
+    /// Replaces the value of the key `word` by `change(value)` with one CAS (retried when a
+    /// writer races); false if the key has no value.
+    #[inline]
+    fn change_present(&self, word: u64, change: impl Fn(u64) -> u64) -> bool {
+        let Some(slot) = self.0.find(word) else {
+            return false;
+        };
+        let mut current = slot.value.load(Ordering::Acquire);
+        while current != EMPTY {
+            match slot.value.compare_exchange_weak(
+                current,
+                change(current),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                Err(now) => current = now,
+            }
+        }
+        false
+    }
+
     #[inline]
     fn value_of(&self, word: u64) -> Option<u64> {
         let slot = self.0.find(word)?;
@@ -200,42 +222,12 @@ impl<K: BenchKey, S: BenchHasher> Worker<K> for FloorWorker<'_, S> {
 
     #[inline]
     fn remove(&mut self, key: &K) -> bool {
-        let Some(slot) = self.0.find(self.0.key_word(key)) else {
-            return false;
-        };
-        let mut current = slot.value.load(Ordering::Acquire);
-        while current != EMPTY {
-            match slot.value.compare_exchange_weak(
-                current,
-                EMPTY,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return true,
-                Err(now) => current = now,
-            }
-        }
-        false
+        self.change_present(self.0.key_word(key), |_| EMPTY)
     }
 
     #[inline]
     fn update(&mut self, key: &K) -> bool {
-        let Some(slot) = self.0.find(self.0.key_word(key)) else {
-            return false;
-        };
-        let mut current = slot.value.load(Ordering::Acquire);
-        while current != EMPTY {
-            match slot.value.compare_exchange_weak(
-                current,
-                current.wrapping_add(2),
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return true,
-                Err(now) => current = now,
-            }
-        }
-        false
+        self.change_present(self.0.key_word(key), |value| value.wrapping_add(2))
     }
 
     fn len(&self) -> usize {
