@@ -149,7 +149,7 @@ fn run_captured<K: BenchKey, S: BenchHasher, A: CapturingAdapter<K, S>>(
                         &mut latency,
                     );
                     running.fetch_sub(1, Ordering::Release);
-                    (ran, latency, Instant::now())
+                    (ran, latency)
                 })
             })
             .collect();
@@ -163,12 +163,11 @@ fn run_captured<K: BenchKey, S: BenchHasher, A: CapturingAdapter<K, S>>(
         barrier.wait(); // subscribed: go
 
         let mut on = TimedRun::empty();
-        let mut workers_ended = None;
         for w in workers {
-            let ((ops, elapsed), latency, ended) = w.join().expect("benchmark thread panicked");
-            on.add_thread(ops, elapsed, latency);
-            workers_ended = workers_ended.max(Some(ended));
+            let ((ops, span), latency) = w.join().expect("benchmark thread panicked");
+            on.add_thread(ops, span, latency);
         }
+        let workers_ended = on.span.map(|span| span.ended);
         let ((events, last_event), replica) = subscriber.join().expect("subscriber panicked");
         let drain_tail = workers_ended.map_or(Duration::ZERO, |ended| {
             last_event.saturating_duration_since(ended)

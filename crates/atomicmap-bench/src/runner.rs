@@ -88,6 +88,31 @@ impl Measurement {
     }
 }
 
+/// When one thread started and ended a stretch of timed operations.
+#[derive(Clone, Copy, Debug)]
+pub struct Span {
+    /// The thread's clock when its first operation started.
+    pub began: Instant,
+    /// The thread's clock when its last operation ended.
+    pub ended: Instant,
+}
+
+impl Span {
+    /// The span from the earliest start to the latest end of `self` and `other`: the wall
+    /// time of two threads' runs together.
+    pub fn cover(self, other: Span) -> Span {
+        Span {
+            began: self.began.min(other.began),
+            ended: self.ended.max(other.ended),
+        }
+    }
+
+    /// How long the span lasted.
+    pub fn duration(self) -> Duration {
+        self.ended - self.began
+    }
+}
+
 /// Runs the plan on the visited adapter.
 pub struct RunVisitor<'a, 'p, K, S>(pub &'a Plan<'p, K, S>);
 
@@ -131,7 +156,7 @@ pub fn run_ops<K: BenchKey, W: Worker<K>>(
     ops: &[Op],
     limit: Option<Duration>,
     latency: &mut Histogram<u64>,
-) -> (u64, Duration) {
+) -> (u64, Span) {
     match pattern {
         KeyPattern::Mixed => run_ops_on::<K, W, false>(w, keys, ops, limit, latency),
         KeyPattern::Sequential => run_ops_on::<K, W, true>(w, keys, ops, limit, latency),
@@ -144,7 +169,7 @@ fn run_ops_on<K: BenchKey, W: Worker<K>, const SEQUENTIAL: bool>(
     ops: &[Op],
     limit: Option<Duration>,
     latency: &mut Histogram<u64>,
-) -> (u64, Duration) {
+) -> (u64, Span) {
     const _: () = assert!(
         BATCH.is_multiple_of(SAMPLE_EVERY),
         "a batch holds whole sample groups"
@@ -167,7 +192,13 @@ fn run_ops_on<K: BenchKey, W: Worker<K>, const SEQUENTIAL: bool>(
             break;
         }
     }
-    (ran, start.elapsed())
+    (
+        ran,
+        Span {
+            began: start,
+            ended: Instant::now(),
+        },
+    )
 }
 
 /// The keys a stream of reads looks up, made before anything is timed, so that a batched
@@ -204,7 +235,7 @@ pub fn run_batches<K: BenchKey, W: Worker<K>>(
     size: usize,
     limit: Option<Duration>,
     latency: &mut Histogram<u64>,
-) -> (u64, Duration) {
+) -> (u64, Span) {
     let start = Instant::now();
     let mut ran = 0;
     let mut next_sample = 0;
@@ -232,7 +263,13 @@ pub fn run_batches<K: BenchKey, W: Worker<K>>(
             }
         }
     }
-    (ran, start.elapsed())
+    (
+        ran,
+        Span {
+            began: start,
+            ended: Instant::now(),
+        },
+    )
 }
 
 /// Thread `t` of `threads` inserts its share of `keys`, each with its index as the value: a
@@ -334,7 +371,6 @@ pub fn run<K: BenchKey, S: BenchHasher, A: MapAdapter<K, S>>(plan: &Plan<'_, K, 
                     barrier.wait(); // warm-up done
                     barrier.wait(); // main has read the counters: go
                     let mut ran = 0;
-                    // When this thread started and ended each step's timed operations.
                     let mut spans = Vec::with_capacity(steps);
                     let per_step = timed.len().div_ceil(steps).max(1);
                     for step in 0..steps {
@@ -343,8 +379,7 @@ pub fn run<K: BenchKey, S: BenchHasher, A: MapAdapter<K, S>>(plan: &Plan<'_, K, 
                         let limit =
                             matches!(workload.measure, Measure::Throughput | Measure::Capture)
                                 .then_some(RUN_LIMIT);
-                        let began = Instant::now();
-                        let (step_ran, _) = match &batched {
+                        let (step_ran, span) = match &batched {
                             Some((_, timed, size)) => {
                                 run_batches(&mut w, &timed[from..to], *size, limit, &mut latency)
                             }
@@ -357,7 +392,7 @@ pub fn run<K: BenchKey, S: BenchHasher, A: MapAdapter<K, S>>(plan: &Plan<'_, K, 
                                 &mut latency,
                             ),
                         };
-                        spans.push((began, Instant::now()));
+                        spans.push(span);
                         ran += step_ran;
                         if A::PRIVATE {
                             lens[t].store(w.len(), Ordering::Relaxed);
@@ -405,23 +440,16 @@ pub fn run<K: BenchKey, S: BenchHasher, A: MapAdapter<K, S>>(plan: &Plan<'_, K, 
 
         let mut latency = new_histogram();
         let mut ops = 0;
-        let mut step_spans: Vec<Option<(Instant, Instant)>> = vec![None; steps];
+        let mut step_spans: Vec<Option<Span>> = vec![None; steps];
         for w in workers {
             let (spans, h, ran) = w.join().expect("benchmark thread panicked");
-            for (step, (began, ended)) in step_spans.iter_mut().zip(spans) {
-                *step = Some(match *step {
-                    None => (began, ended),
-                    Some((first, last)) => (first.min(began), last.max(ended)),
-                });
+            for (step, span) in step_spans.iter_mut().zip(spans) {
+                *step = Some(step.map_or(span, |all| all.cover(span)));
             }
             ops += ran;
             latency.add(h).expect("same histogram bounds");
         }
-        let elapsed = step_spans
-            .into_iter()
-            .flatten()
-            .map(|(first, last)| last - first)
-            .sum();
+        let elapsed = step_spans.into_iter().flatten().map(Span::duration).sum();
         Measurement {
             ops,
             elapsed,

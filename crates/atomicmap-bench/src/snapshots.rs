@@ -30,15 +30,15 @@ use crate::hasher::BenchHasher;
 use crate::keys::BenchKey;
 use crate::latency::new_histogram;
 use crate::maps::MapVisitor;
-use crate::runner::{prefill, run_ops, Plan, RUN_LIMIT};
+use crate::runner::{prefill, run_ops, Plan, Span, RUN_LIMIT};
 use crate::workload::{Prefill, Workload};
 
 /// One timed run of the workers.
 pub struct TimedRun {
     /// Operations run, all threads.
     pub ops: u64,
-    /// Wall time of the slowest thread.
-    pub elapsed: Duration,
+    /// From the first thread's start to the last one's end (`None` before any thread is in).
+    pub span: Option<Span>,
     /// Sampled operation latencies, all threads.
     pub latency: Histogram<u64>,
 }
@@ -48,22 +48,29 @@ impl TimedRun {
     pub fn empty() -> Self {
         TimedRun {
             ops: 0,
-            elapsed: Duration::ZERO,
+            span: None,
             latency: new_histogram(),
         }
     }
 
-    /// Adds one worker thread's operations, wall time and latencies (the run lasts as long
-    /// as its slowest thread).
-    pub fn add_thread(&mut self, ops: u64, elapsed: Duration, latency: Histogram<u64>) {
+    /// Adds one worker thread's operations, span and latencies. The run lasts from the first
+    /// thread's start to the last one's end: with more threads than cores (the snapshot
+    /// workload adds a snapshot thread, the capture workload a subscriber) a thread's own
+    /// time leaves out what the others ran before it was scheduled.
+    pub fn add_thread(&mut self, ops: u64, span: Span, latency: Histogram<u64>) {
         self.ops += ops;
-        self.elapsed = self.elapsed.max(elapsed);
+        self.span = Some(self.span.map_or(span, |all| all.cover(span)));
         self.latency.add(latency).expect("same histogram bounds");
+    }
+
+    /// Wall time of the run.
+    pub fn elapsed(&self) -> Duration {
+        self.span.map_or(Duration::ZERO, Span::duration)
     }
 
     /// Millions of operations per second.
     pub fn mops(&self) -> f64 {
-        self.ops as f64 / self.elapsed.as_secs_f64().max(1e-9) / 1e6
+        self.ops as f64 / self.elapsed().as_secs_f64().max(1e-9) / 1e6
     }
 }
 
@@ -208,8 +215,8 @@ pub fn run<K: BenchKey, S: BenchHasher, A: MapAdapter<K, S>>(
         let mut with_snapshots = TimedRun::empty();
         for w in workers {
             let (a, b) = w.join().expect("benchmark thread panicked");
-            for (run, ((ops, elapsed), latency)) in [(&mut alone, a), (&mut with_snapshots, b)] {
-                run.add_thread(ops, elapsed, latency);
+            for (run, ((ops, span), latency)) in [(&mut alone, a), (&mut with_snapshots, b)] {
+                run.add_thread(ops, span, latency);
             }
         }
         let (snapshot_latency, entries) = snapshotter.join().expect("snapshot thread panicked");
