@@ -9,7 +9,7 @@ use crate::cli::Cli;
 use crate::maps::MapId;
 use crate::record::Record;
 use crate::suite::{available_cores, run_pass, Pass};
-use crate::table::{ns, ns_per_op, render, FLOOR, HARNESS};
+use crate::table::{ns, ns_per_op, render, HARNESS};
 use crate::workload::{Workload, BATCHED, EXCHANGE, MIXED, RAPID_GROW, READ_HEAVY};
 
 /// How many benchmark threads a regime runs.
@@ -268,7 +268,7 @@ fn summary(records: &[Record]) -> String {
                 .filter_map(|&p| mops(p).map(|m| (p, m)))
                 .max_by(|a, b| a.1.total_cmp(&b.1));
             let limit = mops(MapId::Limit);
-            let floor_record = cell.iter().copied().find(|r| r.map == FLOOR && r.is_ok());
+            let floor_record = find(MapId::Floor);
             let floor = floor_record.and_then(|r| r.mops);
             let ratio = |theirs: Option<f64>| ours.zip(theirs).map(|(o, t)| o / t);
             let peer_target = target(regime.name, workload.name, |g| match g {
@@ -289,10 +289,11 @@ fn summary(records: &[Record]) -> String {
                 Goal::P999VsLockBased(t) => Some(t),
                 _ => None,
             });
-            let lowest_lock_based_p999 = LOCK_BASED_PEERS
+            let lock_based_p999: Vec<(MapId, u64)> = LOCK_BASED_PEERS
                 .iter()
-                .filter_map(|&p| find(p).and_then(|r| r.p999_ns))
-                .min();
+                .filter_map(|&p| find(p).and_then(|r| r.p999_ns).map(|v| (p, v)))
+                .collect();
+            let lowest_lock_based_p999 = lock_based_p999.iter().map(|&(_, v)| v).min();
             let p999_versus = |p999: Option<u64>| match p999_target {
                 None => (String::new(), String::new()),
                 Some(_) => versus(
@@ -304,12 +305,9 @@ fn summary(records: &[Record]) -> String {
             };
             let our_p999 = find(MapId::AtomicMap).and_then(|r| r.p999_ns);
             if p999_target.is_some() {
-                let theirs: Vec<String> = LOCK_BASED_PEERS
+                let theirs: Vec<String> = lock_based_p999
                     .iter()
-                    .filter_map(|&p| {
-                        let p999 = find(p).and_then(|r| r.p999_ns)?;
-                        Some(format!("{} {}", p.name(), ns(Some(p999))))
-                    })
+                    .map(|&(p, p999)| format!("{} {}", p.name(), ns(Some(p999))))
                     .collect();
                 p999_notes.push(format!(
                     "{} {}: p999 AtomicMap {}; {}; floor {}",

@@ -227,9 +227,6 @@ pub fn table(records: &[Record]) -> String {
 /// The name of the harness row's record.
 pub const HARNESS: &str = "harness";
 
-/// The name of the floor row's record.
-pub const FLOOR: &str = "floor";
-
 /// Time one thread spends on one operation of `record`, in ns.
 pub fn ns_per_op(record: &Record) -> Option<f64> {
     record
@@ -238,15 +235,15 @@ pub fn ns_per_op(record: &Record) -> Option<f64> {
         .map(|mops| record.threads as f64 * 1e3 / mops)
 }
 
+/// The record of the map named `name`, if it ran and passed its check.
+fn ok_record<'r>(records: &'r [Record], name: &str) -> Option<&'r Record> {
+    records.iter().find(|r| r.map == name && r.is_ok())
+}
+
 /// The line under a throughput table that says what the benchmark itself costs per operation,
 /// and what share of `LIMIT`'s time per operation that is; empty without a harness record.
 fn harness_footer(records: &[Record]) -> String {
-    let per_op = |name: &str| {
-        records
-            .iter()
-            .find(|r| r.map == name && r.is_ok())
-            .and_then(ns_per_op)
-    };
+    let per_op = |name| ok_record(records, name).and_then(ns_per_op);
     let Some(harness) = per_op(HARNESS) else {
         return String::new();
     };
@@ -262,13 +259,8 @@ fn harness_footer(records: &[Record]) -> String {
 /// The line under a throughput table that says what the floor row is and how close
 /// `AtomicMap` comes to it; empty without both records.
 fn floor_footer(records: &[Record]) -> String {
-    let mops = |name: &str| {
-        records
-            .iter()
-            .find(|r| r.map == name && r.is_ok())
-            .and_then(|r| r.mops)
-    };
-    match (mops(FLOOR), mops("AtomicMap")) {
+    let mops = |name| ok_record(records, name).and_then(|r| r.mops);
+    match (mops("floor"), mops("AtomicMap")) {
         (Some(floor), Some(ours)) => format!(
             "floor (not a map: AtomicMap's slots in a fixed shared array, Acquire loads and one \
              CAS per write, no pin, resize or codec; no map of this design can beat it): \

@@ -446,17 +446,7 @@ impl<K, V, S> ShardedMap<K, V, S> {
     /// assert!(jobs.is_empty());
     /// ```
     pub fn drain(&self) -> Vec<(K, V)> {
-        let mut drained = Vec::new();
-        for index in 0..self.shards.len() {
-            let mut shard = self.write_shard(index);
-            drained.extend(
-                shard
-                    .table_mut()
-                    .drain()
-                    .map(|(stored, value)| (stored.key, value)),
-            );
-        }
-        drained
+        self.extract_if(|_, _| true)
     }
 
     /// Removes the entries for which `extract` returns `true` and returns them, shard by
