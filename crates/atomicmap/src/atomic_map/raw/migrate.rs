@@ -101,7 +101,7 @@ use super::table::{
     free_table, AllocFailed, Image, Slot, Table, ALLOCATING_FIT, ALLOCATING_GROW, CHUNK,
     MIN_CAPACITY, NOT_ALLOCATING,
 };
-use super::word::{ABSENT, DROPPED, EMPTY, MOVED, SEALED};
+use super::word::{Codec, ABSENT, DROPPED, EMPTY, MOVED, SEALED};
 use crate::reclaim::{Collector, Guard};
 use crate::sync::{yield_now, Ordering};
 
@@ -205,6 +205,12 @@ where
             claim_budget(table.capacity(), capacity),
             image,
         )?;
+        if Codec::<K>::may_box() {
+            // The successor will own keys whose words stay in `table`'s slots, where a reader
+            // that pinned before those keys were born may still load them (see
+            // `Table::reclamation_birth`).
+            successor.lower_key_birth_floor(table.reclamation_birth());
+        }
         successor.prefault();
         let successor = Box::into_raw(successor);
         match table.migration.next.compare_exchange(

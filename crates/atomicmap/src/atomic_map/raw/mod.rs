@@ -528,7 +528,7 @@ where
                         .is_ok()
                     {
                         if let Query::Owned(pending) = query {
-                            pending.published(claim);
+                            pending.published(claim, table);
                         }
                         return Located::Here(slot);
                     }

@@ -7,7 +7,7 @@
 use std::hash::Hash;
 
 use super::shared::Shared;
-use super::table::Slot;
+use super::table::{Slot, Table};
 use super::word::{self, Codec, DROPPED, MOVED};
 use crate::reclaim::{free_box, Collector, Guard};
 use crate::sync::Ordering;
@@ -23,6 +23,9 @@ pub(super) struct PendingKey<'c, K: 'static> {
     published: bool,
     /// Whether the box was ever visible to other threads, so that freeing it must wait for them.
     shared: bool,
+    /// The oldest birth of a table the box was claimed in: a reader of that table can load the
+    /// box's word from the slot for as long as its reservation, which covers that birth, lasts.
+    visible_since: u64,
     collector: &'c Collector,
 }
 
@@ -34,6 +37,7 @@ impl<'c, K: Hash + Eq + 'static> PendingKey<'c, K> {
             word: None,
             published: false,
             shared: false,
+            visible_since: u64::MAX,
             collector,
         }
     }
@@ -76,12 +80,13 @@ impl<'c, K: Hash + Eq + 'static> PendingKey<'c, K> {
         key.box_birth()
     }
 
-    /// A claim CAS stored this key's word in a slot.
-    pub(super) fn published(&mut self, claimed: u64) {
+    /// A claim CAS stored this key's word in a slot of `table`.
+    pub(super) fn published(&mut self, claimed: u64, table: &Table) {
         debug_assert_eq!(Some(claimed), self.word);
         if !word::is_inline(claimed) {
             self.published = true;
             self.shared = true;
+            self.visible_since = self.visible_since.min(table.birth);
         }
     }
 
@@ -113,10 +118,11 @@ impl<K: 'static> Drop for PendingKey<'_, K> {
             // Readers of the slot it was once claimed in may still compare against it.
             let guard = self.collector.enter();
             // SAFETY: we own the box (taken back by `rehome_from` and never claimed again), no
-            // slot can lead a new reader to it... except the one it was first claimed in, which
-            // readers reach only while pinned: retiring defers the free past them.
+            // slot can lead a new reader to it... except those it was claimed in, which readers
+            // reach only while pinned with a reservation covering their table's birth: retiring
+            // it as born no later than the oldest of them defers the free past those readers.
             unsafe {
-                let birth = word::boxed::<K>(word).birth;
+                let birth = word::boxed::<K>(word).birth.min(self.visible_since);
                 guard.retire_sized(
                     word::box_ptr::<K>(word),
                     std::mem::size_of::<word::Boxed<K>>(),

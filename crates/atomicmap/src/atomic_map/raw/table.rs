@@ -69,8 +69,9 @@ pub(super) struct Table {
     pub(super) mask: usize,
     /// Epoch at which the table was allocated, for reclamation.
     pub(super) birth: u64,
-    /// The oldest birth of a boxed key this table may own (at most `birth`): the start of the
-    /// table's lifetime for reclamation (see [`Table::reclamation_birth`]).
+    /// The oldest birth of a boxed key this table may own, or of an older table whose slots may
+    /// show one (at most `birth`): the start of the table's lifetime for reclamation (see
+    /// [`Table::reclamation_birth`]).
     key_birth_floor: AtomicU64,
     /// How many tables the map had before this one (the version of its snapshots).
     pub(super) generation: u64,
@@ -209,9 +210,10 @@ impl Table {
         before != 0 && before <= self.capacity()
     }
 
-    /// Records that a boxed key born at `birth` is being claimed in this table. Called before
-    /// the claim CAS, whose release publishes it to whoever migrates the slot and so to the
-    /// thread that retires the table.
+    /// Records that a boxed key born at `birth` is being claimed in this table (before the
+    /// claim CAS, whose release publishes it to whoever migrates the slot and so to the thread
+    /// that retires the table), or that readers of a table born at `birth` may load keys this
+    /// one owns (before the table is installed as a successor).
     #[inline]
     pub(super) fn lower_key_birth_floor(&self, birth: u64) {
         if birth < self.key_birth_floor.load(Ordering::Relaxed) {
@@ -220,10 +222,20 @@ impl Table {
     }
 
     /// The birth to retire this table with. Freeing a table frees the boxed keys it owns (those
-    /// a resize dropped rather than moved), and a key can reach a table long after its own
-    /// birth: carried from an older table, where a reader may have loaded it under a pin that
-    /// ended its reservation before this table was born. Reclamation must treat the table as
-    /// alive since its oldest key, or it would free that key under the reader's feet.
+    /// a resize dropped rather than moved), and two kinds of reader can load such a key
+    /// without a reservation that covers this table's own birth:
+    /// * A key can reach a table long after its own birth, carried from an older table, where a
+    ///   reader may have loaded it under a pin that ended its reservation before this table
+    ///   was born. So the table is alive since its oldest key's birth (`lower_key_birth_floor`
+    ///   at every claim and carry).
+    /// * A carried key's word stays in the older table's slot (with `MOVED`). A reader that
+    ///   holds the older table, and pinned before the key was even born, can load the word
+    ///   there after the key has moved on and the table that owns it now was retired: the
+    ///   reclamation handshake covers the location a table was unlinked from (the root), not
+    ///   this stale copy. That reader's reservation covers the older table's birth, so a
+    ///   successor of a map whose keys may be boxed starts at most at its predecessor's
+    ///   reclamation birth (set when it is installed, see `migrate`), and by induction at most
+    ///   at the birth of every older table whose slots show one of its keys.
     pub(super) fn reclamation_birth(&self) -> u64 {
         self.key_birth_floor.load(Ordering::Acquire).min(self.birth)
     }
