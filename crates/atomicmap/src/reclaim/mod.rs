@@ -42,7 +42,10 @@
 //!   whose retired objects keep links to other objects (an old table's link to its successor)
 //!   must not let a reader follow such a link to an object that may be retired without
 //!   re-checking that location after its reservation covers the object: `AtomicMap`'s
-//!   `next_table` re-reads the root for this reason.
+//!   `next_table` re-reads the root for this reason. Where no such re-check is possible (an
+//!   old table's slots keep the words of keys that a successor now owns), the owner is retired
+//!   with a birth no later than the old table's, which every reader holding that table covers
+//!   (`AtomicMap`'s `Table::reclamation_birth`).
 //! * Unpin is a release store of `INACTIVE`, and a pin's store of `lower` is a release store
 //!   too; the reclaimer reads `lower` with acquire. Whichever later value it reads (`INACTIVE`
 //!   or a later pin's epoch), everything the reader did with an object during the earlier pin
