@@ -340,6 +340,7 @@ where
                         None => self.carry(guard, successor, key),
                     };
                     carried = Some(copy);
+                    successor.note_stored(value);
                     copy.value.store(value, Ordering::Release);
                     (value, MOVED)
                 }
@@ -386,6 +387,7 @@ where
                     );
                     break;
                 }
+                successor.note_stored(key.word());
                 if slot
                     .key
                     .compare_exchange(EMPTY, key.word(), Ordering::AcqRel, Ordering::Acquire)

@@ -412,6 +412,7 @@ where
                         committed: false,
                     };
                 };
+                table.note_stored(new.word());
                 match slot.value.compare_exchange(
                     current.raw(),
                     new.word(),
@@ -521,6 +522,7 @@ where
                         self.migrator().wait_for_successor(table);
                         continue;
                     }
+                    table.note_stored(claim);
                     // SeqCst, with the check above: see `migrate`, "Room to carry".
                     if slot
                         .key
@@ -559,7 +561,12 @@ where
     /// allocating the successor right now (crowded is not full).
     fn resize_crowded(&self, guard: &Guard<'_>, table: &Table) -> bool {
         if table.next().is_null() {
-            let Some(capacity) = policy::crowded_verdict(table, self.len()) else {
+            if table.successor_allocating() {
+                // A writer that found the table crowded is allocating its successor (which
+                // takes a while for a large table): no need to sample it again meanwhile.
+                return false;
+            }
+            let Some(capacity) = policy::crowding_after_long_probe(table, || self.len()) else {
                 return false;
             };
             let migrator = self.migrator();
@@ -660,7 +667,7 @@ where
             let table = self.chain.root(guard);
             if table.next().is_null() {
                 if table.capacity() == capacity
-                    && policy::crowded_verdict(table, self.len()).is_none()
+                    && policy::crowded_verdict(table, || self.len()).is_none()
                 {
                     return true;
                 }

@@ -1,7 +1,8 @@
 //! When a table is resized and to what size. Pure decisions: nothing here changes a table.
 //!
 //! A writer that must probe [`probe_limit`] slots past a key's home to find a free one asks
-//! [`crowded_verdict`], which samples the table:
+//! [`crowded_verdict`], which samples the table (in a large table, at most one such writer's
+//! check in eight per thread after a sample found nothing, see [`crowding_after_long_probe`]):
 //! * under 11/16 of the sample claimed: nothing to do (a long probe by chance);
 //! * live keys fill 3/8 of the table: grow to twice the size;
 //! * a quarter of the sample is tombstones: compact to the live keys (the same size, or smaller
@@ -26,6 +27,13 @@ const PROBE_LIMIT: usize = 16;
 /// Slots sampled to estimate how crowded a table is: enough that the estimate's standard
 /// deviation (about 2% at half load) keeps a table at normal load from ever looking crowded.
 const SAMPLE: usize = 512;
+
+/// Checks of one table a thread skips after a sample of it gave no verdict.
+const CHECKS_SKIPPED_AFTER_NO_VERDICT: u32 = 7;
+
+/// Tables smaller than this are sampled on every long probe: a few skipped checks' keys
+/// matter there, and a sample is a fraction of [`SAMPLE`] slots anyway.
+const PACED_MIN_CAPACITY: usize = 4 * SAMPLE;
 
 /// A thread checks for a shrink once every this many removes.
 const REMOVES_PER_SHRINK_CHECK: u32 = 256;
@@ -68,9 +76,31 @@ pub(super) fn out_of_memory(capacity: usize) -> ! {
     }
 }
 
-/// The successor capacity for a crowded `table` holding `live` keys, or `None` if resizing it
-/// would not help (see the module docs).
-pub(super) fn crowded_verdict(table: &Table, live: usize) -> Option<usize> {
+/// [`crowded_verdict`] for a writer that just probed [`probe_limit`] slots, paced per thread:
+/// after a sample of a large table finds no cause to resize it, the thread skips its next
+/// [`CHECKS_SKIPPED_AFTER_NO_VERDICT`] checks of the same table. A table filling towards the
+/// grow threshold sends many writers past the probe limit, and each sample reads 512 slots
+/// (128 cache lines, most of them misses); the keys a skipped check lets in are a few per
+/// thread in a table of thousands of slots.
+pub(super) fn crowding_after_long_probe(
+    table: &Table,
+    live: impl FnOnce() -> usize,
+) -> Option<usize> {
+    let paced = table.capacity() >= PACED_MIN_CAPACITY;
+    if paced && SKIPPED_CHECKS.with(|skipped| skipped.skip(table)) {
+        return None;
+    }
+    let verdict = crowded_verdict(table, live);
+    if paced && verdict.is_none() {
+        SKIPPED_CHECKS.with(|skipped| skipped.start(table));
+    }
+    verdict
+}
+
+/// The successor capacity for a crowded `table` holding `live` keys (counted only if the
+/// sample is crowded: the count reads every thread's record), or `None` if resizing it would
+/// not help (see the module docs).
+pub(super) fn crowded_verdict(table: &Table, live: impl FnOnce() -> usize) -> Option<usize> {
     let window = SAMPLE.min(table.capacity());
     let start = next_sample_start() as usize;
     let (mut claimed, mut valued) = (0, 0);
@@ -84,6 +114,7 @@ pub(super) fn crowded_verdict(table: &Table, live: usize) -> Option<usize> {
     if claimed * 16 < window * 11 {
         return None;
     }
+    let live = live();
     let capacity = table.capacity();
     if live.saturating_mul(8) >= capacity.saturating_mul(3) {
         return Some(capacity.checked_mul(2).unwrap_or(capacity));
@@ -136,6 +167,41 @@ thread_local! {
         reason = "as above"
     )]
     static REMOVES: Cell<u32> = Cell::new(0);
+    #[allow(
+        clippy::missing_const_for_thread_local,
+        reason = "as above"
+    )]
+    static SKIPPED_CHECKS: SkippedChecks = SkippedChecks::default();
+}
+
+/// Which table a thread is skipping crowding checks of, and how many checks are left to skip.
+/// The table is known by its address only: should a freed table's address come back for a new
+/// one, the new table merely has a few checks skipped.
+#[derive(Default)]
+struct SkippedChecks {
+    table: Cell<usize>,
+    left: Cell<u32>,
+}
+
+impl SkippedChecks {
+    /// Whether to skip this check of `table`.
+    fn skip(&self, table: &Table) -> bool {
+        let left = self.left.get();
+        if left == 0 || self.table.get() != address(table) {
+            return false;
+        }
+        self.left.set(left - 1);
+        true
+    }
+
+    fn start(&self, table: &Table) {
+        self.table.set(address(table));
+        self.left.set(CHECKS_SKIPPED_AFTER_NO_VERDICT);
+    }
+}
+
+fn address(table: &Table) -> usize {
+    std::ptr::from_ref(table) as usize
 }
 
 fn next_sample_start() -> u64 {
@@ -148,4 +214,69 @@ fn next_sample_start() -> u64 {
         seed.set(x);
         x
     })
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+    use crate::atomic_map::raw::word::Codec;
+
+    /// A table of `capacity` slots, every one holding a live key: a sample finds it crowded.
+    fn full_table(capacity: usize) -> Box<Table> {
+        let table = Table::allocate(capacity, 0, 0, 0, None).expect("a small table");
+        for (index, slot) in table.slots.iter().enumerate() {
+            let word = Codec::<u64>::inline_word(&(index as u64)).expect("a small key");
+            slot.key.store(word, Ordering::Relaxed);
+            slot.value.store(word, Ordering::Relaxed);
+        }
+        table
+    }
+
+    /// Runs one paced check of `table` claiming `live` live keys; returns whether it sampled
+    /// (a crowded sample is the only step that counts the live keys).
+    fn samples(table: &Table, live: usize) -> bool {
+        let counted = Cell::new(false);
+        let verdict = crowding_after_long_probe(table, || {
+            counted.set(true);
+            live
+        });
+        assert_eq!(
+            verdict, None,
+            "crowded by live keys that fill little of it: no resize"
+        );
+        counted.get()
+    }
+
+    #[test]
+    fn a_thread_skips_its_next_checks_of_a_large_table_after_a_sample_without_verdict() {
+        let table = full_table(PACED_MIN_CAPACITY);
+        let other = full_table(PACED_MIN_CAPACITY);
+        assert!(samples(&table, 1));
+        for _ in 0..CHECKS_SKIPPED_AFTER_NO_VERDICT {
+            assert!(!samples(&table, 1));
+        }
+        assert!(samples(&table, 1), "the pause ends");
+        assert!(samples(&other, 1), "another table is not paused");
+    }
+
+    #[test]
+    fn a_small_table_is_sampled_on_every_check() {
+        let table = full_table(PACED_MIN_CAPACITY / 2);
+        for _ in 0..=CHECKS_SKIPPED_AFTER_NO_VERDICT {
+            assert!(samples(&table, 1));
+        }
+    }
+
+    #[test]
+    fn a_verdict_the_map_asks_for_samples_during_a_pause() {
+        let table = full_table(PACED_MIN_CAPACITY);
+        assert!(samples(&table, 1));
+        assert_eq!(
+            crowded_verdict(&table, || PACED_MIN_CAPACITY),
+            Some(2 * PACED_MIN_CAPACITY),
+            "a table crowded by live keys grows even while long probes skip their checks"
+        );
+    }
 }

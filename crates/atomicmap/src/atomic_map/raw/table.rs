@@ -73,6 +73,9 @@ pub(super) struct Table {
     /// show one (at most `birth`): the start of the table's lifetime for reclamation (see
     /// [`Table::reclamation_birth`]).
     key_birth_floor: AtomicU64,
+    /// Set before the first box word is stored in a slot (see [`Table::note_stored`]): a table
+    /// that never held one is freed without a pass over its slots.
+    holds_boxes: AtomicBool,
     /// How many tables the map had before this one (the version of its snapshots).
     pub(super) generation: u64,
     pub(super) slots: Box<[Slot]>,
@@ -119,6 +122,7 @@ impl Table {
             mask: capacity - 1,
             birth,
             key_birth_floor: AtomicU64::new(birth),
+            holds_boxes: AtomicBool::new(false),
             generation,
             image: AtomicPtr::new(image.map_or(std::ptr::null_mut(), Box::into_raw)),
             slots: allocate_slots(capacity)?,
@@ -221,6 +225,17 @@ impl Table {
         }
     }
 
+    /// Records that `word` is about to be stored in one of this table's key or value words.
+    /// Called before the store or CAS: whoever frees the table holds it only after every
+    /// thread that wrote to it has unpinned (or pinned again), which orders this relaxed store
+    /// before the free (see `reclaim`, "Unpin is a release store").
+    #[inline]
+    pub(super) fn note_stored(&self, word: u64) {
+        if word::is_box(word) && !self.holds_boxes.load(Ordering::Relaxed) {
+            self.holds_boxes.store(true, Ordering::Relaxed);
+        }
+    }
+
     /// The birth to retire this table with. Freeing a table frees the boxed keys it owns (those
     /// a resize dropped rather than moved), and two kinds of reader can load such a key
     /// without a reservation that covers this table's own birth:
@@ -238,6 +253,13 @@ impl Table {
     ///   at the birth of every older table whose slots show one of its keys.
     pub(super) fn reclamation_birth(&self) -> u64 {
         self.key_birth_floor.load(Ordering::Acquire).min(self.birth)
+    }
+
+    /// Whether a writer is allocating a successor for this table (a hint: relaxed, and stale
+    /// once the successor is installed, which `next` tells).
+    #[inline]
+    pub(super) fn successor_allocating(&self) -> bool {
+        self.migration.allocating.load(Ordering::Relaxed) != NOT_ALLOCATING
     }
 
     /// Whether a successor sized to this table's contents is being allocated, so that no new
@@ -352,7 +374,7 @@ pub(super) unsafe fn free_table<K: 'static, V: 'static>(table: *mut ()) {
     let table = unsafe { Box::from_raw(table as *mut Table) };
     let boxed_keys = word::Codec::<K>::may_box();
     let boxed_values = word::Codec::<V>::may_box();
-    if !boxed_keys && !boxed_values {
+    if !boxed_keys && !boxed_values || !table.holds_boxes.load(Ordering::Relaxed) {
         return;
     }
     for slot in table.slots.iter() {
