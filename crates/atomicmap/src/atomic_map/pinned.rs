@@ -109,8 +109,13 @@ where
     #[inline]
     pub fn insert(&self, key: K, value: V) -> Option<ValueRef<'_, V>> {
         let raw = self.raw();
+        let hash = match raw.insert_inline(&self.guard, &key, &value) {
+            Ok(previous) => return previous.map(Shared::get),
+            Err(hash) => hash,
+        };
         let mut pending = raw.pending_value(value);
-        let written = raw.write_owned(&self.guard, key, |_| Some(pending.stage(&self.guard)));
+        let written =
+            raw.write_owned_hashed(&self.guard, key, hash, |_| Some(pending.stage(&self.guard)));
         pending.published(&self.guard);
         written.previous.map(Shared::get)
     }

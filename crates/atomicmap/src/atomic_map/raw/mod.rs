@@ -337,11 +337,83 @@ where
         decide: impl FnMut(Option<Shared<'g, V>>) -> Option<Staged>,
     ) -> Written<'g, V> {
         let hash = self.hash(&key);
+        self.write_owned_hashed(guard, key, hash, decide)
+    }
+
+    /// [`write_owned`](Self::write_owned) of a key whose hash the caller has.
+    #[inline]
+    pub(in crate::atomic_map) fn write_owned_hashed<'g>(
+        &self,
+        guard: &'g Guard<'_>,
+        key: K,
+        hash: u64,
+        decide: impl FnMut(Option<Shared<'g, V>>) -> Option<Staged>,
+    ) -> Written<'g, V> {
         let query = match Codec::<K>::inline_word(&key) {
             Some(word) => Query::<K, K>::Inline(word),
             None => Query::Owned(PendingKey::new(key, hash, &self.collector)),
         };
         self.write(guard, hash, query, decide)
+    }
+
+    /// An insert of a key that has a slot in the root table (with a value or removed), when the
+    /// key and both values are stored inline: the probe and the value CAS alone, plus the count
+    /// when a removed key gets its value back. An inline value replacing an inline value
+    /// retires nothing, so the general write's staging and book-keeping have nothing else to
+    /// do. `Ok` holds the value replaced; `Err` (with the key's hash) means the general write
+    /// must run: a key or value that is boxed, a resize in flight, a key without a slot, a lost
+    /// race.
+    ///
+    /// Why a second path for a write the general one also does: with a table larger than the
+    /// cache, a write waits for one miss, and the next operation's miss starts during that wait
+    /// only if the CPU reaches it, which the general path's length prevents (at a million keys
+    /// an overwrite took 2.3 times as long as in a bare slot array with the same miss).
+    #[inline(always)]
+    pub(in crate::atomic_map) fn insert_inline<'g>(
+        &self,
+        guard: &'g Guard<'_>,
+        key: &K,
+        value: &V,
+    ) -> Result<Option<Shared<'g, V>>, u64> {
+        let hash = self.hash(key);
+        let (Some(key_word), Some(value_word)) =
+            (Codec::<K>::inline_word(key), Codec::<V>::inline_word(value))
+        else {
+            return Err(hash);
+        };
+        let table = self.chain.root(guard);
+        if !table.next().is_null() {
+            return Err(hash);
+        }
+        for slot in Probe::new(table, hash) {
+            // Inline words are equal exactly when their keys are (one encoding per key), and
+            // never equal a box's address or a sentinel.
+            match slot.key.load(Ordering::Acquire) {
+                here if here == key_word => {
+                    let current = slot.value.load(Ordering::Acquire);
+                    if current != ABSENT && !word::is_inline(current) {
+                        // Moved on, or a boxed value that would need retiring.
+                        return Err(hash);
+                    }
+                    if slot
+                        .value
+                        .compare_exchange(current, value_word, Ordering::AcqRel, Ordering::Acquire)
+                        .is_err()
+                    {
+                        return Err(hash);
+                    }
+                    if current == ABSENT {
+                        guard.count_entries(1);
+                        return Ok(None);
+                    }
+                    // SAFETY: `current` is an inline word of a `V`: it points to nothing.
+                    return Ok(Some(unsafe { Shared::from_word(current) }));
+                }
+                EMPTY | SEALED => return Err(hash),
+                _ => {}
+            }
+        }
+        Err(hash)
     }
 
     /// [`write`](Self::write) for a borrowed key: a missing key is reported as absent without
