@@ -126,9 +126,14 @@ where
     where
         Q: Hash + Equivalent<K> + ?Sized,
     {
-        let written = self
-            .raw()
-            .write_borrowed(&self.guard, key, |current| current.map(|_| Staged::REMOVE));
+        let raw = self.raw();
+        let hash = match raw.remove_inline(&self.guard, key) {
+            Ok(previous) => return previous.map(Shared::get),
+            Err(hash) => hash,
+        };
+        let written = raw.write_borrowed_hashed(&self.guard, key, hash, |current| {
+            current.map(|_| Staged::REMOVE)
+        });
         written.previous.map(Shared::get)
     }
 

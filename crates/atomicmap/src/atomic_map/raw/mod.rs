@@ -428,7 +428,72 @@ where
     where
         Q: Hash + Equivalent<K> + ?Sized,
     {
-        self.write(guard, self.hash(key), Query::Borrowed(key), decide)
+        self.write_borrowed_hashed(guard, key, self.hash(key), decide)
+    }
+
+    /// [`write_borrowed`](Self::write_borrowed) of a key whose hash the caller has.
+    #[inline]
+    pub(in crate::atomic_map) fn write_borrowed_hashed<'g, Q>(
+        &self,
+        guard: &'g Guard<'_>,
+        key: &Q,
+        hash: u64,
+        decide: impl FnMut(Option<Shared<'g, V>>) -> Option<Staged>,
+    ) -> Written<'g, V>
+    where
+        Q: Hash + Equivalent<K> + ?Sized,
+    {
+        self.write(guard, hash, Query::Borrowed(key), decide)
+    }
+
+    /// A remove from the root table of a key whose value is stored inline (or that has none):
+    /// the probe and the value CAS, then the count and the occasional shrink check that follow
+    /// every remove. `Ok` holds the value removed; `Err` (with the key's hash) means the
+    /// general write must run: a resize in flight, a boxed value, a lost race. Short for the
+    /// reason [`insert_inline`](Self::insert_inline) is.
+    #[inline(always)]
+    pub(in crate::atomic_map) fn remove_inline<'g, Q>(
+        &self,
+        guard: &'g Guard<'_>,
+        query: &Q,
+    ) -> Result<Option<Shared<'g, V>>, u64>
+    where
+        Q: Hash + Equivalent<K> + ?Sized,
+    {
+        let hash = self.hash(query);
+        let table = self.chain.root(guard);
+        if !table.next().is_null() {
+            return Err(hash);
+        }
+        for slot in Probe::new(table, hash) {
+            let loaded = shared::load::<K>(guard, &slot.key);
+            let Some(key) = loaded.key() else {
+                return match loaded.raw() {
+                    EMPTY => Ok(None),
+                    _ => Err(hash),
+                };
+            };
+            if !key.matches(hash, query) {
+                continue;
+            }
+            let current = slot.value.load(Ordering::Acquire);
+            if current == ABSENT {
+                return Ok(None);
+            }
+            if !word::is_inline(current)
+                || slot
+                    .value
+                    .compare_exchange(current, ABSENT, Ordering::AcqRel, Ordering::Acquire)
+                    .is_err()
+            {
+                return Err(hash);
+            }
+            guard.count_entries(-1);
+            self.after_remove(guard);
+            // SAFETY: `current` is an inline word of a `V`: it points to nothing.
+            return Ok(Some(unsafe { Shared::from_word(current) }));
+        }
+        Err(hash)
     }
 
     /// Commits `decide(current)` for the key `query` with one value CAS, retrying on races.
