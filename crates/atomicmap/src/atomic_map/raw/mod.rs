@@ -170,6 +170,14 @@ pub(in crate::atomic_map) struct TableStats {
     pub(in crate::atomic_map) longest_probe: usize,
 }
 
+/// Why [`RawMap::root_slot`] found no slot.
+enum RootMiss {
+    /// The key has no slot in the map.
+    Absent,
+    /// The key may have one the short writes do not look at.
+    Elsewhere,
+}
+
 /// What [`RawMap::search`] found in one table.
 enum Search<'g, V> {
     Found(Shared<'g, V>),
@@ -387,39 +395,48 @@ where
         else {
             return Err(hash);
         };
-        let table = self.chain.root(guard);
-        if !table.next().is_null() {
+        // Inline words are equal exactly when their keys are (one encoding per key).
+        let slot = self
+            .root_slot(guard, hash, |here| here.word() == key_word)
+            .map_err(|_| hash)?;
+        let current = slot.value.load(Ordering::Acquire);
+        if current != ABSENT && !word::is_inline(current) {
+            // Moved on, or a boxed value that would need retiring.
             return Err(hash);
         }
+        slot.value
+            .compare_exchange(current, value_word, Ordering::AcqRel, Ordering::Acquire)
+            .map_err(|_| hash)?;
+        self.committed(guard, current, value_word);
+        // SAFETY: `current` is an inline word of a `V`: it points to nothing.
+        Ok((current != ABSENT).then(|| unsafe { Shared::from_word(current) }))
+    }
+
+    /// The slot of the key `is_wanted` accepts in the root table, for the short writes.
+    /// `RootMiss::Absent` if the probe proved the key missing; `RootMiss::Elsewhere` if the
+    /// general write must look: a resize is in flight, or the probe met a `SEALED` slot or no
+    /// end.
+    #[inline(always)]
+    fn root_slot<'g>(
+        &self,
+        guard: &'g Guard<'_>,
+        hash: u64,
+        mut is_wanted: impl FnMut(Shared<'g, K>) -> bool,
+    ) -> Result<&'g Slot, RootMiss> {
+        let table = self.chain.root(guard);
+        if !table.next().is_null() {
+            return Err(RootMiss::Elsewhere);
+        }
         for slot in Probe::new(table, hash) {
-            // Inline words are equal exactly when their keys are (one encoding per key), and
-            // never equal a box's address or a sentinel.
-            match slot.key.load(Ordering::Acquire) {
-                here if here == key_word => {
-                    let current = slot.value.load(Ordering::Acquire);
-                    if current != ABSENT && !word::is_inline(current) {
-                        // Moved on, or a boxed value that would need retiring.
-                        return Err(hash);
-                    }
-                    if slot
-                        .value
-                        .compare_exchange(current, value_word, Ordering::AcqRel, Ordering::Acquire)
-                        .is_err()
-                    {
-                        return Err(hash);
-                    }
-                    if current == ABSENT {
-                        guard.count_entries(1);
-                        return Ok(None);
-                    }
-                    // SAFETY: `current` is an inline word of a `V`: it points to nothing.
-                    return Ok(Some(unsafe { Shared::from_word(current) }));
-                }
-                EMPTY | SEALED => return Err(hash),
-                _ => {}
+            let loaded = shared::load::<K>(guard, &slot.key);
+            match loaded.key() {
+                Some(key) if is_wanted(key) => return Ok(slot),
+                Some(_) => {}
+                None if loaded.raw() == EMPTY => return Err(RootMiss::Absent),
+                None => return Err(RootMiss::Elsewhere),
             }
         }
-        Err(hash)
+        Err(RootMiss::Elsewhere)
     }
 
     /// [`write`](Self::write) for a borrowed key: a missing key is reported as absent without
@@ -467,39 +484,24 @@ where
         Q: Hash + Equivalent<K> + ?Sized,
     {
         let hash = self.hash(query);
-        let table = self.chain.root(guard);
-        if !table.next().is_null() {
+        let slot = match self.root_slot(guard, hash, |key| key.matches(hash, query)) {
+            Ok(slot) => slot,
+            Err(RootMiss::Absent) => return Ok(None),
+            Err(RootMiss::Elsewhere) => return Err(hash),
+        };
+        let current = slot.value.load(Ordering::Acquire);
+        if current == ABSENT {
+            return Ok(None);
+        }
+        if !word::is_inline(current) {
             return Err(hash);
         }
-        for slot in Probe::new(table, hash) {
-            let loaded = shared::load::<K>(guard, &slot.key);
-            let Some(key) = loaded.key() else {
-                return match loaded.raw() {
-                    EMPTY => Ok(None),
-                    _ => Err(hash),
-                };
-            };
-            if !key.matches(hash, query) {
-                continue;
-            }
-            let current = slot.value.load(Ordering::Acquire);
-            if current == ABSENT {
-                return Ok(None);
-            }
-            if !word::is_inline(current)
-                || slot
-                    .value
-                    .compare_exchange(current, ABSENT, Ordering::AcqRel, Ordering::Acquire)
-                    .is_err()
-            {
-                return Err(hash);
-            }
-            guard.count_entries(-1);
-            self.after_remove(guard);
-            // SAFETY: `current` is an inline word of a `V`: it points to nothing.
-            return Ok(Some(unsafe { Shared::from_word(current) }));
-        }
-        Err(hash)
+        slot.value
+            .compare_exchange(current, ABSENT, Ordering::AcqRel, Ordering::Acquire)
+            .map_err(|_| hash)?;
+        self.committed(guard, current, ABSENT);
+        // SAFETY: `current` is an inline word of a `V`: it points to nothing.
+        Ok(Some(unsafe { Shared::from_word(current) }))
     }
 
     /// Commits `decide(current)` for the key `query` with one value CAS, retrying on races.
