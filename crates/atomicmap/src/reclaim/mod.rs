@@ -76,10 +76,9 @@
 //! # Cost
 //! Pin and unpin are two stores and a compiler fence (a thread-local index finds the record);
 //! unpin also loads its own record's `lower` and the shared count of waiting large garbage,
-//! which changes rarely. A
-//! protected load adds one load of the shared epoch, which changes rarely too. Reclamation
-//! passes run in the retiring thread every [`SCAN_THRESHOLD`] retirements and cost one
-//! `membarrier` system call plus a walk of the reservations.
+//! which changes rarely. A protected load adds one load of the shared epoch, which changes
+//! rarely too. Reclamation passes run in the retiring thread every [`SCAN_THRESHOLD`]
+//! retirements and cost one `membarrier` system call plus a walk of the reservations.
 //!
 //! # Entry counts
 //! The records also carry each thread's count of entries added minus removed
