@@ -171,11 +171,19 @@ pub(in crate::atomic_map) struct TableStats {
 }
 
 /// Why [`RawMap::root_slot`] found no slot.
-enum RootMiss {
-    /// The key has no slot in the map.
-    Absent,
+enum RootMiss<'g> {
+    /// The key has no slot in the map; its probe of the root table ended at this free slot.
+    Absent(FreeSlot<'g>),
     /// The key may have one the short writes do not look at.
     Elsewhere,
+}
+
+/// The `EMPTY` slot that ended a probe of `table`, `distance` slots past the key's home: where
+/// a write claims the key.
+struct FreeSlot<'g> {
+    table: &'g Table,
+    slot: &'g Slot,
+    distance: usize,
 }
 
 /// What [`RawMap::search`] found in one table.
@@ -370,13 +378,13 @@ where
         self.write(guard, hash, query, decide)
     }
 
-    /// An insert of a key that has a slot in the root table (with a value or removed), when the
-    /// key and both values are stored inline: the probe and the value CAS alone, plus the count
-    /// when a removed key gets its value back. An inline value replacing an inline value
-    /// retires nothing, so the general write's staging and book-keeping have nothing else to
-    /// do. `Ok` holds the value replaced; `Err` (with the key's hash) means the general write
-    /// must run: a key or value that is boxed, a resize in flight, a key without a slot, a lost
-    /// race.
+    /// An insert into the root table when the key and both values are stored inline: the probe
+    /// and the value CAS alone (after a claim of the free slot the probe ended at, for a new
+    /// key), plus the count when the key gets a value. An inline value replacing an inline
+    /// value retires nothing, so the general write's staging and book-keeping have nothing else
+    /// to do. `Ok` holds the value replaced; `Err` (with the key's hash) means the general
+    /// write must run: a key or value that is boxed, a resize in flight, a new key whose claim
+    /// the general write must make (see [`claim_free`](Self::claim_free)), a lost race.
     ///
     /// Why a second path for a write the general one also does: with a table larger than the
     /// cache, a write waits for one miss, and the next operation's miss starts during that wait
@@ -396,9 +404,11 @@ where
             return Err(hash);
         };
         // Inline words are equal exactly when their keys are (one encoding per key).
-        let slot = self
-            .root_slot(guard, hash, |here| here.word() == key_word)
-            .map_err(|_| hash)?;
+        let slot = match self.root_slot(guard, hash, |here| here.word() == key_word) {
+            Ok(slot) => slot,
+            Err(RootMiss::Absent(free)) => Self::claim_free(free, key_word).ok_or(hash)?,
+            Err(RootMiss::Elsewhere) => return Err(hash),
+        };
         let current = slot.value.load(Ordering::Acquire);
         if current != ABSENT && !word::is_inline(current) {
             // Moved on, or a boxed value that would need retiring.
@@ -412,27 +422,61 @@ where
         Ok((current != ABSENT).then(|| unsafe { Shared::from_word(current) }))
     }
 
+    /// Claims `free` for the inline key word `claim` when [`locate`](Self::locate) would claim
+    /// it in the same steps: `free`'s table is still the root with no successor, the probe was
+    /// short enough that the table needs no crowding check, and no fit successor is being
+    /// sized. The claimed key has no value yet, like a removed key's, and a resize that meets
+    /// it before the value lands drops it as one: the value CAS then fails and the general
+    /// write takes over. `None` sends the caller to the general write.
+    #[inline(always)]
+    fn claim_free<'g>(free: FreeSlot<'g>, claim: u64) -> Option<&'g Slot> {
+        let FreeSlot {
+            table,
+            slot,
+            distance,
+        } = free;
+        if !table.next().is_null()
+            || distance >= policy::probe_limit(table)
+            || table.claims_paused()
+        {
+            return None;
+        }
+        table.note_stored(claim);
+        // SeqCst, with the check of paused claims above: see `migrate`, "Room to carry".
+        slot.key
+            .compare_exchange(EMPTY, claim, Ordering::SeqCst, Ordering::Acquire)
+            .ok()?;
+        Some(slot)
+    }
+
     /// The slot of the key `is_wanted` accepts in the root table, for the short writes.
-    /// `RootMiss::Absent` if the probe proved the key missing; `RootMiss::Elsewhere` if the
-    /// general write must look: a resize is in flight, or the probe met a `SEALED` slot or no
-    /// end.
+    /// `RootMiss::Absent` if the probe proved the key missing (at a free slot where it may be
+    /// claimed); `RootMiss::Elsewhere` if the general write must look: a resize is in flight,
+    /// or the probe met a `SEALED` slot or no end.
     #[inline(always)]
     fn root_slot<'g>(
         &self,
         guard: &'g Guard<'_>,
         hash: u64,
         mut is_wanted: impl FnMut(Shared<'g, K>) -> bool,
-    ) -> Result<&'g Slot, RootMiss> {
+    ) -> Result<&'g Slot, RootMiss<'g>> {
         let table = self.chain.root(guard);
         if !table.next().is_null() {
             return Err(RootMiss::Elsewhere);
         }
-        for slot in Probe::new(table, hash) {
+        let mut probe = Probe::new(table, hash);
+        while let Some(slot) = probe.next() {
             let loaded = shared::load::<K>(guard, &slot.key);
             match loaded.key() {
                 Some(key) if is_wanted(key) => return Ok(slot),
                 Some(_) => {}
-                None if loaded.raw() == EMPTY => return Err(RootMiss::Absent),
+                None if loaded.raw() == EMPTY => {
+                    return Err(RootMiss::Absent(FreeSlot {
+                        table,
+                        slot,
+                        distance: probe.distance(),
+                    }))
+                }
                 None => return Err(RootMiss::Elsewhere),
             }
         }
@@ -486,7 +530,7 @@ where
         let hash = self.hash(query);
         let slot = match self.root_slot(guard, hash, |key| key.matches(hash, query)) {
             Ok(slot) => slot,
-            Err(RootMiss::Absent) => return Ok(None),
+            Err(RootMiss::Absent(_)) => return Ok(None),
             Err(RootMiss::Elsewhere) => return Err(hash),
         };
         let current = slot.value.load(Ordering::Acquire);
