@@ -64,21 +64,12 @@
 //! from a later epoch, has ended the pin that held the object (see the release/acquire above),
 //! and one still showing `lower <= retire` keeps it held, conservatively.
 //!
-//! Who looks: the retiring thread, at its next unpin (the full pass). From then on only the
-//! pins that began no later than the objects' latest retire epoch can hold them, so each such
-//! pin looks as it ends, and the last of them frees them. That holder waits for the list's lock
-//! if another thread is looking (which may have read its reservation before it was cleared):
-//! left to some later unpin, a table could outlive the last operation on a map that then goes
-//! quiet, as it did with 16 threads on 2 cores, where most pins end after being descheduled.
-//! Every other thread looks after 1, 2, 4, ... unpins, up to once per
-//! [`MAX_UNPINS_PER_LARGE_LOOK`], which a look that finds the objects still held costs little.
-//!
 //! # Cost
 //! Pin and unpin are two stores and a compiler fence (a thread-local index finds the record);
-//! unpin also loads its own record's `lower` and the shared count of waiting large garbage,
-//! which changes rarely. A protected load adds one load of the shared epoch, which changes
-//! rarely too. Reclamation passes run in the retiring thread every [`SCAN_THRESHOLD`]
-//! retirements and cost one `membarrier` system call plus a walk of the reservations.
+//! unpin also loads the shared count of waiting large garbage, which changes rarely. A
+//! protected load adds one load of the shared epoch, which changes rarely too. Reclamation
+//! passes run in the retiring thread every [`SCAN_THRESHOLD`] retirements and cost one
+//! `membarrier` system call plus a walk of the reservations.
 //!
 //! # Entry counts
 //! The records also carry each thread's count of entries added minus removed
@@ -122,10 +113,10 @@ use participants::{Participant, Participants, INACTIVE};
 /// found still held, waiting for the next pass.
 pub(crate) const SCAN_THRESHOLD: usize = 1024;
 
-/// While large garbage waits, a thread whose pins cannot be holding it looks at it after 1, 2,
-/// 4, ... unpins, up to once per this many: cheap while a long pin holds a table back (a look
-/// that finds it still held costs a walk of the reservations, no barrier). A pin that may hold
-/// it looks as it ends (see "Large garbage").
+/// While large garbage waits, a thread looks at it after 1, 2, 4, ... unpins, up to once per
+/// this many: prompt whether threads pin per operation or hold one pin for a batch, and cheap
+/// while a long pin holds a table back (a look that finds it still held costs a walk of the
+/// reservations, no barrier).
 const MAX_UNPINS_PER_LARGE_LOOK: u32 = 64;
 
 /// A thread ticks the epoch after this many births; objects born in one tick share an epoch.
@@ -159,9 +150,6 @@ pub(crate) struct Collector {
     large_waiting: CachePadded<AtomicUsize>,
     /// The bytes of the objects `large` holds, written under its lock.
     large_bytes: AtomicUsize,
-    /// The latest retire epoch among the objects `large` holds, written under its lock (0
-    /// while none has one yet): a pin that began no later may be what holds them.
-    large_held_through: AtomicU64,
 }
 
 impl Default for Collector {
@@ -178,7 +166,6 @@ impl Collector {
             large: Mutex::new(Vec::new()),
             large_waiting: CachePadded(AtomicUsize::new(0)),
             large_bytes: AtomicUsize::new(0),
-            large_held_through: AtomicU64::new(0),
         }
     }
 
@@ -301,16 +288,11 @@ impl Collector {
     /// its barrier is paid for anyway. Frees what is unheld after releasing the list, so that
     /// the objects' destructors (user code, for a table's keys and values) never run under its
     /// lock. Returns whether large garbage is still waiting, and the bytes freed from
-    /// `own_bag`; `None` if another thread is looking and `wait` is false.
-    fn look_at_large_garbage(
-        &self,
-        own_bag: &mut Vec<Retired>,
-        wait: bool,
-    ) -> Option<(bool, usize)> {
+    /// `own_bag`; `None` if another thread is looking.
+    fn look_at_large_garbage(&self, own_bag: &mut Vec<Retired>) -> Option<(bool, usize)> {
         let mut large = match self.large.try_lock() {
             Ok(large) => large,
             Err(TryLockError::Poisoned(poison)) => poison.into_inner(),
-            Err(TryLockError::WouldBlock) if wait => self.lock_large(),
             Err(TryLockError::WouldBlock) => return None,
         };
         let mut own_unheld = Vec::new();
@@ -321,27 +303,13 @@ impl Collector {
             own_unheld = self.take_unheld(own_bag);
         }
         let unheld = self.take_unheld(&mut large);
-        self.publish_large(&large);
+        self.large_waiting.store(large.len(), Ordering::Relaxed);
+        self.large_bytes
+            .store(total_bytes(&large), Ordering::Relaxed);
         let still_waiting = !large.is_empty();
         drop(large);
         free_all(unheld);
         Some((still_waiting, free_all(own_unheld)))
-    }
-
-    /// Publishes what unpins read about the large garbage `large` (its list, locked): how many
-    /// objects wait, their bytes, and the latest retire epoch among them.
-    fn publish_large(&self, large: &[Retired]) {
-        self.large_waiting.store(large.len(), Ordering::Relaxed);
-        self.large_bytes
-            .store(total_bytes(large), Ordering::Relaxed);
-        let held_through = large
-            .iter()
-            .map(|retired| retired.retire)
-            .filter(|&retire| retire != UNASSIGNED)
-            .max()
-            .unwrap_or(0);
-        self.large_held_through
-            .store(held_through, Ordering::Relaxed);
     }
 
     fn lock_large(&self) -> MutexGuard<'_, Vec<Retired>> {
@@ -544,7 +512,12 @@ impl Guard<'_> {
             birth,
             retire: UNASSIGNED,
         });
-        self.collector.publish_large(&large);
+        self.collector
+            .large_waiting
+            .store(large.len(), Ordering::Relaxed);
+        self.collector
+            .large_bytes
+            .store(total_bytes(&large), Ordering::Relaxed);
         drop(large);
         self.me.unpins_until_large_look.set(1);
         self.me.large_look_interval.set(1);
@@ -563,11 +536,9 @@ impl Guard<'_> {
     /// Clears the reservation of an outermost pin and looks at waiting large garbage when due.
     #[inline]
     fn unpin(&self) {
-        // Our own record: only this thread writes it.
-        let ended_from = self.me.lower.load(Ordering::Relaxed);
         self.me.lower.store(INACTIVE, Ordering::Release);
         if self.collector.large_waiting.load(Ordering::Relaxed) != 0 {
-            self.large_garbage_waiting(ended_from);
+            self.large_garbage_waiting();
         }
     }
 
@@ -591,22 +562,19 @@ impl Drop for Guard<'_> {
 }
 
 impl Guard<'_> {
-    /// Looks at the shared large garbage after an unpin when the pin that ended (reserved from
-    /// epoch `ended_from`) may have been holding some of it: its last holder's look frees it.
-    /// Otherwise counts down this thread's unpins to its next look, and looks when the count
-    /// runs out (or has not started: garbage this thread has not looked at yet). We are
-    /// unpinned here, so our own reservation no longer holds anything back.
+    /// Counts down this thread's unpins to its next look at the shared large garbage, and looks
+    /// when the count runs out (or has not started: garbage this thread has not looked at yet).
+    /// We are unpinned here, so our own reservation no longer holds anything back.
     #[cold]
-    fn large_garbage_waiting(&self, ended_from: u64) {
-        let was_holding = ended_from <= self.collector.large_held_through.load(Ordering::Relaxed);
+    fn large_garbage_waiting(&self) {
         let countdown = self.me.unpins_until_large_look.get();
-        if countdown > 1 && !was_holding {
+        if countdown > 1 {
             self.me.unpins_until_large_look.set(countdown - 1);
             return;
         }
         // SAFETY: this thread's own bag, as in `retire`.
         let bag = unsafe { &mut *self.me.bag.get() };
-        match self.collector.look_at_large_garbage(bag, was_holding) {
+        match self.collector.look_at_large_garbage(bag) {
             // Another thread is looking right now; ours can wait a turn.
             None => self.me.unpins_until_large_look.set(1),
             Some((still_waiting, freed)) => {
@@ -674,59 +642,5 @@ mod tests {
         // SAFETY: this thread's own bag, read while no retire is running.
         let held = unsafe { &*guard.me.bag.get() }.len() as u64;
         assert_eq!(held, retirements, "the pin holds every object back");
-    }
-
-    /// Retires a boxed `u64` as large garbage of `LARGE_BYTES` bytes.
-    fn retire_large_box(collector: &Collector, guard: &Guard<'_>) {
-        let birth = collector.birth_epoch(guard);
-        let object = Box::into_raw(Box::new(0u64));
-        // SAFETY: a box never published, retired once, freed by `free_box` of its type.
-        unsafe { guard.retire_large(object.cast(), LARGE_BYTES, birth, free_box::<u64>) };
-    }
-
-    const LARGE_BYTES: usize = 1 << 20;
-
-    /// A table's last holder frees it as its pin ends, even when that thread has backed off
-    /// from looking at large garbage: before, the table waited for some thread's next due look,
-    /// and outlived the last operation on a map whose threads had all finished.
-    #[test]
-    fn the_last_pin_holding_a_retired_table_frees_it_as_it_ends() {
-        let collector = Collector::new();
-        let step = std::sync::Barrier::new(2);
-        std::thread::scope(|scope| {
-            scope.spawn(|| {
-                // The retiring thread.
-                let first = collector.enter();
-                retire_large_box(&collector, &first);
-                step.wait(); // 1: the first table waits, held by this pin
-                step.wait(); // 2: the holder has backed off and pinned again
-                retire_large_box(&collector, &first);
-                drop(first);
-                assert_eq!(
-                    collector.garbage_bytes(),
-                    LARGE_BYTES,
-                    "the first table is freed; the second is held by the other thread's pin"
-                );
-                step.wait(); // 3
-            });
-            step.wait(); // 1
-            for _ in 0..4 * MAX_UNPINS_PER_LARGE_LOOK {
-                drop(collector.enter());
-            }
-            let me = collector.participants.local();
-            assert!(
-                me.unpins_until_large_look.get() > 1,
-                "this thread's looks found the first table held, and backed off"
-            );
-            let holder = collector.enter();
-            step.wait(); // 2
-            step.wait(); // 3
-            drop(holder);
-            assert_eq!(
-                collector.garbage_bytes(),
-                0,
-                "the second table's last holder freed it as its pin ended"
-            );
-        });
     }
 }
