@@ -42,12 +42,15 @@
 //!   other keys are dropped by the next resize, which copies only live entries (so a table
 //!   emptied by removes compacts itself, see `migrate`).
 //! * `MOVED`, `DROPPED` and `SEALED` mean "look in the next table" and are final for this table.
-//! * Two writes have a short form besides the general `write`: an insert over a key that has a
-//!   slot in the root table with an inline (or no) value, and a remove of a key whose value is
-//!   inline (`insert_inline`, `remove_inline`). Each is the same probe and the same value CAS,
-//!   taken only while the root has no successor and only over an inline word, so that there is
-//!   no box to retire and no resize to help or divert to. Anything else (a `SEALED` slot, a
-//!   moved or boxed value, a lost race) falls back to the general write, which starts over.
+//! * Two writes have a short form besides the general `write`: an insert of an inline key and
+//!   value into the root table, and a remove of a key whose value is inline (`insert_inline`,
+//!   `remove_inline`). Each is the same probe and the same value CAS, taken only while the root
+//!   has no successor and only over an inline word, so that there is no box to retire and no
+//!   resize to help or divert to. A new key is claimed at the `EMPTY` slot that ended the
+//!   probe with the checks and the `SeqCst` CAS of the general claim, and only when the probe
+//!   was too short to call for a crowding check (`claim_free`). Anything else (a `SEALED`
+//!   slot, a long probe, paused claims, a moved or boxed value, a lost race) falls back to the
+//!   general write, which starts over and finds a key the short form claimed as its own.
 //!
 //! # Linearization points
 //! * `get`: the load of the value word (a value, or `ABSENT`), or the load of `EMPTY` that ends
