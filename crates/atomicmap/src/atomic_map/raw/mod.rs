@@ -444,12 +444,7 @@ where
         {
             return None;
         }
-        table.note_stored(claim);
-        // SeqCst, with the check of paused claims above: see `migrate`, "Room to carry".
-        slot.key
-            .compare_exchange(EMPTY, claim, Ordering::SeqCst, Ordering::Acquire)
-            .ok()?;
-        Some(slot)
+        claim_empty(table, slot, claim).then_some(slot)
     }
 
     /// The slot of the key `is_wanted` accepts in the root table, for the short writes.
@@ -714,13 +709,7 @@ where
                         self.migrator().wait_for_successor(table);
                         continue;
                     }
-                    table.note_stored(claim);
-                    // SeqCst, with the check above: see `migrate`, "Room to carry".
-                    if slot
-                        .key
-                        .compare_exchange(EMPTY, claim, Ordering::SeqCst, Ordering::Acquire)
-                        .is_ok()
-                    {
+                    if claim_empty(table, slot, claim) {
                         if let Query::Owned(pending) = query {
                             pending.published(claim, table);
                         }
@@ -1018,3 +1007,15 @@ where
 unsafe impl<K: Send + Sync, V: Send + Sync, S: Send> Send for RawMap<K, V, S> {}
 // SAFETY: as above; `S` is only read (`&S`) by concurrent operations.
 unsafe impl<K: Send + Sync, V: Send + Sync, S: Sync> Sync for RawMap<K, V, S> {}
+
+/// Claims the `EMPTY` `slot` of `table` for the key word `claim`; whether this claim won it.
+/// The caller has just seen claims not paused (`Table::claims_paused`): that `SeqCst` load and
+/// this `SeqCst` CAS are what keeps the claim counted by a fit successor's sizing (see
+/// `migrate`, "Room to carry").
+#[inline(always)]
+fn claim_empty(table: &Table, slot: &Slot, claim: u64) -> bool {
+    table.note_stored(claim);
+    slot.key
+        .compare_exchange(EMPTY, claim, Ordering::SeqCst, Ordering::Acquire)
+        .is_ok()
+}
