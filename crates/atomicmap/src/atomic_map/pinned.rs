@@ -145,8 +145,12 @@ where
         Q: Hash + Equivalent<K> + ?Sized,
     {
         let raw = self.raw();
+        let hash = match raw.update_inline(&self.guard, key, &mut change) {
+            Ok(updated) => return updated.map(Shared::get),
+            Err(hash) => hash,
+        };
         let mut attempt = None;
-        let written = raw.write_borrowed(&self.guard, key, |current| {
+        let written = raw.write_borrowed_hashed(&self.guard, key, hash, |current| {
             let new = current?.with(&mut change);
             Some(attempt.insert(raw.pending_value(new)).stage(&self.guard))
         });
@@ -164,10 +168,15 @@ where
         mut update: impl FnMut(&V) -> V,
     ) -> ValueRef<'_, V> {
         let raw = self.raw();
+        let hash = match raw.update_inline(&self.guard, &key, &mut update) {
+            Ok(Some(updated)) => return updated.get(),
+            Ok(None) => raw.hash(&key),
+            Err(hash) => hash,
+        };
         let mut insert = Some(insert);
         let mut fresh = None;
         let mut updated = None;
-        let written = raw.write_owned(&self.guard, key, |current| {
+        let written = raw.write_owned_hashed(&self.guard, key, hash, |current| {
             let pending = match current {
                 None => fresh.get_or_insert_with(|| {
                     raw.pending_value(insert.take().expect("the insert closure runs once")())

@@ -42,15 +42,17 @@
 //!   other keys are dropped by the next resize, which copies only live entries (so a table
 //!   emptied by removes compacts itself, see `migrate`).
 //! * `MOVED`, `DROPPED` and `SEALED` mean "look in the next table" and are final for this table.
-//! * Two writes have a short form besides the general `write`: an insert of an inline key and
-//!   value into the root table, and a remove of a key whose value is inline (`insert_inline`,
-//!   `remove_inline`). Each is the same probe and the same value CAS, taken only while the root
-//!   has no successor and only over an inline word, so that there is no box to retire and no
-//!   resize to help or divert to. A new key is claimed at the `EMPTY` slot that ended the
-//!   probe with the checks and the `SeqCst` CAS of the general claim, and only when the probe
-//!   was too short to call for a crowding check (`claim_free`). Anything else (a `SEALED`
-//!   slot, a long probe, paused claims, a moved or boxed value, a lost race) falls back to the
-//!   general write, which starts over and finds a key the short form claimed as its own.
+//! * Three writes have a short form besides the general `write`: an insert of an inline key and
+//!   value into the root table, a remove of a key whose value is inline, and an update (or an
+//!   `upsert` of a present key) from an inline value to another (`insert_inline`,
+//!   `remove_inline`, `update_inline`). Each is the same probe and the same value CAS, taken
+//!   only while the root has no successor and only over inline words, so that there is no box
+//!   to retire and no resize to help or divert to. A new key is claimed at the `EMPTY` slot
+//!   that ended the probe with the checks and the `SeqCst` CAS of the general claim, and only
+//!   when the probe was too short to call for a crowding check (`claim_free`). Anything else
+//!   (a `SEALED` slot, a long probe, paused claims, a moved or boxed value, a lost race) falls
+//!   back to the general write, which starts over and finds a key the short form claimed as
+//!   its own.
 //!
 //! # Linearization points
 //! * `get`: the load of the value word (a value, or `ABSENT`), or the load of `EMPTY` that ends
@@ -544,6 +546,46 @@ where
         self.committed(guard, current, ABSENT);
         // SAFETY: `current` is an inline word of a `V`: it points to nothing.
         Ok(Some(unsafe { Shared::from_word(current) }))
+    }
+
+    /// An update in the root table of a key whose value is stored inline, to a new value that
+    /// is inline too: the probe, `change`, and the value CAS. The count does not move and
+    /// nothing is retired, so there is nothing else to do. `Ok` holds the value stored (`None`
+    /// if the key has no value); `Err` (with the key's hash) means the general write must run:
+    /// a resize in flight, a boxed old or new value, a lost race. `change` then runs again,
+    /// which `update` and `upsert` allow (their change may run more than once under races).
+    #[inline(always)]
+    pub(in crate::atomic_map) fn update_inline<'g, Q>(
+        &self,
+        guard: &'g Guard<'_>,
+        query: &Q,
+        change: impl FnOnce(&V) -> V,
+    ) -> Result<Option<Shared<'g, V>>, u64>
+    where
+        Q: Hash + Equivalent<K> + ?Sized,
+    {
+        let hash = self.hash(query);
+        let slot = match self.root_slot(guard, hash, |key| key.matches(hash, query)) {
+            Ok(slot) => slot,
+            Err(RootMiss::Absent(_)) => return Ok(None),
+            Err(RootMiss::Elsewhere) => return Err(hash),
+        };
+        let current = slot.value.load(Ordering::Acquire);
+        if current == ABSENT {
+            return Ok(None);
+        }
+        if !word::is_inline(current) {
+            return Err(hash);
+        }
+        // SAFETY: `current` is an inline word of a `V`: it points to nothing.
+        let new = unsafe { Shared::<V>::from_word(current) }.with(change);
+        let new_word = Codec::<V>::inline_word(&new).ok_or(hash)?;
+        slot.value
+            .compare_exchange(current, new_word, Ordering::AcqRel, Ordering::Acquire)
+            .map_err(|_| hash)?;
+        self.committed(guard, current, new_word);
+        // SAFETY: `new_word` is an inline word of a `V`: it points to nothing.
+        Ok(Some(unsafe { Shared::from_word(new_word) }))
     }
 
     /// Commits `decide(current)` for the key `query` with one value CAS, retrying on races.
