@@ -42,3 +42,31 @@ impl<T> std::ops::Deref for CachePadded<T> {
         &self.0
     }
 }
+
+/// How a thread waits for another thread's step that it cannot do itself: a successor table
+/// being allocated, or migration chunks other threads own. It yields a few times, then sleeps
+/// in short steps. A thread that only yields stays runnable, and with more threads than cores
+/// the thread it waits for gets one turn in as many as there are waiters; sleeping leaves it
+/// the cores. A step of 50 µs is short next to what is waited for (a large table's allocation
+/// takes milliseconds), so a waiter on an idle machine overshoots little.
+pub(crate) struct Backoff {
+    waits: u32,
+}
+
+impl Backoff {
+    const YIELDS: u32 = 4;
+
+    pub(crate) fn new() -> Backoff {
+        Backoff { waits: 0 }
+    }
+
+    /// Waits one step; call it once per failed check of the awaited condition.
+    pub(crate) fn wait(&mut self) {
+        self.waits = self.waits.saturating_add(1);
+        if cfg!(loom) || self.waits <= Self::YIELDS {
+            yield_now();
+        } else {
+            std::thread::sleep(std::time::Duration::from_micros(50));
+        }
+    }
+}

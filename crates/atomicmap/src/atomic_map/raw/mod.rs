@@ -94,7 +94,7 @@ use std::ptr;
 
 use crate::error::CapacityError;
 use crate::reclaim::{free_box, Collector, Guard};
-use crate::sync::{yield_now, Ordering};
+use crate::sync::{Backoff, Ordering};
 use chain::Chain;
 use migrate::{Migrator, Start};
 use pending::PendingKey;
@@ -736,9 +736,10 @@ where
                     if probe.distance() >= policy::probe_limit(table)
                         && self.resize_crowded(guard, table)
                     {
-                        // The resize started (or we helped it), so look at this slot again:
-                        // now that the table has a successor it gets sealed, so lookups of our
-                        // key, which will live in the successor, do not stop at it.
+                        // The resize started (or we helped it, or waited for its successor),
+                        // so look at this slot again: now that the table has a successor it
+                        // gets sealed, so lookups of our key, which will live in the
+                        // successor, do not stop at it.
                         continue;
                     }
                     if let Query::Owned(pending) = query {
@@ -778,16 +779,15 @@ where
         }
     }
 
-    /// For a writer that probed far in `table`: starts (or helps) its resize and returns true,
-    /// or returns false when it should claim its slot in `table` anyway: the table is not
-    /// crowded enough, or crowded only by a weak hash (see `policy`), or another writer is
-    /// allocating the successor right now (crowded is not full).
+    /// For a writer that probed far in `table`: starts (or helps) its resize, or waits for the
+    /// successor another writer is allocating (see `migrate`, "Start"), and returns true; or
+    /// returns false when it should claim its slot in `table` anyway: the table is not crowded
+    /// enough, or crowded only by a weak hash (see `policy`).
     fn resize_crowded(&self, guard: &Guard<'_>, table: &Table) -> bool {
         if table.next().is_null() {
             if table.successor_allocating() {
-                // A writer that found the table crowded is allocating its successor (which
-                // takes a while for a large table): no need to sample it again meanwhile.
-                return false;
+                self.migrator().wait_for_successor(table);
+                return true;
             }
             let Some(capacity) = policy::crowding_after_long_probe(table, || self.len()) else {
                 return false;
@@ -800,7 +800,10 @@ where
             }
             match migrator.start(guard, table, capacity) {
                 Start::Installed => {}
-                Start::Allocating => return false,
+                Start::Allocating => {
+                    migrator.wait_for_successor(table);
+                    return true;
+                }
                 Start::Failed => out_of_memory(capacity),
             }
         }
@@ -812,6 +815,7 @@ where
     /// successor. On return `table` has a successor.
     fn overflow<'g>(&self, guard: &'g Guard<'_>, table: &'g Table) -> Located<'g> {
         let migrator = self.migrator();
+        let mut backoff = Backoff::new();
         loop {
             if !table.next().is_null() {
                 migrator.help(guard, table);
@@ -822,7 +826,7 @@ where
                 let capacity = policy::full_table_capacity(table, self.len());
                 match migrator.start(guard, table, capacity) {
                     Start::Installed => {}
-                    Start::Allocating => yield_now(),
+                    Start::Allocating => backoff.wait(),
                     Start::Failed => out_of_memory(capacity),
                 }
             } else {
@@ -886,6 +890,7 @@ where
     /// if the table could not be allocated.
     fn resize_now(&self, guard: &Guard<'_>, capacity: usize) -> bool {
         let migrator = self.migrator();
+        let mut backoff = Backoff::new();
         loop {
             let table = self.chain.root(guard);
             if table.next().is_null() {
@@ -899,7 +904,7 @@ where
                         migrator.complete(guard, table);
                         return true;
                     }
-                    Start::Allocating => yield_now(),
+                    Start::Allocating => backoff.wait(),
                     Start::Failed => return false,
                 }
                 continue;
