@@ -419,10 +419,9 @@ where
             // Moved on, or a boxed value that would need retiring.
             return Err(hash);
         }
-        slot.value
-            .compare_exchange(current, value_word, Ordering::AcqRel, Ordering::Acquire)
-            .map_err(|_| hash)?;
-        self.committed(guard, current, value_word);
+        if !self.commit_inline(guard, slot, current, value_word) {
+            return Err(hash);
+        }
         // SAFETY: `current` is an inline word of a `V`: it points to nothing.
         Ok((current != ABSENT).then(|| unsafe { Shared::from_word(current) }))
     }
@@ -528,22 +527,12 @@ where
         Q: Hash + Equivalent<K> + ?Sized,
     {
         let hash = self.hash(query);
-        let slot = match self.root_slot(guard, hash, |key| key.matches(hash, query)) {
-            Ok(slot) => slot,
-            Err(RootMiss::Absent(_)) => return Ok(None),
-            Err(RootMiss::Elsewhere) => return Err(hash),
-        };
-        let current = slot.value.load(Ordering::Acquire);
-        if current == ABSENT {
+        let Some((slot, current)) = self.root_inline_value(guard, hash, query)? else {
             return Ok(None);
-        }
-        if !word::is_inline(current) {
+        };
+        if !self.commit_inline(guard, slot, current, ABSENT) {
             return Err(hash);
         }
-        slot.value
-            .compare_exchange(current, ABSENT, Ordering::AcqRel, Ordering::Acquire)
-            .map_err(|_| hash)?;
-        self.committed(guard, current, ABSENT);
         // SAFETY: `current` is an inline word of a `V`: it points to nothing.
         Ok(Some(unsafe { Shared::from_word(current) }))
     }
@@ -565,27 +554,57 @@ where
         Q: Hash + Equivalent<K> + ?Sized,
     {
         let hash = self.hash(query);
+        let Some((slot, current)) = self.root_inline_value(guard, hash, query)? else {
+            return Ok(None);
+        };
+        // SAFETY: `current` is an inline word of a `V`: it points to nothing.
+        let new = unsafe { Shared::<V>::from_word(current) }.with(change);
+        let new_word = Codec::<V>::inline_word(&new).ok_or(hash)?;
+        if !self.commit_inline(guard, slot, current, new_word) {
+            return Err(hash);
+        }
+        // SAFETY: `new_word` is an inline word of a `V`: it points to nothing.
+        Ok(Some(unsafe { Shared::from_word(new_word) }))
+    }
+
+    /// The short writes' commit: one value CAS from `current` to `new` (inline words or
+    /// `ABSENT`, so nothing is retired), then the count. False if another write won the race.
+    #[inline(always)]
+    fn commit_inline(&self, guard: &Guard<'_>, slot: &Slot, current: u64, new: u64) -> bool {
+        let won = slot
+            .value
+            .compare_exchange(current, new, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if won {
+            self.committed(guard, current, new);
+        }
+        won
+    }
+
+    /// For the short writes of a key that has a value: the key's slot in the root table and
+    /// its current value word, which is inline. `Ok(None)` if the probe proved the key has no
+    /// value; `Err` (with the key's hash) if the general write must look: a resize in flight,
+    /// or a boxed value.
+    #[inline(always)]
+    fn root_inline_value<'g, Q>(
+        &self,
+        guard: &'g Guard<'_>,
+        hash: u64,
+        query: &Q,
+    ) -> Result<Option<(&'g Slot, u64)>, u64>
+    where
+        Q: Hash + Equivalent<K> + ?Sized,
+    {
         let slot = match self.root_slot(guard, hash, |key| key.matches(hash, query)) {
             Ok(slot) => slot,
             Err(RootMiss::Absent(_)) => return Ok(None),
             Err(RootMiss::Elsewhere) => return Err(hash),
         };
-        let current = slot.value.load(Ordering::Acquire);
-        if current == ABSENT {
-            return Ok(None);
+        match slot.value.load(Ordering::Acquire) {
+            ABSENT => Ok(None),
+            current if word::is_inline(current) => Ok(Some((slot, current))),
+            _ => Err(hash),
         }
-        if !word::is_inline(current) {
-            return Err(hash);
-        }
-        // SAFETY: `current` is an inline word of a `V`: it points to nothing.
-        let new = unsafe { Shared::<V>::from_word(current) }.with(change);
-        let new_word = Codec::<V>::inline_word(&new).ok_or(hash)?;
-        slot.value
-            .compare_exchange(current, new_word, Ordering::AcqRel, Ordering::Acquire)
-            .map_err(|_| hash)?;
-        self.committed(guard, current, new_word);
-        // SAFETY: `new_word` is an inline word of a `V`: it points to nothing.
-        Ok(Some(unsafe { Shared::from_word(new_word) }))
     }
 
     /// Commits `decide(current)` for the key `query` with one value CAS, retrying on races.
