@@ -14,8 +14,9 @@
 //!    probe is short, and otherwise (a probe as long as the one that calls for a crowding
 //!    check, a full table, a `reserve` that must wait for the resize) wait until the successor
 //!    appears. Claiming far out meanwhile would fill the table toward full, where a new key's
-//!    probe walks hundreds of slots: 16 threads growing a map on 2 cores claimed at an average
-//!    distance of 100 to 1,600 slots that way while one thread faulted in a large successor.
+//!    probe walks hundreds of slots: 16 threads growing a map on 2 cores claimed more than 100
+//!    slots from home on average that way (more than 1,600 in one run) while one thread
+//!    faulted in a large successor.
 //!    A snapshot's freezing migration installs its successor without the flag, so the
 //!    CAS can still lose; the loser frees its own. Only the root table is ever resized, and a
 //!    successor is not resized before it becomes the root.
