@@ -7,19 +7,17 @@
 //! calls no user code except the hasher on an inline key it carries (see "Panics").
 //!
 //! # Protocol
-//! 1. **Start.** The writer that first sets the table's `allocating` flag (from
-//!    `NOT_ALLOCATING`, to the kind of successor) allocates the
-//!    successor and CASes it into `migration.next` (null → table). Writers that find the flag
-//!    set do not allocate a second table: they go on claiming in the crowded table where their
-//!    probe is short, and otherwise (a probe as long as the one that calls for a crowding
-//!    check, a full table, a `reserve` that must wait for the resize) wait until the successor
-//!    appears. Claiming far out meanwhile would fill the table toward full, where a new key's
-//!    probe walks hundreds of slots: 16 threads growing a map on 2 cores claimed more than 100
-//!    slots from home on average that way (more than 1,600 in one run) while one thread
-//!    faulted in a large successor.
-//!    A snapshot's freezing migration installs its successor without the flag, so the
-//!    CAS can still lose; the loser frees its own. Only the root table is ever resized, and a
-//!    successor is not resized before it becomes the root.
+//! 1. **Start.** The writer that first sets the table's `allocating` flag (from `NOT_ALLOCATING`,
+//!    to the kind of successor) allocates the successor and CASes it into `migration.next` (null →
+//!    table). Writers that find the flag set do not allocate a second table: they go on claiming in
+//!    the crowded table where their probe is short, and otherwise (a probe as long as the one that
+//!    calls for a crowding check, a full table, a `reserve` that must wait for the resize) wait
+//!    until the successor appears. Claiming far out meanwhile would fill the table toward full,
+//!    where a new key's probe walks hundreds of slots: 16 threads growing a map on 2 cores claimed
+//!    more than 100 slots from home on average that way (more than 1,600 in one run) while one
+//!    thread faulted in a large successor. A snapshot's freezing migration installs its successor
+//!    without the flag, so the CAS can still lose; the loser frees its own. Only the root table is
+//!    ever resized, and a successor is not resized before it becomes the root.
 //! 2. **Copy.** Each writer that meets a resizing table claims one chunk of [`CHUNK`] slots
 //!    (`fetch_add` on `claimed_chunks`, or an abandoned chunk, see "Panics") and migrates every
 //!    slot in it; so no operation does more than one chunk of work, and readers do none. A slot
