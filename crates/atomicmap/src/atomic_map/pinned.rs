@@ -145,10 +145,10 @@ where
         Q: Hash + Equivalent<K> + ?Sized,
     {
         let raw = self.raw();
-        let hash = match raw.update_inline(&self.guard, key, &mut change) {
-            Ok(updated) => return updated.map(Shared::get),
-            Err(hash) => hash,
-        };
+        let hash = raw.hash(key);
+        if let Ok(updated) = raw.update_inline(&self.guard, hash, key, &mut change) {
+            return updated.map(Shared::get);
+        }
         let mut attempt = None;
         let written = raw.write_borrowed_hashed(&self.guard, key, hash, |current| {
             let new = current?.with(&mut change);
@@ -168,11 +168,10 @@ where
         mut update: impl FnMut(&V) -> V,
     ) -> ValueRef<'_, V> {
         let raw = self.raw();
-        let hash = match raw.update_inline(&self.guard, &key, &mut update) {
-            Ok(Some(updated)) => return updated.get(),
-            Ok(None) => raw.hash(&key),
-            Err(hash) => hash,
-        };
+        let hash = raw.hash(&key);
+        if let Ok(Some(updated)) = raw.update_inline(&self.guard, hash, &key, &mut update) {
+            return updated.get();
+        }
         let mut insert = Some(insert);
         let mut fresh = None;
         let mut updated = None;

@@ -183,6 +183,9 @@ enum RootMiss<'g> {
     Elsewhere,
 }
 
+/// A short write that could not finish: the general write must run.
+pub(in crate::atomic_map) struct GeneralWrite;
+
 /// The `EMPTY` slot that ended a probe of `table`, `distance` slots past the key's home: where
 /// a write claims the key.
 struct FreeSlot<'g> {
@@ -537,31 +540,35 @@ where
         Ok(Some(unsafe { Shared::from_word(current) }))
     }
 
-    /// An update in the root table of a key whose value is stored inline, to a new value that
-    /// is inline too: the probe, `change`, and the value CAS. The count does not move and
-    /// nothing is retired, so there is nothing else to do. `Ok` holds the value stored (`None`
-    /// if the key has no value); `Err` (with the key's hash) means the general write must run:
-    /// a resize in flight, a boxed old or new value, a lost race. `change` then runs again,
-    /// which `update` and `upsert` allow (their change may run more than once under races).
+    /// An update in the root table of the key `query`, whose hash is `hash` and whose value is
+    /// stored inline, to a new value that is inline too: the probe, `change`, and the value
+    /// CAS. The count does not move and nothing is retired, so there is nothing else to do.
+    /// `Ok` holds the value stored (`None` if the key has no value); `Err` means the general
+    /// write must run: a resize in flight, a boxed old or new value, a lost race. `change` then
+    /// runs again, which `update` and `upsert` allow (their change may run more than once under
+    /// races). The caller hashes, so that `upsert` of a missing key hashes it once.
     #[inline(always)]
     pub(in crate::atomic_map) fn update_inline<'g, Q>(
         &self,
         guard: &'g Guard<'_>,
+        hash: u64,
         query: &Q,
         change: impl FnOnce(&V) -> V,
-    ) -> Result<Option<Shared<'g, V>>, u64>
+    ) -> Result<Option<Shared<'g, V>>, GeneralWrite>
     where
         Q: Hash + Equivalent<K> + ?Sized,
     {
-        let hash = self.hash(query);
-        let Some((slot, current)) = self.root_inline_value(guard, hash, query)? else {
+        let found = self
+            .root_inline_value(guard, hash, query)
+            .map_err(|_| GeneralWrite)?;
+        let Some((slot, current)) = found else {
             return Ok(None);
         };
         // SAFETY: `current` is an inline word of a `V`: it points to nothing.
         let new = unsafe { Shared::<V>::from_word(current) }.with(change);
-        let new_word = Codec::<V>::inline_word(&new).ok_or(hash)?;
+        let new_word = Codec::<V>::inline_word(&new).ok_or(GeneralWrite)?;
         if !self.commit_inline(guard, slot, current, new_word) {
-            return Err(hash);
+            return Err(GeneralWrite);
         }
         // SAFETY: `new_word` is an inline word of a `V`: it points to nothing.
         Ok(Some(unsafe { Shared::from_word(new_word) }))
