@@ -486,3 +486,54 @@ fn a_pinned_handle_and_its_iterator_clone() {
     assert_eq!(rest, again);
     assert_eq!(rest.len(), 9);
 }
+
+#[test]
+fn extend_inserts_in_order_so_a_repeated_key_keeps_its_last_value() {
+    // More entries than one prefetched group, keys repeated within and across groups, into an
+    // empty map that resizes on the way; inline keys and boxed ones.
+    let entries = || {
+        (0..5_000u64)
+            .map(|index| (index * 7 % 1_013, index))
+            .chain((0..100).map(|index| (index % 5, index)))
+    };
+    let mut expected = BTreeMap::new();
+    for (key, value) in entries() {
+        expected.insert(key, value);
+    }
+
+    let inline: AtomicMap<u64, u64> = entries().collect();
+    assert_eq!(inline.iter().collect::<BTreeMap<_, _>>(), expected);
+
+    let boxed: AtomicMap<String, u64> = AtomicMap::new();
+    (&boxed).extend(entries().map(|(key, value)| (key.to_string(), value)));
+    let boxed_entries: BTreeMap<u64, u64> = boxed
+        .iter()
+        .map(|(key, value)| (key.parse().expect("a number"), value))
+        .collect();
+    assert_eq!(boxed_entries, expected);
+
+    let pinned: AtomicMap<u64, u64> = AtomicMap::new();
+    pinned.pin().insert_all(entries());
+    pinned.pin().insert_all(std::iter::empty());
+    assert_eq!(pinned.iter().collect::<BTreeMap<_, _>>(), expected);
+}
+
+#[test]
+fn threads_extending_one_map_leave_every_key_once() {
+    const KEYS: u64 = 20_000;
+    let map: AtomicMap<u64, u64> = AtomicMap::new();
+    thread::scope(|s| {
+        for thread in 0..THREADS {
+            let map = &map;
+            // Every thread inserts every key, each with its own value.
+            s.spawn(move || {
+                let mut map = map;
+                map.extend((0..KEYS).map(|key| (key, key * THREADS + thread)));
+            });
+        }
+    });
+    assert_eq!(map.len(), KEYS as usize);
+    for (key, value) in map.iter() {
+        assert_eq!(value / THREADS, key, "a value some thread gave key {key}");
+    }
+}

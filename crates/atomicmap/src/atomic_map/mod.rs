@@ -760,10 +760,7 @@ where
     S: BuildHasher,
 {
     fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, entries: I) {
-        let pinned = self.pin();
-        for (key, value) in entries {
-            pinned.insert(key, value);
-        }
+        self.pin().insert_all(entries);
     }
 }
 

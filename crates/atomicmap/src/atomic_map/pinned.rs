@@ -7,7 +7,7 @@ use std::hash::{BuildHasher, Hash};
 
 use equivalent::Equivalent;
 
-use super::raw::{RawMap, Shared, Staged, ValueRef, Walk};
+use super::raw::{RawMap, Shared, Staged, ValueRef, Walk, BATCH};
 use super::AtomicMap;
 use crate::reclaim::Guard;
 
@@ -108,16 +108,50 @@ where
     /// Sets the value of `key`; returns the value it replaced, borrowed.
     #[inline]
     pub fn insert(&self, key: K, value: V) -> Option<ValueRef<'_, V>> {
+        self.insert_hashed(self.raw().hash(&key), key, value)
+            .map(Shared::get)
+    }
+
+    /// Inserts every entry, in order (a key given twice keeps its last value). Entries go in
+    /// groups of 32: the group's keys are hashed and their home slots prefetched before the
+    /// first is written, so that the cache misses of a group overlap, where one insert after
+    /// another would wait for each miss in turn (a write's locked CAS keeps the next one's load
+    /// from starting early). `extend` and `collect` use it.
+    pub fn insert_all(&self, entries: impl IntoIterator<Item = (K, V)>) {
         let raw = self.raw();
-        let hash = match raw.insert_inline(&self.guard, &key, &value) {
-            Ok(previous) => return previous.map(Shared::get),
-            Err(hash) => hash,
-        };
+        let mut entries = entries.into_iter();
+        let mut group = Vec::with_capacity(BATCH.min(entries.size_hint().0.max(1)));
+        loop {
+            group.extend(
+                entries
+                    .by_ref()
+                    .take(BATCH)
+                    .map(|(key, value)| (raw.hash(&key), key, value)),
+            );
+            if group.is_empty() {
+                return;
+            }
+            for (hash, _, _) in &group {
+                raw.prefetch_home(&self.guard, *hash);
+            }
+            for (hash, key, value) in group.drain(..) {
+                self.insert_hashed(hash, key, value);
+            }
+        }
+    }
+
+    /// [`insert`](Self::insert) of a key whose hash is `hash`.
+    #[inline(always)]
+    fn insert_hashed(&self, hash: u64, key: K, value: V) -> Option<Shared<'_, V>> {
+        let raw = self.raw();
+        if let Ok(previous) = raw.insert_inline(&self.guard, &key, &value, hash) {
+            return previous;
+        }
         let mut pending = raw.pending_value(value);
         let written =
             raw.write_owned_hashed(&self.guard, key, hash, |_| Some(pending.stage(&self.guard)));
         pending.published(&self.guard);
-        written.previous.map(Shared::get)
+        written.previous
     }
 
     /// Removes `key`; returns the value it had, borrowed.

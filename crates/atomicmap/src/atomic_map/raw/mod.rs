@@ -112,7 +112,7 @@ pub use shared::ValueRef;
 /// Lookups whose home slots [`RawMap::find_each`] prefetches together: enough misses in flight
 /// to cover the memory latency (a core tracks 10-20 outstanding misses), few enough that the
 /// first lines are still cached when their lookups run.
-const BATCH: usize = 32;
+pub(in crate::atomic_map) const BATCH: usize = 32;
 
 /// The map's shared state; every method takes a guard from [`RawMap::pin`].
 pub(in crate::atomic_map) struct RawMap<K: 'static, V: 'static, S> {
@@ -336,6 +336,13 @@ where
         }
     }
 
+    /// Asks the CPU to start loading the home slot of `hash` in the current table, for a batch
+    /// of operations whose misses should overlap. Only a hint: a resize may move the key on.
+    #[inline]
+    pub(in crate::atomic_map) fn prefetch_home(&self, guard: &Guard<'_>, hash: u64) {
+        self.chain.root(guard).prefetch(hash as usize);
+    }
+
     /// Looks up every query of a batch, calling `found` with each query's index and value. The
     /// home slots of up to [`BATCH`] queries are prefetched before the first is looked up, so
     /// their cache misses overlap instead of following one another (group prefetching).
@@ -394,7 +401,7 @@ where
     /// and the value CAS alone (after a claim of the free slot the probe ended at, for a new
     /// key), plus the count when the key gets a value. An inline value replacing an inline
     /// value retires nothing, so the general write's staging and book-keeping have nothing else
-    /// to do. `Ok` holds the value replaced; `Err` (with the key's hash) means the general
+    /// to do. `hash` is the key's. `Ok` holds the value replaced; `Err` means the general
     /// write must run: a key or value that is boxed, a resize in flight, a new key whose claim
     /// the general write must make (see [`claim_free`](Self::claim_free)), a lost race.
     ///
@@ -408,27 +415,27 @@ where
         guard: &'g Guard<'_>,
         key: &K,
         value: &V,
-    ) -> Result<Option<Shared<'g, V>>, u64> {
-        let hash = self.hash(key);
+        hash: u64,
+    ) -> Result<Option<Shared<'g, V>>, GeneralWrite> {
         let (Some(key_word), Some(value_word)) =
             (Codec::<K>::inline_word(key), Codec::<V>::inline_word(value))
         else {
-            return Err(hash);
+            return Err(GeneralWrite);
         };
         // Inline words are equal exactly when their keys are (one encoding per key).
         let slot = match self.root_slot(guard, hash, |here| here.word() == key_word) {
             Ok(slot) => slot,
-            Err(RootMiss::Absent(free)) => Self::claim_free(free, key_word).ok_or(hash)?,
-            Err(RootMiss::Elsewhere) => return Err(hash),
+            Err(RootMiss::Absent(free)) => Self::claim_free(free, key_word).ok_or(GeneralWrite)?,
+            Err(RootMiss::Elsewhere) => return Err(GeneralWrite),
         };
         let current = slot.value.load(Ordering::Acquire);
         // Inline first, as in `search`.
         if !word::is_inline(current) && current != ABSENT {
             // Moved on, or a boxed value that would need retiring.
-            return Err(hash);
+            return Err(GeneralWrite);
         }
         if !self.commit_inline(guard, slot, current, value_word) {
-            return Err(hash);
+            return Err(GeneralWrite);
         }
         // SAFETY: `current` is an inline word of a `V`: it points to nothing.
         Ok((current != ABSENT).then(|| unsafe { Shared::from_word(current) }))
