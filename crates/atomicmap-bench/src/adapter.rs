@@ -82,6 +82,14 @@ pub trait Worker<K> {
     }
     /// Insert `key`, overwriting any previous value.
     fn insert(&mut self, key: K, value: u64);
+    /// Inserts each entry, in order. Maps without a batched insert (every one but `AtomicMap`)
+    /// insert one entry at a time, which is what their users would write.
+    #[inline]
+    fn insert_each(&mut self, entries: impl Iterator<Item = (K, u64)>) {
+        for (key, value) in entries {
+            self.insert(key, value);
+        }
+    }
     /// Remove `key`; true if it was present.
     fn remove(&mut self, key: &K) -> bool;
     /// Add one to the value of `key` in place; true if it was present.

@@ -128,6 +128,9 @@ pub enum WorkloadArg {
     /// read-heavy's keys, all read, in batches of --batch-size: AtomicMap's batched lookup
     /// against one get per key on every other map.
     Batched,
+    /// presized's inserts in batches of --batch-size: AtomicMap's grouped insert (extend)
+    /// against one insert per key on every other map.
+    BatchedInsert,
     /// Not a map workload: atomicmap's HotSwap against arc-swap's ArcSwap on the same threads
     /// (load and read a field, load_full, the version, publish alone and against readers).
     HotSwap,
@@ -150,6 +153,7 @@ impl WorkloadArg {
             WorkloadArg::Snapshot => vec![workload::SNAPSHOT],
             WorkloadArg::Capture => vec![workload::CAPTURE],
             WorkloadArg::Batched => vec![workload::BATCHED],
+            WorkloadArg::BatchedInsert => vec![workload::BATCHED_INSERT],
             WorkloadArg::HotSwap => Vec::new(),
             WorkloadArg::All => [
                 WorkloadArg::Mixed,
@@ -163,6 +167,7 @@ impl WorkloadArg {
                 WorkloadArg::Snapshot,
                 WorkloadArg::Capture,
                 WorkloadArg::Batched,
+                WorkloadArg::BatchedInsert,
             ]
             .into_iter()
             .flat_map(WorkloadArg::workloads)

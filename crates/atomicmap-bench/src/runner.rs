@@ -13,6 +13,7 @@
 
 use std::borrow::Borrow;
 use std::hint::black_box;
+use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
@@ -201,21 +202,37 @@ fn run_ops_on<K: BenchKey, W: Worker<K>, const SEQUENTIAL: bool>(
     )
 }
 
-/// The keys a stream of reads looks up, made before anything is timed, so that a batched
-/// run hands each map slices of ready keys and does no per-key work of its own.
-pub struct LookupKeys<K> {
+/// The keys of a stream of reads or of inserts (with the values the one-at-a-time loop would
+/// insert), made before anything is timed, so that a batched run hands each map slices of
+/// ready keys and does no per-key work of its own.
+pub struct BatchKeys<K> {
     keys: Vec<K>,
+    values: Vec<u64>,
+    inserts: bool,
 }
 
-impl<K: BenchKey> LookupKeys<K> {
-    /// The key of each operation of `ops`, in order, as the one-at-a-time loop makes it.
+impl<K: BenchKey> BatchKeys<K> {
+    /// The key of each operation of `ops`, in order, as the one-at-a-time loop makes it. The
+    /// operations must be all reads or all inserts.
     pub fn new(table: &[K], pattern: KeyPattern, ops: &[Op]) -> Self {
         let key = |op: &Op| match pattern {
             KeyPattern::Mixed => K::key::<false>(table, op.key).borrow().clone(),
             KeyPattern::Sequential => K::key::<true>(table, op.key).borrow().clone(),
         };
-        LookupKeys {
+        let inserts = ops.first().is_some_and(|op| op.kind == OpKind::Insert);
+        let kind = if inserts {
+            OpKind::Insert
+        } else {
+            OpKind::Read
+        };
+        assert!(
+            ops.iter().all(|op| op.kind == kind),
+            "a batched stream is all reads or all inserts"
+        );
+        BatchKeys {
             keys: ops.iter().map(key).collect(),
+            values: ops.iter().map(|op| u64::from(op.key)).collect(),
+            inserts,
         }
     }
 
@@ -225,33 +242,49 @@ impl<K: BenchKey> LookupKeys<K> {
     }
 }
 
-/// Looks `keys` up in batches of `size`, each batch in one [`Worker::get_each`] call with every
-/// value passed to `black_box`; times one batch in every [`SAMPLE_EVERY`] keys into `latency`
-/// (so its figures are of a whole batch); re-pins after at least [`BATCH`] keys and stops then
-/// once `limit` has passed. Returns how many keys were looked up and how long it took.
+/// Runs the operations `range` of `stream` (whose [`BatchKeys::refs`] are `refs`) in batches
+/// of `size`: each batch of reads in one
+/// [`Worker::get_each`] call with every value passed to `black_box`, each batch of inserts in
+/// one [`Worker::insert_each`] call. Times one batch in every [`SAMPLE_EVERY`] keys into
+/// `latency` (so its figures are of a whole batch); re-pins after at least [`BATCH`] keys and
+/// stops then once `limit` has passed. Returns how many keys ran and how long they took.
 pub fn run_batches<K: BenchKey, W: Worker<K>>(
     w: &mut W,
-    keys: &[&K],
+    stream: &BatchKeys<K>,
+    refs: &[&K],
+    range: Range<usize>,
     size: usize,
     limit: Option<Duration>,
     latency: &mut Histogram<u64>,
 ) -> (u64, Span) {
-    let start = Instant::now();
-    let mut ran = 0;
-    let mut next_sample = 0;
-    let mut since_repin = 0;
-    for batch in keys.chunks(size) {
-        if ran >= next_sample {
-            let t0 = Instant::now();
-            w.get_each(batch, |_, value| {
-                black_box(value);
-            });
-            latency.saturating_record(t0.elapsed().as_nanos() as u64);
-            next_sample += SAMPLE_EVERY as u64;
+    let run = |w: &mut W, first: usize, batch: &[&K]| {
+        if stream.inserts {
+            let values = &stream.values[first..first + batch.len()];
+            w.insert_each(
+                batch
+                    .iter()
+                    .map(|&key| key.clone())
+                    .zip(values.iter().copied()),
+            );
         } else {
             w.get_each(batch, |_, value| {
                 black_box(value);
             });
+        }
+    };
+    let start = Instant::now();
+    let mut ran = 0;
+    let mut next_sample = 0;
+    let mut since_repin = 0;
+    for (index, batch) in refs[range.clone()].chunks(size).enumerate() {
+        let first = range.start + index * size;
+        if ran >= next_sample {
+            let t0 = Instant::now();
+            run(w, first, batch);
+            latency.saturating_record(t0.elapsed().as_nanos() as u64);
+            next_sample += SAMPLE_EVERY as u64;
+        } else {
+            run(w, first, batch);
         }
         ran += batch.len() as u64;
         since_repin += batch.len();
@@ -296,6 +329,25 @@ pub fn run<K: BenchKey, S: BenchHasher, A: MapAdapter<K, S>>(plan: &Plan<'_, K, 
         Measure::Throughput | Measure::Snapshots | Measure::Capture => 1,
         Measure::Growth { samples } => samples.max(1),
     };
+    // The keys a batched run hands over belong to the harness, not to the map: they are made
+    // before the heap is first measured, so that B/entry leaves them out.
+    let batch_keys: Vec<Option<[BatchKeys<K>; 2]>> = (0..threads)
+        .map(|t| match workload.lookups {
+            Lookups::Batched(_) => Some(
+                [&plan.streams.warmup[t], &plan.streams.timed[t]]
+                    .map(|ops| BatchKeys::new(keys, workload.key_pattern, ops)),
+            ),
+            Lookups::Single => None,
+        })
+        .collect();
+    let batch_refs: Vec<Option<[Vec<&K>; 2]>> = batch_keys
+        .iter()
+        .map(|streams| {
+            streams
+                .as_ref()
+                .map(|streams| streams.each_ref().map(BatchKeys::refs))
+        })
+        .collect();
     let rss_known = reset_peak_rss();
     let heap_before = AllocCounts::now().live();
     let map = A::build_for_keys(
@@ -324,6 +376,7 @@ pub fn run<K: BenchKey, S: BenchHasher, A: MapAdapter<K, S>>(plan: &Plan<'_, K, 
                 let (map, barrier, lens) = (&map, &barrier, &lens);
                 let timed = &plan.streams.timed[t];
                 let warmup = &plan.streams.warmup[t];
+                let (batch_keys, batch_refs) = (&batch_keys[t], &batch_refs[t]);
                 s.spawn(move || {
                     let mut w = map.worker();
                     if workload.prefill == Prefill::Full {
@@ -340,21 +393,26 @@ pub fn run<K: BenchKey, S: BenchHasher, A: MapAdapter<K, S>>(plan: &Plan<'_, K, 
                     barrier.wait(); // prefill done
                     barrier.wait(); // main has measured the heap
                     let mut w = parked.unwrap_or_else(|| map.worker());
-                    let batched = match workload.lookups {
-                        Lookups::Batched(size) => Some((
-                            LookupKeys::new(keys, workload.key_pattern, warmup),
-                            LookupKeys::new(keys, workload.key_pattern, timed),
-                            size,
-                        )),
-                        Lookups::Single => None,
+                    let batched = match (workload.lookups, batch_keys, batch_refs) {
+                        (
+                            Lookups::Batched(size),
+                            Some([warmup, timed]),
+                            Some([warmup_refs, timed_refs]),
+                        ) => Some(((warmup, warmup_refs), (timed, timed_refs), size)),
+                        _ => None,
                     };
-                    let batched = batched
-                        .as_ref()
-                        .map(|(warmup, timed, size)| (warmup.refs(), timed.refs(), *size));
                     let mut latency = new_histogram();
                     match &batched {
-                        Some((warmup, _, size)) => {
-                            run_batches(&mut w, warmup, *size, None, &mut latency);
+                        Some(((warmup, refs), _, size)) => {
+                            run_batches(
+                                &mut w,
+                                warmup,
+                                refs,
+                                0..refs.len(),
+                                *size,
+                                None,
+                                &mut latency,
+                            );
                         }
                         None => {
                             run_ops(
@@ -380,9 +438,15 @@ pub fn run<K: BenchKey, S: BenchHasher, A: MapAdapter<K, S>>(plan: &Plan<'_, K, 
                             matches!(workload.measure, Measure::Throughput | Measure::Capture)
                                 .then_some(RUN_LIMIT);
                         let (step_ran, span) = match &batched {
-                            Some((_, timed, size)) => {
-                                run_batches(&mut w, &timed[from..to], *size, limit, &mut latency)
-                            }
+                            Some((_, (timed, refs), size)) => run_batches(
+                                &mut w,
+                                timed,
+                                refs,
+                                from..to,
+                                *size,
+                                limit,
+                                &mut latency,
+                            ),
                             None => run_ops(
                                 &mut w,
                                 keys,
@@ -465,12 +529,13 @@ pub fn run<K: BenchKey, S: BenchHasher, A: MapAdapter<K, S>>(plan: &Plan<'_, K, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workload::{generate, BATCHED};
+    use crate::workload::{generate, BATCHED, BATCHED_INSERT};
 
-    /// Records every batch it is handed.
+    /// Records every batch it is handed: keys, and for inserts their values.
     #[derive(Default)]
     struct Recorder {
         batches: Vec<Vec<u64>>,
+        values: Vec<u64>,
         repins: usize,
     }
 
@@ -484,7 +549,14 @@ mod tests {
                 visit(index, None);
             }
         }
-        fn insert(&mut self, _key: u64, _value: u64) {}
+        fn insert(&mut self, _key: u64, _value: u64) {
+            unreachable!("a batched run inserts keys in batches only")
+        }
+        fn insert_each(&mut self, entries: impl Iterator<Item = (u64, u64)>) {
+            let (keys, values): (Vec<u64>, Vec<u64>) = entries.unzip();
+            self.batches.push(keys);
+            self.values.extend(values);
+        }
         fn remove(&mut self, _key: &u64) -> bool {
             false
         }
@@ -499,23 +571,49 @@ mod tests {
         }
     }
 
-    #[test]
-    fn batches_hand_over_every_key_once_in_order() {
-        let table: Vec<u64> = (0..1000).map(u64::nth).collect();
-        let streams = generate(&BATCHED, 1, table.len(), 5000, 3);
-        let keys = LookupKeys::new(&table, KeyPattern::Mixed, &streams.timed[0]);
+    /// Runs `ops[range]` in batches of 48 on a recorder; checks that every key (and, for
+    /// inserts, the value the one-at-a-time loop gives it) was handed over once, in order.
+    fn hands_over_in_order(table: &[u64], ops: &[Op], range: Range<usize>) -> Recorder {
+        let stream = BatchKeys::new(table, KeyPattern::Mixed, ops);
         let mut recorder = Recorder::default();
-        let (ran, _) = run_batches(&mut recorder, &keys.refs(), 48, None, &mut new_histogram());
-        assert_eq!(ran, 5000);
+        let (ran, _) = run_batches(
+            &mut recorder,
+            &stream,
+            &stream.refs(),
+            range.clone(),
+            48,
+            None,
+            &mut new_histogram(),
+        );
+        assert_eq!(ran, range.len() as u64);
         assert!(recorder.batches[..recorder.batches.len() - 1]
             .iter()
             .all(|b| b.len() == 48));
         let handed: Vec<u64> = recorder.batches.concat();
-        let expected: Vec<u64> = streams.timed[0]
+        let expected: Vec<u64> = ops[range.clone()]
             .iter()
             .map(|op| table[op.key as usize])
             .collect();
         assert_eq!(handed, expected);
-        assert!(recorder.repins >= 5000 / BATCH);
+        assert!(recorder.repins >= range.len() / BATCH);
+        recorder
+    }
+
+    #[test]
+    fn batches_of_reads_hand_over_every_key_once_in_order() {
+        let table: Vec<u64> = (0..1000).map(u64::nth).collect();
+        let streams = generate(&BATCHED, 1, table.len(), 5000, 3);
+        let recorder = hands_over_in_order(&table, &streams.timed[0], 0..5000);
+        assert!(recorder.values.is_empty(), "reads insert nothing");
+    }
+
+    #[test]
+    fn batches_of_inserts_hand_over_every_key_once_in_order_with_its_value() {
+        let table: Vec<u64> = (0..5000).map(u64::nth).collect();
+        let streams = generate(&BATCHED_INSERT, 1, table.len(), 0, 3);
+        let ops = &streams.timed[0];
+        let recorder = hands_over_in_order(&table, ops, 1000..4000);
+        let expected: Vec<u64> = ops[1000..4000].iter().map(|op| u64::from(op.key)).collect();
+        assert_eq!(recorder.values, expected);
     }
 }

@@ -309,13 +309,20 @@ fn run_workload<K: BenchKey, S: BenchHasher>(
         Measure::Capture => capture_notes(s.threads, &cannot_capture),
         Measure::Throughput | Measure::Growth { .. } => Vec::new(),
     };
-    if let Lookups::Batched(size) = w.lookups {
-        notes.push(format!(
+    match w.lookups {
+        Lookups::Batched(size) if w.mix.insert == 100 => notes.push(format!(
+            "batched-insert: presized's inserts, every key once into a map built with \
+             with_capacity, {size} per batch, the keys made before the timed loop; AtomicMap \
+             inserts each batch with pin().insert_all (what extend does), every other map (and \
+             LIMIT) one insert per key; p50/p99/p999 are of a whole batch of {size}"
+        )),
+        Lookups::Batched(size) => notes.push(format!(
             "batched: read-heavy's keys, all read, {size} per batch, the keys made before the \
              timed loop; AtomicMap looks each batch up with pin().get_each, every other map \
              (and LIMIT) one get per key; Mops/s counts lookups; p50/p99/p999 are of a whole \
              batch of {size}"
-        ));
+        )),
+        Lookups::Single => {}
     }
     WorkloadResults { records, notes }
 }

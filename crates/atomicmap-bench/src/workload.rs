@@ -102,14 +102,14 @@ pub enum KeyType {
     Text,
 }
 
-/// How the reads of a stream reach the map.
+/// How the operations of a stream reach the map.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Lookups {
     /// One operation at a time.
     Single,
-    /// The stream (reads only) cut into batches of this many keys, each handed to the map in
-    /// one call: `AtomicMap` looks a batch up with its batched lookup, every other map one key
-    /// after another.
+    /// The stream (all reads, or all inserts) cut into batches of this many keys, each handed
+    /// to the map in one call: `AtomicMap` looks a batch up with its batched lookup and inserts
+    /// one with its grouped insert, every other map takes one key after another.
     Batched(usize),
 }
 
@@ -232,6 +232,13 @@ pub const PRESIZED: Workload = Workload {
     prefill: Prefill::Empty,
     presized: true,
     ..THROUGHPUT
+};
+/// The inserts of [`PRESIZED`] in batches of [`DEFAULT_BATCH_SIZE`]: what loading a map in bulk
+/// (`extend`, `collect`) costs.
+pub const BATCHED_INSERT: Workload = Workload {
+    name: "batched-insert",
+    lookups: Lookups::Batched(DEFAULT_BATCH_SIZE),
+    ..PRESIZED
 };
 /// The same inserts as [`PRESIZED`] into a map that grows by itself.
 pub const DEFAULT_GROWTH: Workload = Workload {

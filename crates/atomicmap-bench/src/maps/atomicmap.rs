@@ -205,6 +205,11 @@ impl<K: BenchKey, S: BenchHasher> Worker<K> for AtomicMapWorker<'_, K, S> {
     }
 
     #[inline]
+    fn insert_each(&mut self, entries: impl Iterator<Item = (K, u64)>) {
+        self.pinned.insert_all(entries);
+    }
+
+    #[inline]
     fn remove(&mut self, key: &K) -> bool {
         self.pinned.remove(key).is_some()
     }

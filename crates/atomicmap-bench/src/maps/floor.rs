@@ -152,6 +152,21 @@ impl<K: BenchKey, S: BenchHasher> MapAdapter<K, S> for FloorAdapter<S> {
 }
 
 impl<S: BenchHasher> FloorWorker<'_, S> {
+    /// Sets the value of the key `word`, claiming its slot if it has none.
+    #[inline]
+    fn store(&self, word: u64, value: u64) {
+        let slot = self.0.find_or_claim(word);
+        let mut current = slot.value.load(Ordering::Acquire);
+        while let Err(now) = slot.value.compare_exchange_weak(
+            current,
+            value << 1 | 1,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            current = now;
+        }
+    }
+
     /// Replaces the value of the key `word` by `change(value)` with one CAS (retried when a
     /// writer races); false if the key has no value.
     #[inline]
@@ -208,15 +223,26 @@ impl<K: BenchKey, S: BenchHasher> Worker<K> for FloorWorker<'_, S> {
 
     #[inline]
     fn insert(&mut self, key: K, value: u64) {
-        let slot = self.0.find_or_claim(self.0.key_word(&key));
-        let mut current = slot.value.load(Ordering::Acquire);
-        while let Err(now) = slot.value.compare_exchange_weak(
-            current,
-            value << 1 | 1,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        ) {
-            current = now;
+        self.store(self.0.key_word(&key), value);
+    }
+
+    /// Group prefetching, as `AtomicMap`'s grouped insert does it: the home slots of a group
+    /// are prefetched before the group's first insert.
+    #[inline]
+    fn insert_each(&mut self, entries: impl Iterator<Item = (K, u64)>) {
+        let mut group = [(0u64, 0u64); PREFETCH_GROUP];
+        let mut entries = entries.peekable();
+        while entries.peek().is_some() {
+            let mut len = 0;
+            for ((word, value), (key, entry_value)) in group.iter_mut().zip(entries.by_ref()) {
+                *word = self.0.key_word(&key);
+                *value = entry_value;
+                self.0.prefetch(*word);
+                len += 1;
+            }
+            for &(word, value) in &group[..len] {
+                self.store(word, value);
+            }
         }
     }
 
