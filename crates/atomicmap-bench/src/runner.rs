@@ -243,11 +243,11 @@ impl<K: BenchKey> BatchKeys<K> {
 }
 
 /// Runs the operations `range` of `stream` (whose [`BatchKeys::refs`] are `refs`) in batches
-/// of `size`: each batch of reads in one
-/// [`Worker::get_each`] call with every value passed to `black_box`, each batch of inserts in
-/// one [`Worker::insert_each`] call. Times one batch in every [`SAMPLE_EVERY`] keys into
-/// `latency` (so its figures are of a whole batch); re-pins after at least [`BATCH`] keys and
-/// stops then once `limit` has passed. Returns how many keys ran and how long they took.
+/// of `size`: each batch of reads in one [`Worker::get_each`] call with every value passed to
+/// `black_box`, each batch of inserts in one [`Worker::insert_each`] call. Times one batch in
+/// every [`SAMPLE_EVERY`] keys into `latency` (so its figures are of a whole batch); re-pins
+/// after at least [`BATCH`] keys and stops then once `limit` has passed. Returns how many keys
+/// ran and how long they took.
 pub fn run_batches<K: BenchKey, W: Worker<K>>(
     w: &mut W,
     stream: &BatchKeys<K>,
