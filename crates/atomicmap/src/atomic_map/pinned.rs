@@ -131,9 +131,7 @@ where
             if group.is_empty() {
                 return;
             }
-            for (hash, _, _) in &group {
-                raw.prefetch_home(&self.guard, *hash);
-            }
+            raw.prefetch_homes(&self.guard, group.iter().map(|(hash, _, _)| *hash));
             for (hash, key, value) in group.drain(..) {
                 self.insert_hashed(hash, key, value);
             }

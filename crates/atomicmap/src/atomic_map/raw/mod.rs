@@ -336,11 +336,19 @@ where
         }
     }
 
-    /// Asks the CPU to start loading the home slot of `hash` in the current table, for a batch
-    /// of operations whose misses should overlap. Only a hint: a resize may move the key on.
+    /// Asks the CPU to start loading the home slot of each hash in the current table, for a
+    /// batch of operations whose misses should overlap. Only a hint: a resize may move the keys
+    /// on. The table is loaded once for the whole group.
     #[inline]
-    pub(in crate::atomic_map) fn prefetch_home(&self, guard: &Guard<'_>, hash: u64) {
-        self.chain.root(guard).prefetch(hash as usize);
+    pub(in crate::atomic_map) fn prefetch_homes(
+        &self,
+        guard: &Guard<'_>,
+        hashes: impl IntoIterator<Item = u64>,
+    ) {
+        let table = self.chain.root(guard);
+        for hash in hashes {
+            table.prefetch(hash as usize);
+        }
     }
 
     /// Looks up every query of a batch, calling `found` with each query's index and value. The
@@ -357,11 +365,10 @@ where
     {
         let mut hashes = [0u64; BATCH];
         for (group, queries) in queries.chunks(BATCH).enumerate() {
-            let table = self.chain.root(guard);
             for (hash, query) in hashes.iter_mut().zip(queries) {
                 *hash = self.hash(*query);
-                table.prefetch(*hash as usize);
             }
+            self.prefetch_homes(guard, hashes[..queries.len()].iter().copied());
             for (index, (hash, query)) in hashes.iter().zip(queries).enumerate() {
                 found(group * BATCH + index, self.find(guard, *hash, *query));
             }
