@@ -141,10 +141,18 @@ where
     /// [`insert`](Self::insert) of a key whose hash is `hash`.
     #[inline(always)]
     fn insert_hashed(&self, hash: u64, key: K, value: V) -> Option<Shared<'_, V>> {
-        let raw = self.raw();
-        if let Ok(previous) = raw.insert_inline(&self.guard, &key, &value, hash) {
-            return previous;
+        match self.raw().insert_inline(&self.guard, &key, &value, hash) {
+            Ok(previous) => previous,
+            Err(_) => self.insert_general(hash, key, value),
         }
+    }
+
+    /// [`insert_hashed`](Self::insert_hashed) past the short path: boxed words, a resize in
+    /// flight, a crowded probe. Out of line, so that the short path carries none of its
+    /// registers and stack.
+    #[inline(never)]
+    fn insert_general(&self, hash: u64, key: K, value: V) -> Option<Shared<'_, V>> {
+        let raw = self.raw();
         let mut pending = raw.pending_value(value);
         let written =
             raw.write_owned_hashed(&self.guard, key, hash, |_| Some(pending.stage(&self.guard)));
@@ -158,14 +166,24 @@ where
     where
         Q: Hash + Equivalent<K> + ?Sized,
     {
-        let raw = self.raw();
-        let hash = match raw.remove_inline(&self.guard, key) {
-            Ok(previous) => return previous.map(Shared::get),
-            Err(hash) => hash,
-        };
-        let written = raw.write_borrowed_hashed(&self.guard, key, hash, |current| {
-            current.map(|_| Staged::REMOVE)
-        });
+        match self.raw().remove_inline(&self.guard, key) {
+            Ok(previous) => previous.map(Shared::get),
+            Err(hash) => self.remove_general(key, hash),
+        }
+    }
+
+    /// [`remove`](Self::remove) past the short path, out of line (see
+    /// [`insert_general`](Self::insert_general)).
+    #[inline(never)]
+    fn remove_general<Q>(&self, key: &Q, hash: u64) -> Option<ValueRef<'_, V>>
+    where
+        Q: Hash + Equivalent<K> + ?Sized,
+    {
+        let written = self
+            .raw()
+            .write_borrowed_hashed(&self.guard, key, hash, |current| {
+                current.map(|_| Staged::REMOVE)
+            });
         written.previous.map(Shared::get)
     }
 
@@ -178,9 +196,25 @@ where
     {
         let raw = self.raw();
         let hash = raw.hash(key);
-        if let Ok(updated) = raw.update_inline(&self.guard, hash, key, &mut change) {
-            return updated.map(Shared::get);
+        match raw.update_inline(&self.guard, hash, key, &mut change) {
+            Ok(updated) => updated.map(Shared::get),
+            Err(_) => self.update_general(key, hash, change),
         }
+    }
+
+    /// [`update`](Self::update) past the short path, out of line (see
+    /// [`insert_general`](Self::insert_general)).
+    #[inline(never)]
+    fn update_general<Q>(
+        &self,
+        key: &Q,
+        hash: u64,
+        mut change: impl FnMut(&V) -> V,
+    ) -> Option<ValueRef<'_, V>>
+    where
+        Q: Hash + Equivalent<K> + ?Sized,
+    {
+        let raw = self.raw();
         let mut attempt = None;
         let written = raw.write_borrowed_hashed(&self.guard, key, hash, |current| {
             let new = current?.with(&mut change);

@@ -183,6 +183,14 @@ enum RootMiss<'g> {
     Elsewhere,
 }
 
+/// Whether a short write's probe must read the boxed keys it meets to tell its own key.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BoxedKeys {
+    Read,
+    /// The key is inline, so a box word is always another key.
+    Skip,
+}
+
 /// A short write that could not finish: the general write must run.
 pub(in crate::atomic_map) struct GeneralWrite;
 
@@ -429,8 +437,11 @@ where
         else {
             return Err(GeneralWrite);
         };
-        // Inline words are equal exactly when their keys are (one encoding per key).
-        let slot = match self.root_slot(guard, hash, |here| here.word() == key_word) {
+        // Inline words are equal exactly when their keys are (one encoding per key), and no
+        // boxed key has an inline word: the probe passes boxes by unread.
+        let slot = match self
+            .root_slot(guard, hash, BoxedKeys::Skip, |here| here.word() == key_word)
+        {
             Ok(slot) => slot,
             Err(RootMiss::Absent(free)) => Self::claim_free(free, key_word).ok_or(GeneralWrite)?,
             Err(RootMiss::Elsewhere) => return Err(GeneralWrite),
@@ -473,12 +484,14 @@ where
     /// The slot of the key `is_wanted` accepts in the root table, for the short writes.
     /// `RootMiss::Absent` if the probe proved the key missing (at a free slot where it may be
     /// claimed); `RootMiss::Elsewhere` if the general write must look: a resize is in flight,
-    /// or the probe met a `SEALED` slot or no end.
+    /// or the probe met a `SEALED` slot or no end. With [`BoxedKeys::Skip`], boxed keys are
+    /// passed by without being loaded under protection or shown to `is_wanted`.
     #[inline(always)]
     fn root_slot<'g>(
         &self,
         guard: &'g Guard<'_>,
         hash: u64,
+        boxed_keys: BoxedKeys,
         mut is_wanted: impl FnMut(Shared<'g, K>) -> bool,
     ) -> Result<&'g Slot, RootMiss<'g>> {
         let table = self.chain.root(guard);
@@ -487,22 +500,30 @@ where
         }
         let mut probe = Probe::new(table, hash);
         while let Some(slot) = probe.next() {
-            let loaded = match shared::load_inline_first::<K>(guard, &slot.key) {
-                Ok(inline) if is_wanted(inline) => return Ok(slot),
-                Ok(_) => continue,
-                Err(loaded) => loaded,
-            };
-            match loaded.key() {
-                Some(key) if is_wanted(key) => return Ok(slot),
-                Some(_) => {}
-                None if loaded.raw() == EMPTY => {
+            let word = slot.key.load(Ordering::Acquire);
+            // Inline first, as in `search`.
+            if let Some(inline) = shared::inline(guard, word) {
+                if is_wanted(inline) {
+                    return Ok(slot);
+                }
+                continue;
+            }
+            match word {
+                EMPTY => {
                     return Err(RootMiss::Absent(FreeSlot {
                         table,
                         slot,
                         distance: probe.distance(),
                     }))
                 }
-                None => return Err(RootMiss::Elsewhere),
+                SEALED => return Err(RootMiss::Elsewhere),
+                _ if boxed_keys == BoxedKeys::Skip => {}
+                _ => {
+                    let boxed = shared::loaded::<K>(guard, &slot.key, word);
+                    if boxed.key().is_some_and(&mut is_wanted) {
+                        return Ok(slot);
+                    }
+                }
             }
         }
         Err(RootMiss::Elsewhere)
@@ -625,11 +646,12 @@ where
     where
         Q: Hash + Equivalent<K> + ?Sized,
     {
-        let slot = match self.root_slot(guard, hash, |key| key.matches(hash, query)) {
-            Ok(slot) => slot,
-            Err(RootMiss::Absent(_)) => return Ok(None),
-            Err(RootMiss::Elsewhere) => return Err(hash),
-        };
+        let slot =
+            match self.root_slot(guard, hash, BoxedKeys::Read, |key| key.matches(hash, query)) {
+                Ok(slot) => slot,
+                Err(RootMiss::Absent(_)) => return Ok(None),
+                Err(RootMiss::Elsewhere) => return Err(hash),
+            };
         // Inline first, as in `search`.
         match slot.value.load(Ordering::Acquire) {
             current if word::is_inline(current) => Ok(Some((slot, current))),
@@ -713,17 +735,28 @@ where
 
     /// Book-keeping after a value CAS from `previous` to `new`: the length, the replaced box
     /// (which no reader can newly reach but current readers may still hold), and after a
-    /// remove, an occasional check for a shrink.
+    /// remove, an occasional check for a shrink. Inlined, with the rarer work in
+    /// [`unlinked`](Self::unlinked), so that the common commits (a new key, an inline value
+    /// replaced) add a few instructions to the write rather than a call.
+    #[inline(always)]
     fn committed(&self, guard: &Guard<'_>, previous: u64, new: u64) {
-        match (previous == ABSENT, new == ABSENT) {
-            (true, false) => guard.count_entries(1),
-            (false, true) => {
-                guard.count_entries(-1);
-                self.after_remove(guard);
+        if previous == ABSENT {
+            if new != ABSENT {
+                guard.count_entries(1);
             }
-            _ => {}
+        } else if new == ABSENT || !word::is_inline(previous) {
+            self.unlinked(guard, previous, new);
         }
-        if previous != ABSENT && !word::is_inline(previous) {
+    }
+
+    /// [`committed`](Self::committed) for a CAS that removed a value or replaced a box.
+    #[inline(never)]
+    fn unlinked(&self, guard: &Guard<'_>, previous: u64, new: u64) {
+        if new == ABSENT {
+            guard.count_entries(-1);
+            self.after_remove(guard);
+        }
+        if !word::is_inline(previous) {
             // SAFETY: `previous` is a boxed value this CAS unlinked, so it is retired exactly
             // once (by us); its birth was written before it was published.
             unsafe {

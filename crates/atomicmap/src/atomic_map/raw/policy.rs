@@ -40,6 +40,7 @@ const REMOVES_PER_SHRINK_CHECK: u32 = 256;
 
 /// Probe distance after which an insert into `table` checks whether it is too crowded; a
 /// quarter of a small table, so small maps do not fill up before they grow.
+#[inline]
 pub(super) fn probe_limit(table: &Table) -> usize {
     PROBE_LIMIT.min(table.capacity() / 4)
 }

@@ -48,13 +48,17 @@ pub(super) fn load_inline_first<'g, T: 'static>(
     atomic: &AtomicU64,
 ) -> Result<Shared<'g, T>, Loaded<'g, T>> {
     let word = atomic.load(Ordering::Acquire);
-    if word::is_inline(word) {
-        return Ok(Shared {
-            word,
-            _guard: PhantomData,
-        });
-    }
-    Err(loaded(guard, atomic, word))
+    inline(guard, word).ok_or_else(|| loaded(guard, atomic, word))
+}
+
+/// The item of an inline word loaded under `guard`; `None` for a sentinel or a box address,
+/// which this does not load again.
+#[inline]
+pub(super) fn inline<'g, T: 'static>(_guard: &'g Guard<'_>, word: u64) -> Option<Shared<'g, T>> {
+    word::is_inline(word).then_some(Shared {
+        word,
+        _guard: PhantomData,
+    })
 }
 
 /// A word read from `atomic` without protection (a plain load, or the word a failed CAS

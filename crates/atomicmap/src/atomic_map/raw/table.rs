@@ -138,6 +138,7 @@ impl Table {
         }))
     }
 
+    #[inline]
     pub(super) fn capacity(&self) -> usize {
         self.mask + 1
     }
@@ -198,11 +199,13 @@ impl Table {
         }
     }
 
+    #[inline]
     pub(super) fn chunks(&self) -> usize {
         self.capacity().div_ceil(CHUNK)
     }
 
     /// The table a resize is moving this one into, if one started.
+    #[inline]
     pub(super) fn next(&self) -> *mut Table {
         self.migration.next.load(Ordering::Acquire)
     }
@@ -280,6 +283,7 @@ impl Table {
 
     /// Whether this table is the successor of a freezing migration that has not ended (or whose
     /// snapshot has not yet taken the image).
+    #[inline]
     pub(super) fn is_freezing_successor(&self) -> bool {
         !self.image.load(Ordering::Acquire).is_null()
     }
