@@ -345,7 +345,7 @@ where
                 value => {
                     let copy = match carried {
                         Some(copy) => copy,
-                        None => self.carry(guard, successor, key),
+                        None => self.carry(successor, key),
                     };
                     carried = Some(copy);
                     successor.note_stored(value);
@@ -371,12 +371,7 @@ where
 
     /// Claims `key`'s word in `successor` (or finds our own earlier claim of it, after taking
     /// over an abandoned chunk) and returns its slot.
-    fn carry<'g>(
-        &self,
-        guard: &'g Guard<'_>,
-        successor: &'g Table,
-        key: Shared<'_, K>,
-    ) -> &'g Slot {
+    fn carry<'t>(&self, successor: &'t Table, key: Shared<'_, K>) -> &'t Slot {
         let hash = key.hash_with(self.hasher);
         if let Some(birth) = key.box_birth() {
             // The successor may come to own this key (module docs of `table`).
@@ -384,7 +379,9 @@ where
         }
         for slot in Probe::new(successor, hash) {
             loop {
-                let here = shared::load::<K>(guard, &slot.key).raw();
+                // Only compared, never read through: a word equal to the key's is the key
+                // (its box is alive under our guard, so no other key has its address).
+                let here = slot.key.load(Ordering::Acquire);
                 if here == key.word() {
                     return slot;
                 }
