@@ -392,6 +392,16 @@ impl Guard<'_> {
         }
     }
 
+    /// [`protect`](Self::protect) in one attempt that never raises the reservation: the result
+    /// of `load` if the reservation already covers the epoch it was read at, else `None`. For
+    /// a short path that must make no call; the caller falls back to `protect`.
+    #[inline]
+    pub(crate) fn try_protect<T: Copy>(&self, load: impl Fn() -> T) -> Option<T> {
+        let value = load();
+        let now = self.collector.epoch.load(Ordering::Acquire);
+        (now <= self.me.cached_upper.get()).then_some(value)
+    }
+
     /// Raises the reservation's upper bound to `epoch`. Out of line: it runs once per epoch
     /// tick a pin sees, and inlined into every protected load it would hold registers (and
     /// the first-use registration of the expedited barrier) in each lookup's probe loop.

@@ -34,6 +34,16 @@ impl<K: 'static, V: 'static> Chain<K, V> {
         unsafe { &*table }
     }
 
+    /// [`root`](Self::root) if the guard's reservation already covers it; `None` when it
+    /// must be raised first (see [`Guard::try_protect`]).
+    #[inline]
+    pub(super) fn try_root<'g>(&self, guard: &'g Guard<'_>) -> Option<&'g Table> {
+        let table = guard.try_protect(|| self.root.load(Ordering::Acquire))?;
+        // SAFETY: as in `root`: never null, and covered by the reservation, so allocated while
+        // `guard` lives.
+        Some(unsafe { &*table })
+    }
+
     /// The table to continue in after `table` sent us on (`SEALED`, `MOVED`, `DROPPED`, or no
     /// free slot): its successor, or the root if the root has moved past both.
     ///

@@ -276,6 +276,71 @@ where
     where
         Q: Equivalent<K> + ?Sized,
     {
+        if !Codec::<K>::may_inline() {
+            return self.find_in_chain(guard, hash, query);
+        }
+        match self.find_short(guard, hash, query) {
+            Some(found) => found,
+            None => self.find_long(guard, hash, query),
+        }
+    }
+
+    /// [`find`](Self::find) for the common case of a map with inline keys, in code that makes
+    /// no call, so that a lookup saves and restores no registers: the root table with the
+    /// reservation already covering it, inline keys up to the query's or an `EMPTY` slot, then
+    /// an inline or absent value. The same answers as [`search`](Self::search) where it
+    /// answers; `None` where `search` would need more (a raised reservation, a boxed key or
+    /// value, a `SEALED` slot or a value moved on, a probe of the whole table).
+    #[inline(always)]
+    fn find_short<'g, Q>(
+        &self,
+        guard: &'g Guard<'_>,
+        hash: u64,
+        query: &Q,
+    ) -> Option<Option<Shared<'g, V>>>
+    where
+        Q: Equivalent<K> + ?Sized,
+    {
+        let table = self.chain.try_root(guard)?;
+        for slot in Probe::new(table, hash) {
+            let word = slot.key.load(Ordering::Acquire);
+            match shared::inline::<K>(guard, word) {
+                Some(key) if key.matches(hash, query) => {}
+                Some(_) => continue,
+                None if word == EMPTY => return Some(None),
+                None => return None,
+            }
+            let value = slot.value.load(Ordering::Acquire);
+            return match shared::inline::<V>(guard, value) {
+                Some(value) => Some(Some(value)),
+                None if value == ABSENT => Some(None),
+                None => None,
+            };
+        }
+        None
+    }
+
+    /// [`find`](Self::find) after the short lookup could not answer: out of line, so that the
+    /// short lookup makes no call.
+    #[inline(never)]
+    fn find_long<'g, Q>(&self, guard: &'g Guard<'_>, hash: u64, query: &Q) -> Option<Shared<'g, V>>
+    where
+        Q: Equivalent<K> + ?Sized,
+    {
+        self.find_in_chain(guard, hash, query)
+    }
+
+    /// [`find`](Self::find) from the root table on.
+    #[inline]
+    fn find_in_chain<'g, Q>(
+        &self,
+        guard: &'g Guard<'_>,
+        hash: u64,
+        query: &Q,
+    ) -> Option<Shared<'g, V>>
+    where
+        Q: Equivalent<K> + ?Sized,
+    {
         let root = self.chain.root(guard);
         match self.search(guard, root, hash, |key| key.matches(hash, query)) {
             Search::Found(value) => Some(value),
@@ -484,8 +549,10 @@ where
     /// The slot of the key `is_wanted` accepts in the root table, for the short writes.
     /// `RootMiss::Absent` if the probe proved the key missing (at a free slot where it may be
     /// claimed); `RootMiss::Elsewhere` if the general write must look: a resize is in flight,
-    /// or the probe met a `SEALED` slot or no end. With [`BoxedKeys::Skip`], boxed keys are
-    /// passed by without being loaded under protection or shown to `is_wanted`.
+    /// or the probe met a `SEALED` slot or no end (or, for keys that may be inline, a boxed
+    /// key it would have to read), or the reservation does not cover the root yet. With
+    /// [`BoxedKeys::Skip`], boxed keys are passed by without being loaded under protection or
+    /// shown to `is_wanted`.
     #[inline(always)]
     fn root_slot<'g>(
         &self,
@@ -494,7 +561,10 @@ where
         boxed_keys: BoxedKeys,
         mut is_wanted: impl FnMut(Shared<'g, K>) -> bool,
     ) -> Result<&'g Slot, RootMiss<'g>> {
-        let table = self.chain.root(guard);
+        // Without raising the reservation, as in `find_short`: no call on the short path.
+        let Some(table) = self.chain.try_root(guard) else {
+            return Err(RootMiss::Elsewhere);
+        };
         if !table.next().is_null() {
             return Err(RootMiss::Elsewhere);
         }
@@ -518,6 +588,9 @@ where
                 }
                 SEALED => return Err(RootMiss::Elsewhere),
                 _ if boxed_keys == BoxedKeys::Skip => {}
+                // Boxes are rare among keys that may be inline: the general write reads them,
+                // and the short path keeps the protected load (and its call) out of its loop.
+                _ if Codec::<K>::may_inline() => return Err(RootMiss::Elsewhere),
                 _ => {
                     let boxed = shared::loaded::<K>(guard, &slot.key, word);
                     if boxed.key().is_some_and(&mut is_wanted) {

@@ -99,6 +99,12 @@ impl<T: 'static> Codec<T> {
         }
     }
 
+    /// Whether some items of `T` are stored inline (a primitive; `u64` below 2^63).
+    #[inline]
+    pub(super) fn may_inline() -> bool {
+        Self::inline_kind().is_some()
+    }
+
     /// Whether words of `T` may point to a [`Boxed`] and so need reclamation.
     #[inline]
     pub(super) fn may_box() -> bool {
