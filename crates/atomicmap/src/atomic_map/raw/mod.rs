@@ -53,6 +53,13 @@
 //!   (a `SEALED` slot, a long probe, paused claims, a moved or boxed value, a lost race) falls
 //!   back to the general write, which starts over and finds a key the short form claimed as
 //!   its own.
+//! * A lookup has a short form too (`find_short`): the same answers as `search` for inline keys
+//!   with inline or absent values, and none otherwise (a boxed key or value, a `SEALED` slot, a
+//!   value moved on), when the full search runs. It and the short writes take the root only if
+//!   the guard's reservation already covers it (`Chain::try_root`), and fall back rather than
+//!   raise it. So they make no call: a call would make every operation save and restore
+//!   registers, and the shorter an operation, the more of the next ones' cache misses the CPU
+//!   starts while it waits (docs/scaling.md).
 //!
 //! # Linearization points
 //! * `get`: the load of the value word (a value, or `ABSENT`), or the load of `EMPTY` that ends
@@ -69,7 +76,11 @@
 //! * A word is compared by value, so ABA on a value word cannot corrupt the map: a CAS that
 //!   succeeds against an old word does so because the slot holds that exact word, and a boxed
 //!   word cannot be freed and its address reused while any thread that read it is pinned
-//!   (every load of a pointer word goes through `shared::load`, which protects it).
+//!   (every load of a pointer word that is then read through goes through `shared::load`,
+//!   which protects it). Two probes only compare key words and never read through them, so
+//!   they load box words plainly: an insert's short form, whose key is inline and so equals no
+//!   box word, and a resize's carry, whose key's box is alive under its guard, so no other key
+//!   has its address.
 //!
 //! # Progress
 //! Readers never wait: a lookup probes at most every slot of each table it visits, and the
