@@ -383,23 +383,25 @@ impl Guard<'_> {
     #[inline]
     pub(crate) fn protect<T: Copy>(&self, load: impl Fn() -> T) -> T {
         loop {
-            let value = load();
-            let now = self.collector.epoch.load(Ordering::Acquire);
-            if now <= self.me.cached_upper.get() {
-                return value;
+            match self.try_protect(&load) {
+                Ok(value) => return value,
+                Err(now) => self.cover(now),
             }
-            self.cover(now);
         }
     }
 
-    /// [`protect`](Self::protect) in one attempt that never raises the reservation: the result
-    /// of `load` if the reservation already covers the epoch it was read at, else `None`. For
-    /// a short path that must make no call; the caller falls back to `protect`.
+    /// One attempt of [`protect`](Self::protect), which never raises the reservation: the
+    /// result of `load` if the reservation already covers the epoch it was read at, else that
+    /// epoch. For a short path that must make no call; the caller falls back to `protect`.
     #[inline]
-    pub(crate) fn try_protect<T: Copy>(&self, load: impl Fn() -> T) -> Option<T> {
+    pub(crate) fn try_protect<T: Copy>(&self, load: impl Fn() -> T) -> Result<T, u64> {
         let value = load();
         let now = self.collector.epoch.load(Ordering::Acquire);
-        (now <= self.me.cached_upper.get()).then_some(value)
+        if now <= self.me.cached_upper.get() {
+            Ok(value)
+        } else {
+            Err(now)
+        }
     }
 
     /// Raises the reservation's upper bound to `epoch`. Out of line: it runs once per epoch

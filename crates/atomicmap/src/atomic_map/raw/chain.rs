@@ -38,7 +38,9 @@ impl<K: 'static, V: 'static> Chain<K, V> {
     /// must be raised first (see [`Guard::try_protect`]).
     #[inline]
     pub(super) fn try_root<'g>(&self, guard: &'g Guard<'_>) -> Option<&'g Table> {
-        let table = guard.try_protect(|| self.root.load(Ordering::Acquire))?;
+        let table = guard
+            .try_protect(|| self.root.load(Ordering::Acquire))
+            .ok()?;
         // SAFETY: as in `root`: never null, and covered by the reservation, so allocated while
         // `guard` lives.
         Some(unsafe { &*table })
