@@ -9,9 +9,10 @@
 //! 1. **Image.** The successor of a freezing migration carries an *image*: an array parallel to
 //!    the migrated table. The owner of each chunk records, for every slot, the key and value
 //!    words that its final migration CAS replaced (`target` in `migrate_slot`). Only the chunk
-//!    owner writes those image slots, so plain stores suffice; its `finished_chunks` increment
-//!    (`AcqRel`) publishes them, and the snapshot's `Acquire` load of the final count (in
-//!    `Migrator::complete`) sees every chunk's stores, since increments form one release sequence.
+//!    owner writes those image slots, so plain stores suffice; its increment of
+//!    `chunk_progress.finished` (`AcqRel`) publishes them, and the snapshot's `Acquire` load of
+//!    the final count (in `Migrator::complete`) sees every chunk's stores, since increments form
+//!    one release sequence.
 //! 2. **Writers wait at the border.** A writer diverted from the migrated table into a freezing
 //!    successor (`before_diverting`) first drives the migration to its end (`Migrator::complete`:
 //!    it copies unclaimed chunks itself, then waits for chunks that other threads are copying).

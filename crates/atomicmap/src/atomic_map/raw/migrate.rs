@@ -19,7 +19,7 @@
 //!    without the flag, so the CAS can still lose; the loser frees its own. Only the root table is
 //!    ever resized, and a successor is not resized before it becomes the root.
 //! 2. **Copy.** Each writer that meets a resizing table claims one chunk of [`CHUNK`] slots
-//!    (`fetch_add` on `claimed_chunks`, or an abandoned chunk, see "Panics") and migrates every
+//!    (`fetch_add` on `chunk_progress.claimed`, or an abandoned chunk, see "Panics") and migrates every
 //!    slot in it; so no operation does more than one chunk of work, and readers do none. A slot
 //!    is migrated by its chunk's owner only:
 //!    * `EMPTY` key → CAS to `SEALED`: no key can be claimed here any more.
@@ -30,7 +30,7 @@
 //!      in the successor before `MOVED`), so storing over it is safe.
 //!    * a key without a value (tombstone) → CAS `ABSENT` to `DROPPED`: the key is not carried,
 //!      and the old table keeps owning its box until it is freed.
-//! 3. **Finish.** The writer whose chunk brings `finished_chunks` to the chunk count CASes the
+//! 3. **Finish.** The writer whose chunk brings `chunk_progress.finished` to the chunk count CASes the
 //!    root from the old table to the successor and retires the old table.
 //!
 //! # Why no update is lost and no key is duplicated
@@ -261,11 +261,7 @@ where
             self.migrate_slot(guard, &table.slots[index], successor, frozen);
         }
         owner.finish();
-        let finished = table
-            .migration
-            .finished_chunks
-            .fetch_add(1, Ordering::AcqRel)
-            + 1;
+        let finished = table.chunk_progress.finished.fetch_add(1, Ordering::AcqRel) + 1;
         if finished == chunks {
             self.finish(guard, table);
         }
@@ -280,7 +276,7 @@ where
         loop {
             while self.help(guard, table) {}
             if table.next().is_null()
-                || (table.migration.finished_chunks.load(Ordering::Acquire) == chunks
+                || (table.chunk_progress.finished.load(Ordering::Acquire) == chunks
                     && !ptr::eq(self.chain.root(guard), table))
             {
                 return;
@@ -354,7 +350,7 @@ where
                 }
             };
             if let Some(frozen) = frozen {
-                // Only this chunk's owner writes the image; the `finished_chunks` increment
+                // Only this chunk's owner writes the image; the `chunk_progress.finished` increment
                 // publishes it to the snapshot. A retry overwrites it with the newer words.
                 frozen.key.store(loaded.raw(), Ordering::Relaxed);
                 frozen.value.store(target, Ordering::Relaxed);
@@ -407,15 +403,19 @@ where
 }
 
 /// Takes the next unclaimed chunk of `table`, or one whose owner abandoned it.
+///
+/// Every write that meets a resizing table comes here, most of them after the last chunk was
+/// taken; they see that with a load, so that only claims that may succeed write the shared
+/// counter.
 fn claim_chunk(table: &Table, chunks: usize) -> Option<usize> {
-    let chunk = table
-        .migration
-        .claimed_chunks
-        .fetch_add(1, Ordering::AcqRel);
-    if chunk < chunks {
-        return Some(chunk);
+    let progress = &table.chunk_progress;
+    if progress.claimed.load(Ordering::Relaxed) < chunks {
+        let chunk = progress.claimed.fetch_add(1, Ordering::AcqRel);
+        if chunk < chunks {
+            return Some(chunk);
+        }
     }
-    if table.migration.abandoned.load(Ordering::Acquire) == 0 {
+    if progress.abandoned.load(Ordering::Acquire) == 0 {
         return None;
     }
     table
@@ -428,7 +428,7 @@ fn claim_chunk(table: &Table, chunks: usize) -> Option<usize> {
                     .is_ok()
         })
         .inspect(|_| {
-            table.migration.abandoned.fetch_sub(1, Ordering::Relaxed);
+            progress.abandoned.fetch_sub(1, Ordering::Relaxed);
         })
 }
 
@@ -453,7 +453,7 @@ impl Drop for ChunkOwner<'_> {
             // slots it finished, carried keys).
             self.table.abandoned_chunks[self.chunk].store(true, Ordering::Release);
             self.table
-                .migration
+                .chunk_progress
                 .abandoned
                 .fetch_add(1, Ordering::Release);
         }

@@ -40,7 +40,8 @@ pub(super) struct Slot {
     pub(super) value: AtomicU64,
 }
 
-/// Migration state of a table, written by resize helpers.
+/// How a table's resize starts: written once each per resize, read by every write that meets
+/// the table, so kept on a line of its own, away from the counters helpers and writers bump.
 pub(super) struct Migration {
     /// The table this one is being migrated into; null until a resize starts, then fixed.
     pub(super) next: AtomicPtr<Table>,
@@ -50,17 +51,17 @@ pub(super) struct Migration {
     /// table. While it is `ALLOCATING_FIT`, no writer claims a new key in the table (see
     /// `migrate`, "Room to carry").
     pub(super) allocating: AtomicUsize,
+}
+
+/// Which chunks of a resizing table are taken and done: bumped by the helpers that copy them.
+pub(super) struct ChunkProgress {
     /// Next chunk index a helper may claim (may overshoot the chunk count).
-    pub(super) claimed_chunks: AtomicUsize,
+    pub(super) claimed: AtomicUsize,
     /// Chunks fully migrated; the helper that makes it equal the chunk count finishes the resize.
-    pub(super) finished_chunks: AtomicUsize,
+    pub(super) finished: AtomicUsize,
     /// Chunks whose owner unwound before finishing them and that no helper has taken over yet
     /// (see `migrate`, "Panics"); which ones is in [`Table::abandoned_chunks`].
     pub(super) abandoned: AtomicUsize,
-    /// While this table is a successor that is not yet the root: how many more new keys writers
-    /// may claim in it (see `migrate`, "Room to carry"). Wraps below zero; read through
-    /// [`Table::take_claim_budget`].
-    pub(super) claim_budget: AtomicUsize,
 }
 
 /// A slot array and its header.
@@ -80,6 +81,12 @@ pub(super) struct Table {
     pub(super) generation: u64,
     pub(super) slots: Box<[Slot]>,
     pub(super) migration: CachePadded<Migration>,
+    pub(super) chunk_progress: CachePadded<ChunkProgress>,
+    /// While this table is a successor that is not yet the root: how many more new keys writers
+    /// may claim in it (see `migrate`, "Room to carry"). Wraps below zero; read through
+    /// [`Table::take_claim_budget`]. Every new key claimed during a resize takes from it, so it
+    /// has a line of its own.
+    claim_budget: CachePadded<AtomicUsize>,
     /// One flag per chunk, set while the chunk waits for a new owner.
     pub(super) abandoned_chunks: Box<[AtomicBool]>,
     /// Set only in the successor of a *freezing* migration (a snapshot, see `snapshot`): the
@@ -129,11 +136,13 @@ impl Table {
             migration: CachePadded(Migration {
                 next: AtomicPtr::new(std::ptr::null_mut()),
                 allocating: AtomicUsize::new(NOT_ALLOCATING),
-                claimed_chunks: AtomicUsize::new(0),
-                finished_chunks: AtomicUsize::new(0),
-                abandoned: AtomicUsize::new(0),
-                claim_budget: AtomicUsize::new(claim_budget),
             }),
+            chunk_progress: CachePadded(ChunkProgress {
+                claimed: AtomicUsize::new(0),
+                finished: AtomicUsize::new(0),
+                abandoned: AtomicUsize::new(0),
+            }),
+            claim_budget: CachePadded(AtomicUsize::new(claim_budget)),
             abandoned_chunks: (0..chunks).map(|_| AtomicBool::new(false)).collect(),
         }))
     }
@@ -213,7 +222,7 @@ impl Table {
     /// Takes one unit of the claim budget of a successor that is not yet the root; false when
     /// none is left (the writer must let the resize finish first).
     pub(super) fn take_claim_budget(&self) -> bool {
-        let before = self.migration.claim_budget.fetch_sub(1, Ordering::Relaxed);
+        let before = self.claim_budget.fetch_sub(1, Ordering::Relaxed);
         before != 0 && before <= self.capacity()
     }
 
