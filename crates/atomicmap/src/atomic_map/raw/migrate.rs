@@ -94,6 +94,14 @@
 //! keys, and new keys whose probe is short, never wait for an allocation. Waiting is
 //! `sync::Backoff`: a few yields, then short sleeps, so that with more threads than cores the
 //! waiters leave the cores to the thread they wait for.
+//!
+//! A resize ends only when its last chunk is done, and until then every write pays for two
+//! tables (it is diverted from the old one). With more threads than cores, the owner of that
+//! last chunk is often preempted in the middle of it and waits out every other thread's time
+//! slice: 16 threads growing a map on 2 cores held each large resize open for 40-60 ms after
+//! its last chunk was claimed, two thirds of its length. So a writer that finds every chunk
+//! claimed and some unfinished yields its core once. Where no thread waits for a core the
+//! yield returns at once, and only writes during a chunk's last microseconds pay it.
 
 use std::hash::{BuildHasher, Hash};
 use std::ptr;
@@ -108,7 +116,7 @@ use super::table::{
 };
 use super::word::{Codec, ABSENT, DROPPED, EMPTY, MOVED, SEALED};
 use crate::reclaim::{Collector, Guard};
-use crate::sync::{Backoff, Ordering};
+use crate::sync::{yield_now, Backoff, Ordering};
 
 /// What [`Migrator::start`] did.
 pub(super) enum Start {
@@ -245,6 +253,11 @@ where
         }
         let chunks = table.chunks();
         let Some(chunk) = claim_chunk(table, chunks) else {
+            if table.chunk_progress.finished.load(Ordering::Relaxed) < chunks {
+                // Chunks other threads own are unfinished: give the core to one of them in
+                // case it was preempted (module docs, "Progress").
+                yield_now();
+            }
             return false;
         };
         // We own an unfinished chunk, so `table` is still the root and its successor is live.
