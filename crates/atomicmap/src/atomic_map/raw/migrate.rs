@@ -19,9 +19,9 @@
 //!    without the flag, so the CAS can still lose; the loser frees its own. Only the root table is
 //!    ever resized, and a successor is not resized before it becomes the root.
 //! 2. **Copy.** Each writer that meets a resizing table claims one chunk of [`CHUNK`] slots
-//!    (`fetch_add` on `chunk_progress.claimed`, or an abandoned chunk, see "Panics") and migrates every
-//!    slot in it; so no operation does more than one chunk of work, and readers do none. A slot
-//!    is migrated by its chunk's owner only:
+//!    (`fetch_add` on `chunk_progress.claimed`, or an abandoned chunk, see "Panics") and
+//!    migrates every slot in it; so no operation does more than one chunk of work, and readers
+//!    do none. A slot is migrated by its chunk's owner only:
 //!    * `EMPTY` key → CAS to `SEALED`: no key can be claimed here any more.
 //!    * a key with a value → claim the same key word in the successor (*carry*), store the value
 //!      there, then CAS the old value word to `MOVED`. If that CAS fails a writer changed the
@@ -30,8 +30,8 @@
 //!      in the successor before `MOVED`), so storing over it is safe.
 //!    * a key without a value (tombstone) → CAS `ABSENT` to `DROPPED`: the key is not carried,
 //!      and the old table keeps owning its box until it is freed.
-//! 3. **Finish.** The writer whose chunk brings `chunk_progress.finished` to the chunk count CASes the
-//!    root from the old table to the successor and retires the old table.
+//! 3. **Finish.** The writer whose chunk brings `chunk_progress.finished` to the chunk count
+//!    CASes the root from the old table to the successor and retires the old table.
 //!
 //! # Why no update is lost and no key is duplicated
 //! * Writers diverted to the successor by `SEALED` / `MOVED` / `DROPPED` look the key up there
@@ -365,8 +365,9 @@ where
                 }
             };
             if let Some(frozen) = frozen {
-                // Only this chunk's owner writes the image; the `chunk_progress.finished` increment
-                // publishes it to the snapshot. A retry overwrites it with the newer words.
+                // Only this chunk's owner writes the image; its increment of
+                // `chunk_progress.finished` publishes it to the snapshot. A retry overwrites it
+                // with the newer words.
                 frozen.key.store(loaded.raw(), Ordering::Relaxed);
                 frozen.value.store(target, Ordering::Relaxed);
             }
