@@ -109,6 +109,25 @@ fn log_of(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
+/// Waits until the replicas logging to `path` have started `count` times: each start ends with
+/// the replica resuming from the sink's checkpoint or loading the published snapshots.
+fn wait_for_starts(path: &Path, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let log = log_of(path);
+        let starts = log.matches("resumed from the sink's checkpoint").count()
+            + log.matches("loaded snapshots").count();
+        if starts >= count {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the replica started {starts} times, not {count}; log:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 async fn hash_contents(url: &str, key: &str) -> HashMap<String, Vec<u8>> {
     let client = redis::Client::open(url).unwrap();
     let config =
@@ -178,7 +197,14 @@ async fn replica_process_killed_5_times_resumes_from_its_checkpoint() {
     ];
     let mut random = Random::from_clock();
     let mut child = Process::spawn(&args, &log);
-    for _ in 0..5 {
+    for spawned in 1..=5 {
+        // The random delay counts from the replica's start, not its spawn: on a loaded
+        // machine a start-up can outlast the delay, and a replica killed before it started
+        // has nothing to resume from.
+        let started = log.clone();
+        tokio::task::spawn_blocking(move || wait_for_starts(&started, spawned))
+            .await
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(300 + random.below(1200))).await;
         child.kill_9();
         child = Process::spawn(&args, &log);
