@@ -64,6 +64,15 @@
 //! from a later epoch, has ended the pin that held the object (see the release/acquire above),
 //! and one still showing `lower <= retire` keeps it held, conservatively.
 //!
+//! When to look: a thread looks after 1, 2, 4, ... unpins (up to [`MAX_UNPINS_PER_LARGE_LOOK`]),
+//! so a long pin that holds a table back costs the others little. Only a pin with
+//! `lower <= retire` can hold a waiting object, so such a pin looks as it ends, whatever its
+//! countdown: the last holder's unpin then frees the table, even when no operation follows (the
+//! end of a burst of inserts, with its holders preempted mid-operation). The newest retire epoch
+//! is read relaxed, as a hint: a pin it misses (one that ends before the first look assigns the
+//! epoch) still looks on its countdown, so it decides how soon a table is freed, never whether
+//! it may be.
+//!
 //! # Cost
 //! Pin and unpin are two stores and a compiler fence (a thread-local index finds the record);
 //! unpin also loads the shared count of waiting large garbage, which changes rarely. A
@@ -150,6 +159,9 @@ pub(crate) struct Collector {
     large_waiting: CachePadded<AtomicUsize>,
     /// The bytes of the objects `large` holds, written under its lock.
     large_bytes: AtomicUsize,
+    /// The newest retire epoch assigned to an object in `large`, written under its lock: a pin
+    /// that began no later may be what holds one, so its unpin looks at once.
+    newest_large_retire: AtomicU64,
 }
 
 impl Default for Collector {
@@ -166,6 +178,7 @@ impl Collector {
             large: Mutex::new(Vec::new()),
             large_waiting: CachePadded(AtomicUsize::new(0)),
             large_bytes: AtomicUsize::new(0),
+            newest_large_retire: AtomicU64::new(0),
         }
     }
 
@@ -193,6 +206,7 @@ impl Collector {
         me.lower.store(now, Ordering::Release);
         me.upper.store(now, Ordering::Relaxed);
         me.cached_upper.set(now);
+        me.pinned_at.set(now);
         barrier::light();
     }
 
@@ -299,6 +313,7 @@ impl Collector {
         if large.iter().any(|retired| retired.retire == UNASSIGNED) {
             let now = self.pass_epoch();
             assign_retire_epochs(&mut large, now);
+            self.newest_large_retire.store(now, Ordering::Relaxed);
             assign_retire_epochs(own_bag, now);
             own_unheld = self.take_unheld(own_bag);
         }
@@ -575,12 +590,13 @@ impl Drop for Guard<'_> {
 
 impl Guard<'_> {
     /// Counts down this thread's unpins to its next look at the shared large garbage, and looks
-    /// when the count runs out (or has not started: garbage this thread has not looked at yet).
-    /// We are unpinned here, so our own reservation no longer holds anything back.
+    /// when the count runs out (or has not started: garbage this thread has not looked at yet),
+    /// or when the pin that just ended may have held some (see "Large garbage"). We are unpinned
+    /// here, so our own reservation no longer holds anything back.
     #[cold]
     fn large_garbage_waiting(&self) {
         let countdown = self.me.unpins_until_large_look.get();
-        if countdown > 1 {
+        if countdown > 1 && !self.ended_pin_may_have_held_large_garbage() {
             self.me.unpins_until_large_look.set(countdown - 1);
             return;
         }
@@ -594,6 +610,14 @@ impl Guard<'_> {
                 self.large_looked(still_waiting);
             }
         }
+    }
+
+    /// Whether the pin that just ended began no later than the newest retire epoch of a large
+    /// object: it may then be the last one holding it, and a look at its end frees it, where
+    /// waiting out the countdown could leave a burst's last table allocated until the map is
+    /// next used.
+    fn ended_pin_may_have_held_large_garbage(&self) -> bool {
+        self.me.pinned_at.get() <= self.collector.newest_large_retire.load(Ordering::Relaxed)
     }
 
     /// Schedules this thread's next look at the large garbage after one that found some
@@ -626,6 +650,9 @@ pub(crate) unsafe fn free_box<T>(object: *mut ()) {
 
 #[cfg(all(test, not(loom)))]
 mod tests {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::{Arc, Barrier};
+
     use super::*;
 
     /// A thread that retires while a pin holds everything back (here its own, as a writer that
@@ -654,5 +681,52 @@ mod tests {
         // SAFETY: this thread's own bag, read while no retire is running.
         let held = unsafe { &*guard.me.bag.get() }.len() as u64;
         assert_eq!(held, retirements, "the pin holds every object back");
+    }
+
+    /// Sets its flag when freed.
+    struct Freed(Arc<AtomicBool>);
+
+    impl Drop for Freed {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// A pin that starts after a large object's first look (the pass that gives it its retire
+    /// epoch) does not hold it, and the end of the last pin that may frees it at once, even on a
+    /// thread whose countdown puts its next look far off.
+    #[test]
+    fn the_last_pin_that_may_hold_a_large_object_frees_it_as_it_ends() {
+        let collector = Collector::new();
+        let freed = Arc::new(AtomicBool::new(false));
+        let (pinned, retired) = (Barrier::new(2), Barrier::new(2));
+        std::thread::scope(|s| {
+            let holder = s.spawn(|| {
+                let guard = collector.enter();
+                guard
+                    .me
+                    .unpins_until_large_look
+                    .set(MAX_UNPINS_PER_LARGE_LOOK);
+                pinned.wait();
+                retired.wait();
+                drop(guard);
+            });
+            pinned.wait();
+            {
+                let guard = collector.enter();
+                let birth = collector.birth_epoch(&guard);
+                let object = Box::into_raw(Box::new(Freed(Arc::clone(&freed))));
+                // SAFETY: a box never published, retired once, freed by `free_box` of its type.
+                unsafe { guard.retire_large(object.cast(), 64, birth, free_box::<Freed>) };
+            }
+            assert!(!freed.load(Ordering::Relaxed), "the holder's pin holds it");
+            let _late = collector.enter();
+            retired.wait();
+            holder.join().expect("the holder does not panic");
+            assert!(
+                freed.load(Ordering::Relaxed),
+                "freed by the holder's unpin while a later pin is still active"
+            );
+        });
     }
 }

@@ -53,6 +53,10 @@ pub(crate) struct Participant {
     /// Owner-only: the value last stored to `upper`, so that validating a load needs no load of
     /// our own atomic.
     pub(super) cached_upper: Cell<u64>,
+    /// Owner-only: the value last stored to `lower` other than [`INACTIVE`] (the epoch the
+    /// current or last outermost pin began at), so that an unpin can tell whether its pin may
+    /// have held waiting large garbage without a load of our own atomic.
+    pub(super) pinned_at: Cell<u64>,
     /// Owner-only: how many objects this thread has been born since it last ticked the epoch.
     pub(super) births: Cell<u32>,
     /// Owner-only: unpins left before this thread's next look at the collector's waiting large
@@ -83,6 +87,7 @@ impl Participant {
             garbage_bytes: AtomicU64::new(0),
             depth: Cell::new(0),
             cached_upper: Cell::new(0),
+            pinned_at: Cell::new(0),
             births: Cell::new(0),
             unpins_until_large_look: Cell::new(0),
             large_look_interval: Cell::new(1),
