@@ -348,6 +348,12 @@ pub fn run<K: BenchKey, S: BenchHasher, A: MapAdapter<K, S>>(plan: &Plan<'_, K, 
                 .map(|streams| streams.each_ref().map(BatchKeys::refs))
         })
         .collect();
+    // Each thread's latency histogram and step spans are the harness's too: made here, before
+    // the heap is first measured, or a run that starts empty would count them (hundreds of KiB
+    // per thread) as the map's, and B/entry would grow with the thread count for every map.
+    let harness_state: Vec<(Histogram<u64>, Vec<Span>)> = (0..threads)
+        .map(|_| (new_histogram(), Vec::with_capacity(steps)))
+        .collect();
     let rss_known = reset_peak_rss();
     let heap_before = AllocCounts::now().live();
     let map = A::build_for_keys(
@@ -371,8 +377,10 @@ pub fn run<K: BenchKey, S: BenchHasher, A: MapAdapter<K, S>>(plan: &Plan<'_, K, 
     };
 
     std::thread::scope(|s| {
-        let workers: Vec<_> = (0..threads)
-            .map(|t| {
+        let workers: Vec<_> = harness_state
+            .into_iter()
+            .enumerate()
+            .map(|(t, (mut latency, mut spans))| {
                 let (map, barrier, lens) = (&map, &barrier, &lens);
                 let timed = &plan.streams.timed[t];
                 let warmup = &plan.streams.warmup[t];
@@ -401,7 +409,6 @@ pub fn run<K: BenchKey, S: BenchHasher, A: MapAdapter<K, S>>(plan: &Plan<'_, K, 
                         ) => Some(((warmup, warmup_refs), (timed, timed_refs), size)),
                         _ => None,
                     };
-                    let mut latency = new_histogram();
                     match &batched {
                         Some(((warmup, refs), _, size)) => {
                             run_batches(
@@ -429,7 +436,7 @@ pub fn run<K: BenchKey, S: BenchHasher, A: MapAdapter<K, S>>(plan: &Plan<'_, K, 
                     barrier.wait(); // warm-up done
                     barrier.wait(); // main has read the counters: go
                     let mut ran = 0;
-                    let mut spans = Vec::with_capacity(steps);
+                    let mut parked = Some(w);
                     let per_step = timed.len().div_ceil(steps).max(1);
                     for step in 0..steps {
                         let from = (step * per_step).min(timed.len());
@@ -437,6 +444,7 @@ pub fn run<K: BenchKey, S: BenchHasher, A: MapAdapter<K, S>>(plan: &Plan<'_, K, 
                         let limit =
                             matches!(workload.measure, Measure::Throughput | Measure::Capture)
                                 .then_some(RUN_LIMIT);
+                        let mut w = parked.take().unwrap_or_else(|| map.worker());
                         let (step_ran, span) = match &batched {
                             Some((_, (timed, refs), size)) => run_batches(
                                 &mut w,
@@ -461,6 +469,9 @@ pub fn run<K: BenchKey, S: BenchHasher, A: MapAdapter<K, S>>(plan: &Plan<'_, K, 
                         if A::PRIVATE {
                             lens[t].store(w.len(), Ordering::Relaxed);
                         }
+                        // Idle while main samples the heap, so holding no pin (as after the
+                        // prefill).
+                        parked = A::PRIVATE.then_some(w);
                         barrier.wait(); // step done
                         barrier.wait(); // main has sampled
                     }
