@@ -104,70 +104,22 @@ impl Layout for Linear {
 }
 
 /// The bits of one group's scan: which slots hold the tag, which are free.
+#[derive(Default)]
 struct Scan {
     matches: u32,
     free: u32,
 }
 
-/// Groups of tagged slots; `scan` is the only part the two tag layouts do differently.
-trait Tagged {
-    fn slots(&self) -> &[Slot];
+/// How a tag layout stores its tags: the only part the two tag layouts do differently.
+trait Tags {
     fn scan(&self, group: usize, tag: u8) -> Scan;
-    fn set_tag(&self, index: usize, tag: u8);
+    fn set(&self, index: usize, tag: u8);
 }
 
-fn tagged_insert(table: &impl Tagged, hash: u64, key: u64, value: u64) {
-    let slots = table.slots();
-    let groups = slots.len() / GROUP;
-    let tag = tag_of(hash);
-    let mut group = home(hash, groups);
-    loop {
-        let Scan { matches, mut free } = table.scan(group, tag);
-        if ones(matches).any(|bit| slots[group * GROUP + bit].key.load(Ordering::Acquire) == key) {
-            return;
-        }
-        while free != 0 {
-            let index = group * GROUP + free.trailing_zeros() as usize;
-            match slots[index]
-                .key
-                .compare_exchange(0, key, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => {
-                    table.set_tag(index, tag);
-                    let _ = slots[index].value.compare_exchange(
-                        0,
-                        value,
-                        Ordering::AcqRel,
-                        Ordering::Acquire,
-                    );
-                    return;
-                }
-                Err(present) if present == key => return,
-                Err(_) => free &= free - 1,
-            }
-        }
-        group = next(group, groups);
-    }
-}
-
-fn tagged_get(table: &impl Tagged, hash: u64, key: u64) -> u64 {
-    let slots = table.slots();
-    let groups = slots.len() / GROUP;
-    let tag = tag_of(hash);
-    let mut group = home(hash, groups);
-    loop {
-        let Scan { matches, free } = table.scan(group, tag);
-        for bit in ones(matches) {
-            let slot = &slots[group * GROUP + bit];
-            if slot.key.load(Ordering::Acquire) == key {
-                return slot.value.load(Ordering::Acquire);
-            }
-        }
-        if free != 0 {
-            return 0;
-        }
-        group = next(group, groups);
-    }
+/// Slots in groups of [`GROUP`], with a tag per slot kept by `T`.
+struct Tagged<T> {
+    slots: Vec<Slot>,
+    tags: T,
 }
 
 /// The positions of the set bits of `bits`, lowest first.
@@ -181,23 +133,13 @@ fn ones(mut bits: u32) -> impl Iterator<Item = usize> {
     })
 }
 
-struct TagBytes {
-    slots: Vec<Slot>,
-    tags: Vec<AtomicU8>,
-}
+struct TagBytes(Vec<AtomicU8>);
 
-impl Tagged for TagBytes {
-    fn slots(&self) -> &[Slot] {
-        &self.slots
-    }
-
+impl Tags for TagBytes {
     #[inline(always)]
     fn scan(&self, group: usize, tag: u8) -> Scan {
-        let mut scan = Scan {
-            matches: 0,
-            free: 0,
-        };
-        for (bit, byte) in self.tags[group * GROUP..][..GROUP].iter().enumerate() {
+        let mut scan = Scan::default();
+        for (bit, byte) in self.0[group * GROUP..][..GROUP].iter().enumerate() {
             let byte = byte.load(Ordering::Acquire);
             scan.matches |= u32::from(byte == tag) << bit;
             scan.free |= u32::from(byte == 0) << bit;
@@ -205,29 +147,19 @@ impl Tagged for TagBytes {
         scan
     }
 
-    fn set_tag(&self, index: usize, tag: u8) {
-        self.tags[index].store(tag, Ordering::Release);
+    fn set(&self, index: usize, tag: u8) {
+        self.0[index].store(tag, Ordering::Release);
     }
 }
 
-struct TagWords {
-    slots: Vec<Slot>,
-    words: Vec<AtomicU64>,
-}
+struct TagWords(Vec<AtomicU64>);
 
-impl Tagged for TagWords {
-    fn slots(&self) -> &[Slot] {
-        &self.slots
-    }
-
+impl Tags for TagWords {
     #[inline(always)]
     fn scan(&self, group: usize, tag: u8) -> Scan {
-        let mut scan = Scan {
-            matches: 0,
-            free: 0,
-        };
+        let mut scan = Scan::default();
         for half in 0..2 {
-            let word = self.words[group * 2 + half].load(Ordering::Acquire);
+            let word = self.0[group * 2 + half].load(Ordering::Acquire);
             let differs = word ^ (LOW_BYTES * u64::from(tag));
             // Zero bytes of `differs` are the matches; a byte above a true match may be flagged
             // too, and the key comparison turns it down.
@@ -238,8 +170,8 @@ impl Tagged for TagWords {
         scan
     }
 
-    fn set_tag(&self, index: usize, tag: u8) {
-        self.words[index / 8].fetch_or(u64::from(tag) << (8 * (index % 8)), Ordering::AcqRel);
+    fn set(&self, index: usize, tag: u8) {
+        self.0[index / 8].fetch_or(u64::from(tag) << (8 * (index % 8)), Ordering::AcqRel);
     }
 }
 
@@ -248,23 +180,65 @@ fn high_bits_to_mask(high_bits: u64) -> u8 {
     ((high_bits >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u8
 }
 
-macro_rules! tagged_layout {
-    ($layout:ty) => {
-        impl Layout for $layout {
-            #[inline(never)]
-            fn insert(&self, hash: u64, key: u64, value: u64) {
-                tagged_insert(self, hash, key, value);
+impl<T: Tags> Layout for Tagged<T> {
+    #[inline(never)]
+    fn insert(&self, hash: u64, key: u64, value: u64) {
+        let slots = &self.slots;
+        let groups = slots.len() / GROUP;
+        let tag = tag_of(hash);
+        let mut group = home(hash, groups);
+        loop {
+            let Scan { matches, mut free } = self.tags.scan(group, tag);
+            if ones(matches)
+                .any(|bit| slots[group * GROUP + bit].key.load(Ordering::Acquire) == key)
+            {
+                return;
             }
-
-            #[inline(never)]
-            fn get(&self, hash: u64, key: u64) -> u64 {
-                tagged_get(self, hash, key)
+            while free != 0 {
+                let index = group * GROUP + free.trailing_zeros() as usize;
+                match slots[index]
+                    .key
+                    .compare_exchange(0, key, Ordering::AcqRel, Ordering::Acquire)
+                {
+                    Ok(_) => {
+                        self.tags.set(index, tag);
+                        let _ = slots[index].value.compare_exchange(
+                            0,
+                            value,
+                            Ordering::AcqRel,
+                            Ordering::Acquire,
+                        );
+                        return;
+                    }
+                    Err(present) if present == key => return,
+                    Err(_) => free &= free - 1,
+                }
             }
+            group = next(group, groups);
         }
-    };
+    }
+
+    #[inline(never)]
+    fn get(&self, hash: u64, key: u64) -> u64 {
+        let slots = &self.slots;
+        let groups = slots.len() / GROUP;
+        let tag = tag_of(hash);
+        let mut group = home(hash, groups);
+        loop {
+            let Scan { matches, free } = self.tags.scan(group, tag);
+            for bit in ones(matches) {
+                let slot = &slots[group * GROUP + bit];
+                if slot.key.load(Ordering::Acquire) == key {
+                    return slot.value.load(Ordering::Acquire);
+                }
+            }
+            if free != 0 {
+                return 0;
+            }
+            group = next(group, groups);
+        }
+    }
 }
-tagged_layout!(TagBytes);
-tagged_layout!(TagWords);
 
 /// Keys as the bench makes them: the index mixed, never 0 (a free slot's word).
 fn key(index: u64) -> u64 {
@@ -277,13 +251,13 @@ fn build(layout: &str, capacity: usize) -> Box<dyn Layout> {
         "linear" => Box::new(Linear {
             slots: slots(capacity),
         }),
-        "tag bytes" => Box::new(TagBytes {
+        "tag bytes" => Box::new(Tagged {
             slots: slots(capacity),
-            tags: (0..capacity).map(|_| AtomicU8::new(0)).collect(),
+            tags: TagBytes((0..capacity).map(|_| AtomicU8::new(0)).collect()),
         }),
-        _ => Box::new(TagWords {
+        _ => Box::new(Tagged {
             slots: slots(capacity),
-            words: (0..capacity / 8).map(|_| AtomicU64::new(0)).collect(),
+            tags: TagWords((0..capacity / 8).map(|_| AtomicU64::new(0)).collect()),
         }),
     }
 }
