@@ -240,7 +240,8 @@ impl<T: Tags> Layout for Tagged<T> {
     }
 }
 
-/// Keys as the bench makes them: the index mixed, never 0 (a free slot's word).
+/// Key number `index`: the index through a 64-bit mix, so the keys look random, and never 0
+/// (a free slot's word).
 fn key(index: u64) -> u64 {
     let mixed = (index ^ (index >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
     (mixed ^ (mixed >> 29)) | 1
@@ -260,6 +261,16 @@ fn build(layout: &str, capacity: usize) -> Box<dyn Layout> {
             tags: TagWords((0..capacity / 8).map(|_| AtomicU64::new(0)).collect()),
         }),
     }
+}
+
+/// Looks up every key of `keys`: ns per lookup, and the sum of the values found (so that no
+/// lookup can be optimised away).
+fn time_gets(table: &dyn Layout, hasher: &impl BuildHasher, keys: &[u64]) -> (f64, u64) {
+    let started = Instant::now();
+    let found = keys.iter().fold(0u64, |sum, &key| {
+        sum.wrapping_add(table.get(hasher.hash_one(key), key))
+    });
+    (nanos_per(started, keys.len()), std::hint::black_box(found))
 }
 
 fn nanos_per(started: Instant, operations: usize) -> f64 {
@@ -301,18 +312,10 @@ fn main() {
                     table.insert(hasher.hash_one(key), key, key);
                 }
                 inserts.push(nanos_per(started, keys.len()));
-                let mut sum = 0u64;
-                let started = Instant::now();
-                for &key in &hits {
-                    sum = sum.wrapping_add(table.get(hasher.hash_one(key), key));
-                }
-                hit_times.push(nanos_per(started, hits.len()));
-                let started = Instant::now();
-                for &key in &misses {
-                    sum = sum.wrapping_add(table.get(hasher.hash_one(key), key));
-                }
-                miss_times.push(nanos_per(started, misses.len()));
-                assert_ne!(std::hint::black_box(sum), 0, "the hits found no value");
+                let (hit_time, found) = time_gets(&*table, &hasher, &hits);
+                assert_ne!(found, 0, "the hits found no value");
+                hit_times.push(hit_time);
+                miss_times.push(time_gets(&*table, &hasher, &misses).0);
             }
             println!(
                 "{layout:9}  {full:>5} full: insert {:6.1}, hit {:6.1}, miss {:6.1}",
