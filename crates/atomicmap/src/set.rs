@@ -46,7 +46,8 @@ where
         Self::with_hasher(DefaultHashBuilder::default())
     }
 
-    /// An empty set that holds `capacity` elements without resizing.
+    /// An empty set that holds `capacity` elements without resizing, and that removes never
+    /// shrink below that (see [`AtomicMap::with_capacity`]).
     ///
     /// # Panics
     /// If `capacity` overflows or cannot be allocated; see

@@ -307,6 +307,71 @@ fn capacity_is_what_the_table_is_sized_for() {
     );
 }
 
+/// Inserts `keys` keys into `map` and removes them all: far more than the removes after which
+/// a thread checks whether a table has emptied out enough to shrink.
+fn fill_and_empty(map: &AtomicMap<u64, u64>, keys: u64) {
+    for key in 0..keys {
+        map.insert(key, key);
+    }
+    for key in 0..keys {
+        map.remove(&key);
+    }
+    assert!(map.is_empty());
+}
+
+#[test]
+fn removes_and_clear_keep_the_capacity_asked_for() {
+    let presized: AtomicMap<u64, u64> = AtomicMap::with_capacity(100_000);
+    let sized = presized.capacity();
+    fill_and_empty(&presized, 5_000);
+    assert_eq!(presized.capacity(), sized, "with_capacity, then removes");
+    presized.clear();
+    assert_eq!(presized.capacity(), sized, "with_capacity, then clear");
+    assert_eq!(presized.stats().resizes, 0);
+
+    let reserved: AtomicMap<u64, u64> = AtomicMap::new();
+    reserved.reserve(100_000);
+    let sized = reserved.capacity();
+    assert!(sized >= 100_000);
+    fill_and_empty(&reserved, 5_000);
+    assert_eq!(reserved.capacity(), sized, "reserve, then removes");
+
+    let grown: AtomicMap<u64, u64> = AtomicMap::new();
+    fill_and_empty(&grown, 100_000);
+    grown.clear();
+    assert!(
+        grown.capacity() < 1_000,
+        "a map nobody sized shrinks as it empties: {}",
+        grown.capacity()
+    );
+}
+
+#[test]
+fn shrink_to_lowers_the_capacity_removes_keep() {
+    let map: AtomicMap<u64, u64> = AtomicMap::with_capacity(100_000);
+    for key in 0..100 {
+        map.insert(key, key);
+    }
+    map.shrink_to(1_000);
+    let shrunk = map.capacity();
+    assert!((1_000..100_000).contains(&shrunk), "{shrunk}");
+    assert!((0..100).all(|key| map.get(&key) == Some(key)));
+    fill_and_empty(&map, 500);
+    assert_eq!(
+        map.capacity(),
+        shrunk,
+        "removes keep what shrink_to asked for"
+    );
+
+    map.shrink_to(1_000_000);
+    assert_eq!(map.capacity(), shrunk, "a larger minimum changes nothing");
+
+    map.shrink_to_fit();
+    assert!(map.capacity() < shrunk, "{}", map.capacity());
+    map.insert(7, 7);
+    assert_eq!(map.get(&7), Some(7));
+}
+
 /// A borrowed form of a `(String, String)` key that no `Borrow` impl could produce.
 #[derive(Hash)]
 struct Route<'a>(&'a str, &'a str);

@@ -104,7 +104,9 @@ where
         Self::with_hasher(DefaultHashBuilder::default())
     }
 
-    /// An empty map that holds `capacity` entries without resizing.
+    /// An empty map that holds `capacity` entries without resizing. Removes never shrink its
+    /// table below that (nor does [`clear`](Self::clear)); [`shrink_to`](Self::shrink_to) lowers
+    /// it.
     ///
     /// # Panics
     /// If `capacity` overflows or cannot be allocated; see
@@ -131,7 +133,8 @@ where
         Self::with_capacity_and_hasher(0, hasher)
     }
 
-    /// An empty map using `hasher` that holds `capacity` entries without resizing.
+    /// An empty map using `hasher` that holds `capacity` entries without resizing, and never
+    /// shrinks below that on its own (see [`with_capacity`](AtomicMap::with_capacity)).
     ///
     /// # Panics
     /// If `capacity` overflows or cannot be allocated.
@@ -407,14 +410,17 @@ where
         }
     }
 
-    /// Removes every entry and shrinks the table. Not atomic: each key is removed at its own
-    /// instant, and entries inserted during the call may survive it.
+    /// Removes every entry and shrinks the table, down to the capacity reserved with
+    /// [`with_capacity`](AtomicMap::with_capacity) or [`reserve`](Self::reserve), if any. Not
+    /// atomic: each key is removed at its own instant, and entries inserted during the call
+    /// may survive it.
     pub fn clear(&self) {
         self.retain(|_, _| false);
         self.raw.compact(&self.raw.pin());
     }
 
-    /// Makes room for `additional` more entries without further resizing.
+    /// Makes room for `additional` more entries without further resizing. Removes never shrink
+    /// the table below that room afterwards; [`shrink_to`](Self::shrink_to) lowers it.
     ///
     /// # Panics
     /// If the capacity overflows or cannot be allocated; see [`try_reserve`](Self::try_reserve).
@@ -431,6 +437,38 @@ where
             .checked_add(additional)
             .ok_or(CapacityError::Overflow)?;
         self.raw.reserve(&self.raw.pin(), wanted)
+    }
+
+    /// Shrinks the table to hold the current entries, or `min_capacity` entries if that is more,
+    /// and lowers the capacity that removes and [`clear`](Self::clear) keep to `min_capacity`
+    /// (from what [`with_capacity`](AtomicMap::with_capacity) or [`reserve`](Self::reserve)
+    /// asked for). A `min_capacity` above the current capacity changes nothing. Waits for the
+    /// resize, as `reserve` does; writers keep running meanwhile. If the smaller table cannot
+    /// be allocated, the map keeps its table.
+    ///
+    /// ```
+    /// use atomicmap::AtomicMap;
+    ///
+    /// let map: AtomicMap<u64, u64> = AtomicMap::with_capacity(100_000);
+    /// for key in 0..1_000 {
+    ///     map.insert(key, key);
+    /// }
+    /// for key in 0..1_000 {
+    ///     map.remove(&key);
+    /// }
+    /// assert!(map.capacity() >= 100_000, "removes keep the capacity asked for");
+    /// map.shrink_to(10);
+    /// assert!(map.capacity() < 100_000);
+    /// assert!(map.capacity() >= 10);
+    /// ```
+    pub fn shrink_to(&self, min_capacity: usize) {
+        self.raw.shrink_to(&self.raw.pin(), min_capacity);
+    }
+
+    /// [`shrink_to(0)`](Self::shrink_to): shrinks the table to its entries, and lets removes
+    /// shrink it as far as they empty it.
+    pub fn shrink_to_fit(&self) {
+        self.shrink_to(0);
     }
 
     /// Entries the current table is sized for: it holds at least this many without growing

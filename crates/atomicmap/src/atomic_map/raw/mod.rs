@@ -102,6 +102,8 @@ use std::hash::{BuildHasher, Hash};
 
 use equivalent::Equivalent;
 use std::ptr;
+// std's, not `crate::sync`'s, for `RawMap::reserved_slots` only (see there).
+use std::sync::atomic::AtomicUsize as StdAtomicUsize;
 
 use crate::error::CapacityError;
 use crate::reclaim::{free_box, Collector, Guard};
@@ -130,6 +132,11 @@ pub(in crate::atomic_map) struct RawMap<K: 'static, V: 'static, S> {
     chain: Chain<K, V>,
     hasher: S,
     collector: Collector,
+    /// Slots the table keeps however few keys it holds: what `with_capacity` and `reserve` asked
+    /// for, until `shrink_to` lowers it. Only shrinks and compactions read it, so it is `std`'s
+    /// atomic, used `Relaxed`: a sizing hint that no protocol step depends on, which loom need not
+    /// interleave.
+    reserved_slots: StdAtomicUsize,
 }
 
 /// Where a write for a key should happen.
@@ -242,6 +249,7 @@ where
             chain: Chain::new(table),
             hasher,
             collector,
+            reserved_slots: StdAtomicUsize::new(capacity),
         })
     }
 
@@ -978,6 +986,7 @@ where
             let Some(capacity) = policy::crowding_after_long_probe(table, || self.len()) else {
                 return false;
             };
+            let capacity = self.at_least_reserved(capacity);
             let migrator = self.migrator();
             let root = self.chain.root(guard);
             if !ptr::eq(root, table) {
@@ -1009,7 +1018,8 @@ where
             }
             let root = self.chain.root(guard);
             if ptr::eq(root, table) {
-                let capacity = policy::full_table_capacity(table, self.len());
+                let capacity =
+                    self.at_least_reserved(policy::full_table_capacity(table, self.len()));
                 match migrator.start(guard, table, capacity) {
                     Start::Installed => {}
                     Start::Allocating => backoff.wait(),
@@ -1022,10 +1032,14 @@ where
         }
     }
 
-    /// Called after a remove committed: occasionally shrinks a mostly empty table.
+    /// Called after a remove committed: occasionally shrinks a mostly empty table, never below
+    /// the reserved slots.
     fn after_remove(&self, guard: &Guard<'_>) {
         let table = self.chain.root(guard);
-        if let Some(capacity) = policy::shrink_due(table, || self.len()) {
+        let shrink = policy::shrink_due(table, || self.len())
+            .map(|capacity| self.at_least_reserved(capacity))
+            .filter(|&capacity| capacity < table.capacity());
+        if let Some(capacity) = shrink {
             let migrator = self.migrator();
             migrator.start(guard, table, capacity);
             migrator.help(guard, table);
@@ -1051,21 +1065,39 @@ where
     ) -> Result<(), CapacityError> {
         let capacity = policy::capacity_for(entries).ok_or(CapacityError::Overflow)?;
         if self.capacity(guard) >= capacity || self.resize_now(guard, capacity) {
+            self.reserved_slots.fetch_max(capacity, Ordering::Relaxed);
             Ok(())
         } else {
             Err(CapacityError::AllocationFailed)
         }
     }
 
-    /// Resizes the table to fit the live keys, dropping tombstones (for `clear`). A compaction
-    /// keeps room for every claimed slot, tombstones included (see `migrate`, "Room to
-    /// carry"), so a second pass over the compacted table shrinks it to the live keys. If a
-    /// smaller table cannot be allocated the map keeps its table: nothing is lost.
+    /// Lowers the reserved slots to room for `entries` keys (never above the current table),
+    /// then compacts the table down to its keys or that room, whichever is larger.
+    pub(in crate::atomic_map) fn shrink_to(&self, guard: &Guard<'_>, entries: usize) {
+        let room = policy::capacity_for(entries).unwrap_or(usize::MAX);
+        self.reserved_slots
+            .store(room.min(self.capacity(guard)), Ordering::Relaxed);
+        self.compact(guard);
+    }
+
+    /// `capacity`, or the reserved slots if they are more: what a shrink or a compaction sizes
+    /// its successor to.
+    fn at_least_reserved(&self, capacity: usize) -> usize {
+        capacity.max(self.reserved_slots.load(Ordering::Relaxed))
+    }
+
+    /// Resizes the table to fit the live keys (or the reserved slots, if more), dropping
+    /// tombstones (for `clear`). A compaction keeps room for every claimed slot, tombstones
+    /// included (see `migrate`, "Room to carry"), so a second pass over the compacted table
+    /// shrinks it to the live keys. If a smaller table cannot be allocated the map keeps its
+    /// table: nothing is lost.
     pub(in crate::atomic_map) fn compact(&self, guard: &Guard<'_>) {
         for _ in 0..2 {
             let Some(capacity) = policy::capacity_for(self.len()) else {
                 return;
             };
+            let capacity = self.at_least_reserved(capacity);
             if !self.resize_now(guard, capacity) || self.capacity(guard) <= capacity {
                 return;
             }

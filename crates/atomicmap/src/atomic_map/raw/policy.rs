@@ -13,7 +13,9 @@
 //!
 //! Removes also shrink a table whose live count falls under 1/8 of its capacity
 //! ([`shrink_due`]), and a table that is completely full grows or compacts
-//! ([`full_table_capacity`]) whatever its sample says.
+//! ([`full_table_capacity`]) whatever its sample says. The map sizes no shrink or compaction
+//! below the slots `with_capacity` or `reserve` asked for (`RawMap::reserved_slots`): a map
+//! presized for a load it has not reached yet keeps its table while early removes empty it.
 
 use std::cell::Cell;
 
