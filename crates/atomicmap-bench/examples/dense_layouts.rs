@@ -12,9 +12,13 @@
 //! tag. Every layout takes its home by multiply-shift, so that only the layout differs. No
 //! resize, reclamation or pin: these are floors for each layout, not maps.
 
+mod support;
+
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::time::Instant;
+
+use support::{key, median, nanos_per};
 
 const KEYS: usize = 1_000_000;
 const ROUNDS: usize = 5;
@@ -240,13 +244,6 @@ impl<T: Tags> Layout for Tagged<T> {
     }
 }
 
-/// Key number `index`: the index through a 64-bit mix, so the keys look random, and never 0
-/// (a free slot's word).
-fn key(index: u64) -> u64 {
-    let mixed = (index ^ (index >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
-    (mixed ^ (mixed >> 29)) | 1
-}
-
 fn build(layout: &str, capacity: usize) -> Box<dyn Layout> {
     match layout {
         "linear" => Box::new(Linear {
@@ -271,15 +268,6 @@ fn time_gets(table: &dyn Layout, hasher: &impl BuildHasher, keys: &[u64]) -> (f6
         sum.wrapping_add(table.get(hasher.hash_one(key), key))
     });
     (nanos_per(started, keys.len()), std::hint::black_box(found))
-}
-
-fn nanos_per(started: Instant, operations: usize) -> f64 {
-    started.elapsed().as_nanos() as f64 / operations as f64
-}
-
-fn median(mut runs: Vec<f64>) -> f64 {
-    runs.sort_by(f64::total_cmp);
-    runs[runs.len() / 2]
 }
 
 fn main() {
