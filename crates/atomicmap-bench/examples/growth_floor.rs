@@ -12,29 +12,29 @@
 //! and dashmap's time over the row's. The rows:
 //! * **dashmap** and **`AtomicMap`**, grown from empty as their users grow them, and
 //!   **`AtomicMap`, presized** (`with_capacity` for the whole key space).
-//! * **Bare tables**: arrays of 16-byte atomic slots with the bench floor's operations (Acquire
-//!   loads; a CAS claims a new key's word, a CAS sets or clears a value; a removed key stays
-//!   as a tombstone). No pin, codec or reclamation. One is presized. The others double at 5/8
-//!   full and differ only in how they copy a table:
-//!   * **locked copy**: the locked instructions a lock-free copy needs, as `AtomicMap`'s
-//!     `migrate` does them. A CAS seals each empty slot and one marks each tombstone. A live
-//!     key is claimed in the successor with a CAS and its value stored there; a CAS then marks
-//!     the old value moved.
-//!   * **plain copy**: live keys and values stored into the successor with plain stores, as a
-//!     table that one writer at a time owns may copy (dashmap's shards, under their lock).
+//! * **Bare tables**: the bench's `growing floor` table (`src/maps/bare_growth.rs`, included
+//!   here by path), arrays of 16-byte atomic slots with the bench floor's operations. One is
+//!   presized. The others double at 5/8 full and differ only in how they copy a table:
+//!   * **locked copy**: with the locked instructions a lock-free copy needs, as `AtomicMap`'s
+//!     `migrate` does them;
+//!   * **plain copy**: with plain stores, as a table that one writer at a time owns may copy
+//!     (dashmap's shards, under their lock).
 //!
 //! The bare tables' successors are allocated, and their pages mapped, before the timer starts.
 //! So these rows leave out the memory a growing map must get from the OS, and no table that
-//! grows by such a copy can beat them.
+//! grows by such a copy can beat them. The bench shows the two growing rows itself, in its own
+//! loop, for one thread and workloads that start empty.
 
+#[path = "../src/maps/bare_growth.rs"]
+mod bare_growth;
 mod support;
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use atomicmap::{AtomicMap, MapRef};
+use bare_growth::{key_word, BareMap, Migration};
 use dashmap::DashMap;
 use support::{key, median, nanos_per};
 
@@ -42,21 +42,8 @@ const KEYS: usize = 1_000_000;
 /// Operations of the rapid-grow workload (the bench's default for the regime matrix).
 const RAPID_GROW_OPS: usize = 2_000_000;
 const ROUNDS: usize = 7;
-/// `AtomicMap`'s smallest table.
-const FIRST_CAPACITY: usize = 16;
-/// A bare table grows when more than this share of its slots is claimed (`AtomicMap` grows
-/// between 0.61 and 0.72 full, see `docs/scaling.md`).
-const GROW_NUMERATOR: usize = 5;
-const GROW_DENOMINATOR: usize = 8;
 /// Operations between two refreshes of `AtomicMap`'s pin, as in the bench.
 const REPIN_EVERY: usize = 1024;
-const PAGE: usize = 4096;
-/// A free key word, or the value word of a removed key.
-const EMPTY: u64 = 0;
-/// The key word of an empty slot a copy has passed.
-const SEALED: u64 = u64::MAX;
-/// The value word of a key a copy has carried to the successor, or of a tombstone it passed.
-const MOVED: u64 = u64::MAX;
 /// Issue 13's target for one thread: at least 1.1 times the best peer's throughput.
 const TARGET: f64 = 1.1;
 
@@ -121,254 +108,37 @@ impl Row for MapRef<'_, u64, u64, Hasher> {
     }
 }
 
-#[derive(Default)]
-#[repr(align(16))]
-struct Slot {
-    key: AtomicU64,
-    value: AtomicU64,
-}
-
-/// A power-of-two array of slots, probed linearly from `word & mask`.
-struct Table(Box<[Slot]>);
-
-impl Table {
-    /// A table of `capacity` slots with every page mapped, so that no timed operation maps one.
-    fn new(capacity: usize) -> Table {
-        let slots: Box<[Slot]> = (0..capacity).map(|_| Slot::default()).collect();
-        for slot in slots.iter().step_by(PAGE / size_of::<Slot>()) {
-            slot.key.store(EMPTY, Ordering::Relaxed);
-        }
-        Table(slots)
-    }
-
-    /// The slot holding `word`, or `None` if the probe meets `EMPTY` first.
-    fn find(&self, word: u64) -> Option<&Slot> {
-        let mask = self.0.len() - 1;
-        let mut index = word as usize;
-        loop {
-            let slot = &self.0[index & mask];
-            match slot.key.load(Ordering::Acquire) {
-                found if found == word => return Some(slot),
-                EMPTY => return None,
-                _ => index = index.wrapping_add(1),
-            }
-        }
-    }
-
-    /// The slot of `word`, claimed with a CAS if the probe meets `EMPTY` first, and whether
-    /// it was claimed now.
-    fn claim(&self, word: u64) -> (&Slot, bool) {
-        let mask = self.0.len() - 1;
-        let mut index = word as usize;
-        loop {
-            let slot = &self.0[index & mask];
-            let mut current = slot.key.load(Ordering::Acquire);
-            if current == EMPTY {
-                match slot
-                    .key
-                    .compare_exchange(EMPTY, word, Ordering::AcqRel, Ordering::Acquire)
-                {
-                    Ok(_) => return (slot, true),
-                    Err(winner) => current = winner,
-                }
-            }
-            if current == word {
-                return (slot, false);
-            }
-            index = index.wrapping_add(1);
-        }
-    }
-
-    /// The first `EMPTY` slot of `word`'s probe, taken with a plain store.
-    fn place(&self, word: u64) -> &Slot {
-        let mask = self.0.len() - 1;
-        let mut index = word as usize;
-        loop {
-            let slot = &self.0[index & mask];
-            if slot.key.load(Ordering::Relaxed) == EMPTY {
-                slot.key.store(word, Ordering::Relaxed);
-                return slot;
-            }
-            index = index.wrapping_add(1);
-        }
-    }
-
-    fn is_crowded(&self, claimed: usize) -> bool {
-        claimed * GROW_DENOMINATOR > self.0.len() * GROW_NUMERATOR
-    }
-}
-
-/// Replaces `slot`'s value by `change(value)` with a CAS while it has one; false if it has none.
-fn change_present(slot: &Slot, change: impl Fn(u64) -> u64) -> bool {
-    let mut current = slot.value.load(Ordering::Acquire);
-    while current != EMPTY {
-        match slot.value.compare_exchange_weak(
-            current,
-            change(current),
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        ) {
-            Ok(_) => return true,
-            Err(now) => current = now,
-        }
-    }
-    false
-}
-
-#[derive(Clone, Copy)]
-enum Migration {
-    Locked,
-    Plain,
-}
-
-/// A bare table that grows through successors made before the timer starts. A key's word is
-/// its hash (never `EMPTY` or `SEALED`); a value word is `value << 1 | 1`.
-struct BareMap {
-    tables: Vec<Table>,
-    current: usize,
-    /// Slots claimed in the current table, tombstones included.
-    claimed: usize,
-    migration: Migration,
+/// A bare table and the hasher that makes its keys' words.
+struct BareRow {
+    map: BareMap,
     hasher: Hasher,
 }
 
-impl BareMap {
-    /// A map that starts at [`FIRST_CAPACITY`] and doubles up to the table that holds `keys`.
-    fn growing(keys: usize, migration: Migration, hasher: Hasher) -> BareMap {
-        let last = final_capacity(keys);
-        let tables = std::iter::successors(Some(FIRST_CAPACITY), |&capacity| {
-            (capacity < last).then_some(capacity * 2)
-        })
-        .map(Table::new)
-        .collect();
-        BareMap {
-            tables,
-            current: 0,
-            claimed: 0,
-            migration,
-            hasher,
-        }
-    }
-
-    /// A map whose one table holds `keys` without growing.
-    fn presized(keys: usize, hasher: Hasher) -> BareMap {
-        BareMap {
-            tables: vec![Table::new(final_capacity(keys))],
-            current: 0,
-            claimed: 0,
-            migration: Migration::Locked,
-            hasher,
-        }
-    }
-
+impl BareRow {
     fn word(&self, key: u64) -> u64 {
-        self.hasher.hash_one(key).clamp(1, SEALED - 1)
-    }
-
-    fn table(&self) -> &Table {
-        &self.tables[self.current]
-    }
-
-    fn grow(&mut self) {
-        let (old, new) = (&self.tables[self.current], &self.tables[self.current + 1]);
-        let carried = old
-            .0
-            .iter()
-            .filter(|slot| match self.migration {
-                Migration::Locked => copy_locked(slot, new),
-                Migration::Plain => copy_plain(slot, new),
-            })
-            .count();
-        self.current += 1;
-        self.claimed = carried;
+        key_word(self.hasher.hash_one(key))
     }
 }
 
-impl Row for BareMap {
+impl Row for BareRow {
     fn get(&mut self, key: u64) -> Option<u64> {
-        let slot = self.table().find(self.word(key))?;
-        match slot.value.load(Ordering::Acquire) {
-            EMPTY => None,
-            value => Some(value >> 1),
-        }
+        self.map.get(self.word(key))
     }
 
     fn insert(&mut self, key: u64, value: u64) {
-        let (slot, claimed) = self.table().claim(self.word(key));
-        let mut current = slot.value.load(Ordering::Acquire);
-        while let Err(now) = slot.value.compare_exchange_weak(
-            current,
-            value << 1 | 1,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        ) {
-            current = now;
-        }
-        if claimed {
-            self.claimed += 1;
-            if self.table().is_crowded(self.claimed) {
-                self.grow();
-            }
-        }
+        let word = self.word(key);
+        self.map.insert(word, value);
     }
 
     fn remove(&mut self, key: u64) -> bool {
         let word = self.word(key);
-        self.table()
-            .find(word)
-            .is_some_and(|slot| change_present(slot, |_| EMPTY))
+        self.map.remove(word)
     }
 
     fn update(&mut self, key: u64) -> bool {
         let word = self.word(key);
-        self.table()
-            .find(word)
-            .is_some_and(|slot| change_present(slot, |value| value + 2))
+        self.map.update(word)
     }
-}
-
-/// Copies one slot as a lock-free copy must, since other writers may claim in either table
-/// meanwhile; true if it carried a key.
-fn copy_locked(slot: &Slot, new: &Table) -> bool {
-    let word = slot.key.load(Ordering::Acquire);
-    if word == EMPTY {
-        // Without the seal, a writer racing for this slot could leave its key where no copy
-        // looks.
-        let _ = slot
-            .key
-            .compare_exchange(EMPTY, SEALED, Ordering::AcqRel, Ordering::Acquire);
-        return false;
-    }
-    let value = slot.value.load(Ordering::Acquire);
-    if value == EMPTY {
-        let _ = slot
-            .value
-            .compare_exchange(EMPTY, MOVED, Ordering::AcqRel, Ordering::Acquire);
-        return false;
-    }
-    new.claim(word).0.value.store(value, Ordering::Release);
-    let _ = slot
-        .value
-        .compare_exchange(value, MOVED, Ordering::AcqRel, Ordering::Acquire);
-    true
-}
-
-/// Copies one slot as its only writer may; true if it carried a key.
-fn copy_plain(slot: &Slot, new: &Table) -> bool {
-    let word = slot.key.load(Ordering::Relaxed);
-    let value = slot.value.load(Ordering::Relaxed);
-    if word == EMPTY || value == EMPTY {
-        return false;
-    }
-    new.place(word).value.store(value, Ordering::Relaxed);
-    true
-}
-
-/// The smallest power-of-two table that holds `keys` at most 5/8 full: 2^21 slots for 1M.
-fn final_capacity(keys: usize) -> usize {
-    (keys * GROW_DENOMINATOR)
-        .div_ceil(GROW_NUMERATOR)
-        .next_power_of_two()
 }
 
 /// The SplitMix64 finalizer of `index`: draws that look independent (`key`'s mix spreads
@@ -457,13 +227,15 @@ fn time_row(name: &str, ops: &[(Op, u64)], keys: &[u64], expected: &HashMap<u64,
             time
         }
         bare => {
-            let mut map = match bare {
-                "bare, presized" => BareMap::presized(keys.len(), hasher),
-                "bare, locked copy" => BareMap::growing(keys.len(), Migration::Locked, hasher),
-                _ => BareMap::growing(keys.len(), Migration::Plain, hasher),
+            let map = match bare {
+                "bare, presized" => BareMap::presized(keys.len()),
+                "bare, locked copy" => BareMap::growing(keys.len(), Migration::Locked),
+                _ => BareMap::growing(keys.len(), Migration::Plain),
             };
-            let time = time_ops(&mut map, ops);
-            check(&mut |key| map.get(key));
+            let mut row = BareRow { map, hasher };
+            let time = time_ops(&mut row, ops);
+            check(&mut |key| row.get(key));
+            assert_eq!(row.map.live_keys(), expected.len(), "{name}: live keys");
             time
         }
     }

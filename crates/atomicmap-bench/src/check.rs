@@ -219,8 +219,13 @@ mod tests {
     }
 
     #[test]
-    fn every_registered_map_passes() {
-        for &id in MapId::ALL {
+    fn every_registered_map_and_floor_passes() {
+        let floors = [
+            MapId::Floor,
+            MapId::GrowingFloor,
+            MapId::GrowingFloorPlainCopy,
+        ];
+        for &id in MapId::ALL.iter().chain(&floors) {
             id.visit::<u64, Hasher, _>(CheckVisitor(&hasher()))
                 .unwrap_or_else(|e| panic!("{}: {e}", id.name()));
             id.visit::<String, Hasher, _>(CheckVisitor(&hasher()))

@@ -249,6 +249,7 @@ fn versus(value: Option<f64>, target: Option<f64>, at_least: bool) -> (String, S
 fn summary(records: &[Record]) -> String {
     let mut rows = Vec::new();
     let mut floor_rows = Vec::new();
+    let mut growing_floor_rows = Vec::new();
     let mut p999_notes = Vec::new();
     for regime in &REGIMES {
         for workload in regime.workloads {
@@ -333,6 +334,22 @@ fn summary(records: &[Record]) -> String {
                 floor_p999_ratio,
                 floor_p999_goal,
             ]);
+            for id in [MapId::GrowingFloor, MapId::GrowingFloorPlainCopy] {
+                let Some(growing) = mops(id) else {
+                    continue;
+                };
+                let (vs_peer, peer_goal) =
+                    versus(best_peer.map(|p| growing / p.1), peer_target, true);
+                growing_floor_rows.push(vec![
+                    regime.name.to_string(),
+                    workload.name.to_string(),
+                    id.name().to_string(),
+                    format!("{growing:.2}"),
+                    ratio(Some(growing)).map_or("-".into(), |r| format!("{r:.2}")),
+                    vs_peer,
+                    peer_goal,
+                ]);
+            }
             let harness = cell
                 .iter()
                 .find(|r| r.map == HARNESS && r.is_ok())
@@ -399,6 +416,25 @@ fn summary(records: &[Record]) -> String {
         ],
         &floor_rows,
     );
+    if !growing_floor_rows.is_empty() {
+        out +=
+            "\nwhat a growing floor allows where the map starts empty with one thread (a thread's \
+                own table of AtomicMap's slots that doubles at 5/8 full into successors mapped \
+                before the timer; the growing floor copies with the CASes a lock-free copy needs, \
+                the plain copy as a table one writer at a time owns may):\n";
+        out += &render(
+            &[
+                "regime",
+                "workload",
+                "row",
+                "Mops/s",
+                "AtomicMap / row",
+                "row / best peer",
+                "target",
+            ],
+            &growing_floor_rows,
+        );
+    }
     out
 }
 
@@ -441,6 +477,43 @@ mod tests {
         };
         assert_eq!(target(ONE_MILLION_KEYS, "mixed", vs_peer), Some(1.5));
         assert_eq!(target(ONE_MILLION_KEYS, "batched", vs_peer), None);
+    }
+
+    #[test]
+    fn the_summary_shows_the_growing_floors_where_they_ran() {
+        let in_cell = |map, mops| Record {
+            workload: "rapid-grow".into(),
+            threads: 1,
+            ..record(ONE_THREAD, map, mops, 1_000)
+        };
+        let records = [
+            in_cell(MapId::AtomicMap, 8.0),
+            in_cell(MapId::DashMap, 10.0),
+            in_cell(MapId::GrowingFloor, 10.0),
+            in_cell(MapId::GrowingFloorPlainCopy, 12.5),
+        ];
+        let text = summary(&records);
+        let section: Vec<&str> = text
+            .lines()
+            .skip_while(|l| !l.starts_with("what a growing floor allows"))
+            .collect();
+        let row = |name: &str| {
+            section
+                .iter()
+                .find(|l| l.starts_with(ONE_THREAD) && l.contains(&format!("{name} ")))
+                .unwrap_or_else(|| panic!("no {name} row in {text}"))
+                .to_string()
+        };
+        // 8 / 10 of the locked copy, which runs at 10 / 10 of dashmap against the 1.1 target.
+        let locked = row("growing floor");
+        for cell in ["10.00", "0.80", "1.00", ">= 1.1: NOT met"] {
+            assert!(locked.contains(cell), "{cell} missing from {locked}");
+        }
+        let plain = row("growing floor, plain copy");
+        for cell in ["12.50", "0.64", "1.25", ">= 1.1: met"] {
+            assert!(plain.contains(cell), "{cell} missing from {plain}");
+        }
+        assert!(!summary(&records[..2]).contains("what a growing floor allows"));
     }
 
     #[test]

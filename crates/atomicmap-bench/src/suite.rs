@@ -19,7 +19,7 @@ use crate::record::{CaptureFigures, Record, SnapshotFigures};
 use crate::runner::{Measurement, Plan, RunVisitor, RUN_LIMIT, SAMPLE_EVERY};
 use crate::snapshots::{self, CanSnapshot, SnapshotMeasurement, SnapshotVisitor};
 use crate::table;
-use crate::workload::{self, KeyType, Lookups, Measure, Workload};
+use crate::workload::{self, KeyType, Lookups, Measure, Prefill, Workload};
 
 /// Settings shared by every workload of a run.
 struct Settings<'a, S> {
@@ -195,6 +195,12 @@ fn run_workload<K: BenchKey, S: BenchHasher>(
     // Each map's record, and whether it is timed (it passed its check and can run here).
     let mut entries: Vec<(MapId, Record, bool)> = Vec::new();
     let bounds: &[MapId] = match w.measure {
+        Measure::Throughput if s.threads == 1 && w.prefill == Prefill::Empty => &[
+            MapId::Floor,
+            MapId::GrowingFloor,
+            MapId::GrowingFloorPlainCopy,
+            MapId::Harness,
+        ],
         Measure::Throughput => &[MapId::Floor, MapId::Harness],
         _ => &[],
     };

@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use crate::maps::MapId;
 use crate::record::Record;
 
 pub fn ns(v: Option<u64>) -> String {
@@ -256,19 +257,43 @@ fn harness_footer(records: &[Record]) -> String {
     )
 }
 
-/// The line under a throughput table that says what the floor row is and how close
-/// `AtomicMap` comes to it; empty without both records.
+/// The lines under a throughput table that say what the floor rows are and how close
+/// `AtomicMap` comes to each; a line needs both records.
 fn floor_footer(records: &[Record]) -> String {
     let mops = |name| ok_record(records, name).and_then(|r| r.mops);
-    match (mops("floor"), mops("AtomicMap")) {
-        (Some(floor), Some(ours)) => format!(
-            "floor (not a map: AtomicMap's slots in a fixed shared array, Acquire loads and one \
-             CAS per write, no pin, resize or codec; no map of this design can beat it): \
-             AtomicMap runs at {:.2}x its speed\n",
-            ours / floor
+    let Some(ours) = mops(MapId::AtomicMap.name()) else {
+        return String::new();
+    };
+    let floors = [
+        (
+            MapId::Floor,
+            "not a map: AtomicMap's slots in a fixed shared array, Acquire loads and one CAS \
+             per write, no pin, resize or codec; no map of this design can beat it",
         ),
-        _ => String::new(),
-    }
+        (
+            MapId::GrowingFloor,
+            "not a map: each thread's own table of AtomicMap's slots that doubles at 5/8 full \
+             into successors mapped before the timer, copying with the CASes a lock-free copy \
+             needs; no pin or codec; one thread only: no map of this design that grows can beat \
+             it",
+        ),
+        (
+            MapId::GrowingFloorPlainCopy,
+            "the growing floor with a plain copy, as a table one writer at a time owns may make",
+        ),
+    ];
+    floors
+        .iter()
+        .filter_map(|&(id, what)| {
+            mops(id.name()).map(|floor| {
+                format!(
+                    "{} ({what}): AtomicMap runs at {:.2}x its speed\n",
+                    id.name(),
+                    ours / floor
+                )
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -3,8 +3,10 @@
 //! in [`MapId::visit`].
 
 pub mod atomicmap;
+pub mod bare_growth;
 pub mod captured;
 pub mod floor;
+pub mod growing_floor;
 pub mod harness;
 pub mod limit;
 pub mod locked;
@@ -46,6 +48,13 @@ pub enum MapId {
     /// not a map: a fixed shared array of `AtomicMap`'s slots with no pin, resize or codec,
     /// the least work a map of that design can do. Run and shown like [`MapId::Harness`].
     Floor,
+    /// not a map: a slot table of that design that grows, with a lock-free copy's locked
+    /// instructions, one per thread; run with one thread, in throughput workloads that start
+    /// empty, and shown in the footer.
+    GrowingFloor,
+    /// not a map: [`MapId::GrowingFloor`] with a plain copy, as a table that one writer at a
+    /// time owns may make; run and shown with it.
+    GrowingFloorPlainCopy,
 }
 
 impl MapId {
@@ -80,6 +89,8 @@ impl MapId {
             MapId::Limit => "LIMIT",
             MapId::Harness => "harness",
             MapId::Floor => "floor",
+            MapId::GrowingFloor => "growing floor",
+            MapId::GrowingFloorPlainCopy => "growing floor, plain copy",
         }
     }
 
@@ -107,6 +118,10 @@ impl MapId {
             MapId::Limit => visitor.visit::<limit::LimitAdapter<S>>(),
             MapId::Harness => visitor.visit::<harness::HarnessAdapter>(),
             MapId::Floor => visitor.visit::<floor::FloorAdapter<S>>(),
+            MapId::GrowingFloor => visitor.visit::<growing_floor::GrowingFloorAdapter<S, true>>(),
+            MapId::GrowingFloorPlainCopy => {
+                visitor.visit::<growing_floor::GrowingFloorAdapter<S, false>>()
+            }
         }
     }
 }
