@@ -195,7 +195,7 @@ fn run_workload<K: BenchKey, S: BenchHasher>(
     // Each map's record, and whether it is timed (it passed its check and can run here).
     let mut entries: Vec<(MapId, Record, bool)> = Vec::new();
     let bounds: &[MapId] = match w.measure {
-        Measure::Throughput if s.threads == 1 && w.prefill == Prefill::Empty => &[
+        Measure::Throughput if s.threads == 1 && w.prefill == Prefill::Empty && !w.presized => &[
             MapId::Floor,
             MapId::GrowingFloor,
             MapId::GrowingFloorPlainCopy,
