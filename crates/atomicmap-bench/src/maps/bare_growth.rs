@@ -1,6 +1,7 @@
-//! A bare table of `AtomicMap`'s 16-byte slots that grows by doubling, for the `growing floor`
-//! row and the `growth_floor` example (which includes this file by path). It depends on
-//! nothing else in the crate.
+//! Bare tables of `AtomicMap`'s 16-byte slots: [`Table`], the fixed array of the `floor` row,
+//! and [`BareMap`], a table that grows by doubling, for the `growing floor` rows and the
+//! `growth_floor` example (which includes this file by path). It depends on nothing else in
+//! the crate.
 //!
 //! A key is given as its word: its hash, never `EMPTY` or `SEALED` (see [`key_word`]). Reads
 //! are Acquire loads; a write claims a new key's word with a CAS and sets the value word with
@@ -44,19 +45,23 @@ pub fn key_word(hash: u64) -> u64 {
     hash.clamp(1, SEALED - 1)
 }
 
+/// One slot: key word then value word, aligned so a slot never straddles two cache lines.
 #[derive(Default)]
 #[repr(align(16))]
-struct Slot {
+pub struct Slot {
     key: AtomicU64,
     value: AtomicU64,
 }
 
-/// A power-of-two array of slots, probed linearly from `word & mask`.
-struct Table(Box<[Slot]>);
+/// A power-of-two array of slots, probed linearly from `word & mask`. Any number of threads
+/// may use one: every operation is Acquire loads and CASes.
+pub struct Table(Box<[Slot]>);
 
 impl Table {
-    /// A table of `capacity` slots with every page mapped.
-    fn new(capacity: usize) -> Table {
+    /// A table of `capacity` (a power of two) slots. The array comes zeroed and unmapped from
+    /// the OS; each page is written once now, as `AtomicMap` does for a table it is about to
+    /// fill, so that no timed operation maps a page in.
+    pub fn new(capacity: usize) -> Table {
         let slots: Box<[Slot]> = (0..capacity).map(|_| Slot::default()).collect();
         for slot in slots.iter().step_by(PAGE / size_of::<Slot>()) {
             slot.key.store(EMPTY, Ordering::Relaxed);
@@ -64,11 +69,66 @@ impl Table {
         Table(slots)
     }
 
+    /// The first slot of `word`'s probe.
+    #[inline]
+    pub fn home(&self, word: u64) -> &Slot {
+        &self.0[word as usize & (self.0.len() - 1)]
+    }
+
+    /// The value of the key `word`.
+    #[inline]
+    pub fn get(&self, word: u64) -> Option<u64> {
+        match self.find(word)?.value.load(Ordering::Acquire) {
+            EMPTY => None,
+            value => Some(value >> 1),
+        }
+    }
+
+    /// Sets the value of the key `word` (63 bits are kept); true if it claimed a new slot.
+    #[inline]
+    pub fn set(&self, word: u64, value: u64) -> bool {
+        let (slot, claimed) = self.claim(word);
+        let mut current = slot.value.load(Ordering::Acquire);
+        while let Err(now) = slot.value.compare_exchange_weak(
+            current,
+            value << 1 | 1,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            current = now;
+        }
+        claimed
+    }
+
+    /// Removes the key `word` (its slot stays claimed); false if it had no value.
+    #[inline]
+    pub fn remove(&self, word: u64) -> bool {
+        self.change(word, |_| EMPTY)
+    }
+
+    /// Adds one to the value of the key `word`; false if it has none.
+    #[inline]
+    pub fn update(&self, word: u64) -> bool {
+        self.change(word, |value| value.wrapping_add(2))
+    }
+
+    /// Keys with a value.
+    pub fn live_keys(&self) -> usize {
+        self.0
+            .iter()
+            .filter(|slot| {
+                slot.key.load(Ordering::Acquire) != EMPTY
+                    && slot.value.load(Ordering::Acquire) != EMPTY
+            })
+            .count()
+    }
+
     /// The slot holding `word`, or `None` if the probe meets `EMPTY` first.
+    #[inline]
     fn find(&self, word: u64) -> Option<&Slot> {
         let mask = self.0.len() - 1;
         let mut index = word as usize;
-        loop {
+        for _ in 0..self.0.len() {
             let slot = &self.0[index & mask];
             match slot.key.load(Ordering::Acquire) {
                 found if found == word => return Some(slot),
@@ -76,14 +136,38 @@ impl Table {
                 _ => index = index.wrapping_add(1),
             }
         }
+        None
+    }
+
+    /// Replaces the value of the key `word` by `change(value)` with a CAS (retried when a
+    /// writer races); false if the key has no value.
+    #[inline]
+    fn change(&self, word: u64, change: impl Fn(u64) -> u64) -> bool {
+        let Some(slot) = self.find(word) else {
+            return false;
+        };
+        let mut current = slot.value.load(Ordering::Acquire);
+        while current != EMPTY {
+            match slot.value.compare_exchange_weak(
+                current,
+                change(current),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                Err(now) => current = now,
+            }
+        }
+        false
     }
 
     /// The slot of `word`, claimed with a CAS if the probe meets `EMPTY` first, and whether it
     /// was claimed now.
+    #[inline]
     fn claim(&self, word: u64) -> (&Slot, bool) {
         let mask = self.0.len() - 1;
         let mut index = word as usize;
-        loop {
+        for _ in 0..self.0.len() {
             let slot = &self.0[index & mask];
             let mut current = slot.key.load(Ordering::Acquire);
             if current == EMPTY {
@@ -100,6 +184,7 @@ impl Table {
             }
             index = index.wrapping_add(1);
         }
+        panic!("bare table: more keys than slots")
     }
 
     /// The first `EMPTY` slot of `word`'s probe, taken with a plain store.
@@ -119,23 +204,6 @@ impl Table {
     fn is_crowded(&self, claimed: usize) -> bool {
         claimed * GROW_DENOMINATOR > self.0.len() * GROW_NUMERATOR
     }
-}
-
-/// Replaces `slot`'s value by `change(value)` with a CAS while it has one; false if it has none.
-fn change_present(slot: &Slot, change: impl Fn(u64) -> u64) -> bool {
-    let mut current = slot.value.load(Ordering::Acquire);
-    while current != EMPTY {
-        match slot.value.compare_exchange_weak(
-            current,
-            change(current),
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        ) {
-            Ok(_) => return true,
-            Err(now) => current = now,
-        }
-    }
-    false
 }
 
 /// Copies one slot with a lock-free copy's locked instructions; true if it carried a key.
@@ -243,26 +311,12 @@ impl BareMap {
 
     /// The value of the key `word`.
     pub fn get(&self, word: u64) -> Option<u64> {
-        let slot = self.table().find(word)?;
-        match slot.value.load(Ordering::Acquire) {
-            EMPTY => None,
-            value => Some(value >> 1),
-        }
+        self.table().get(word)
     }
 
-    /// Sets the value of the key `word` (63 bits are kept).
+    /// Sets the value of the key `word` (63 bits are kept), growing the table when it crowds.
     pub fn insert(&mut self, word: u64, value: u64) {
-        let (slot, claimed) = self.table().claim(word);
-        let mut current = slot.value.load(Ordering::Acquire);
-        while let Err(now) = slot.value.compare_exchange_weak(
-            current,
-            value << 1 | 1,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        ) {
-            current = now;
-        }
-        if claimed {
+        if self.table().set(word, value) {
             self.claimed += 1;
             if self.table().is_crowded(self.claimed) {
                 self.grow();
@@ -272,27 +326,16 @@ impl BareMap {
 
     /// Removes the key `word`; false if it had no value.
     pub fn remove(&mut self, word: u64) -> bool {
-        self.table()
-            .find(word)
-            .is_some_and(|slot| change_present(slot, |_| EMPTY))
+        self.table().remove(word)
     }
 
     /// Adds one to the value of the key `word`; false if it has none.
     pub fn update(&mut self, word: u64) -> bool {
-        self.table()
-            .find(word)
-            .is_some_and(|slot| change_present(slot, |value| value + 2))
+        self.table().update(word)
     }
 
     /// Keys with a value.
     pub fn live_keys(&self) -> usize {
-        self.table()
-            .0
-            .iter()
-            .filter(|slot| {
-                slot.key.load(Ordering::Acquire) != EMPTY
-                    && slot.value.load(Ordering::Acquire) != EMPTY
-            })
-            .count()
+        self.table().live_keys()
     }
 }
