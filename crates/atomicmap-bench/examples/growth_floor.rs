@@ -26,7 +26,6 @@
 //! loop, for one thread and workloads that start empty.
 
 #[path = "../src/maps/bare_growth.rs"]
-#[expect(dead_code, reason = "the bench's floor row uses the parts this example does not")]
 mod bare_growth;
 mod support;
 

@@ -12,10 +12,17 @@
 //! implementation of the design can beat it: its row is the proof of which targets the
 //! hardware allows.
 
-use super::bare_growth::{key_word, Table};
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crate::adapter::{MapAdapter, Worker};
 use crate::hasher::BenchHasher;
 use crate::keys::BenchKey;
+
+/// A key word or value word that holds nothing.
+const EMPTY: u64 = 0;
+
+/// Bytes of a base page of memory.
+const PAGE: usize = 4096;
 
 /// Key space assumed when the run does not say (the correctness check builds maps that way).
 const DEFAULT_KEY_SPACE: usize = 4096;
@@ -24,9 +31,16 @@ const DEFAULT_KEY_SPACE: usize = 4096;
 /// batched lookup uses.
 const PREFETCH_GROUP: usize = 32;
 
+/// One slot: key word then value word, aligned so a slot never straddles two cache lines.
+#[repr(align(16))]
+struct Slot {
+    key: AtomicU64,
+    value: AtomicU64,
+}
+
 /// The shared array of slots.
 pub struct FloorAdapter<S> {
-    table: Table,
+    slots: Box<[Slot]>,
     hasher: S,
 }
 
@@ -39,22 +53,31 @@ impl<S: BenchHasher> FloorAdapter<S> {
     /// slots; a million: 2^21).
     fn with_key_space(key_space: usize, hasher: S) -> Self {
         let capacity = (key_space.max(1).saturating_mul(4) / 3 + 1).next_power_of_two();
-        FloorAdapter {
-            table: Table::new(capacity),
-            hasher,
+        let slots = (0..capacity)
+            .map(|_| Slot {
+                key: AtomicU64::new(EMPTY),
+                value: AtomicU64::new(EMPTY),
+            })
+            .collect::<Box<[Slot]>>();
+        // The array comes zeroed and unmapped from the OS; write each page once now, as
+        // `AtomicMap` does for a table it is about to fill, so that no timed operation maps a
+        // page in (see `Table::prefault` in the atomicmap crate).
+        for slot in slots.iter().step_by(PAGE / std::mem::size_of::<Slot>()) {
+            slot.key.store(EMPTY, Ordering::Relaxed);
         }
+        FloorAdapter { slots, hasher }
     }
 
-    /// The key's word: its hash, never a free slot's word.
+    /// The key's word: its hash, never `EMPTY`.
     #[inline]
     fn key_word<K: BenchKey>(&self, key: &K) -> u64 {
-        key_word(self.hasher.hash_one(key))
+        self.hasher.hash_one(key).max(1)
     }
 
     /// Asks the CPU to start loading the home slot of `word` without waiting for it.
     #[inline]
     fn prefetch(&self, word: u64) {
-        let slot = self.table.home(word);
+        let slot = &self.slots[word as usize & (self.slots.len() - 1)];
         #[cfg(target_arch = "x86_64")]
         // SAFETY: a prefetch is a hint with no architectural effect: it never faults and
         // writes nothing, and the address is a slot of the array anyway.
@@ -65,6 +88,47 @@ impl<S: BenchHasher> FloorAdapter<S> {
         }
         #[cfg(not(target_arch = "x86_64"))]
         let _ = slot;
+    }
+
+    /// The slot holding `word`, or `None` if the probe met `EMPTY` first.
+    #[inline]
+    fn find(&self, word: u64) -> Option<&Slot> {
+        let mask = self.slots.len() - 1;
+        let mut index = word as usize;
+        for _ in 0..self.slots.len() {
+            let slot = &self.slots[index & mask];
+            match slot.key.load(Ordering::Acquire) {
+                k if k == word => return Some(slot),
+                EMPTY => return None,
+                _ => index = index.wrapping_add(1),
+            }
+        }
+        None
+    }
+
+    /// The slot holding `word`, claiming the first `EMPTY` slot of its probe if it has none.
+    #[inline]
+    fn find_or_claim(&self, word: u64) -> &Slot {
+        let mask = self.slots.len() - 1;
+        let mut index = word as usize;
+        for _ in 0..self.slots.len() {
+            let slot = &self.slots[index & mask];
+            let mut current = slot.key.load(Ordering::Acquire);
+            if current == EMPTY {
+                match slot
+                    .key
+                    .compare_exchange(EMPTY, word, Ordering::AcqRel, Ordering::Acquire)
+                {
+                    Ok(_) => return slot,
+                    Err(winner) => current = winner,
+                }
+            }
+            if current == word {
+                return slot;
+            }
+            index = index.wrapping_add(1);
+        }
+        panic!("floor: more keys than the key space it was sized for")
     }
 }
 
@@ -87,10 +151,58 @@ impl<K: BenchKey, S: BenchHasher> MapAdapter<K, S> for FloorAdapter<S> {
     }
 }
 
+impl<S: BenchHasher> FloorWorker<'_, S> {
+    /// Sets the value of the key `word`, claiming its slot if it has none.
+    #[inline]
+    fn store(&self, word: u64, value: u64) {
+        let slot = self.0.find_or_claim(word);
+        let mut current = slot.value.load(Ordering::Acquire);
+        while let Err(now) = slot.value.compare_exchange_weak(
+            current,
+            value << 1 | 1,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            current = now;
+        }
+    }
+
+    /// Replaces the value of the key `word` by `change(value)` with one CAS (retried when a
+    /// writer races); false if the key has no value.
+    #[inline]
+    fn change_present(&self, word: u64, change: impl Fn(u64) -> u64) -> bool {
+        let Some(slot) = self.0.find(word) else {
+            return false;
+        };
+        let mut current = slot.value.load(Ordering::Acquire);
+        while current != EMPTY {
+            match slot.value.compare_exchange_weak(
+                current,
+                change(current),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                Err(now) => current = now,
+            }
+        }
+        false
+    }
+
+    #[inline]
+    fn value_of(&self, word: u64) -> Option<u64> {
+        let slot = self.0.find(word)?;
+        match slot.value.load(Ordering::Acquire) {
+            EMPTY => None,
+            value => Some(value >> 1),
+        }
+    }
+}
+
 impl<K: BenchKey, S: BenchHasher> Worker<K> for FloorWorker<'_, S> {
     #[inline]
     fn get(&mut self, key: &K) -> Option<u64> {
-        self.0.table.get(self.0.key_word(key))
+        self.value_of(self.0.key_word(key))
     }
 
     /// Group prefetching, as `AtomicMap`'s batched lookup does it: the home slots of a group
@@ -104,14 +216,14 @@ impl<K: BenchKey, S: BenchHasher> Worker<K> for FloorWorker<'_, S> {
                 self.0.prefetch(*word);
             }
             for (index, word) in words[..keys.len()].iter().enumerate() {
-                visit(group * PREFETCH_GROUP + index, self.0.table.get(*word));
+                visit(group * PREFETCH_GROUP + index, self.value_of(*word));
             }
         }
     }
 
     #[inline]
     fn insert(&mut self, key: K, value: u64) {
-        self.0.table.set(self.0.key_word(&key), value);
+        self.store(self.0.key_word(&key), value);
     }
 
     /// Group prefetching, as `AtomicMap`'s grouped insert does it: the home slots of a group
@@ -129,22 +241,26 @@ impl<K: BenchKey, S: BenchHasher> Worker<K> for FloorWorker<'_, S> {
                 len += 1;
             }
             for &(word, value) in &group[..len] {
-                self.0.table.set(word, value);
+                self.store(word, value);
             }
         }
     }
 
     #[inline]
     fn remove(&mut self, key: &K) -> bool {
-        self.0.table.remove(self.0.key_word(key))
+        self.change_present(self.0.key_word(key), |_| EMPTY)
     }
 
     #[inline]
     fn update(&mut self, key: &K) -> bool {
-        self.0.table.update(self.0.key_word(key))
+        self.change_present(self.0.key_word(key), |value| value.wrapping_add(2))
     }
 
     fn len(&self) -> usize {
-        self.0.table.live_keys()
+        self.0
+            .slots
+            .iter()
+            .filter(|slot| slot.value.load(Ordering::Acquire) != EMPTY)
+            .count()
     }
 }
