@@ -325,9 +325,15 @@ fn removes_and_clear_keep_the_capacity_asked_for() {
     let sized = presized.capacity();
     fill_and_empty(&presized, 5_000);
     assert_eq!(presized.capacity(), sized, "with_capacity, then removes");
+    assert_eq!(presized.stats().resizes, 0);
+    assert_eq!(presized.stats().tombstones, 5_000);
     presized.clear();
     assert_eq!(presized.capacity(), sized, "with_capacity, then clear");
-    assert_eq!(presized.stats().resizes, 0);
+    assert_eq!(
+        presized.stats().tombstones,
+        0,
+        "clear compacts a table of the size it keeps"
+    );
 
     let reserved: AtomicMap<u64, u64> = AtomicMap::new();
     reserved.reserve(100_000);

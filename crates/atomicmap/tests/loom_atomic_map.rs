@@ -315,20 +315,25 @@ fn snapshot_racing_remove_and_reinsert() {
     });
 }
 
-/// `clear` compacts a table holding a tombstone while another thread inserts a new key: the
-/// compaction's successor is sized by counting claimed slots with new claims paused, so every
-/// key it must carry finds a slot, the resize ends, and nothing torn or foreign survives (the
-/// racing insert may or may not survive: `clear` is not atomic). A `clear` is a walk, removes
-/// and two resizes, so this model explores executions with up to two preemptions (71 s).
+/// `clear` shrinks a table holding tombstones while another thread inserts a new key: the
+/// map grew past the 4 slots `with_capacity` asked for, so `clear` compacts it back to them.
+/// The compaction's successor is sized by counting claimed slots with new claims paused, so
+/// every key it must carry finds a slot, the resize ends, and nothing torn or foreign survives
+/// (the racing insert may or may not survive: `clear` is not atomic). A `clear` is a walk,
+/// removes and a resize, so this model explores executions with up to two preemptions.
 #[test]
 fn clear_racing_inserts_of_new_keys() {
     check_model_with_preemptions(2, || {
         let map = new_map();
-        map.insert(0, 10);
-        map.remove(&0);
+        for key in 0..5 {
+            map.insert(key, 10 + key);
+        }
+        for key in 0..5 {
+            map.remove(&key);
+        }
         let writer = {
             let map = Arc::clone(&map);
-            thread::spawn(move || map.insert(5, 15).map(atomicmap::GuardedRef::into_owned))
+            thread::spawn(move || map.insert(6, 16).map(atomicmap::GuardedRef::into_owned))
         };
         map.clear();
         assert_eq!(writer.join().unwrap(), None);

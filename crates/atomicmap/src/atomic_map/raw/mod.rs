@@ -1064,7 +1064,7 @@ where
         entries: usize,
     ) -> Result<(), CapacityError> {
         let capacity = policy::capacity_for(entries).ok_or(CapacityError::Overflow)?;
-        if self.capacity(guard) >= capacity || self.resize_now(guard, capacity) {
+        if self.capacity(guard) >= capacity || self.resize_now(guard, capacity, false) {
             self.reserved_slots.fetch_max(capacity, Ordering::Relaxed);
             Ok(())
         } else {
@@ -1088,31 +1088,34 @@ where
     }
 
     /// Resizes the table to fit the live keys (or the reserved slots, if more), dropping
-    /// tombstones (for `clear`). A compaction keeps room for every claimed slot, tombstones
-    /// included (see `migrate`, "Room to carry"), so a second pass over the compacted table
-    /// shrinks it to the live keys. If a smaller table cannot be allocated the map keeps its
-    /// table: nothing is lost.
+    /// tombstones (for `clear`). The first pass runs even when the table already has that
+    /// size (a presized map's, say), since it is what drops the tombstones. A compaction
+    /// keeps room for every claimed slot, tombstones included (see `migrate`, "Room to
+    /// carry"), so a second pass over the compacted table shrinks it to the live keys. If a
+    /// smaller table cannot be allocated the map keeps its table: nothing is lost.
     pub(in crate::atomic_map) fn compact(&self, guard: &Guard<'_>) {
-        for _ in 0..2 {
+        for pass in 0..2 {
             let Some(capacity) = policy::capacity_for(self.len()) else {
                 return;
             };
             let capacity = self.at_least_reserved(capacity);
-            if !self.resize_now(guard, capacity) || self.capacity(guard) <= capacity {
+            if !self.resize_now(guard, capacity, pass == 0) || self.capacity(guard) <= capacity {
                 return;
             }
         }
     }
 
-    /// Resizes the root to `capacity` slots and waits until the resize is done. Returns false
-    /// if the table could not be allocated.
-    fn resize_now(&self, guard: &Guard<'_>, capacity: usize) -> bool {
+    /// Resizes the root to `capacity` slots and waits until the resize is done; a root of that
+    /// size is kept as it is unless it is crowded or `even_at_this_size`. Returns false if the
+    /// table could not be allocated.
+    fn resize_now(&self, guard: &Guard<'_>, capacity: usize, even_at_this_size: bool) -> bool {
         let migrator = self.migrator();
         let mut backoff = Backoff::new();
         loop {
             let table = self.chain.root(guard);
             if table.next().is_null() {
                 if table.capacity() == capacity
+                    && !even_at_this_size
                     && policy::crowded_verdict(table, || self.len()).is_none()
                 {
                     return true;
