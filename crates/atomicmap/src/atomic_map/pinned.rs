@@ -46,7 +46,7 @@ where
         Q: Hash + Equivalent<K> + ?Sized,
     {
         let raw = self.raw();
-        raw.find(&self.guard, raw.hash(key), key).map(Shared::get)
+        raw.find(&self.guard, raw.hash(key), key)
     }
 
     /// Runs `read` on the value of `key`.
@@ -56,7 +56,8 @@ where
         Q: Hash + Equivalent<K> + ?Sized,
     {
         let raw = self.raw();
-        Some(raw.find(&self.guard, raw.hash(key), key)?.with(read))
+        raw.find(&self.guard, raw.hash(key), key)
+            .map(|value| read(&value))
     }
 
     /// The values of a batch of keys, borrowed, in the order of `keys`. The lookups overlap
@@ -79,7 +80,7 @@ where
     {
         let mut values = std::array::from_fn(|_| None);
         self.raw().find_each(&self.guard, &keys, |index, value| {
-            values[index] = value.map(Shared::get);
+            values[index] = value;
         });
         values
     }
@@ -92,7 +93,7 @@ where
         Q: Hash + Equivalent<K> + ?Sized,
     {
         self.raw().find_each(&self.guard, keys, |index, value| {
-            visit(index, value.map(Shared::get).as_deref());
+            visit(index, value.as_deref());
         });
     }
 

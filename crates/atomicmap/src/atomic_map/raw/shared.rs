@@ -159,6 +159,13 @@ impl<'g, T: 'static> Shared<'g, T> {
         }
     }
 
+    /// [`get`](Self::get) for a word known to be inline: decoded without a test.
+    #[inline]
+    pub(in crate::atomic_map) fn get_inline(self) -> ValueRef<'g, T> {
+        debug_assert!(word::is_inline(self.word));
+        ValueRef::Inline(Codec::<T>::from_inline(self.word))
+    }
+
     /// Runs `read` on the item.
     #[inline]
     pub(in crate::atomic_map) fn with<R>(self, read: impl FnOnce(&T) -> R) -> R {
