@@ -77,6 +77,29 @@ where
         }
     }
 
+    /// An empty set using `hasher` that holds `capacity` elements without resizing (see
+    /// [`with_capacity`](AtomicSet::with_capacity)).
+    ///
+    /// # Panics
+    /// If `capacity` overflows or cannot be allocated; see
+    /// [`try_with_capacity_and_hasher`](Self::try_with_capacity_and_hasher).
+    pub fn with_capacity_and_hasher(capacity: usize, hasher: S) -> Self {
+        AtomicSet {
+            map: AtomicMap::with_capacity_and_hasher(capacity, hasher),
+        }
+    }
+
+    /// Like [`with_capacity_and_hasher`](Self::with_capacity_and_hasher), but reports an
+    /// impossible capacity instead of panicking.
+    pub fn try_with_capacity_and_hasher(capacity: usize, hasher: S) -> Result<Self, CapacityError> {
+        AtomicMap::try_with_capacity_and_hasher(capacity, hasher).map(|map| AtomicSet { map })
+    }
+
+    /// The set's hasher.
+    pub fn hasher(&self) -> &S {
+        self.map.hasher()
+    }
+
     /// Adds `element`; true if it was not already in the set (then the set is unchanged and
     /// `element` is dropped), as std's `HashSet::insert`.
     pub fn insert(&self, element: T) -> bool {
@@ -112,6 +135,45 @@ where
     /// Elements the set holds without growing (see [`AtomicMap::capacity`]).
     pub fn capacity(&self) -> usize {
         self.map.capacity()
+    }
+
+    /// Makes room for `additional` more elements without further resizing; removes never
+    /// shrink the table below that room afterwards (see [`AtomicMap::reserve`]).
+    ///
+    /// # Panics
+    /// If the capacity overflows or cannot be allocated; see [`try_reserve`](Self::try_reserve).
+    pub fn reserve(&self, additional: usize) {
+        if let Err(error) = self.try_reserve(additional) {
+            panic!("AtomicSet::reserve({additional}): {error}");
+        }
+    }
+
+    /// Makes room for `additional` more elements, or says why it cannot.
+    pub fn try_reserve(&self, additional: usize) -> Result<(), CapacityError> {
+        self.map.try_reserve(additional)
+    }
+
+    /// Shrinks the table to hold the current elements, or `min_capacity` if that is more, and
+    /// lowers the room that removes keep to `min_capacity` (see [`AtomicMap::shrink_to`]).
+    ///
+    /// ```
+    /// use atomicmap::AtomicSet;
+    ///
+    /// let ids: AtomicSet<u64> = AtomicSet::with_capacity(100_000);
+    /// (0..1_000).for_each(|id| { ids.insert(id); });
+    /// (0..1_000).for_each(|id| { ids.remove(&id); });
+    /// assert!(ids.capacity() >= 100_000, "removes keep the room asked for");
+    /// ids.shrink_to(10);
+    /// assert!(ids.capacity() < 100_000 && ids.capacity() >= 10);
+    /// ```
+    pub fn shrink_to(&self, min_capacity: usize) {
+        self.map.shrink_to(min_capacity);
+    }
+
+    /// [`shrink_to(0)`](Self::shrink_to): shrinks the table to its elements, and lets removes
+    /// shrink it as far as they empty it.
+    pub fn shrink_to_fit(&self) {
+        self.map.shrink_to_fit();
     }
 
     /// The set's internals, as [`AtomicMap::stats`] reports them (an O(capacity) walk).

@@ -1,6 +1,7 @@
 //! `AtomicSet`: a set over `AtomicMap<T, ()>` with the map's guarantees.
 
 use std::collections::BTreeSet;
+use std::hash::BuildHasher;
 use std::thread;
 
 use atomicmap::AtomicSet;
@@ -70,4 +71,34 @@ fn a_set_of_inline_elements_leaves_no_garbage() {
         set.remove(&n);
     }
     assert_eq!(set.stats().garbage_bytes, 0);
+}
+
+/// The set sizes its table as the map does: reserved room survives removes, `shrink_to`
+/// gives it back, and an impossible size is an error, not a panic.
+#[test]
+fn reserve_and_shrink_to_size_the_table() {
+    let set: AtomicSet<u64> = AtomicSet::new();
+    set.reserve(50_000);
+    let reserved = set.capacity();
+    assert!(reserved >= 50_000);
+    for n in 0..2_000 {
+        set.insert(n);
+    }
+    for n in 0..2_000 {
+        set.remove(&n);
+    }
+    assert_eq!(set.capacity(), reserved, "removes keep the reserved room");
+    set.shrink_to(100);
+    assert!(set.capacity() >= 100 && set.capacity() < reserved);
+    set.insert(1);
+    set.shrink_to_fit();
+    assert!(set.contains(&1));
+    assert!(set.try_reserve(usize::MAX).is_err());
+
+    let hasher = foldhash::fast::FixedState::with_seed(3);
+    let sized = AtomicSet::<u64, _>::with_capacity_and_hasher(1_000, hasher.clone());
+    assert!(sized.capacity() >= 1_000);
+    assert!(sized.insert(5) && sized.contains(&5));
+    assert_eq!(sized.hasher().hash_one(5u64), hasher.hash_one(5u64));
+    assert!(AtomicSet::<u64, _>::try_with_capacity_and_hasher(usize::MAX, hasher).is_err());
 }
