@@ -285,8 +285,9 @@ where
     ///
     /// Small enough to inline into the caller: the search of the root table is the whole
     /// lookup unless a resize is under way, and following successors is out of line. The short
-    /// lookup's answer (an inline value or none) is made without a branch on which it is, so a
-    /// caller that does not branch on it either (one that counts hits, sums values or stores
+    /// lookup builds its answer (an inline value or none) on one path for both, which the
+    /// compiler makes a select (a `cmov` on x86) rather than a branch on which it is: a caller
+    /// that does not branch on the answer either (one that counts hits, sums values or stores
     /// the answers) pays no misprediction when hits and misses alternate unpredictably, as
     /// they do over a key space that is half removed.
     #[inline(always)]
