@@ -143,9 +143,7 @@ where
     /// # Panics
     /// If the capacity overflows or cannot be allocated; see [`try_reserve`](Self::try_reserve).
     pub fn reserve(&self, additional: usize) {
-        if let Err(error) = self.try_reserve(additional) {
-            panic!("AtomicSet::reserve({additional}): {error}");
-        }
+        self.map.reserve(additional);
     }
 
     /// Makes room for `additional` more elements, or says why it cannot.

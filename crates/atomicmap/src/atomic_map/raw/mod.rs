@@ -338,7 +338,7 @@ where
             let value = slot.value.load(Ordering::Acquire);
             // One rarely taken branch for the words that need more; an inline value and
             // `ABSENT` share the rest of the path.
-            if !word::is_inline(value) && value != ABSENT {
+            if !word::is_inline_or_absent(value) {
                 return None;
             }
             return Some(shared::inline::<V>(guard, value));
@@ -539,7 +539,7 @@ where
         };
         let current = slot.value.load(Ordering::Acquire);
         // Inline first, as in `search`.
-        if !word::is_inline(current) && current != ABSENT {
+        if !word::is_inline_or_absent(current) {
             // Moved on, or a boxed value that would need retiring.
             return Err(GeneralWrite);
         }
