@@ -337,8 +337,10 @@ where
             }
             let value = slot.value.load(Ordering::Acquire);
             // One rarely taken branch for the words that need more; an inline value and
-            // `ABSENT` share the rest of the path.
-            if !word::is_inline_or_absent(value) {
+            // `ABSENT` share the rest of the path. Written out: the same test as a helper
+            // returning `is_inline(value) || value == ABSENT` compiled to branches again (10K
+            // keys, read-heavy: 0.87x to 0.70x LIMIT).
+            if !word::is_inline(value) && value != ABSENT {
                 return None;
             }
             return Some(shared::inline::<V>(guard, value));
@@ -539,7 +541,7 @@ where
         };
         let current = slot.value.load(Ordering::Acquire);
         // Inline first, as in `search`.
-        if !word::is_inline_or_absent(current) {
+        if !word::is_inline(current) && current != ABSENT {
             // Moved on, or a boxed value that would need retiring.
             return Err(GeneralWrite);
         }

@@ -168,14 +168,6 @@ pub(super) fn is_inline(word: u64) -> bool {
     word & INLINE_TAG != 0
 }
 
-/// Whether a value word is one the short paths handle alone: an inline value, or [`ABSENT`].
-/// Anything else (a value moved on or dropped by a resize, a boxed value) needs the general
-/// path.
-#[inline]
-pub(super) fn is_inline_or_absent(value: u64) -> bool {
-    is_inline(value) || value == ABSENT
-}
-
 /// Whether a word is the address of a box (neither a sentinel nor inline).
 #[inline]
 pub(super) fn is_box(word: u64) -> bool {
