@@ -344,6 +344,11 @@ fn removes_and_clear_keep_the_capacity_asked_for() {
 
     let grown: AtomicMap<u64, u64> = AtomicMap::new();
     fill_and_empty(&grown, 100_000);
+    assert!(
+        grown.capacity() < 1_000,
+        "removes alone shrink a map nobody sized: {}",
+        grown.capacity()
+    );
     grown.clear();
     assert!(
         grown.capacity() < 1_000,

@@ -1042,10 +1042,14 @@ where
     }
 
     /// Called after a remove committed: occasionally shrinks a mostly empty table, never below
-    /// the reserved slots.
+    /// the reserved slots. The root is loaded only when this thread's check is due, so the
+    /// other removes load nothing shared here.
     fn after_remove(&self, guard: &Guard<'_>) {
+        if !policy::shrink_check_due() {
+            return;
+        }
         let table = self.chain.root(guard);
-        let shrink = policy::shrink_due(table, || self.len())
+        let shrink = policy::shrink_target(table, || self.len())
             .map(|capacity| self.at_least_reserved(capacity))
             .filter(|&capacity| capacity < table.capacity());
         if let Some(capacity) = shrink {

@@ -11,8 +11,9 @@
 //!   cluster because the hash is weak (a constant hasher at the extreme). A resize would
 //!   rebuild the same clusters, so none starts: lookups get slower, tables do not thrash.
 //!
-//! Removes also shrink a table whose live count falls under 1/8 of its capacity
-//! ([`shrink_due`]), and a table that is completely full grows or compacts
+//! Removes also shrink a table whose live count falls under 1/8 of its capacity (checked
+//! every [`REMOVES_PER_SHRINK_CHECK`] removes of a thread: [`shrink_check_due`],
+//! [`shrink_target`]), and a table that is completely full grows or compacts
 //! ([`full_table_capacity`]) whatever its sample says. The map sizes no shrink or compaction
 //! below the slots `with_capacity` or `reserve` asked for (`RawMap::reserved_slots`): a map
 //! presized for a load it has not reached yet keeps its table while early removes empty it.
@@ -137,15 +138,21 @@ pub(super) fn full_table_capacity(table: &Table, live: usize) -> usize {
     }
 }
 
-/// Called after a remove committed: once every [`REMOVES_PER_SHRINK_CHECK`] removes of this
-/// thread, the capacity to shrink `table` to if its `live` keys fill under 1/8 of it.
-pub(super) fn shrink_due(table: &Table, live: impl FnOnce() -> usize) -> Option<usize> {
-    let due = REMOVES.with(|removes| {
+/// Called after a remove committed: whether this thread's shrink check is due, once every
+/// [`REMOVES_PER_SHRINK_CHECK`] of its removes. Counted before anything else is looked at, so
+/// that the other removes load nothing shared.
+pub(super) fn shrink_check_due() -> bool {
+    REMOVES.with(|removes| {
         let count = removes.get() + 1;
         removes.set(count % REMOVES_PER_SHRINK_CHECK);
         count == REMOVES_PER_SHRINK_CHECK
-    });
-    if !due || table.capacity() <= MIN_CAPACITY {
+    })
+}
+
+/// For a due shrink check: the capacity to shrink `table` to if its `live` keys fill under
+/// 1/8 of it.
+pub(super) fn shrink_target(table: &Table, live: impl FnOnce() -> usize) -> Option<usize> {
+    if table.capacity() <= MIN_CAPACITY {
         return None;
     }
     let live = live();
