@@ -121,3 +121,34 @@ fn clear_empties_a_map_with_a_resize_in_flight() {
     }
     assert!(map.is_empty(), "{} entries left after clear", map.len());
 }
+
+/// A batched lookup takes the root once per group of keys and looks the whole group up in it,
+/// so a group can outlive the root it started in. Here the visit of the group's first answer
+/// drives the resize to its end (every write copies a chunk), so the rest of the group is
+/// looked up in a table whose every slot was forwarded: each must still get the answer `get`
+/// gives, for keys in the old table, keys only in the successor, and absent keys.
+#[test]
+fn a_batched_lookup_answers_after_the_resize_under_it_ends() {
+    let (map, new_keys) = map_with_two_keys_only_in_the_successor();
+    let capacity_before = map.capacity();
+    let mut keys: Vec<u64> = (0..28).map(|i| i * (SLOTS / 28)).collect();
+    keys.extend(new_keys);
+    keys.extend([3 * SLOTS + 1, FREE_SLOT]);
+    let asked: Vec<&u64> = keys.iter().collect();
+    let mut answers = Vec::new();
+    map.pin().get_each(&asked, |index, value| {
+        if index == 0 {
+            for key in 0..SLOTS {
+                map.update(&key, |value| *value);
+            }
+        }
+        answers.push(value.copied());
+    });
+    assert!(
+        map.capacity() > capacity_before,
+        "the writes during the batch did not finish the resize"
+    );
+    let expected: Vec<Option<u64>> = keys.iter().map(|key| map.get(key)).collect();
+    assert_eq!(answers, expected);
+    assert_eq!(answers.iter().filter(|answer| answer.is_none()).count(), 2);
+}

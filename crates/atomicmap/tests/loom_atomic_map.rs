@@ -182,6 +182,43 @@ fn reads_racing_a_grow_see_only_written_values() {
     });
 }
 
+/// A batched lookup races a grow. The batch takes the root once for all its keys, so its later
+/// lookups may run in a table the grow has since forwarded: each still reads only written
+/// values, moved keys are never missing, and the grower's inserts appear in its order (the
+/// batch looks key 5 up before key 4).
+#[test]
+fn a_batched_read_racing_a_grow_sees_only_written_values() {
+    check_model(|| {
+        let map = full_map();
+        let grower = {
+            let map = Arc::clone(&map);
+            thread::spawn(move || {
+                map.insert(4, 14);
+                map.insert(5, 15);
+            })
+        };
+        let [second, first, moved_first, moved_second] = map.get_many([&5, &4, &0, &3]);
+        assert_eq!(
+            moved_first,
+            Some(10),
+            "a key of the first chunk is never missing"
+        );
+        assert_eq!(
+            moved_second,
+            Some(13),
+            "a key of the second chunk is never missing"
+        );
+        assert!(second.is_none() || second == Some(15), "read {second:?}");
+        assert!(first.is_none() || first == Some(14), "read {first:?}");
+        assert!(
+            second.is_none() || first.is_some(),
+            "saw key 5 but then not key 4, which was inserted before it"
+        );
+        grower.join().unwrap();
+        assert_eq!(map.len(), 6);
+    });
+}
+
 /// Two threads insert new keys into the full table at once, so both find it full and start,
 /// help (one chunk each) and finish the same grow: both new keys and all moved keys survive.
 #[test]

@@ -60,6 +60,13 @@
 //!   raise it. So they make no call: a call would make every operation save and restore
 //!   registers, and the shorter an operation, the more of the next ones' cache misses the CPU
 //!   starts while it waits (docs/scaling.md).
+//! * A batch of lookups (`find_each`) protects the root once per group of keys and runs every
+//!   short lookup of the group in that table, which may stop being the root meanwhile. That is
+//!   safe for the same reason a lookup that stalls after loading the root is: the guard keeps
+//!   the table allocated, and before the root moves past a table its resize has sealed every
+//!   `EMPTY` slot and forwarded every value (`MOVED`, `DROPPED`), so the short lookup in it
+//!   either answers as the root did when it was one, or falls back to the full search from
+//!   the current root.
 //!
 //! # Linearization points
 //! * `get`: the load of the value word (a value, or `ABSENT`), or the load of `EMPTY` that ends
@@ -112,7 +119,7 @@ use chain::Chain;
 use migrate::{Migrator, Start};
 use pending::PendingKey;
 use policy::out_of_memory;
-use probe::Probe;
+use probe::{Geometry, Probe};
 use table::{Slot, Table};
 use word::{Codec, ABSENT, DROPPED, EMPTY, MOVED, SEALED};
 
@@ -327,7 +334,23 @@ where
         Q: Equivalent<K> + ?Sized,
     {
         let table = self.chain.try_root(guard)?;
-        for slot in Probe::new(table, hash) {
+        Self::find_short_in(guard, Geometry::of(table), hash, query)
+    }
+
+    /// [`find_short`](Self::find_short) in the table of `geometry`, one the caller protected:
+    /// the root when it was loaded. An older root answers as the root did then, or sends the
+    /// lookup on (a resize seals or moves every slot before the root moves past it).
+    #[inline(always)]
+    fn find_short_in<'g, Q>(
+        guard: &'g Guard<'_>,
+        geometry: Geometry<'g>,
+        hash: u64,
+        query: &Q,
+    ) -> Option<Option<Shared<'g, V>>>
+    where
+        Q: Equivalent<K> + ?Sized,
+    {
+        for slot in Probe::in_geometry(geometry, hash) {
             let word = slot.key.load(Ordering::Acquire);
             match shared::inline::<K>(guard, word) {
                 Some(key) if key.matches(hash, query) => {}
@@ -454,7 +477,10 @@ where
 
     /// Looks up every query of a batch, calling `found` with each query's index and value. The
     /// home slots of up to [`BATCH`] queries are prefetched before the first is looked up, so
-    /// their cache misses overlap instead of following one another (group prefetching).
+    /// their cache misses overlap instead of following one another (group prefetching). The
+    /// group's lookups share one load of the root and of its geometry, which spares each of
+    /// them a dependent load of the root, a reservation check and three header loads
+    /// (docs/scaling.md, "Batched lookups in one table").
     #[inline]
     pub(in crate::atomic_map) fn find_each<'g, Q>(
         &self,
@@ -466,12 +492,22 @@ where
     {
         let mut hashes = [0u64; BATCH];
         for (group, queries) in queries.chunks(BATCH).enumerate() {
+            let table = self.chain.root(guard);
             for (hash, query) in hashes.iter_mut().zip(queries) {
                 *hash = self.hash(*query);
+                table.prefetch(*hash as usize);
             }
-            self.prefetch_homes(guard, hashes[..queries.len()].iter().copied());
+            let geometry = Geometry::of(table);
             for (index, (hash, query)) in hashes.iter().zip(queries).enumerate() {
-                found(group * BATCH + index, self.find(guard, *hash, *query));
+                let value = if Codec::<K>::may_inline() {
+                    match Self::find_short_in(guard, geometry, *hash, *query) {
+                        Some(found) => found.map(Shared::get_inline),
+                        None => self.find_long(guard, *hash, *query).map(Shared::get),
+                    }
+                } else {
+                    self.find(guard, *hash, *query)
+                };
+                found(group * BATCH + index, value);
             }
         }
     }

@@ -17,12 +17,37 @@ pub(super) struct Probe<'t> {
     steps: usize,
 }
 
+/// A table's geometry (slot array, mask), read from its header once for many probes: a batch
+/// of lookups in one table copies it before the first, so that no lookup reads the header
+/// again after the slot loads of the one before.
+#[derive(Clone, Copy)]
+pub(super) struct Geometry<'t> {
+    slots: &'t [Slot],
+    mask: usize,
+}
+
+impl<'t> Geometry<'t> {
+    #[inline]
+    pub(super) fn of(table: &'t Table) -> Self {
+        Geometry {
+            slots: &table.slots,
+            mask: table.mask,
+        }
+    }
+}
+
 impl<'t> Probe<'t> {
     #[inline]
     pub(super) fn new(table: &'t Table, hash: u64) -> Self {
+        Probe::in_geometry(Geometry::of(table), hash)
+    }
+
+    /// The probe of `hash` in the table whose geometry this is.
+    #[inline]
+    pub(super) fn in_geometry(geometry: Geometry<'t>, hash: u64) -> Self {
         Probe {
-            slots: &table.slots,
-            mask: table.mask,
+            slots: geometry.slots,
+            mask: geometry.mask,
             index: hash as usize,
             steps: 0,
         }
