@@ -55,9 +55,9 @@
 //!   its own.
 //! * A lookup has a short form too (`find_short`): the same answers as `search` for inline keys
 //!   with inline or absent values, and none otherwise (a boxed key or value, a `SEALED` slot, a
-//!   value moved on), when the full search runs. It and the short writes take the root only if
-//!   the guard's reservation already covers it (`Chain::try_root`), and fall back rather than
-//!   raise it. So they make no call: a call would make every operation save and restore
+//!   value moved on), when the full search runs. A `get` and the short writes take the root
+//!   only if the guard's reservation already covers it (`Chain::try_root`), and fall back
+//!   rather than raise it. So they make no call: a call would make every operation save and restore
 //!   registers, and the shorter an operation, the more of the next ones' cache misses the CPU
 //!   starts while it waits (docs/scaling.md).
 //! * A batch of lookups (`find_each`) protects the root once per group of keys and runs every
@@ -307,50 +307,57 @@ where
     where
         Q: Equivalent<K> + ?Sized,
     {
+        // Without raising the reservation: `try_root` makes no call.
+        self.find_from(
+            guard,
+            || self.chain.try_root(guard).map(Geometry::of),
+            hash,
+            query,
+        )
+    }
+
+    /// [`find`](Self::find) whose short lookup runs in the table `short_table` gives the
+    /// geometry of, if it gives one; the full search, from the current root, otherwise.
+    #[inline(always)]
+    fn find_from<'g, Q>(
+        &self,
+        guard: &'g Guard<'_>,
+        short_table: impl FnOnce() -> Option<Geometry<'g>>,
+        hash: u64,
+        query: &Q,
+    ) -> Option<ValueRef<'g, V>>
+    where
+        Q: Equivalent<K> + ?Sized,
+    {
         if !Codec::<K>::may_inline() {
             return self.find_in_chain(guard, hash, query).map(Shared::get);
         }
-        match self.find_short(guard, hash, query) {
+        let short = short_table().and_then(|table| Self::find_short(guard, table, hash, query));
+        match short {
             Some(found) => found.map(Shared::get_inline),
             None => self.find_long(guard, hash, query).map(Shared::get),
         }
     }
 
     /// [`find`](Self::find) for the common case of a map with inline keys, in code that makes
-    /// no call, so that a lookup saves and restores no registers: the root table with the
-    /// reservation already covering it, inline keys up to the query's or an `EMPTY` slot, then
-    /// an inline or absent value. The same answers as [`search`](Self::search) where it
-    /// answers; `None` where `search` would need more (a raised reservation, a boxed key or
-    /// value, a `SEALED` slot or a value moved on, a probe of the whole table). A value it
-    /// returns is inline.
-    #[inline(always)]
-    fn find_short<'g, Q>(
-        &self,
-        guard: &'g Guard<'_>,
-        hash: u64,
-        query: &Q,
-    ) -> Option<Option<Shared<'g, V>>>
-    where
-        Q: Equivalent<K> + ?Sized,
-    {
-        let table = self.chain.try_root(guard)?;
-        Self::find_short_in(guard, Geometry::of(table), hash, query)
-    }
-
-    /// [`find_short`](Self::find_short) in the table of `geometry`, one the caller protected:
+    /// no call, so that a lookup saves and restores no registers: inline keys up to the
+    /// query's or an `EMPTY` slot, then an inline or absent value. The same answers as
+    /// [`search`](Self::search) where it answers; `None` where `search` would need more (a
+    /// boxed key or value, a `SEALED` slot or a value moved on, a probe of the whole table). A
+    /// value it returns is inline. `table` is the geometry of a table the caller protected:
     /// the root when it was loaded. An older root answers as the root did then, or sends the
     /// lookup on (a resize seals or moves every slot before the root moves past it).
     #[inline(always)]
-    fn find_short_in<'g, Q>(
+    fn find_short<'g, Q>(
         guard: &'g Guard<'_>,
-        geometry: Geometry<'g>,
+        table: Geometry<'g>,
         hash: u64,
         query: &Q,
     ) -> Option<Option<Shared<'g, V>>>
     where
         Q: Equivalent<K> + ?Sized,
     {
-        for slot in Probe::in_geometry(geometry, hash) {
+        for slot in Probe::in_geometry(table, hash) {
             let word = slot.key.load(Ordering::Acquire);
             match shared::inline::<K>(guard, word) {
                 Some(key) if key.matches(hash, query) => {}
@@ -499,14 +506,7 @@ where
             }
             let geometry = Geometry::of(table);
             for (index, (hash, query)) in hashes.iter().zip(queries).enumerate() {
-                let value = if Codec::<K>::may_inline() {
-                    match Self::find_short_in(guard, geometry, *hash, *query) {
-                        Some(found) => found.map(Shared::get_inline),
-                        None => self.find_long(guard, *hash, *query).map(Shared::get),
-                    }
-                } else {
-                    self.find(guard, *hash, *query)
-                };
+                let value = self.find_from(guard, || Some(geometry), *hash, *query);
                 found(group * BATCH + index, value);
             }
         }
@@ -625,7 +625,7 @@ where
         boxed_keys: BoxedKeys,
         mut is_wanted: impl FnMut(Shared<'g, K>) -> bool,
     ) -> Result<&'g Slot, RootMiss<'g>> {
-        // Without raising the reservation, as in `find_short`: no call on the short path.
+        // Without raising the reservation, as in `find`: no call on the short path.
         let Some(table) = self.chain.try_root(guard) else {
             return Err(RootMiss::Elsewhere);
         };
