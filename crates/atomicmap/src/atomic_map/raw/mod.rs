@@ -345,8 +345,9 @@ where
     /// [`search`](Self::search) where it answers; `None` where `search` would need more (a
     /// boxed key or value, a `SEALED` slot or a value moved on, a probe of the whole table). A
     /// value it returns is inline. `table` is the geometry of a table the caller protected:
-    /// the root when it was loaded. An older root answers as the root did then, or sends the
-    /// lookup on (a resize seals or moves every slot before the root moves past it).
+    /// the root when it was loaded. In a table that is no longer the root it still answers
+    /// only with what the map held at the instant of its loads, or sends the lookup on: a
+    /// resize seals or forwards every slot before the root moves past the table.
     #[inline(always)]
     fn find_short<'g, Q>(
         guard: &'g Guard<'_>,
