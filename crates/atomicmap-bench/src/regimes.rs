@@ -10,7 +10,7 @@ use crate::maps::MapId;
 use crate::record::Record;
 use crate::suite::{available_cores, run_pass, Pass};
 use crate::table::{ns, ns_per_op, render, HARNESS};
-use crate::workload::{Workload, BATCHED, EXCHANGE, MIXED, RAPID_GROW, READ_HEAVY};
+use crate::workload::{Lookups, Workload, BATCHED, EXCHANGE, MIXED, RAPID_GROW, READ_HEAVY};
 
 /// How many benchmark threads a regime runs.
 #[derive(Clone, Copy, Debug)]
@@ -36,7 +36,7 @@ struct Regime {
 impl Regime {
     /// Timed operations per map in the cell of `workload`.
     fn ops(&self, workload: &Workload) -> usize {
-        if workload.name == BATCHED.name {
+        if matches!(workload.lookups, Lookups::Batched(_)) {
             OPS_PER_BATCHED_CELL
         } else {
             self.ops

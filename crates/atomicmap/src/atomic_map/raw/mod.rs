@@ -57,16 +57,16 @@
 //!   with inline or absent values, and none otherwise (a boxed key or value, a `SEALED` slot, a
 //!   value moved on), when the full search runs. A `get` and the short writes take the root
 //!   only if the guard's reservation already covers it (`Chain::try_root`), and fall back
-//!   rather than raise it. So they make no call: a call would make every operation save and restore
-//!   registers, and the shorter an operation, the more of the next ones' cache misses the CPU
-//!   starts while it waits (docs/scaling.md).
+//!   rather than raise it. So they make no call: a call would make every operation save and
+//!   restore registers, and the shorter an operation, the more of the next ones' cache misses
+//!   the CPU starts while it waits (docs/scaling.md).
 //! * A batch of lookups (`find_each`) protects the root once per group of keys and runs every
 //!   short lookup of the group in that table, which may stop being the root meanwhile. That is
 //!   safe for the same reason a lookup that stalls after loading the root is: the guard keeps
 //!   the table allocated, and before the root moves past a table its resize has sealed every
 //!   `EMPTY` slot and forwarded every value (`MOVED`, `DROPPED`), so the short lookup in it
-//!   either answers as the root did when it was one, or falls back to the full search from
-//!   the current root.
+//!   answers only with what the map held at the instant of its loads, or falls back to the
+//!   full search from the current root.
 //!
 //! # Linearization points
 //! * `get`: the load of the value word (a value, or `ABSENT`), or the load of `EMPTY` that ends
@@ -477,10 +477,21 @@ where
         guard: &Guard<'_>,
         hashes: impl IntoIterator<Item = u64>,
     ) {
+        self.prefetch_homes_in_root(guard, hashes);
+    }
+
+    /// [`prefetch_homes`](Self::prefetch_homes), returning the table it prefetched from.
+    #[inline]
+    fn prefetch_homes_in_root<'g>(
+        &self,
+        guard: &'g Guard<'_>,
+        hashes: impl IntoIterator<Item = u64>,
+    ) -> &'g Table {
         let table = self.chain.root(guard);
         for hash in hashes {
             table.prefetch(hash as usize);
         }
+        table
     }
 
     /// Looks up every query of a batch, calling `found` with each query's index and value. The
@@ -500,12 +511,11 @@ where
     {
         let mut hashes = [0u64; BATCH];
         for (group, queries) in queries.chunks(BATCH).enumerate() {
-            let table = self.chain.root(guard);
-            for (hash, query) in hashes.iter_mut().zip(queries) {
+            let hashed = hashes.iter_mut().zip(queries).map(|(hash, query)| {
                 *hash = self.hash(*query);
-                table.prefetch(*hash as usize);
-            }
-            let geometry = Geometry::of(table);
+                *hash
+            });
+            let geometry = Geometry::of(self.prefetch_homes_in_root(guard, hashed));
             for (index, (hash, query)) in hashes.iter().zip(queries).enumerate() {
                 let value = self.find_from(guard, || Some(geometry), *hash, *query);
                 found(group * BATCH + index, value);
