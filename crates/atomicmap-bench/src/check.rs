@@ -224,6 +224,7 @@ mod tests {
             MapId::Floor,
             MapId::GrowingFloor,
             MapId::GrowingFloorPlainCopy,
+            MapId::StopTheWorld,
         ];
         for &id in MapId::ALL.iter().chain(&floors) {
             id.visit::<u64, Hasher, _>(CheckVisitor(&hasher()))

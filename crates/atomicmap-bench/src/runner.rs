@@ -433,10 +433,12 @@ pub fn run<K: BenchKey, S: BenchHasher, A: MapAdapter<K, S>>(plan: &Plan<'_, K, 
                         }
                     }
                     latency.reset();
+                    // Idle while main reads the counters, so holding no pin (as after the
+                    // prefill).
+                    let mut parked = A::PRIVATE.then_some(w);
                     barrier.wait(); // warm-up done
                     barrier.wait(); // main has read the counters: go
                     let mut ran = 0;
-                    let mut parked = Some(w);
                     let per_step = timed.len().div_ceil(steps).max(1);
                     for step in 0..steps {
                         let from = (step * per_step).min(timed.len());

@@ -194,13 +194,18 @@ fn run_workload<K: BenchKey, S: BenchHasher>(
     let mut cannot_capture = Vec::new();
     // Each map's record, and whether it is timed (it passed its check and can run here).
     let mut entries: Vec<(MapId, Record, bool)> = Vec::new();
+    let grows = w.prefill == Prefill::Empty && !w.presized;
     let bounds: &[MapId] = match w.measure {
-        Measure::Throughput if s.threads == 1 && w.prefill == Prefill::Empty && !w.presized => &[
+        Measure::Throughput if grows && s.threads == 1 => &[
             MapId::Floor,
             MapId::GrowingFloor,
             MapId::GrowingFloorPlainCopy,
             MapId::Harness,
         ],
+        // A grow that stops the world would wait for a preempted thread's whole time slice.
+        Measure::Throughput if grows && s.threads <= available_cores() => {
+            &[MapId::Floor, MapId::StopTheWorld, MapId::Harness]
+        }
         Measure::Throughput => &[MapId::Floor, MapId::Harness],
         _ => &[],
     };

@@ -257,8 +257,8 @@ fn harness_footer(records: &[Record]) -> String {
     )
 }
 
-/// The lines under a throughput table that say what the floor rows are and how close
-/// `AtomicMap` comes to each; a line needs both records.
+/// The lines under a throughput table that say what the floor and reference rows are and how
+/// close `AtomicMap` comes to each; a line needs both records.
 fn floor_footer(records: &[Record]) -> String {
     let mops = |name| ok_record(records, name).and_then(|r| r.mops);
     let Some(ours) = mops(MapId::AtomicMap.name()) else {
@@ -280,6 +280,13 @@ fn floor_footer(records: &[Record]) -> String {
         (
             MapId::GrowingFloorPlainCopy,
             "the growing floor with a plain copy, as a table one writer at a time owns may make",
+        ),
+        (
+            MapId::StopTheWorld,
+            "not a map and not a bound: one table of AtomicMap's slots shared by every thread, \
+             doubling at 5/8 full into successors mapped before the timer; a grow stops every \
+             thread, and they copy in parallel with plain loads and one CAS per carried key: \
+             the simplest resize a shared table can make, against AtomicMap's lock-free one",
         ),
     ];
     floors

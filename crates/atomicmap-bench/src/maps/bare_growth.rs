@@ -1,8 +1,9 @@
 //! A bare table of `AtomicMap`'s 16-byte slots that grows by doubling, for the `growing floor`
-//! rows and the `growth_floor` example (which includes this file by path). It depends on
-//! nothing else in the crate. The `floor` row keeps its own fixed array (`floor.rs`): built on
-//! this table's [`Table`], its batched and read-heavy rows ran 4-5% slower against `AtomicMap`
-//! in alternating runs, so it stays as it was measured.
+//! rows and the `growth_floor` example (which includes this file by path), and for the
+//! `stop-the-world growth` row (`stop_the_world.rs`). It depends on nothing else in the crate.
+//! The `floor` row takes its slots from here ([`mapped_slots`]) but keeps its own probes
+//! (`floor.rs`): built on this file's [`Table`], its batched and read-heavy rows ran 4-5%
+//! slower against `AtomicMap` in alternating runs, so they stay as they were measured.
 //!
 //! A key is given as its word: its hash, never `EMPTY` or `SEALED` (see [`key_word`]). Reads
 //! are Acquire loads; a write claims a new key's word with a CAS and sets the value word with
@@ -47,32 +48,25 @@ pub fn key_word(hash: u64) -> u64 {
 }
 
 /// One slot: key word then value word, aligned so a slot never straddles two cache lines.
-#[derive(Default)]
 #[repr(align(16))]
-struct Slot {
-    key: AtomicU64,
-    value: AtomicU64,
+pub struct Slot {
+    pub key: AtomicU64,
+    pub value: AtomicU64,
 }
 
 /// A power-of-two array of slots, probed linearly from `word & mask`. Any number of threads
 /// may use one: every operation is Acquire loads and CASes.
-struct Table(Box<[Slot]>);
+pub struct Table(Box<[Slot]>);
 
 impl Table {
-    /// A table of `capacity` (a power of two) slots. The array comes zeroed and unmapped from
-    /// the OS; each page is written once now, as `AtomicMap` does for a table it is about to
-    /// fill, so that no timed operation maps a page in.
-    fn new(capacity: usize) -> Table {
-        let slots: Box<[Slot]> = (0..capacity).map(|_| Slot::default()).collect();
-        for slot in slots.iter().step_by(PAGE / size_of::<Slot>()) {
-            slot.key.store(EMPTY, Ordering::Relaxed);
-        }
-        Table(slots)
+    /// A table of `capacity` (a power of two) slots, from [`mapped_slots`].
+    pub fn new(capacity: usize) -> Table {
+        Table(mapped_slots(capacity))
     }
 
     /// The value of the key `word`.
     #[inline]
-    fn get(&self, word: u64) -> Option<u64> {
+    pub fn get(&self, word: u64) -> Option<u64> {
         match self.find(word)?.value.load(Ordering::Acquire) {
             EMPTY => None,
             value => Some(value >> 1),
@@ -81,7 +75,7 @@ impl Table {
 
     /// Sets the value of the key `word` (63 bits are kept); true if it claimed a new slot.
     #[inline]
-    fn set(&self, word: u64, value: u64) -> bool {
+    pub fn set(&self, word: u64, value: u64) -> bool {
         let (slot, claimed) = self.claim(word);
         let mut current = slot.value.load(Ordering::Acquire);
         while let Err(now) = slot.value.compare_exchange_weak(
@@ -97,18 +91,18 @@ impl Table {
 
     /// Removes the key `word` (its slot stays claimed); false if it had no value.
     #[inline]
-    fn remove(&self, word: u64) -> bool {
+    pub fn remove(&self, word: u64) -> bool {
         self.change(word, |_| EMPTY)
     }
 
     /// Adds one to the value of the key `word`; false if it has none.
     #[inline]
-    fn update(&self, word: u64) -> bool {
+    pub fn update(&self, word: u64) -> bool {
         self.change(word, |value| value.wrapping_add(2))
     }
 
     /// Keys with a value.
-    fn live_keys(&self) -> usize {
+    pub fn live_keys(&self) -> usize {
         self.0
             .iter()
             .filter(|slot| {
@@ -159,7 +153,7 @@ impl Table {
     /// The slot of `word`, claimed with a CAS if the probe meets `EMPTY` first, and whether it
     /// was claimed now.
     #[inline]
-    fn claim(&self, word: u64) -> (&Slot, bool) {
+    pub fn claim(&self, word: u64) -> (&Slot, bool) {
         let mask = self.0.len() - 1;
         let mut index = word as usize;
         for _ in 0..self.0.len() {
@@ -182,6 +176,11 @@ impl Table {
         panic!("bare table: more keys than slots")
     }
 
+    /// The slots, in index order.
+    pub fn slots(&self) -> &[Slot] {
+        &self.0
+    }
+
     /// The first `EMPTY` slot of `word`'s probe, taken with a plain store.
     fn place(&self, word: u64) -> &Slot {
         let mask = self.0.len() - 1;
@@ -196,9 +195,57 @@ impl Table {
         }
     }
 
-    fn is_crowded(&self, claimed: usize) -> bool {
+    /// Whether `claimed` slots crowd the table enough that it must grow.
+    pub fn is_crowded(&self, claimed: usize) -> bool {
         claimed * GROW_DENOMINATOR > self.0.len() * GROW_NUMERATOR
     }
+}
+
+/// `capacity` empty slots, backed by huge pages where the kernel has them, as `AtomicMap`'s
+/// tables are: with 4 KiB pages nearly every lookup in a large table also misses the TLB, and
+/// a bound that paid for that would not bound `AtomicMap`. The array comes zeroed and unmapped
+/// from the OS; each page is written once now, as `AtomicMap` does for a table it is about to
+/// fill, so that no timed operation maps a page in.
+pub fn mapped_slots(capacity: usize) -> Box<[Slot]> {
+    let capacity = capacity.max(1);
+    let layout = std::alloc::Layout::array::<Slot>(capacity).expect("a slot array");
+    // SAFETY: the layout's size is not zero (at least one 16-byte slot).
+    let memory = unsafe { std::alloc::alloc_zeroed(layout) };
+    if memory.is_null() {
+        std::alloc::handle_alloc_error(layout);
+    }
+    advise_huge_pages(memory, layout.size());
+    // SAFETY: `memory` holds `capacity` slots laid out as an array, every byte zero, and
+    // all-zero bytes are valid `AtomicU64`s; the block comes from the global allocator with
+    // the layout `Box` frees it with.
+    let slots: Box<[Slot]> = unsafe {
+        Box::from_raw(std::ptr::slice_from_raw_parts_mut(
+            memory.cast::<Slot>(),
+            capacity,
+        ))
+    };
+    for slot in slots.iter().step_by(PAGE / size_of::<Slot>()) {
+        slot.key.store(EMPTY, Ordering::Relaxed);
+    }
+    slots
+}
+
+/// Asks the kernel to back the 2 MiB-aligned part of `[start, start + len)` with huge pages,
+/// as `AtomicMap` does for its tables. Only a hint: where it fails nothing changes.
+fn advise_huge_pages(start: *mut u8, len: usize) {
+    const HUGE_PAGE: usize = 2 << 20;
+    let first = (start as usize).next_multiple_of(HUGE_PAGE);
+    let end = (start as usize + len) / HUGE_PAGE * HUGE_PAGE;
+    #[cfg(target_os = "linux")]
+    if end > first {
+        // SAFETY: the range lies inside an allocation the caller owns; MADV_HUGEPAGE changes
+        // only how the kernel backs it, never its contents or validity.
+        unsafe {
+            libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_HUGEPAGE);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (first, end);
 }
 
 /// Copies one slot with a lock-free copy's locked instructions; true if it carried a key.
@@ -245,6 +292,17 @@ fn final_capacity(keys: usize) -> usize {
         .max(FIRST_CAPACITY)
 }
 
+/// `AtomicMap`'s smallest table and each of its doublings up to the one that holds `keys`,
+/// made (and mapped) now.
+pub fn ladder(keys: usize) -> Vec<Table> {
+    let last = final_capacity(keys);
+    std::iter::successors(Some(FIRST_CAPACITY), |&capacity| {
+        (capacity < last).then_some(capacity * 2)
+    })
+    .map(Table::new)
+    .collect()
+}
+
 /// The table and its successors, made up front.
 pub struct BareMap {
     tables: Vec<Table>,
@@ -259,14 +317,8 @@ impl BareMap {
     /// up to the table that holds `keys` (a map given more keys makes the next ones as it
     /// grows).
     pub fn growing(keys: usize, migration: Migration) -> BareMap {
-        let last = final_capacity(keys);
-        let tables = std::iter::successors(Some(FIRST_CAPACITY), |&capacity| {
-            (capacity < last).then_some(capacity * 2)
-        })
-        .map(Table::new)
-        .collect();
         BareMap {
-            tables,
+            tables: ladder(keys),
             current: 0,
             claimed: 0,
             migration,
@@ -293,7 +345,7 @@ impl BareMap {
         }
         let (old, new) = (&self.tables[self.current], &self.tables[self.current + 1]);
         let carried = old
-            .0
+            .slots()
             .iter()
             .filter(|slot| match self.migration {
                 Migration::Locked => copy_locked(slot, new),

@@ -8,11 +8,14 @@
 //! key as a tombstone. What `AtomicMap` does on top of that is left out: no pin (so nothing is
 //! ever reclaimed), no resize (the array is sized once for the whole key space, as `AtomicMap`'s
 //! table is after growing to it), no codec (the key word is the key's hash, the value word is
-//! `value << 1 | 1`), no full-table handling. So it is not a map a user could have, and no
+//! `value << 1 | 1`), no full-table handling. Its array is on huge pages where the kernel
+//! gives them, as `AtomicMap`'s tables are. So it is not a map a user could have, and no
 //! implementation of the design can beat it: its row is the proof of which targets the
 //! hardware allows.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
+
+use super::bare_growth::{mapped_slots, Slot};
 
 use crate::adapter::{MapAdapter, Worker};
 use crate::hasher::BenchHasher;
@@ -21,22 +24,12 @@ use crate::keys::BenchKey;
 /// A key word or value word that holds nothing.
 const EMPTY: u64 = 0;
 
-/// Bytes of a base page of memory.
-const PAGE: usize = 4096;
-
 /// Key space assumed when the run does not say (the correctness check builds maps that way).
 const DEFAULT_KEY_SPACE: usize = 4096;
 
 /// Lookups of a batch whose home slots are prefetched together: the group size `AtomicMap`'s
 /// batched lookup uses.
 const PREFETCH_GROUP: usize = 32;
-
-/// One slot: key word then value word, aligned so a slot never straddles two cache lines.
-#[repr(align(16))]
-struct Slot {
-    key: AtomicU64,
-    value: AtomicU64,
-}
 
 /// The shared array of slots.
 pub struct FloorAdapter<S> {
@@ -53,19 +46,10 @@ impl<S: BenchHasher> FloorAdapter<S> {
     /// slots; a million: 2^21).
     fn with_key_space(key_space: usize, hasher: S) -> Self {
         let capacity = (key_space.max(1).saturating_mul(4) / 3 + 1).next_power_of_two();
-        let slots = (0..capacity)
-            .map(|_| Slot {
-                key: AtomicU64::new(EMPTY),
-                value: AtomicU64::new(EMPTY),
-            })
-            .collect::<Box<[Slot]>>();
-        // The array comes zeroed and unmapped from the OS; write each page once now, as
-        // `AtomicMap` does for a table it is about to fill, so that no timed operation maps a
-        // page in (see `Table::prefault` in the atomicmap crate).
-        for slot in slots.iter().step_by(PAGE / std::mem::size_of::<Slot>()) {
-            slot.key.store(EMPTY, Ordering::Relaxed);
+        FloorAdapter {
+            slots: mapped_slots(capacity),
+            hasher,
         }
-        FloorAdapter { slots, hasher }
     }
 
     /// The key's word: its hash, never `EMPTY`.

@@ -11,6 +11,7 @@ pub mod harness;
 pub mod limit;
 pub mod locked;
 pub mod peers;
+pub mod stop_the_world;
 
 use crate::adapter::{CapturingAdapter, MapAdapter};
 use crate::hasher::BenchHasher;
@@ -55,6 +56,11 @@ pub enum MapId {
     /// not a map: [`MapId::GrowingFloor`] with a plain copy, as a table that one writer at a
     /// time owns may make; run and shown with it.
     GrowingFloorPlainCopy,
+    /// not a map, and not a bound: one slot table of that design, shared by every thread, that
+    /// grows by stopping them all and copying in parallel, to set `AtomicMap`'s lock-free resize
+    /// against; run with more than one thread and at most one per core, in throughput
+    /// workloads that start empty, and shown in the footer.
+    StopTheWorld,
 }
 
 impl MapId {
@@ -91,6 +97,7 @@ impl MapId {
             MapId::Floor => "floor",
             MapId::GrowingFloor => "growing floor",
             MapId::GrowingFloorPlainCopy => "growing floor, plain copy",
+            MapId::StopTheWorld => "stop-the-world growth",
         }
     }
 
@@ -122,6 +129,7 @@ impl MapId {
             MapId::GrowingFloorPlainCopy => {
                 visitor.visit::<growing_floor::GrowingFloorAdapter<S, false>>()
             }
+            MapId::StopTheWorld => visitor.visit::<stop_the_world::StopTheWorldAdapter<S>>(),
         }
     }
 }
