@@ -316,3 +316,57 @@ impl<K: BenchKey, S: BenchHasher> Worker<K> for StopTheWorldWorker<'_, S> {
         self.map.tables[self.map.state.load(Ordering::Acquire) >> 1].live_keys()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Hasher = foldhash::fast::FixedState;
+
+    const THREADS: u64 = 4;
+    const KEYS_PER_THREAD: u64 = 10_000;
+
+    /// Runs of a thread's race with the others' grows differ from one round to the next.
+    const ROUNDS: usize = 20;
+
+    /// More threads than this machine's cores grow the table from its smallest size through
+    /// many grows, leaving and registering again in the middle of them (as the runner's
+    /// threads do at its barriers): no key may be lost, and no grow may wait for good.
+    #[test]
+    fn threads_that_grow_the_table_together_keep_every_key() {
+        for _ in 0..ROUNDS {
+            grow_together_and_check();
+        }
+    }
+
+    fn grow_together_and_check() {
+        let keys = THREADS * KEYS_PER_THREAD;
+        let map = StopTheWorldAdapter::with_key_space(keys as usize, Hasher::default());
+        std::thread::scope(|s| {
+            for t in 0..THREADS {
+                let map = &map;
+                s.spawn(move || {
+                    let mut w = MapAdapter::<u64, Hasher>::worker(map);
+                    for i in t * KEYS_PER_THREAD..(t + 1) * KEYS_PER_THREAD {
+                        if i % 2_500 == 0 {
+                            drop(w);
+                            w = MapAdapter::<u64, Hasher>::worker(map);
+                        }
+                        w.insert(i, i);
+                    }
+                });
+            }
+        });
+        let mut w = MapAdapter::<u64, Hasher>::worker(&map);
+        assert_eq!(Worker::<u64>::len(&w), keys as usize);
+        for i in 0..keys {
+            assert_eq!(w.get(&i), Some(i), "key {i}");
+        }
+        let grows = map.state.load(Ordering::Acquire) >> 1;
+        assert_eq!(
+            map.tables[grows].slots().len(),
+            map.tables.last().unwrap().slots().len(),
+            "the table did not grow to the size that holds every key"
+        );
+    }
+}
