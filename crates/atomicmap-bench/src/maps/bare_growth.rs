@@ -23,7 +23,7 @@ const GROW_NUMERATOR: usize = 5;
 const GROW_DENOMINATOR: usize = 8;
 const PAGE: usize = 4096;
 /// A free key word, or the value word of a removed key.
-const EMPTY: u64 = 0;
+pub const EMPTY: u64 = 0;
 /// The key word of an empty slot a copy has passed.
 const SEALED: u64 = u64::MAX;
 /// The value word of a key a copy has carried to the successor, or of a tombstone it passed.

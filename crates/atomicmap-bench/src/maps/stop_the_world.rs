@@ -40,7 +40,7 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use super::bare_growth::{key_word, ladder, Slot, Table};
+use super::bare_growth::{key_word, ladder, Slot, Table, EMPTY};
 use crate::adapter::{MapAdapter, Worker};
 use crate::hasher::BenchHasher;
 use crate::keys::BenchKey;
@@ -192,7 +192,7 @@ impl<S> StopTheWorldAdapter<S> {
 fn carry(slot: &Slot, new: &Table) -> bool {
     let word = slot.key.load(Ordering::Relaxed);
     let value = slot.value.load(Ordering::Relaxed);
-    if word == 0 || value == 0 {
+    if word == EMPTY || value == EMPTY {
         return false;
     }
     new.claim(word).0.value.store(value, Ordering::Relaxed);
@@ -329,9 +329,10 @@ mod tests {
     /// Runs of a thread's race with the others' grows differ from one round to the next.
     const ROUNDS: usize = 20;
 
-    /// More threads than this machine's cores grow the table from its smallest size through
-    /// many grows, leaving and registering again in the middle of them (as the runner's
-    /// threads do at its barriers): no key may be lost, and no grow may wait for good.
+    /// Four threads (more than this machine's cores) grow the table from its smallest size
+    /// through many grows, leaving and registering again in the middle of them (as the
+    /// runner's threads do at its barriers): no key may be lost, and no grow may wait for
+    /// good.
     #[test]
     fn threads_that_grow_the_table_together_keep_every_key() {
         for _ in 0..ROUNDS {
