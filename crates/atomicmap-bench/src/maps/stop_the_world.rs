@@ -13,7 +13,7 @@
 //! It is not a bound: its threads wait for each other at every grow, first for the operation
 //! in flight, then for the last chunk, and no operation runs while a table is copied, where
 //! `AtomicMap`'s writers go on in the old table while the successor is allocated and copied. In
-//! the runs of 2 Dec 2026 `AtomicMap` ran at 0.78-1.14x its speed (docs/scaling.md). It runs
+//! six runs on 2 Dec 2026 `AtomicMap` ran at 0.78-1.14x its speed (docs/scaling.md). It runs
 //! only with more than one thread and at most one per core: a preempted thread would hold
 //! every grow for its whole time slice.
 //!
