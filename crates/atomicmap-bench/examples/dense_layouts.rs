@@ -2,16 +2,21 @@
 //! in `docs/dense-table.md`. Run with `cargo run --release -p atomicmap-bench --example
 //! dense_layouts`.
 //!
-//! Three layouts of 16-byte atomic slots, each filled with 1M keys at 0.48, 0.70 and 0.875
+//! Four layouts of 16-byte atomic slots, each filled with 1M keys at 0.48, 0.70 and 0.875
 //! full, one thread:
 //! * **linear**: `AtomicMap`'s probe, from a slot home to the first `EMPTY`;
+//! * **lines**: slots in 64-byte lines of four, a probe walking whole lines from a line home,
+//!   the four keys compared together, a miss ending at the first line with a free slot;
 //! * **tag bytes**: one `AtomicU8` tag per slot, set with a plain store, read a byte at a time;
 //! * **tag words**: eight tags per `AtomicU64`, set with `fetch_or`, read two words per group.
 //!
 //! With tags, a probe walks groups of 16 slots and a miss ends at the first group with a free
-//! tag. Every layout takes its home by multiply-shift, so that only the layout differs. No
-//! resize, reclamation or pin: these are floors for each layout, not maps.
+//! tag. Every layout takes its home by multiply-shift, so that only the layout differs, and
+//! its arrays from huge pages, as `AtomicMap`'s tables are. The rounds go over every layout
+//! and load in turn. No resize, reclamation or pin: these are floors for each layout, not maps.
 
+#[path = "../src/maps/huge_pages.rs"]
+mod huge_pages;
 mod support;
 
 use std::hash::BuildHasher;
@@ -26,7 +31,6 @@ const GROUP: usize = 16;
 const LOW_BYTES: u64 = 0x0101_0101_0101_0101;
 const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
 
-#[derive(Default)]
 struct Slot {
     key: AtomicU64,
     value: AtomicU64,
@@ -57,12 +61,22 @@ fn tag_of(hash: u64) -> u8 {
     (hash as u8 & 0x7f) | 0x80
 }
 
-fn slots(len: usize) -> Vec<Slot> {
-    (0..len).map(|_| Slot::default()).collect()
+/// `len` zeroed values on huge pages, as `AtomicMap`'s tables are.
+fn zeroed<T: Zeroable>(len: usize) -> Box<[T]> {
+    // SAFETY: `Zeroable` is implemented only for types of atomic integers, for which all-zero
+    // bytes are valid (a free slot, an unset tag).
+    unsafe { huge_pages::zeroed_array(len) }
 }
 
+/// Types whose all-zero bytes are a valid value.
+trait Zeroable {}
+impl Zeroable for Slot {}
+impl Zeroable for Line {}
+impl Zeroable for AtomicU8 {}
+impl Zeroable for AtomicU64 {}
+
 struct Linear {
-    slots: Vec<Slot>,
+    slots: Box<[Slot]>,
 }
 
 impl Layout for Linear {
@@ -122,7 +136,7 @@ trait Tags {
 
 /// Slots in groups of [`GROUP`], with a tag per slot kept by `T`.
 struct Tagged<T> {
-    slots: Vec<Slot>,
+    slots: Box<[Slot]>,
     tags: T,
 }
 
@@ -137,7 +151,7 @@ fn ones(mut bits: u32) -> impl Iterator<Item = usize> {
     })
 }
 
-struct TagBytes(Vec<AtomicU8>);
+struct TagBytes(Box<[AtomicU8]>);
 
 impl Tags for TagBytes {
     #[inline(always)]
@@ -156,7 +170,7 @@ impl Tags for TagBytes {
     }
 }
 
-struct TagWords(Vec<AtomicU64>);
+struct TagWords(Box<[AtomicU64]>);
 
 impl Tags for TagWords {
     #[inline(always)]
@@ -182,6 +196,81 @@ impl Tags for TagWords {
 /// Gathers the high bit of each byte into one bit per byte, byte 0 lowest.
 fn high_bits_to_mask(high_bits: u64) -> u8 {
     ((high_bits >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u8
+}
+
+/// Slots in 64-byte lines of four, a probe walking whole lines from a line home: the four keys
+/// of a line are compared together, and a miss ends at the first line with a free slot.
+struct Lines {
+    lines: Box<[Line]>,
+}
+
+#[repr(align(64))]
+struct Line([Slot; 4]);
+
+/// Which of a line's four keys equal `key`, and which are free: one bit per slot.
+#[inline(always)]
+fn scan_line(line: &Line, key: u64) -> Scan {
+    let mut scan = Scan::default();
+    for (bit, slot) in line.0.iter().enumerate() {
+        let present = slot.key.load(Ordering::Acquire);
+        scan.matches |= u32::from(present == key) << bit;
+        scan.free |= u32::from(present == 0) << bit;
+    }
+    scan
+}
+
+impl Layout for Lines {
+    #[inline(never)]
+    fn insert(&self, hash: u64, key: u64, value: u64) {
+        let count = self.lines.len();
+        let mut index = home(hash, count);
+        loop {
+            let line = &self.lines[index];
+            let Scan { matches, mut free } = scan_line(line, key);
+            if matches != 0 {
+                return;
+            }
+            while free != 0 {
+                let slot = &line.0[free.trailing_zeros() as usize];
+                match slot
+                    .key
+                    .compare_exchange(0, key, Ordering::AcqRel, Ordering::Acquire)
+                {
+                    Ok(_) => {
+                        let _ = slot.value.compare_exchange(
+                            0,
+                            value,
+                            Ordering::AcqRel,
+                            Ordering::Acquire,
+                        );
+                        return;
+                    }
+                    Err(present) if present == key => return,
+                    Err(_) => free &= free - 1,
+                }
+            }
+            index = next(index, count);
+        }
+    }
+
+    #[inline(never)]
+    fn get(&self, hash: u64, key: u64) -> u64 {
+        let count = self.lines.len();
+        let mut index = home(hash, count);
+        loop {
+            let line = &self.lines[index];
+            let Scan { matches, free } = scan_line(line, key);
+            if matches != 0 {
+                return line.0[matches.trailing_zeros() as usize]
+                    .value
+                    .load(Ordering::Acquire);
+            }
+            if free != 0 {
+                return 0;
+            }
+            index = next(index, count);
+        }
+    }
 }
 
 impl<T: Tags> Layout for Tagged<T> {
@@ -247,15 +336,18 @@ impl<T: Tags> Layout for Tagged<T> {
 fn build(layout: &str, capacity: usize) -> Box<dyn Layout> {
     match layout {
         "linear" => Box::new(Linear {
-            slots: slots(capacity),
+            slots: zeroed(capacity),
+        }),
+        "lines" => Box::new(Lines {
+            lines: zeroed(capacity / 4),
         }),
         "tag bytes" => Box::new(Tagged {
-            slots: slots(capacity),
-            tags: TagBytes((0..capacity).map(|_| AtomicU8::new(0)).collect()),
+            slots: zeroed(capacity),
+            tags: TagBytes(zeroed(capacity)),
         }),
         _ => Box::new(Tagged {
-            slots: slots(capacity),
-            tags: TagWords((0..capacity / 8).map(|_| AtomicU64::new(0)).collect()),
+            slots: zeroed(capacity),
+            tags: TagWords(zeroed(capacity / 8)),
         }),
     }
 }
@@ -285,32 +377,40 @@ fn main() {
         (1_430_016, "0.70"),
         (1_142_864, "0.875"),
     ];
-    let layouts = ["linear", "tag bytes", "tag words"];
+    let layouts = ["linear", "lines", "tag bytes", "tag words"];
+    let cells: Vec<(usize, &str, &str)> = capacities
+        .iter()
+        .flat_map(|&(capacity, full)| layouts.map(|layout| (capacity, full, layout)))
+        .collect();
     println!(
         "{KEYS} u64 keys, one thread, foldhash (fixed seed), median of {ROUNDS} rounds; \
          ns per operation"
     );
-    for (capacity, full) in capacities {
-        for layout in layouts {
-            let (mut inserts, mut hit_times, mut miss_times) = (vec![], vec![], vec![]);
-            for _ in 0..ROUNDS {
-                let table = build(layout, capacity);
-                let started = Instant::now();
-                for &key in &keys {
-                    table.insert(hasher.hash_one(key), key, key);
-                }
-                inserts.push(nanos_per(started, keys.len()));
-                let (hit_time, found) = time_gets(&*table, &hasher, &hits);
-                assert_ne!(found, 0, "the hits found no value");
-                hit_times.push(hit_time);
-                miss_times.push(time_gets(&*table, &hasher, &misses).0);
+    // Rounds go over every cell in turn, so that a slow stretch of the machine hits every
+    // layout alike rather than one layout's five runs.
+    let mut times = vec![(vec![], vec![], vec![]); cells.len()];
+    for _ in 0..ROUNDS {
+        for (&(capacity, _, layout), (inserts, hit_times, miss_times)) in
+            cells.iter().zip(&mut times)
+        {
+            let table = build(layout, capacity);
+            let started = Instant::now();
+            for &key in &keys {
+                table.insert(hasher.hash_one(key), key, key);
             }
-            println!(
-                "{layout:9}  {full:>5} full: insert {:6.1}, hit {:6.1}, miss {:6.1}",
-                median(inserts),
-                median(hit_times),
-                median(miss_times)
-            );
+            inserts.push(nanos_per(started, keys.len()));
+            let (hit_time, found) = time_gets(&*table, &hasher, &hits);
+            assert_ne!(found, 0, "the hits found no value");
+            hit_times.push(hit_time);
+            miss_times.push(time_gets(&*table, &hasher, &misses).0);
         }
+    }
+    for ((_, full, layout), (inserts, hit_times, miss_times)) in cells.into_iter().zip(times) {
+        println!(
+            "{layout:9}  {full:>5} full: insert {:6.1}, hit {:6.1}, miss {:6.1}",
+            median(inserts),
+            median(hit_times),
+            median(miss_times)
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! A bare table of `AtomicMap`'s 16-byte slots that grows by doubling, for the `growing floor`
 //! rows and the `growth_floor` example (which includes this file by path), and for the
-//! `stop-the-world growth` row (`stop_the_world.rs`). It depends on nothing else in the crate.
+//! `stop-the-world growth` row (`stop_the_world.rs`). It depends on nothing else in the crate
+//! but `huge_pages.rs`, which it includes by path.
 //! The `floor` row takes its slots from here ([`mapped_slots`]) but keeps its own probes
 //! (`floor.rs`): built on this file's [`Table`], its batched and read-heavy rows ran 4-5%
 //! slower against `AtomicMap` in alternating runs, so they stay as they were measured.
@@ -16,12 +17,15 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+// By path, so that the examples that include this file find it too.
+#[path = "huge_pages.rs"]
+mod huge_pages;
+
 /// `AtomicMap`'s smallest table.
 const FIRST_CAPACITY: usize = 16;
 /// A table grows when more than this share of its slots is claimed.
 const GROW_NUMERATOR: usize = 5;
 const GROW_DENOMINATOR: usize = 8;
-const PAGE: usize = 4096;
 /// A free key word, or the value word of a removed key.
 pub const EMPTY: u64 = 0;
 /// The key word of an empty slot a copy has passed.
@@ -201,51 +205,11 @@ impl Table {
     }
 }
 
-/// `capacity` empty slots, backed by huge pages where the kernel has them, as `AtomicMap`'s
-/// tables are: with 4 KiB pages nearly every lookup in a large table also misses the TLB, and
-/// a bound that paid for that would not bound `AtomicMap`. The array comes zeroed and unmapped
-/// from the OS; each page is written once now, as `AtomicMap` does for a table it is about to
-/// fill, so that no timed operation maps a page in.
+/// `capacity` empty slots on huge pages, mapped in (see [`huge_pages::zeroed_array`]).
 pub fn mapped_slots(capacity: usize) -> Box<[Slot]> {
-    let capacity = capacity.max(1);
-    let layout = std::alloc::Layout::array::<Slot>(capacity).expect("a slot array");
-    // SAFETY: the layout's size is not zero (at least one 16-byte slot).
-    let memory = unsafe { std::alloc::alloc_zeroed(layout) };
-    if memory.is_null() {
-        std::alloc::handle_alloc_error(layout);
-    }
-    advise_huge_pages(memory, layout.size());
-    // SAFETY: `memory` holds `capacity` slots laid out as an array, every byte zero, and
-    // all-zero bytes are valid `AtomicU64`s; the block comes from the global allocator with
-    // the layout `Box` frees it with.
-    let slots: Box<[Slot]> = unsafe {
-        Box::from_raw(std::ptr::slice_from_raw_parts_mut(
-            memory.cast::<Slot>(),
-            capacity,
-        ))
-    };
-    for slot in slots.iter().step_by(PAGE / size_of::<Slot>()) {
-        slot.key.store(EMPTY, Ordering::Relaxed);
-    }
-    slots
-}
-
-/// Asks the kernel to back the 2 MiB-aligned part of `[start, start + len)` with huge pages,
-/// as `AtomicMap` does for its tables. Only a hint: where it fails nothing changes.
-fn advise_huge_pages(start: *mut u8, len: usize) {
-    const HUGE_PAGE: usize = 2 << 20;
-    let first = (start as usize).next_multiple_of(HUGE_PAGE);
-    let end = (start as usize + len) / HUGE_PAGE * HUGE_PAGE;
-    #[cfg(target_os = "linux")]
-    if end > first {
-        // SAFETY: the range lies inside an allocation the caller owns; MADV_HUGEPAGE changes
-        // only how the kernel backs it, never its contents or validity.
-        unsafe {
-            libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_HUGEPAGE);
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = (first, end);
+    // SAFETY: all-zero bytes are a valid `Slot` (two `AtomicU64`s), and a zero key word is
+    // `EMPTY`: every slot is free.
+    unsafe { huge_pages::zeroed_array(capacity) }
 }
 
 /// Copies one slot with a lock-free copy's locked instructions; true if it carried a key.
