@@ -41,6 +41,26 @@ trait Layout {
     fn get(&self, hash: u64, key: u64) -> u64;
 }
 
+/// Claims the free `slot` for `key` with a CAS, then runs `claimed` (a tag layout sets the
+/// slot's tag there, before the value makes the entry visible) and sets the value. Whether
+/// `key` now has a slot: claimed here or by another writer of the same key, or `false` when
+/// another key took this one.
+fn claim(slot: &Slot, key: u64, value: u64, claimed: impl FnOnce()) -> bool {
+    match slot
+        .key
+        .compare_exchange(0, key, Ordering::AcqRel, Ordering::Acquire)
+    {
+        Ok(_) => {
+            claimed();
+            let _ = slot
+                .value
+                .compare_exchange(0, value, Ordering::AcqRel, Ordering::Acquire);
+            true
+        }
+        Err(present) => present == key,
+    }
+}
+
 /// Index in `0..len` from the hash's high bits, without a power-of-two mask.
 fn home(hash: u64, len: usize) -> usize {
     ((u128::from(hash) * len as u128) >> 64) as usize
@@ -87,21 +107,7 @@ impl Layout for Linear {
             let slot = &self.slots[index];
             match slot.key.load(Ordering::Acquire) {
                 present if present == key => return,
-                0 => {
-                    if slot
-                        .key
-                        .compare_exchange(0, key, Ordering::AcqRel, Ordering::Acquire)
-                        .is_ok()
-                    {
-                        let _ = slot.value.compare_exchange(
-                            0,
-                            value,
-                            Ordering::AcqRel,
-                            Ordering::Acquire,
-                        );
-                        return;
-                    }
-                }
+                0 if claim(slot, key, value, || ()) => return,
                 _ => index = next(index, self.slots.len()),
             }
         }
@@ -231,23 +237,10 @@ impl Layout for Lines {
                 return;
             }
             while free != 0 {
-                let slot = &line.0[free.trailing_zeros() as usize];
-                match slot
-                    .key
-                    .compare_exchange(0, key, Ordering::AcqRel, Ordering::Acquire)
-                {
-                    Ok(_) => {
-                        let _ = slot.value.compare_exchange(
-                            0,
-                            value,
-                            Ordering::AcqRel,
-                            Ordering::Acquire,
-                        );
-                        return;
-                    }
-                    Err(present) if present == key => return,
-                    Err(_) => free &= free - 1,
+                if claim(&line.0[free.trailing_zeros() as usize], key, value, || ()) {
+                    return;
                 }
+                free &= free - 1;
             }
             index = next(index, count);
         }
@@ -289,23 +282,10 @@ impl<T: Tags> Layout for Tagged<T> {
             }
             while free != 0 {
                 let index = group * GROUP + free.trailing_zeros() as usize;
-                match slots[index]
-                    .key
-                    .compare_exchange(0, key, Ordering::AcqRel, Ordering::Acquire)
-                {
-                    Ok(_) => {
-                        self.tags.set(index, tag);
-                        let _ = slots[index].value.compare_exchange(
-                            0,
-                            value,
-                            Ordering::AcqRel,
-                            Ordering::Acquire,
-                        );
-                        return;
-                    }
-                    Err(present) if present == key => return,
-                    Err(_) => free &= free - 1,
+                if claim(&slots[index], key, value, || self.tags.set(index, tag)) {
+                    return;
                 }
+                free &= free - 1;
             }
             group = next(group, groups);
         }
