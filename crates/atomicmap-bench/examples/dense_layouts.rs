@@ -83,8 +83,8 @@ fn tag_of(hash: u64) -> u8 {
 
 /// `len` zeroed values on huge pages, as `AtomicMap`'s tables are.
 fn zeroed<T: Zeroable>(len: usize) -> Box<[T]> {
-    // SAFETY: `Zeroable` is implemented only for types of atomic integers, for which all-zero
-    // bytes are valid (a free slot, an unset tag).
+    // SAFETY: `Zeroable` is implemented only for atomic integers and structs of them, for
+    // which all-zero bytes are valid (a free slot, an unset tag).
     unsafe { huge_pages::zeroed_array(len) }
 }
 
@@ -367,7 +367,7 @@ fn main() {
          ns per operation"
     );
     // Rounds go over every cell in turn, so that a slow stretch of the machine hits every
-    // layout alike rather than one layout's five runs.
+    // layout alike rather than all the rounds of one.
     let mut times = vec![(vec![], vec![], vec![]); cells.len()];
     for _ in 0..ROUNDS {
         for (&(capacity, _, layout), (inserts, hit_times, miss_times)) in
